@@ -1,0 +1,1 @@
+"""Bytewax dataflows of RTTM, run with ``python -m bytewax.run dataflows.<name>``."""

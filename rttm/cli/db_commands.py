@@ -1,0 +1,82 @@
+"""``rttm db``: migrations and partition maintenance of the PostgreSQL schema."""
+
+from __future__ import annotations
+
+import argparse
+
+from rttm import config
+from rttm.cli import Subcommands, say
+from rttm.db import partitions
+from rttm.db.connect import connect, describe
+from rttm.db.migrate import applied_versions, migrate, migrations
+
+
+def register(commands: Subcommands) -> None:
+    """Add ``rttm db migrate|status|partitions|prune``."""
+    db = commands.add_parser("db", help="the PostgreSQL schema")
+    actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("migrate", help="apply pending migrations (safe to repeat)").set_defaults(
+        run=_migrate
+    )
+    actions.add_parser("status", help="applied and pending migrations").set_defaults(run=_status)
+    parts = actions.add_parser(
+        "partitions", help="create trade-event day partitions ahead, then list them"
+    )
+    parts.add_argument("--ahead", type=int, default=partitions.DEFAULT_DAYS_AHEAD,
+                       help="days after today to prepare (default %(default)s)")
+    parts.add_argument("--behind", type=int, default=partitions.DEFAULT_DAYS_BEHIND,
+                       help="days before today to prepare (default %(default)s)")
+    parts.set_defaults(run=_partitions)
+    prune = actions.add_parser("prune", help="drop trade-event day partitions past retention")
+    prune.add_argument("--keep-days", type=int, required=True,
+                       help="keep this many days before today (and everything after)")
+    prune.add_argument("--dry-run", action="store_true", help="only show what would be dropped")
+    prune.set_defaults(run=_prune)
+
+
+def migrate_and_report(url: str) -> None:
+    """Apply pending migrations to ``url``, prepare partitions, and say what happened."""
+    with connect(url, autocommit=True) as conn:
+        applied = migrate(conn)
+        created = partitions.ensure_ahead(conn)
+    where = describe(url)
+    if applied:
+        say(f"migrated {where}: applied {', '.join(m.path.name for m in applied)}")
+    else:
+        say(f"schema of {where} is up to date")
+    if created:
+        say(f"created trade-event partitions for {created[0]} .. {created[-1]}")
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    migrate_and_report(config.database_url())
+    return 0
+
+
+def _status(_args: argparse.Namespace) -> int:
+    with connect(config.database_url(), autocommit=True) as conn:
+        applied = applied_versions(conn)
+    for migration in migrations():
+        state = "applied" if migration.version in applied else "pending"
+        print(f"{migration.version:04d}  {migration.name:<32} {state}")
+    return 0
+
+
+def _partitions(args: argparse.Namespace) -> int:
+    with connect(config.database_url(), autocommit=True) as conn:
+        created = partitions.ensure_ahead(conn, args.ahead, args.behind)
+        listed = partitions.list_partitions(conn)
+    say(f"created {len(created)} partition(s)")
+    for part in listed:
+        print(f"{part.name}  {part.day}  ~{part.estimated_rows} rows")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    with connect(config.database_url(), autocommit=True) as conn:
+        dropped = partitions.drop_older_than(conn, args.keep_days, dry_run=args.dry_run)
+    verb = "would drop" if args.dry_run else "dropped"
+    for part in dropped:
+        print(f"{verb} {part.name}")
+    say(f"{verb} {len(dropped)} partition(s) older than {args.keep_days} day(s)")
+    return 0

@@ -1,0 +1,42 @@
+"""The ``rttm`` command: one entry point, one subcommand module per area."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rttm import __version__
+from rttm.cli import db_commands, schema_commands, stack_commands, topic_commands
+from rttm.errors import RttmError
+
+#: Exit status of a failure the user can act on; argparse uses 2 for usage errors.
+EXIT_ERROR = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="rttm",
+        description="Real-time trade monitoring: watch every trade through your Kafka pipeline.",
+        epilog="Servers come from RTTM_KAFKA_BROKERS and RTTM_DATABASE_URL, "
+        "else from the local stack started by `rttm up`.",
+    )
+    parser.add_argument("--version", action="version", version=f"rttm {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (stack_commands, db_commands, topic_commands, schema_commands):
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``rttm`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except RttmError as exc:
+        print(f"rttm: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return status

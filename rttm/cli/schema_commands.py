@@ -1,0 +1,24 @@
+"""``rttm schema``: JSON Schema export of the message contracts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rttm import schema_export
+from rttm.cli import Subcommands
+
+
+def register(commands: Subcommands) -> None:
+    """Add ``rttm schema export DIR``."""
+    schema = commands.add_parser("schema", help="message contracts as JSON Schema")
+    actions = schema.add_subparsers(dest="action", metavar="ACTION", required=True)
+    export = actions.add_parser("export", help="write one JSON Schema file per topic into DIR")
+    export.add_argument("directory", type=Path, metavar="DIR")
+    export.set_defaults(run=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    for path in schema_export.export(args.directory):
+        print(path)
+    return 0

@@ -1,0 +1,71 @@
+"""``rttm topics``: create and list the ``rttm.*`` topics."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from rttm import kafka_topics
+from rttm.cli import Subcommands, say
+from rttm.config import KafkaSettings
+from rttm.registry import TOPICS
+
+
+def register(commands: Subcommands) -> None:
+    """Add ``rttm topics create`` and ``rttm topics list``."""
+    topics = commands.add_parser("topics", help="the rttm.* Kafka topics")
+    actions = topics.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="create missing topics (idempotent), then list")
+    add_topic_options(create)
+    create.set_defaults(run=_create)
+    listing = actions.add_parser("list", help="show partitions and end offsets")
+    listing.set_defaults(run=_list)
+
+
+def add_topic_options(parser: argparse.ArgumentParser) -> None:
+    """Options of topic creation, shared with ``rttm up``."""
+    parser.add_argument(
+        "--partitions", type=int, default=kafka_topics.DEFAULT_PARTITIONS,
+        help="partitions of each new topic (default %(default)s)",
+    )
+    parser.add_argument(
+        "--retention-days", type=float, default=kafka_topics.DEFAULT_RETENTION_DAYS,
+        help="retention.ms of each new topic, in days (default %(default)s)",
+    )
+    parser.add_argument(
+        "--replication", type=int, default=kafka_topics.DEFAULT_REPLICATION,
+        help="replication factor of each new topic (default %(default)s)",
+    )
+
+
+def create_and_report(
+    settings: KafkaSettings, args: argparse.Namespace, out: Callable[[str], None] = print
+) -> None:
+    """Create missing topics as ``args`` say and show what exists through ``out``."""
+    created = kafka_topics.create_topics(
+        settings, args.partitions, args.retention_days, args.replication
+    )
+    say(f"topics created: {', '.join(created) if created else 'none (all exist)'}")
+    print_topics(settings, out)
+
+
+def print_topics(settings: KafkaSettings, out: Callable[[str], None] = print) -> None:
+    """A table of the registry's topics as they exist on the broker."""
+    infos = kafka_topics.describe_topics(settings)
+    out(f"{'TOPIC':<22} {'PARTITIONS':>10} {'MESSAGES':>10}  END OFFSETS")
+    for info in infos:
+        offsets = ",".join(str(o) for o in info.end_offsets)
+        out(f"{info.name:<22} {info.partitions:>10} {info.messages:>10}  {offsets}")
+    missing = sorted({spec.name for spec in TOPICS} - {info.name for info in infos})
+    if missing:
+        say(f"missing topics: {', '.join(missing)} (run `rttm topics create`)")
+
+
+def _create(args: argparse.Namespace) -> int:
+    create_and_report(KafkaSettings.from_env(), args)
+    return 0
+
+
+def _list(_args: argparse.Namespace) -> int:
+    print_topics(KafkaSettings.from_env())
+    return 0

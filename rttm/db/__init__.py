@@ -1,0 +1,1 @@
+"""PostgreSQL side of RTTM: connections, migrations, partition maintenance."""

@@ -1,0 +1,37 @@
+"""Open PostgreSQL connections with errors that say where, without credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from rttm.errors import RttmError
+
+#: Seconds to wait for a server that does not answer: fail fast on a wrong address.
+CONNECT_TIMEOUT_S = 5
+
+
+def describe(url: str) -> str:
+    """``host:port/dbname`` of a libpq URL, with user and password left out."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(unparsable database url)"
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or '?'}"
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[Any, ...]]:
+    """Connect to ``url``; a failure raises :class:`RttmError` naming the server, not secrets."""
+    try:
+        return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=autocommit)
+    except psycopg.ProgrammingError:
+        # The parser's message may quote parts of the URL, password included: not shown.
+        msg = "invalid database url: expected postgresql://user@host:port/dbname"
+        raise RttmError(msg) from None
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        msg = f"cannot connect to postgres at {describe(url)}: {reason}"
+        raise RttmError(msg) from None

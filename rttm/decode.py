@@ -1,0 +1,117 @@
+"""Turn one raw Kafka message into a typed, dedupe-keyed event or a reject.
+
+Errors are data: :func:`decode_message` never raises for any key or value bytes; a message
+that breaks its contract comes back as a :class:`Rejected` whose reason names the topic,
+partition, offset and field, so the ingestion can store it instead of crashing.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from rttm.contracts import Message
+from rttm.registry import BY_NAME, TopicSpec
+
+
+class Accepted(msgspec.Struct, frozen=True, gc=False):
+    """A message that satisfied its contract.
+
+    Attributes:
+        spec: registry entry of the topic it came from.
+        event: the decoded contract Struct.
+        dedupe_key: the row's idempotency key (DESIGN §3), see :func:`dedupe_key`.
+        partition: Kafka partition of the ``rttm.*`` message.
+        offset: Kafka offset of the ``rttm.*`` message.
+    """
+
+    spec: TopicSpec
+    event: Message
+    dedupe_key: str
+    partition: int
+    offset: int
+
+
+class Rejected(msgspec.Struct, frozen=True, gc=False):
+    """A message that broke its contract, kept whole with the reason."""
+
+    topic: str
+    partition: int
+    offset: int
+    dedupe_key: str
+    key: bytes | None
+    value: bytes | None
+    reason: str
+
+
+Decoded = Accepted | Rejected
+
+
+def fallback_key(topic: str, partition: int, offset: int, timestamp_ms: int | None) -> str:
+    """Dedupe key of a message without ``event_id``: its Kafka coordinates and timestamp.
+
+    The timestamp tells a new message at a reused offset (topic recreated, memory broker
+    restarted) from a replay of the same message, which carries the same timestamp.
+    """
+    return f"k:{topic}/{partition}/{offset}/{'-' if timestamp_ms is None else timestamp_ms}"
+
+
+def dedupe_key(
+    event: Message, topic: str, partition: int, offset: int, timestamp_ms: int | None
+) -> str:
+    """The producer's ``event_id`` when given, else :func:`fallback_key`.
+
+    Prefixes keep the two spaces apart, so no ``event_id`` can collide with a fallback key.
+    """
+    if event.event_id is not None:
+        return "e:" + event.event_id
+    return fallback_key(topic, partition, offset, timestamp_ms)
+
+
+def decode_message(
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    partition: int,
+    offset: int,
+    timestamp_ms: int | None = None,
+) -> Decoded:
+    """Decode and validate one ``rttm.*`` message against its topic's contract.
+
+    Args:
+        topic: the Kafka topic the message was read from.
+        key: raw message key (kept for rejects; the key used downstream comes from the payload).
+        value: raw message value, UTF-8 JSON.
+        partition: Kafka partition.
+        offset: Kafka offset.
+        timestamp_ms: Kafka message timestamp in ms since the epoch, ``None`` if unavailable.
+
+    Returns:
+        :class:`Accepted` with the typed event, or :class:`Rejected` with the reason.
+    """
+    spec = BY_NAME.get(topic)
+    if spec is None:
+        detail = "unknown topic, not in the rttm topic registry"
+    elif not value:
+        detail = "empty value" if value == b"" else "null value (tombstone)"
+    else:
+        try:
+            event = spec.decoder.decode(value)
+        except msgspec.ValidationError as exc:
+            detail = str(exc)
+        except (msgspec.DecodeError, ValueError, RecursionError) as exc:
+            # ValueError covers UnicodeDecodeError: msgspec checks UTF-8 as it decodes.
+            detail = f"malformed JSON: {exc}"
+        else:
+            return Accepted(
+                spec, event, dedupe_key(event, topic, partition, offset, timestamp_ms),
+                partition, offset,
+            )
+    return Rejected(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        dedupe_key=fallback_key(topic, partition, offset, timestamp_ms),
+        key=key,
+        value=value,
+        reason=f"{topic}[{partition}]@{offset}: {detail}",
+    )

@@ -1,0 +1,113 @@
+"""Create and describe the ``rttm.*`` topics, as the registry lists them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+
+from rttm.config import KafkaSettings
+from rttm.errors import RttmError
+from rttm.registry import TOPICS
+
+DEFAULT_PARTITIONS = 6
+DEFAULT_RETENTION_DAYS = 3.0
+DEFAULT_REPLICATION = 1
+#: Seconds an admin request may take before the broker is declared unreachable.
+ADMIN_TIMEOUT_S = 10.0
+_MS_PER_DAY = 86_400_000
+
+# librdkafka logs every failed connection attempt; route it through logging, not stderr.
+_LOG = logging.getLogger("rttm.kafka")
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """A topic as the broker reports it: partition count and end offset per partition."""
+
+    name: str
+    partitions: int
+    end_offsets: tuple[int, ...]
+
+    @property
+    def messages(self) -> int:
+        """Sum of end offsets: messages ever written (before retention deletes any)."""
+        return sum(self.end_offsets)
+
+
+def _admin(settings: KafkaSettings) -> AdminClient:
+    return AdminClient(settings.client_config(logger=_LOG))  # type: ignore[arg-type]
+
+
+def _existing(admin: AdminClient, brokers: str) -> dict[str, int]:
+    """Topic name → partition count; raises a clear error if the broker does not answer."""
+    try:
+        metadata = admin.list_topics(timeout=ADMIN_TIMEOUT_S)
+    except KafkaException as exc:
+        msg = f"cannot reach kafka at {brokers} within {ADMIN_TIMEOUT_S:.0f} s: {exc.args[0]}"
+        raise RttmError(msg) from None
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+
+
+def create_topics(
+    settings: KafkaSettings,
+    partitions: int = DEFAULT_PARTITIONS,
+    retention_days: float = DEFAULT_RETENTION_DAYS,
+    replication: int = DEFAULT_REPLICATION,
+) -> list[str]:
+    """Create the registry's topics that do not exist yet; returns the names created.
+
+    Existing topics are left as they are (their partition count is shown by ``describe``).
+    """
+    if partitions < 1 or replication < 1 or retention_days <= 0:
+        msg = "partitions and replication must be >= 1 and retention must be > 0 days"
+        raise RttmError(msg)
+    admin = _admin(settings)
+    existing = _existing(admin, settings.brokers)
+    config = {"retention.ms": str(int(retention_days * _MS_PER_DAY)), "cleanup.policy": "delete"}
+    wanted = [
+        NewTopic(spec.name, num_partitions=partitions, replication_factor=replication, config=config)
+        for spec in TOPICS
+        if spec.name not in existing
+    ]
+    if not wanted:
+        return []
+    created: list[str] = []
+    for name, future in admin.create_topics(wanted, request_timeout=ADMIN_TIMEOUT_S).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue  # created meanwhile by a concurrent `rttm topics create`
+            msg = f"cannot create topic {name} on {settings.brokers}: {error.str()}"
+            raise RttmError(msg) from None
+        created.append(name)
+    return created
+
+
+def describe_topics(settings: KafkaSettings) -> list[TopicInfo]:
+    """The registry's topics that exist, with their end offsets (log-end / high watermark)."""
+    admin = _admin(settings)
+    existing = _existing(admin, settings.brokers)
+    present = [spec.name for spec in TOPICS if spec.name in existing]
+    request = {
+        TopicPartition(name, part): OffsetSpec.latest()
+        for name in present
+        for part in range(existing[name])
+    }
+    ends: dict[tuple[str, int], int] = {}
+    if request:
+        futures = admin.list_offsets(request, request_timeout=ADMIN_TIMEOUT_S)
+        for tp, future in futures.items():
+            try:
+                ends[(tp.topic, tp.partition)] = future.result().offset
+            except KafkaException as exc:
+                msg = f"cannot read end offset of {tp.topic}[{tp.partition}]: {exc.args[0].str()}"
+                raise RttmError(msg) from None
+    return [
+        TopicInfo(name, existing[name], tuple(ends[(name, p)] for p in range(existing[name])))
+        for name in present
+    ]

