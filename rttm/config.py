@@ -10,7 +10,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from rttm.errors import RttmError
 from rttm.stack import running_stack
@@ -36,15 +35,6 @@ def state_dir(env: Mapping[str, str] = os.environ) -> Path:
     return Path(base) / "rttm"
 
 
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe to print or log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _from_local_stack(env: Mapping[str, str], variable: str, what: str) -> str:
     """The address ``what`` of the running local stack, or a clear error naming ``variable``."""
     stack = running_stack(state_dir(env))
@@ -65,7 +55,7 @@ def kafka_brokers(env: Mapping[str, str] = os.environ) -> str:
 
 
 def database_url(env: Mapping[str, str] = os.environ) -> str:
-    """libpq URL: ``RTTM_DATABASE_URL``, else the running local stack's PostgreSQL."""
+    """Libpq URL: ``RTTM_DATABASE_URL``, else the running local stack's PostgreSQL."""
     if url := env.get(ENV_DATABASE_URL, "").strip():
         return url
     return _from_local_stack(env, ENV_DATABASE_URL, "database_url")

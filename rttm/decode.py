@@ -96,15 +96,21 @@ def decode_message(
     else:
         try:
             event = spec.decoder.decode(value)
+            # msgspec checks UTF-8 only in the fields it decodes, not in skipped unknown
+            # ones; JSON between systems must be UTF-8 throughout (RFC 8259 §8.1).
+            value.decode("utf-8")
         except msgspec.ValidationError as exc:
             detail = str(exc)
         except (msgspec.DecodeError, ValueError, RecursionError) as exc:
-            # ValueError covers UnicodeDecodeError: msgspec checks UTF-8 as it decodes.
+            # ValueError covers UnicodeDecodeError.
             detail = f"malformed JSON: {exc}"
         else:
             return Accepted(
-                spec, event, dedupe_key(event, topic, partition, offset, timestamp_ms),
-                partition, offset,
+                spec,
+                event,
+                dedupe_key(event, topic, partition, offset, timestamp_ms),
+                partition,
+                offset,
             )
     return Rejected(
         topic=topic,

@@ -6,7 +6,11 @@ import logging
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported, untyped
+    AdminClient,
+    NewTopic,
+    OffsetSpec,
+)
 
 from rttm.config import KafkaSettings
 from rttm.errors import RttmError
@@ -68,7 +72,9 @@ def create_topics(
     existing = _existing(admin, settings.brokers)
     config = {"retention.ms": str(int(retention_days * _MS_PER_DAY)), "cleanup.policy": "delete"}
     wanted = [
-        NewTopic(spec.name, num_partitions=partitions, replication_factor=replication, config=config)
+        NewTopic(
+            spec.name, num_partitions=partitions, replication_factor=replication, config=config
+        )
         for spec in TOPICS
         if spec.name not in existing
     ]
@@ -94,7 +100,7 @@ def describe_topics(settings: KafkaSettings) -> list[TopicInfo]:
     existing = _existing(admin, settings.brokers)
     present = [spec.name for spec in TOPICS if spec.name in existing]
     request = {
-        TopicPartition(name, part): OffsetSpec.latest()
+        TopicPartition(name, part): OffsetSpec.latest()  # type: ignore[no-untyped-call]
         for name in present
         for part in range(existing[name])
     }

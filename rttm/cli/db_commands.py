@@ -6,9 +6,9 @@ import argparse
 
 from rttm import config
 from rttm.cli import Subcommands, say
-from rttm.db import partitions
+from rttm.db import partitions, prepare
 from rttm.db.connect import connect, describe
-from rttm.db.migrate import applied_versions, migrate, migrations
+from rttm.db.migrate import applied_versions, migrations
 
 
 def register(commands: Subcommands) -> None:
@@ -22,14 +22,26 @@ def register(commands: Subcommands) -> None:
     parts = actions.add_parser(
         "partitions", help="create trade-event day partitions ahead, then list them"
     )
-    parts.add_argument("--ahead", type=int, default=partitions.DEFAULT_DAYS_AHEAD,
-                       help="days after today to prepare (default %(default)s)")
-    parts.add_argument("--behind", type=int, default=partitions.DEFAULT_DAYS_BEHIND,
-                       help="days before today to prepare (default %(default)s)")
+    parts.add_argument(
+        "--ahead",
+        type=int,
+        default=partitions.DEFAULT_DAYS_AHEAD,
+        help="days after today to prepare (default %(default)s)",
+    )
+    parts.add_argument(
+        "--behind",
+        type=int,
+        default=partitions.DEFAULT_DAYS_BEHIND,
+        help="days before today to prepare (default %(default)s)",
+    )
     parts.set_defaults(run=_partitions)
     prune = actions.add_parser("prune", help="drop trade-event day partitions past retention")
-    prune.add_argument("--keep-days", type=int, required=True,
-                       help="keep this many days before today (and everything after)")
+    prune.add_argument(
+        "--keep-days",
+        type=int,
+        required=True,
+        help="keep this many days before today (and everything after)",
+    )
     prune.add_argument("--dry-run", action="store_true", help="only show what would be dropped")
     prune.set_defaults(run=_prune)
 
@@ -37,8 +49,7 @@ def register(commands: Subcommands) -> None:
 def migrate_and_report(url: str) -> None:
     """Apply pending migrations to ``url``, prepare partitions, and say what happened."""
     with connect(url, autocommit=True) as conn:
-        applied = migrate(conn)
-        created = partitions.ensure_ahead(conn)
+        applied, created = prepare(conn)
     where = describe(url)
     if applied:
         say(f"migrated {where}: applied {', '.join(m.path.name for m in applied)}")

@@ -21,14 +21,25 @@ def register(commands: Subcommands) -> None:
         help="start (or reuse) the local broker and PostgreSQL, migrate, create topics",
         description="Start the Tansu broker and, unless RTTM_DATABASE_URL is set, a local "
         "PostgreSQL; data lives in RTTM_STATE_DIR (default ~/.local/state/rttm). Prints the "
-        "RTTM_* environment on stdout: eval \"$(rttm up)\".",
+        'RTTM_* environment on stdout: eval "$(rttm up)".',
     )
-    up.add_argument("--kafka-port", type=int, default=stack.DEFAULT_KAFKA_PORT,
-                    help="preferred broker port on 127.0.0.1 (default %(default)s)")
-    up.add_argument("--postgres-port", type=int, default=stack.DEFAULT_POSTGRES_PORT,
-                    help="preferred PostgreSQL port on 127.0.0.1 (default %(default)s)")
-    up.add_argument("--no-init", action="store_true",
-                    help="only start the servers: no migration, no topic creation")
+    up.add_argument(
+        "--kafka-port",
+        type=int,
+        default=stack.DEFAULT_KAFKA_PORT,
+        help="preferred broker port on 127.0.0.1 (default %(default)s)",
+    )
+    up.add_argument(
+        "--postgres-port",
+        type=int,
+        default=stack.DEFAULT_POSTGRES_PORT,
+        help="preferred PostgreSQL port on 127.0.0.1 (default %(default)s)",
+    )
+    up.add_argument(
+        "--no-init",
+        action="store_true",
+        help="only start the servers: no migration, no topic creation",
+    )
     add_topic_options(up)
     up.set_defaults(run=_up)
     down = commands.add_parser("down", help="stop the local stack (data is kept)")
@@ -62,8 +73,10 @@ def _up(args: argparse.Namespace) -> int:
         # Tables go to stderr here: stdout carries only the export lines, for eval.
         create_and_report(KafkaSettings(brokers=brokers, extra=config.kafka_config()), args, say)
     _print_env(running.env())
-    say("ready. Next: eval \"$(rttm env)\" in your shell, then `rttm topics list`; "
-        "`rttm down` stops the stack.")
+    say(
+        'ready. Next: eval "$(rttm env)" in your shell, then `rttm topics list`; '
+        "`rttm down` stops the stack."
+    )
     return 0
 
 

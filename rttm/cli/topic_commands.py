@@ -25,15 +25,21 @@ def register(commands: Subcommands) -> None:
 def add_topic_options(parser: argparse.ArgumentParser) -> None:
     """Options of topic creation, shared with ``rttm up``."""
     parser.add_argument(
-        "--partitions", type=int, default=kafka_topics.DEFAULT_PARTITIONS,
+        "--partitions",
+        type=int,
+        default=kafka_topics.DEFAULT_PARTITIONS,
         help="partitions of each new topic (default %(default)s)",
     )
     parser.add_argument(
-        "--retention-days", type=float, default=kafka_topics.DEFAULT_RETENTION_DAYS,
+        "--retention-days",
+        type=float,
+        default=kafka_topics.DEFAULT_RETENTION_DAYS,
         help="retention.ms of each new topic, in days (default %(default)s)",
     )
     parser.add_argument(
-        "--replication", type=int, default=kafka_topics.DEFAULT_REPLICATION,
+        "--replication",
+        type=int,
+        default=kafka_topics.DEFAULT_REPLICATION,
         help="replication factor of each new topic (default %(default)s)",
     )
 
@@ -56,7 +62,8 @@ def print_topics(settings: KafkaSettings, out: Callable[[str], None] = print) ->
     for info in infos:
         offsets = ",".join(str(o) for o in info.end_offsets)
         out(f"{info.name:<22} {info.partitions:>10} {info.messages:>10}  {offsets}")
-    missing = sorted({spec.name for spec in TOPICS} - {info.name for info in infos})
+    present = {info.name for info in infos}
+    missing = [spec.name for spec in TOPICS if spec.name not in present]
     if missing:
         say(f"missing topics: {', '.join(missing)} (run `rttm topics create`)")
 

@@ -1,1 +1,16 @@
 """PostgreSQL side of RTTM: connections, migrations, partition maintenance."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from rttm.db import partitions
+from rttm.db.migrate import Conn, Migration, migrate
+
+
+def prepare(conn: Conn) -> tuple[list[Migration], list[date]]:
+    """Bring a database to the current schema: pending migrations, then partitions ahead.
+
+    Returns the migrations applied and the days whose partitions were created.
+    """
+    return migrate(conn), partitions.ensure_ahead(conn)

@@ -16,6 +16,7 @@ MIGRATIONS_TABLE = "rttm_schema_migrations"
 #: Session advisory lock held while migrating: a second `rttm db migrate` waits, then
 #: finds everything applied. The number is arbitrary but fixed ("rttm" in ASCII).
 LOCK_ID = 0x7274_746D
+Conn = psycopg.Connection[tuple[Any, ...]]
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -62,7 +63,7 @@ def migrations(folder: Path | None = None) -> list[Migration]:
     return found
 
 
-def applied_versions(conn: psycopg.Connection[tuple[Any, ...]]) -> dict[int, str]:
+def applied_versions(conn: Conn) -> dict[int, str]:
     """Applied migration versions and their checksums (empty before the first migrate)."""
     if conn.execute("SELECT to_regclass(%s)", (MIGRATIONS_TABLE,)).fetchone() == (None,):
         return {}
@@ -70,9 +71,7 @@ def applied_versions(conn: psycopg.Connection[tuple[Any, ...]]) -> dict[int, str
     return {int(version): str(checksum) for version, checksum in rows}
 
 
-def migrate(
-    conn: psycopg.Connection[tuple[Any, ...]], folder: Path | None = None
-) -> list[Migration]:
+def migrate(conn: Conn, folder: Path | None = None) -> list[Migration]:
     """Apply every migration not applied yet, each in its own transaction.
 
     Args:
@@ -98,8 +97,10 @@ def migrate(
         for migration in pending:
             if migration.version in applied:
                 if applied[migration.version] != migration.checksum:
-                    msg = (f"migration {migration.path.name} was changed after it was applied;"
-                           " add a new migration instead")
+                    msg = (
+                        f"migration {migration.path.name} was changed after it was applied;"
+                        " add a new migration instead"
+                    )
                     raise RttmError(msg)
                 continue
             try:

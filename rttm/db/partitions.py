@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
-import psycopg
 from psycopg import sql
 
+from rttm.db.migrate import Conn
 from rttm.registry import spec_for
 
 TABLE = spec_for("rttm.trade.events").table
@@ -21,8 +20,6 @@ PREFIX = f"{TABLE}_p"
 #: Days of partitions kept ready beyond today, and before it (late or replayed events).
 DEFAULT_DAYS_AHEAD = 7
 DEFAULT_DAYS_BEHIND = 1
-
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
@@ -55,7 +52,9 @@ def ensure_ahead(
 ) -> list[date]:
     """Make sure partitions exist from ``days_behind`` before today to ``days_ahead`` after."""
     start = today()
-    return ensure_days(conn, (start + timedelta(days=n) for n in range(-days_behind, days_ahead + 1)))
+    return ensure_days(
+        conn, (start + timedelta(days=n) for n in range(-days_behind, days_ahead + 1))
+    )
 
 
 def list_partitions(conn: Conn) -> list[DayPartition]:

@@ -65,7 +65,10 @@ def _read_state(state_dir: Path) -> LocalStack | None:
 
 
 def _write_state(state_dir: Path, stack: LocalStack) -> None:
-    state = {"broker": stack.broker and asdict(stack.broker), "postgres": stack.postgres and asdict(stack.postgres)}
+    state = {
+        "broker": stack.broker and asdict(stack.broker),
+        "postgres": stack.postgres and asdict(stack.postgres),
+    }
     tmp = state_dir / (STATE_FILE + ".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n")
     tmp.replace(state_dir / STATE_FILE)
@@ -146,7 +149,8 @@ def down(state_dir: Path, say: Callable[[str], None] = lambda _line: None) -> bo
     # Only servers that still answer are signalled: after a reboot a recorded pid may
     # belong to an unrelated process.
     servers: list[tuple[str, BrokerProcess | PostgresProcess | None]] = [
-        ("postgres", stack.postgres), ("broker", stack.broker),
+        ("postgres", stack.postgres),
+        ("broker", stack.broker),
     ]
     for name, server in servers:
         if server is None:

@@ -49,7 +49,7 @@ class PostgresProcess:
     pgdata: str
 
     def url(self, database: str = DATABASE) -> str:
-        """libpq URL of ``database`` on this server (trust auth, no password)."""
+        """Libpq URL of ``database`` on this server (trust auth, no password)."""
         return f"postgresql://{SUPERUSER}@{LOCALHOST}:{self.port}/{database}"
 
     def is_up(self) -> bool:
@@ -83,11 +83,8 @@ def _server_user() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(SYSTEM_USER)
     except KeyError:
-        subprocess.run(  # noqa: S603 - fixed argv
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",  # noqa: S607
-             SYSTEM_USER],
-            check=True, capture_output=True,
-        )
+        useradd = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+        subprocess.run([*useradd, SYSTEM_USER], check=True, capture_output=True)  # noqa: S603
         return pwd.getpwnam(SYSTEM_USER)
 
 
@@ -117,9 +114,21 @@ def _init_data_dir(pgdata: Path, binaries: Path, user: pwd.struct_passwd | None)
     if user is not None:
         os.chown(pgdata, user.pw_uid, user.pw_gid)
     result = subprocess.run(  # noqa: S603 - argv list, no shell
-        [str(binaries / "initdb"), "-D", str(pgdata), "-U", SUPERUSER, "--auth=trust",
-         "--encoding=UTF8", "--locale=C", "--no-instructions"],
-        capture_output=True, text=True, check=False, **_run_as(user),  # type: ignore[call-overload]
+        [
+            str(binaries / "initdb"),
+            "-D",
+            str(pgdata),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-instructions",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        **_run_as(user),  # type: ignore[call-overload]
     )
     if result.returncode != 0:
         msg = f"initdb failed in {pgdata}: {result.stderr.strip().splitlines()[-1:]}"
@@ -161,7 +170,9 @@ def start_postgres(
             msg = f"postgres exited at start (code {process.returncode}): {log_tail(log_path)}"
             raise RttmError(msg)
         try:
-            with psycopg.connect(server.url("postgres"), connect_timeout=2, autocommit=True) as conn:
+            with psycopg.connect(
+                server.url("postgres"), connect_timeout=2, autocommit=True
+            ) as conn:
                 _create_database(conn)
             return server
         except psycopg.OperationalError as exc:

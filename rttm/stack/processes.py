@@ -27,9 +27,13 @@ def spawn_server(command: list[str], log_path: Path, **kwargs: object) -> subpro
     The server outlives this process (``rttm up`` returns while it keeps running).
     """
     with log_path.open("ab") as log:
-        process = subprocess.Popen(  # noqa: S603 - argv list, no shell
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, **kwargs,  # type: ignore[call-overload]
+        process: subprocess.Popen[bytes] = subprocess.Popen(  # noqa: S603 - argv list, no shell
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            **kwargs,  # type: ignore[call-overload]
         )
     _CHILDREN[process.pid] = process
     return process
@@ -78,9 +82,8 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 

@@ -1,0 +1,101 @@
+"""Session fixtures: a real Kafka-protocol broker and a real PostgreSQL, started here.
+
+The servers come from the same code as ``rttm up`` (``rttm.stack``). Set
+``RTTM_TEST_DATABASE_URL`` (a superuser URL) to test against an existing PostgreSQL instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from rttm.config import KafkaSettings
+from rttm.db import prepare
+from rttm.stack.broker import BrokerProcess, start_broker
+from rttm.stack.postgres import start_postgres
+from rttm.stack.processes import free_port
+
+#: Durability is not what these tests check; skipping fsync keeps DDL-heavy tests fast.
+TEST_POSTGRES_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser URL of a running PostgreSQL: ``RTTM_TEST_DATABASE_URL`` or one we start."""
+    if url := os.environ.get("RTTM_TEST_DATABASE_URL"):
+        yield url
+        return
+    server = start_postgres(
+        tmp_path_factory.mktemp("pg"), free_port(), settings=TEST_POSTGRES_SETTINGS
+    )
+    try:
+        yield server.url("postgres")
+    finally:
+        server.stop()
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    return psycopg.conninfo.make_conninfo(url, dbname=dbname)
+
+
+@pytest.fixture
+def fresh_db(postgres_admin_url: str) -> Iterator[str]:
+    """URL of a new, empty database, dropped after the test."""
+    name = f"rttm_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _with_dbname(postgres_admin_url, name)
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def migrated_db(fresh_db: str) -> str:
+    """URL of a new database as `rttm db migrate` leaves it."""
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        prepare(conn)
+    return fresh_db
+
+
+@pytest.fixture
+def db(migrated_db: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """An autocommit connection to a migrated database."""
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
+    """A fresh broker per test: memory storage starts with no topics, and starts in ms."""
+    process = start_broker(tmp_path / "broker", free_port())
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def kafka(broker: BrokerProcess) -> KafkaSettings:
+    """Client settings for the test's broker."""
+    return KafkaSettings(brokers=broker.bootstrap, extra={})
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any test was skipped: services are started here, never skipped."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
+        reporter.write_line(
+            "error: tests were skipped; this suite starts its services, never skips"
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,49 @@
+"""Configuration from the environment: defaults, the extra librdkafka file, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rttm import config
+from rttm.config import ConfigError, KafkaSettings
+
+
+def test_brokers_from_environment_are_normalised(tmp_path: Path) -> None:
+    env = {"RTTM_KAFKA_BROKERS": " a:9092, b:9093 ,", "RTTM_STATE_DIR": str(tmp_path)}
+    assert config.kafka_brokers(env) == "a:9092,b:9093"
+
+
+def test_database_url_from_environment_wins(tmp_path: Path) -> None:
+    env = {"RTTM_DATABASE_URL": "postgresql://x@db/rttm", "RTTM_STATE_DIR": str(tmp_path)}
+    assert config.database_url(env) == "postgresql://x@db/rttm"
+
+
+def test_state_dir_defaults_to_xdg_state_home(tmp_path: Path) -> None:
+    assert config.state_dir({"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "rttm"
+    assert config.state_dir({"RTTM_STATE_DIR": str(tmp_path / "s")}) == tmp_path / "s"
+
+
+def test_kafka_config_file_is_parsed_and_merged_last(tmp_path: Path) -> None:
+    path = tmp_path / "client.properties"
+    path.write_text("# TLS to the broker\nsecurity.protocol = SSL\n\nssl.ca.location=/ca.pem\n")
+    env = {"RTTM_KAFKA_BROKERS": "b:1", "RTTM_KAFKA_CONFIG": str(path)}
+    settings = KafkaSettings.from_env(env)
+    assert settings.extra == {"security.protocol": "SSL", "ssl.ca.location": "/ca.pem"}
+    assert settings.client_config(**{"client.id": "x"}) == {
+        "bootstrap.servers": "b:1",
+        "security.protocol": "SSL",
+        "ssl.ca.location": "/ca.pem",
+        "client.id": "x",
+    }
+
+
+def test_kafka_config_errors_name_file_and_line_not_values(tmp_path: Path) -> None:
+    path = tmp_path / "bad.properties"
+    path.write_text("sasl.password=hunter2\nthis line has no equals sign\n")
+    with pytest.raises(ConfigError, match=rf"{path}:2: expected key=value") as info:
+        config.kafka_config({"RTTM_KAFKA_CONFIG": str(path)})
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"cannot read .*missing\.properties"):
+        config.kafka_config({"RTTM_KAFKA_CONFIG": str(tmp_path / "missing.properties")})

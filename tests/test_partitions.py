@@ -1,0 +1,102 @@
+"""Day partitions of rttm_trade_events: created ahead, never failing, dropped past retention."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from rttm.cli.main import main
+from rttm.db import partitions
+
+pytestmark = pytest.mark.integration
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+INSERT = (
+    "INSERT INTO rttm_trade_events (trade_id, service_name, event_type, event_status,"
+    " event_time, dedupe_key, kafka_partition, kafka_offset)"
+    " VALUES (%s, 'svc', 'TRADE_CREATED', 'SUCCESS', %s, %s, 0, 0)"
+)
+
+
+def where(conn: Conn, dedupe_key: str) -> str:
+    row = conn.execute(
+        "SELECT tableoid::regclass::text FROM rttm_trade_events WHERE dedupe_key = %s",
+        (dedupe_key,),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_migrate_prepares_yesterday_to_a_week_ahead(db: Conn) -> None:
+    days = [p.day for p in partitions.list_partitions(db)]
+    today = partitions.today()
+    assert days == [today + timedelta(days=n) for n in range(-1, 8)]
+
+
+def test_event_lands_in_its_day_partition_at_utc_boundaries(db: Conn) -> None:
+    today = partitions.today()
+    midnight = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    db.execute(INSERT, ("T1", midnight, "k:a"))
+    db.execute(INSERT, ("T1", midnight - timedelta(microseconds=1), "k:b"))
+    assert where(db, "k:a") == f"rttm_trade_events_p{today:%Y%m%d}"
+    assert where(db, "k:b") == f"rttm_trade_events_p{today - timedelta(days=1):%Y%m%d}"
+
+
+def test_day_without_partition_never_fails_and_moves_when_created(db: Conn) -> None:
+    far = datetime(2031, 3, 4, 12, tzinfo=UTC)
+    db.execute(INSERT, ("T2", far, "k:far"))
+    db.execute(INSERT, ("T2", datetime(1999, 1, 1, tzinfo=UTC), "k:old"))
+    assert where(db, "k:far") == "rttm_trade_events_default"
+    assert partitions.ensure_days(db, [date(2031, 3, 4)]) == [date(2031, 3, 4)]
+    assert where(db, "k:far") == "rttm_trade_events_p20310304"
+    assert where(db, "k:old") == "rttm_trade_events_default"
+    assert partitions.ensure_days(db, [date(2031, 3, 4)]) == []
+    db.execute(INSERT + " ON CONFLICT DO NOTHING", ("T2", far, "k:far"))
+    assert db.execute("SELECT count(*) FROM rttm_trade_events").fetchone() == (2,)
+
+
+def test_new_partition_inherits_indexes_and_unique_key(db: Conn) -> None:
+    partitions.ensure_days(db, [date(2032, 1, 1)])
+    indexes = {
+        name
+        for (name,) in db.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'rttm_trade_events_p20320101'"
+        ).fetchall()
+    }
+    assert any("(trade_id, event_time)" in d for d in indexes), indexes
+    assert any("UNIQUE" in d and "(dedupe_key, event_time)" in d for d in indexes), indexes
+
+
+def test_prune_drops_only_partitions_past_retention(db: Conn) -> None:
+    today = partitions.today()
+    old_days = [today - timedelta(days=n) for n in (40, 31, 30)]
+    partitions.ensure_days(db, old_days)
+    db.execute(INSERT, ("T3", datetime.combine(old_days[0], datetime.min.time(), UTC), "k:o"))
+    would = partitions.drop_older_than(db, keep_days=30, dry_run=True)
+    assert [p.day for p in would] == old_days[:2]
+    assert len(partitions.list_partitions(db)) == 9 + 3
+    dropped = partitions.drop_older_than(db, keep_days=30)
+    assert [p.day for p in dropped] == old_days[:2]
+    remaining = [p.day for p in partitions.list_partitions(db)]
+    assert remaining[0] == old_days[2]
+    assert db.execute("SELECT count(*) FROM rttm_trade_events").fetchone() == (0,)
+
+
+def test_partition_commands(
+    migrated_db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RTTM_DATABASE_URL", migrated_db)
+    assert main(["db", "partitions", "--ahead", "10"]) == 0
+    out, err = capsys.readouterr()
+    assert "created 3 partition(s)" in err
+    assert len(out.splitlines()) == 12
+    assert main(["db", "prune", "--keep-days", "0", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        f"would drop rttm_trade_events_p{partitions.today() - timedelta(days=1):%Y%m%d}"
+    ]
+    assert main(["db", "prune", "--keep-days", "0"]) == 0
+    assert "dropped 1 partition(s)" in capsys.readouterr().err
