@@ -7,12 +7,12 @@ unset, the address of the local stack started by ``rttm up`` is used instead.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from rttm.errors import RttmError
-from rttm.stack import running_stack
+from rttm.stack import LocalStack, running_stack
 
 ENV_BROKERS = "RTTM_KAFKA_BROKERS"
 ENV_DATABASE_URL = "RTTM_DATABASE_URL"
@@ -35,12 +35,14 @@ def state_dir(env: Mapping[str, str] = os.environ) -> Path:
     return Path(base) / "rttm"
 
 
-def _from_local_stack(env: Mapping[str, str], variable: str, what: str) -> str:
-    """The address ``what`` of the running local stack, or a clear error naming ``variable``."""
+def _from_local_stack(
+    env: Mapping[str, str], variable: str, address: Callable[[LocalStack], str]
+) -> str:
+    """An address of the running local stack, or a clear error naming ``variable``."""
     stack = running_stack(state_dir(env))
     try:
         if stack is not None:
-            return str(getattr(stack, what))
+            return address(stack)
     except LookupError:
         pass
     msg = f"{variable} is not set and no local stack provides it: run `rttm up` or set {variable}"
@@ -51,14 +53,14 @@ def kafka_brokers(env: Mapping[str, str] = os.environ) -> str:
     """Bootstrap servers: ``RTTM_KAFKA_BROKERS``, else the running local stack's broker."""
     if brokers := env.get(ENV_BROKERS, "").strip():
         return ",".join(b.strip() for b in brokers.split(",") if b.strip())
-    return _from_local_stack(env, ENV_BROKERS, "kafka_brokers")
+    return _from_local_stack(env, ENV_BROKERS, lambda stack: stack.kafka_brokers)
 
 
 def database_url(env: Mapping[str, str] = os.environ) -> str:
     """Libpq URL: ``RTTM_DATABASE_URL``, else the running local stack's PostgreSQL."""
     if url := env.get(ENV_DATABASE_URL, "").strip():
         return url
-    return _from_local_stack(env, ENV_DATABASE_URL, "database_url")
+    return _from_local_stack(env, ENV_DATABASE_URL, lambda stack: stack.database_url)
 
 
 def kafka_config(env: Mapping[str, str] = os.environ) -> dict[str, str]:

@@ -31,6 +31,12 @@ BEGIN
     EXECUTE format(
         'ALTER TABLE %I ADD CONSTRAINT %I CHECK (event_time >= %L AND event_time < %L)',
         part_name, part_name || '_range', lower_bound, upper_bound);
+    -- Hold writers off until the attach commits (readers go on). An insert already
+    -- routed to the default partition for this day would otherwise fail its partition
+    -- check once the day is attached, or a row moved in after the move would make the
+    -- attach fail. Writers lock the parent first too, so the order cannot deadlock.
+    LOCK TABLE rttm_trade_events IN SHARE ROW EXCLUSIVE MODE;
+    LOCK TABLE rttm_trade_events_default IN ACCESS EXCLUSIVE MODE;
     EXECUTE format(
         'WITH moved AS (DELETE FROM rttm_trade_events_default'
         ' WHERE event_time >= $1 AND event_time < $2 RETURNING *)'

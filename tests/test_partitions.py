@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -100,3 +101,41 @@ def test_partition_commands(
     ]
     assert main(["db", "prune", "--keep-days", "0"]) == 0
     assert "dropped 1 partition(s)" in capsys.readouterr().err
+
+
+def test_creating_partitions_while_rows_arrive_loses_nothing(migrated_db: str) -> None:
+    days = [date(2040, 1, 1) + timedelta(days=n) for n in range(15)]
+    stop = threading.Event()
+    inserted: list[str] = []
+    errors: list[BaseException] = []
+
+    def insert_rows() -> None:
+        with psycopg.connect(migrated_db, autocommit=True) as conn:
+            n = 0
+            while not stop.is_set() or n < 300:
+                day = days[n % len(days)]
+                key = f"k:c{n}"
+                try:
+                    conn.execute(
+                        INSERT, ("T4", datetime.combine(day, datetime.min.time(), UTC), key)
+                    )
+                except psycopg.Error as exc:
+                    errors.append(exc)
+                    return
+                inserted.append(key)
+                n += 1
+
+    writer = threading.Thread(target=insert_rows)
+    writer.start()
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        created = partitions.ensure_days(conn, days)
+    stop.set()
+    writer.join(timeout=60)
+    assert errors == []
+    assert created == days
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE tableoid::regclass::text ="
+            " 'rttm_trade_events_default') FROM rttm_trade_events WHERE trade_id = 'T4'"
+        ).fetchone()
+    assert rows == (len(inserted), 0)
