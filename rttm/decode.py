@@ -67,6 +67,15 @@ def dedupe_key(
     return fallback_key(topic, partition, offset, timestamp_ms)
 
 
+def _field_with_nul(event: Message) -> str | None:
+    """The first string field of ``event`` holding a NUL, which PostgreSQL text refuses."""
+    for name in event.__struct_fields__:
+        value = getattr(event, name)
+        if isinstance(value, str) and "\x00" in value:
+            return name
+    return None
+
+
 def decode_message(
     topic: str,
     key: bytes | None,
@@ -105,13 +114,18 @@ def decode_message(
             # ValueError covers UnicodeDecodeError.
             detail = f"malformed JSON: {exc}"
         else:
-            return Accepted(
-                spec,
-                event,
-                dedupe_key(event, topic, partition, offset, timestamp_ms),
-                partition,
-                offset,
-            )
+            # A NUL can only reach a string as the JSON escape \u0000: a cheap byte search
+            # first, then find the field (the escape may sit in an ignored field).
+            nul_field = _field_with_nul(event) if b"\\u0000" in value else None
+            if nul_field is None:
+                return Accepted(
+                    spec,
+                    event,
+                    dedupe_key(event, topic, partition, offset, timestamp_ms),
+                    partition,
+                    offset,
+                )
+            detail = f"NUL character (\\u0000) cannot be stored in text - at `$.{nul_field}`"
     return Rejected(
         topic=topic,
         partition=partition,

@@ -6,8 +6,10 @@ groups) reads :data:`TOPICS`; no other module spells a topic or table name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import attrgetter
 
 import msgspec
 
@@ -75,9 +77,13 @@ class TopicSpec:
         """Every column the ingestion writes: payload, then provenance."""
         return self.payload_columns + PROVENANCE_COLUMNS
 
-    def key_of(self, event: Message) -> str:
-        """The message key the registry prescribes for ``event`` (e.g. ``trade-input-2``)."""
-        return "-".join(str(getattr(event, name)) for name in self.key_fields)
+    @cached_property
+    def key_of(self) -> Callable[[Message], str]:
+        """The message key the registry prescribes for an event (e.g. ``trade-input-2``)."""
+        if len(self.key_fields) == 1:  # hot path: a plain attribute read
+            return attrgetter(self.key_fields[0])  # type: ignore[no-any-return]
+        fields = self.key_fields
+        return lambda event: "-".join(str(getattr(event, name)) for name in fields)
 
 
 TOPICS: tuple[TopicSpec, ...] = (

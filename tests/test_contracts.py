@@ -261,3 +261,18 @@ def test_unknown_topic_is_rejected_not_raised() -> None:
     assert isinstance(result, Rejected)
     assert result.reason == "business.topic[0]@0: unknown topic, not in the rttm topic registry"
     assert result.dedupe_key == "k:business.topic/0/0/-"
+
+
+@pytest.mark.parametrize(("topic", "field"), fields(str))
+def test_nul_character_in_any_text_field_is_rejected(topic: str, field: str) -> None:
+    reason = rejected(topic, with_field(topic, field, "before\x00after"))
+    assert reason == f"NUL character (\\u0000) cannot be stored in text - at `$.{field}`"
+
+
+def test_nul_outside_stored_fields_or_as_literal_text_is_accepted() -> None:
+    topic = "rttm.log.events"
+    ignored = decode(topic, encode({**DESIGN_EXAMPLES[topic], "debug": "a\x00b"}))
+    assert isinstance(ignored, Accepted)
+    literal = decode(topic, encode(with_field(topic, "message", "path C:\\u0000x")))
+    assert isinstance(literal, Accepted)
+    assert literal.event.message == "path C:\\u0000x"  # type: ignore[attr-defined]
