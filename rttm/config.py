@@ -6,10 +6,12 @@ unset, the address of the local stack started by ``rttm up`` is used instead.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rttm.errors import RttmError
 from rttm.stack import LocalStack, running_stack
@@ -18,6 +20,10 @@ ENV_BROKERS = "RTTM_KAFKA_BROKERS"
 ENV_DATABASE_URL = "RTTM_DATABASE_URL"
 ENV_KAFKA_CONFIG = "RTTM_KAFKA_CONFIG"
 ENV_STATE_DIR = "RTTM_STATE_DIR"
+
+
+#: librdkafka logs every failed connection attempt; clients route it here, not to stderr.
+KAFKA_LOG = logging.getLogger("rttm.kafka")
 
 
 class ConfigError(RttmError):
@@ -102,6 +108,9 @@ class KafkaSettings:
         """Resolve brokers and the extra config file from the environment."""
         return cls(brokers=kafka_brokers(env), extra=kafka_config(env))
 
-    def client_config(self, **overrides: str | int | bool) -> dict[str, str | int | bool]:
-        """A librdkafka config: bootstrap servers, the extra file, then ``overrides``."""
-        return {"bootstrap.servers": self.brokers, **self.extra, **overrides}
+    def client_config(self, **overrides: Any) -> dict[str, Any]:
+        """A librdkafka config: bootstrap servers, the extra file, then ``overrides``.
+
+        librdkafka's own log lines go to the ``rttm.kafka`` logger.
+        """
+        return {"bootstrap.servers": self.brokers, "logger": KAFKA_LOG, **self.extra, **overrides}

@@ -110,9 +110,11 @@ def decode_message(
             value.decode("utf-8")
         except msgspec.ValidationError as exc:
             detail = str(exc)
+        except UnicodeDecodeError as exc:
+            detail = f"JSON is malformed: invalid UTF-8 at byte {exc.start}"
         except (msgspec.DecodeError, ValueError, RecursionError) as exc:
-            # ValueError covers UnicodeDecodeError.
-            detail = f"malformed JSON: {exc}"
+            text = str(exc)
+            detail = text if text.startswith("JSON is malformed") else f"JSON is malformed: {text}"
         else:
             # A NUL can only reach a string as the JSON escape \u0000: a cheap byte search
             # first, then find the field (the escape may sit in an ignored field).

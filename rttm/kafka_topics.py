@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -23,9 +22,6 @@ DEFAULT_REPLICATION = 1
 ADMIN_TIMEOUT_S = 10.0
 _MS_PER_DAY = 86_400_000
 
-# librdkafka logs every failed connection attempt; route it through logging, not stderr.
-_LOG = logging.getLogger("rttm.kafka")
-
 
 @dataclass(frozen=True)
 class TopicInfo:
@@ -42,15 +38,17 @@ class TopicInfo:
 
 
 def _admin(settings: KafkaSettings) -> AdminClient:
-    return AdminClient(settings.client_config(logger=_LOG))  # type: ignore[arg-type]
+    return AdminClient(settings.client_config())
 
 
-def _existing(admin: AdminClient, brokers: str) -> dict[str, int]:
-    """Topic name → partition count; raises a clear error if the broker does not answer."""
+def partition_counts(settings: KafkaSettings, admin: AdminClient | None = None) -> dict[str, int]:
+    """Every topic on the broker → partition count; a clear error if the broker is silent."""
+    admin = admin or _admin(settings)
     try:
         metadata = admin.list_topics(timeout=ADMIN_TIMEOUT_S)
     except KafkaException as exc:
-        msg = f"cannot reach kafka at {brokers} within {ADMIN_TIMEOUT_S:.0f} s: {exc.args[0]}"
+        msg = (f"cannot reach kafka at {settings.brokers} within {ADMIN_TIMEOUT_S:.0f} s:"
+               f" {exc.args[0]}")  # fmt: skip
         raise RttmError(msg) from None
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 
@@ -69,7 +67,7 @@ def create_topics(
         msg = "partitions and replication must be >= 1 and retention must be > 0 days"
         raise RttmError(msg)
     admin = _admin(settings)
-    existing = _existing(admin, settings.brokers)
+    existing = partition_counts(settings, admin)
     config = {"retention.ms": str(int(retention_days * _MS_PER_DAY)), "cleanup.policy": "delete"}
     wanted = [
         NewTopic(
@@ -97,7 +95,7 @@ def create_topics(
 def describe_topics(settings: KafkaSettings) -> list[TopicInfo]:
     """The registry's topics that exist, with their end offsets (log-end / high watermark)."""
     admin = _admin(settings)
-    existing = _existing(admin, settings.brokers)
+    existing = partition_counts(settings, admin)
     present = [spec.name for spec in TOPICS if spec.name in existing]
     request = {
         TopicPartition(name, part): OffsetSpec.latest()  # type: ignore[no-untyped-call]

@@ -81,7 +81,7 @@ class TopicSpec:
     def key_of(self) -> Callable[[Message], str]:
         """The message key the registry prescribes for an event (e.g. ``trade-input-2``)."""
         if len(self.key_fields) == 1:  # hot path: a plain attribute read
-            return attrgetter(self.key_fields[0])  # type: ignore[no-any-return]
+            return attrgetter(self.key_fields[0])
         fields = self.key_fields
         return lambda event: "-".join(str(getattr(event, name)) for name in fields)
 

@@ -164,9 +164,9 @@ def test_timestamp_with_offset_is_accepted_as_the_same_instant(topic: str, field
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (b"{not json", "malformed JSON"),
-        (b'{"trade_id": "T1",', "malformed JSON: Input data was truncated"),
-        (b"\xc3\x28", "malformed JSON"),
+        (b"{not json", "JSON is malformed"),
+        (b'{"trade_id": "T1",', "JSON is malformed: Input data was truncated"),
+        (b"\xc3\x28", "JSON is malformed"),
         (b"", "empty value"),
         (None, "null value (tombstone)"),
         (b"[1, 2]", "Expected `object`, got `array`"),
@@ -182,9 +182,9 @@ def test_unusable_values_are_rejected(topic: str, value: bytes | None, expected:
 @pytest.mark.parametrize("topic", list(DESIGN_EXAMPLES))
 def test_invalid_utf8_anywhere_is_rejected(topic: str) -> None:
     in_known_field = encode(with_field(topic, "service_name", "SVCX")).replace(b"SVCX", b"S\xffX")
-    assert "malformed JSON" in rejected(topic, in_known_field)
+    assert "JSON is malformed" in rejected(topic, in_known_field)
     in_unknown_field = encode({**DESIGN_EXAMPLES[topic], "note": "NOTE"}).replace(b"NOTE", b"\xfe")
-    assert "malformed JSON" in rejected(topic, in_unknown_field)
+    assert "JSON is malformed" in rejected(topic, in_unknown_field)
 
 
 def test_one_megabyte_text_is_rejected_with_the_limit_named() -> None:

@@ -1,0 +1,21 @@
+"""The ingestion dataflow: ``python -m bytewax.run dataflows.rttm`` (also ``-w N``, ``-i/-a``).
+
+Configured only by the environment (``RTTM_KAFKA_BROKERS``, ``RTTM_DATABASE_URL``,
+``RTTM_TOPICS``, ``RTTM_TAIL``, ``RTTM_KAFKA_CONFIG``); the servers and the schema are
+checked before the flow is built, and a problem ends the process with one line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rttm import logs
+from rttm.errors import RttmError
+from rttm.ingest.flow import build_flow
+from rttm.ingest.settings import from_env
+
+logs.setup()
+try:
+    flow = build_flow(from_env())
+except RttmError as exc:
+    sys.exit(f"rttm: error: {exc}")

@@ -1,0 +1,1 @@
+"""The ingestion: every ``rttm.*`` topic into PostgreSQL, validated, deduplicated, restart-safe."""

@@ -1,0 +1,86 @@
+"""Decode a raw Kafka batch into per-shard chunks of table rows (the batched hot path).
+
+A shard is ``crc32(registry key) % SHARDS``: every event with the same registry key (a
+trade, a service, a business-queue partition) goes to the same shard, hence through the same
+dedupe state and the same database connection, in Kafka order. Each raw batch yields one
+chunk per shard — empty ones too — so that every shard reports how far it has written each
+Kafka partition; the consumer-group offset is the minimum over shards (see ``progress``).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
+from msgspec.structs import astuple
+
+from rttm.decode import Accepted, decode_message
+from rttm.ingest.source import RawBatch
+from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
+
+#: Number of shards = sink partitions = database connections of one flow. Fixed: the
+#: dedupe state and the progress rows are per shard, so it must not change under a
+#: recovery directory.
+SHARDS = 4
+SHARD_KEYS = tuple(f"shard-{n}" for n in range(SHARDS))
+
+Row = tuple[object, ...]
+#: Position of the dedupe key in each table's row tuples.
+DEDUPE_INDEX: dict[str, int] = {
+    **{spec.table: len(spec.payload_fields) for spec in TOPICS},
+    REJECTS_TABLE: REJECTS_COLUMNS.index("dedupe_key"),
+}
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Rows for one shard from one raw batch, and the Kafka position they reach.
+
+    Attributes:
+        tables: rows per table, in Kafka order.
+        topic: the Kafka topic the batch came from.
+        partition: its Kafka partition.
+        next_offset: the offset after the batch's last message.
+    """
+
+    topic: str
+    partition: int
+    next_offset: int
+    tables: dict[str, list[Row]] = field(default_factory=dict)
+
+    def row_count(self) -> int:
+        """Rows in the chunk, all tables."""
+        return sum(len(rows) for rows in self.tables.values())
+
+
+def shard_of(key: str) -> int:
+    """The shard of a registry key (stable across processes, unlike ``hash``)."""
+    return zlib.crc32(key.encode()) % SHARDS
+
+
+def split_batch(batch: RawBatch) -> list[tuple[str, Chunk]]:
+    """Decode every message of ``batch`` and route its row to its shard's chunk."""
+    topic, partition = batch.topic, batch.partition
+    spec = BY_NAME[topic]
+    key_of = spec.key_of
+    next_offset = (batch.messages[-1].offset() or 0) + 1
+    chunks = [Chunk(topic, partition, next_offset) for _ in range(SHARDS)]
+    rows: list[list[Row]] = [chunk.tables.setdefault(spec.table, []) for chunk in chunks]
+    for message in batch.messages:
+        offset = message.offset() or 0
+        kind, stamp = message.timestamp()
+        result = decode_message(
+            topic, message.key(), message.value(), partition, offset,
+            None if kind == TIMESTAMP_NOT_AVAILABLE else stamp,
+        )  # fmt: skip
+        if isinstance(result, Accepted):
+            event = result.event
+            rows[zlib.crc32(key_of(event).encode()) % SHARDS].append(
+                (*astuple(event), result.dedupe_key, partition, offset)
+            )
+        else:
+            reject = (result.topic, partition, offset, result.dedupe_key, result.key,
+                      result.value, result.reason)  # fmt: skip
+            chunks[partition % SHARDS].tables.setdefault(REJECTS_TABLE, []).append(reject)
+    return list(zip(SHARD_KEYS, chunks, strict=True))

@@ -1,0 +1,64 @@
+"""Bounded, recoverable dedupe of rows by their dedupe key, one memory per shard.
+
+Two generations of sets: a key is "seen" if either holds it; when the current generation
+fills up it becomes the previous one and the oldest generation is forgotten. Memory stays
+under ``capacity`` keys, lookups are O(1), and the state is a plain picklable object that
+Bytewax snapshots with the rest of the flow. It is an optimisation that keeps duplicates
+off the wire: the tables' unique keys remain the guarantee.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rttm.ingest import stats
+from rttm.ingest.chunks import DEDUPE_INDEX, Chunk
+
+#: Keys remembered per shard (two generations of half this size).
+DEFAULT_CAPACITY = 200_000
+
+
+class DedupeMemory:
+    """Recently seen dedupe keys, at most ``capacity`` of them."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.generation_size = max(capacity // 2, 1)
+        self.current: set[str] = set()
+        self.previous: set[str] = set()
+
+    def first_time(self, key: str) -> bool:
+        """Remember ``key``; ``True`` if it was not seen within the window."""
+        if key in self.current or key in self.previous:
+            return False
+        self.current.add(key)
+        if len(self.current) >= self.generation_size:
+            self.previous, self.current = self.current, set()
+        return True
+
+    def __len__(self) -> int:
+        return len(self.current) + len(self.previous)
+
+    def filter(self, chunk: Chunk) -> Chunk:
+        """``chunk`` without the rows whose dedupe key was seen before (in place)."""
+        dropped = 0
+        for table, rows in chunk.tables.items():
+            index = DEDUPE_INDEX[table]
+            first_time = self.first_time
+            kept = [row for row in rows if first_time(row[index])]  # type: ignore[arg-type]
+            dropped += len(rows) - len(kept)
+            chunk.tables[table] = kept
+        if dropped:
+            stats.record_dropped_duplicates(dropped)
+        return chunk
+
+
+def dedupe_step(
+    capacity: int,
+) -> Callable[[DedupeMemory | None, Chunk], tuple[DedupeMemory, Chunk]]:
+    """A ``stateful_map`` mapper that filters chunks through the shard's memory."""
+
+    def mapper(memory: DedupeMemory | None, chunk: Chunk) -> tuple[DedupeMemory, Chunk]:
+        memory = memory if memory is not None else DedupeMemory(capacity)
+        return memory, memory.filter(chunk)
+
+    return mapper

@@ -1,0 +1,47 @@
+"""Process-local ingestion counters, read by the live progress line of ``rttm ingest``.
+
+Plain dictionaries updated from the Bytewax worker threads: a progress display tolerates
+the rare lost increment, and a lock on the hot path would cost more than it is worth.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Counters:
+    """Totals since the process started."""
+
+    read: int = 0
+    rows: int = 0
+    rejects: int = 0
+    duplicates: int = 0
+    lag: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def remaining_lag(self) -> int:
+        """Messages behind the end of the partitions read so far."""
+        return sum(self.lag.values())
+
+
+COUNTERS = Counters()
+
+
+def record_read(where: str, count: int, lag: int) -> None:
+    """A source partition read ``count`` messages and is ``lag`` behind its end."""
+    COUNTERS.read += count
+    COUNTERS.lag[where] = lag
+
+
+def record_dropped_duplicates(count: int) -> None:
+    """The dedupe step dropped ``count`` messages already seen."""
+    COUNTERS.duplicates += count
+
+
+def record_written(rows: int, rejects: int) -> None:
+    """The sink committed ``rows`` rows and ``rejects`` rejects (conflicts included)."""
+    COUNTERS.rows += rows
+    COUNTERS.rejects += rejects

@@ -1,0 +1,251 @@
+"""Write chunks to PostgreSQL: set-based, one transaction per batch, retried until durable.
+
+Fast path: ``COPY`` straight into each table, which is only correct when no row exists yet.
+The dedupe step keeps duplicates off that path; a row that exists anyway (a replay after a
+crash, a duplicate older than the dedupe window) makes the COPY fail with a unique
+violation, and the batch is redone with the merge path — COPY into a temporary staging
+table, then ``INSERT … SELECT … ON CONFLICT DO NOTHING`` — which stays on for a while, since
+replays come in runs. A lost connection is retried with capped exponential backoff, the
+same batch in the same order, logging once when the database goes and once when it is back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import cast
+
+import psycopg
+from psycopg import sql
+
+from rttm.db import partitions
+from rttm.db.migrate import Conn
+from rttm.ingest import stats
+from rttm.ingest.chunks import DEDUPE_INDEX, Chunk, Row
+from rttm.ingest.offsets import OffsetCommitter
+from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
+
+_LOG = logging.getLogger("rttm.ingest.sink")
+#: First and longest wait between reconnection attempts.
+BACKOFF_START_S = 0.2
+BACKOFF_CAP_S = 5.0
+#: Batches written with the merge path after a conflict before trying COPY again.
+MERGE_RUN = 20
+CONNECT_TIMEOUT_S = 5
+_TRADE_TABLE = BY_NAME["rttm.trade.events"].table
+_TOPIC_OF_TABLE = {spec.table: spec.name for spec in TOPICS}
+
+
+@dataclass(frozen=True)
+class _TableSql:
+    copy: sql.Composed
+    stage_create: sql.Composed
+    stage_copy: sql.Composed
+    merge: sql.Composed
+    insert_one: sql.Composed
+
+
+def _table_sql(table: str, columns: Sequence[str]) -> _TableSql:
+    name, stage = sql.Identifier(table), sql.Identifier(f"rttm_stage_{table}")
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    values = sql.SQL(", ").join(sql.Placeholder() * len(columns))
+    return _TableSql(
+        copy=sql.SQL("COPY {} ({}) FROM STDIN").format(name, cols),
+        stage_create=sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        ).format(stage, name),
+        stage_copy=sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols),
+        merge=sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+            name, cols, cols, stage
+        ),
+        insert_one=sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+            name, cols, values
+        ),
+    )
+
+
+TABLE_SQL: dict[str, _TableSql] = {
+    **{spec.table: _table_sql(spec.table, spec.columns) for spec in TOPICS},
+    REJECTS_TABLE: _table_sql(REJECTS_TABLE, REJECTS_COLUMNS),
+}
+_UPSERT_PROGRESS = (
+    "INSERT INTO rttm_ingest_progress (topic, kafka_partition, shard, next_offset)"
+    " VALUES (%s, %s, %s, %s) ON CONFLICT (topic, kafka_partition, shard)"
+    " DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()"
+)
+
+
+class ShardWriter:
+    """One shard's connection and write logic (used by one sink partition)."""
+
+    def __init__(self, url: str, shard: int, committer: OffsetCommitter | None) -> None:
+        self._url, self._shard, self._committer = url, shard, committer
+        self._conn: Conn | None = None
+        self._staged: set[str] = set()
+        self._known_days: set[date] = set()
+        self._merge_left = 0
+        self._down_since: float | None = None
+
+    def write(self, chunks: Sequence[Chunk]) -> None:
+        """Make ``chunks`` durable; returns only once they are committed."""
+        tables: dict[str, list[Row]] = {}
+        positions: dict[tuple[str, int], int] = {}
+        for chunk in chunks:
+            for table, rows in chunk.tables.items():
+                if rows:
+                    tables.setdefault(table, []).extend(rows)
+            positions[(chunk.topic, chunk.partition)] = chunk.next_offset
+        if not positions:
+            return
+        delay = BACKOFF_START_S
+        while True:
+            try:
+                conn = self._connection()
+                self._ensure_partitions(conn, tables.get(_TRADE_TABLE))
+                self._commit(conn, tables, positions)
+                if self._committer is not None:
+                    self._committer.written(conn, {topic for topic, _ in positions})
+                break
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self._lost(exc)
+                time.sleep(delay)
+                delay = min(delay * 2, BACKOFF_CAP_S)
+        if self._down_since is not None:
+            _LOG.warning(
+                "database back (shard %d) after %.1f s", self._shard,
+                time.monotonic() - self._down_since,
+            )  # fmt: skip
+            self._down_since = None
+        stats.record_written(
+            sum(len(r) for t, r in tables.items() if t != REJECTS_TABLE),
+            len(tables.get(REJECTS_TABLE, ())),
+        )
+
+    def close(self) -> None:
+        """Flush the last offset commit and close the connection."""
+        if self._conn is not None and not self._conn.closed:
+            if self._committer is not None:
+                try:
+                    self._committer.written(self._conn, (), force=True)
+                    self._committer.close()
+                except psycopg.Error as exc:
+                    _LOG.warning("final offset commit skipped: %s", exc)
+            self._conn.close()
+
+    def _connection(self) -> Conn:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                application_name=f"rttm-ingest-shard-{self._shard}",
+            )  # fmt: skip
+            self._staged.clear()
+        return self._conn
+
+    def _lost(self, exc: Exception) -> None:
+        if self._down_since is None:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            _LOG.warning(
+                "database unavailable (shard %d): %s; retrying the batch with backoff up to %.0f s",
+                self._shard, reason, BACKOFF_CAP_S,
+            )  # fmt: skip
+            self._down_since = time.monotonic()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _ensure_partitions(self, conn: Conn, rows: list[Row] | None) -> None:
+        """Create the day partitions of the trade events about to be written, once each."""
+        if not rows:
+            return
+        index = BY_NAME["rttm.trade.events"].payload_fields.index("event_time")
+        times = cast("list[datetime]", [row[index] for row in rows])
+        first, last = min(times).astimezone(UTC).date(), max(times).astimezone(UTC).date()
+        if (last - first).days > 31:  # a wide spread: only the days actually present
+            days = {t.astimezone(UTC).date() for t in times}
+        else:
+            days = {first + timedelta(days=n) for n in range((last - first).days + 1)}
+        missing = days - self._known_days
+        if missing:
+            partitions.ensure_days(conn, missing)
+            self._known_days |= missing
+
+    def _commit(
+        self, conn: Conn, tables: dict[str, list[Row]], positions: dict[tuple[str, int], int]
+    ) -> None:
+        if self._merge_left == 0:
+            try:
+                self._transaction(conn, tables, positions, merge=False)
+                return
+            except psycopg.errors.UniqueViolation:
+                self._merge_left = MERGE_RUN
+        self._merge_left -= 1
+        try:
+            conflicts = self._transaction(conn, tables, positions, merge=True)
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            _LOG.warning("batch refused by postgres (%s); writing it row by row", exc)
+            self._salvage(conn, tables, positions)
+            return
+        if conflicts == 0:
+            self._merge_left = 0
+
+    def _transaction(
+        self,
+        conn: Conn,
+        tables: dict[str, list[Row]],
+        positions: dict[tuple[str, int], int],
+        *,
+        merge: bool,
+    ) -> int:
+        """Write all tables and the progress in one transaction; returns rows not inserted."""
+        conflicts = 0
+        if merge:  # outside the transaction: a rollback must not undo the staging table
+            for table in tables.keys() - self._staged:
+                conn.execute(TABLE_SQL[table].stage_create)
+                self._staged.add(table)
+        with conn.transaction(), conn.cursor() as cur:
+            for table, rows in tables.items():
+                statements = TABLE_SQL[table]
+                with cur.copy(statements.stage_copy if merge else statements.copy) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                if merge:
+                    cur.execute(statements.merge)
+                    conflicts += len(rows) - cur.rowcount
+            cur.executemany(
+                _UPSERT_PROGRESS,
+                [(t, p, self._shard, o) for (t, p), o in positions.items()],
+            )
+        return conflicts
+
+    def _salvage(
+        self, conn: Conn, tables: dict[str, list[Row]], positions: dict[tuple[str, int], int]
+    ) -> None:
+        """Row by row; a row PostgreSQL refuses becomes a reject with its values and the reason."""
+        refused: list[Row] = []
+        with conn.transaction(), conn.cursor() as cur:
+            for table, rows in tables.items():
+                for row in rows:
+                    try:
+                        with conn.transaction():
+                            cur.execute(TABLE_SQL[table].insert_one, row)
+                    except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                        if table == REJECTS_TABLE:
+                            raise
+                        refused.append(_refused_row(table, row, exc))
+            for row in refused:
+                cur.execute(TABLE_SQL[REJECTS_TABLE].insert_one, row)
+            cur.executemany(
+                _UPSERT_PROGRESS,
+                [(t, p, self._shard, o) for (t, p), o in positions.items()],
+            )
+
+
+def _refused_row(table: str, row: Row, exc: Exception) -> Row:
+    topic = _TOPIC_OF_TABLE[table]
+    values = json.dumps(dict(zip(BY_NAME[topic].columns, row, strict=True)), default=str)
+    reason = f"{topic}[{row[-2]}]@{row[-1]}: postgres refused the row: {exc}"
+    return (topic, row[-2], row[-1], row[DEDUPE_INDEX[table]], None, values.encode(), reason)
