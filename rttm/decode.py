@@ -107,7 +107,8 @@ def decode_message(
             event = spec.decoder.decode(value)
             # msgspec checks UTF-8 only in the fields it decodes, not in skipped unknown
             # ones; JSON between systems must be UTF-8 throughout (RFC 8259 §8.1).
-            value.decode("utf-8")
+            if not value.isascii():  # ASCII is UTF-8: skip the costly check for most messages
+                value.decode("utf-8")
         except msgspec.ValidationError as exc:
             detail = str(exc)
         except UnicodeDecodeError as exc:

@@ -12,8 +12,17 @@ from functools import cached_property
 from operator import attrgetter
 
 import msgspec
+import msgspec.inspect as mi
 
-from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, QueueMetrics, TradeEvent
+from rttm.contracts import (
+    INT32_MAX,
+    DlqEvent,
+    ErrorEvent,
+    LogEvent,
+    Message,
+    QueueMetrics,
+    TradeEvent,
+)
 
 #: Payload fields renamed in table columns: business-queue coordinates get a prefix because
 #: ``offset`` is reserved in SQL and ``partition`` would be confused with the Kafka one.
@@ -22,6 +31,7 @@ COLUMN_RENAMES: dict[str, str] = {"partition": "queue_partition", "offset": "que
 #: Columns every ingested table carries after the payload: the dedupe key and where the row
 #: came from (DESIGN §3). ``ingested_at`` is filled by the database.
 PROVENANCE_COLUMNS: tuple[str, ...] = ("dedupe_key", "kafka_partition", "kafka_offset")
+PROVENANCE_TYPES: tuple[str, ...] = ("text", "int4", "int8")
 INGESTED_AT_COLUMN = "ingested_at"
 
 #: Where malformed messages go, with the raw bytes and the reason.
@@ -35,6 +45,21 @@ REJECTS_COLUMNS: tuple[str, ...] = (
     "raw_value",
     "reason",
 )
+REJECTS_TYPES: tuple[str, ...] = ("text", "int4", "int8", "text", "bytea", "bytea", "text")
+
+
+def _pg_type(info: mi.Type) -> str:
+    """PostgreSQL type of a contract field (for binary COPY), from its msgspec type."""
+    if isinstance(info, mi.UnionType):  # optional: X | None
+        (info,) = (t for t in info.types if not isinstance(t, mi.NoneType))
+    if isinstance(info, mi.StrType):
+        return "text"
+    if isinstance(info, mi.IntType):
+        return "int4" if info.le is not None and info.le <= INT32_MAX else "int8"
+    if isinstance(info, mi.DateTimeType):
+        return "timestamptz"
+    msg = f"no PostgreSQL type for {info!r}"
+    raise TypeError(msg)
 
 
 @dataclass(frozen=True)
@@ -71,6 +96,13 @@ class TopicSpec:
     def payload_columns(self) -> tuple[str, ...]:
         """Table column names of the payload fields, in contract order."""
         return tuple(COLUMN_RENAMES.get(name, name) for name in self.payload_fields)
+
+    @cached_property
+    def column_types(self) -> tuple[str, ...]:
+        """PostgreSQL types of :attr:`columns`, derived from the contract."""
+        info = mi.type_info(self.struct)
+        assert isinstance(info, mi.StructType)  # noqa: S101 - a Struct by construction
+        return tuple(_pg_type(f.type) for f in info.fields) + PROVENANCE_TYPES
 
     @cached_property
     def columns(self) -> tuple[str, ...]:

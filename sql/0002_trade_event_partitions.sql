@@ -5,8 +5,8 @@
 -- insert never fails; creating the day's partition afterwards moves those rows into it
 -- before attaching (PostgreSQL refuses to attach a range the default partition holds).
 -- `rttm db migrate` and `rttm db partitions` create partitions ahead; the ingestion also
--- ensures the days it sees. Callers in several processes are serialised by an advisory
--- lock, so concurrent creation of the same day is harmless.
+-- ensures the days it sees. Callers in several processes are serialised by a lock on
+-- the parent table, so concurrent creation of the same day is harmless.
 
 CREATE FUNCTION rttm_ensure_trade_event_partition(day date)
 RETURNS boolean
@@ -20,7 +20,13 @@ BEGIN
     IF to_regclass(part_name) IS NOT NULL THEN
         RETURN false;
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('rttm_trade_events partition ddl'));
+    -- One creator at a time, and writers held off until the attach commits (readers go
+    -- on): an insert already routed to the default partition for this day would fail its
+    -- partition check once the day is attached, and a row arriving in the default after
+    -- the move would make the attach fail. The mode conflicts with itself and with
+    -- writers' ROW EXCLUSIVE; taking a table lock (unlike an advisory lock) also makes
+    -- the catalog lookup below see a partition that a concurrent caller just created.
+    LOCK TABLE rttm_trade_events IN SHARE ROW EXCLUSIVE MODE;
     IF to_regclass(part_name) IS NOT NULL THEN
         RETURN false;
     END IF;
@@ -31,11 +37,6 @@ BEGIN
     EXECUTE format(
         'ALTER TABLE %I ADD CONSTRAINT %I CHECK (event_time >= %L AND event_time < %L)',
         part_name, part_name || '_range', lower_bound, upper_bound);
-    -- Hold writers off until the attach commits (readers go on). An insert already
-    -- routed to the default partition for this day would otherwise fail its partition
-    -- check once the day is attached, or a row moved in after the move would make the
-    -- attach fail. Writers lock the parent first too, so the order cannot deadlock.
-    LOCK TABLE rttm_trade_events IN SHARE ROW EXCLUSIVE MODE;
     LOCK TABLE rttm_trade_events_default IN ACCESS EXCLUSIVE MODE;
     EXECUTE format(
         'WITH moved AS (DELETE FROM rttm_trade_events_default'

@@ -139,3 +139,24 @@ def test_creating_partitions_while_rows_arrive_loses_nothing(migrated_db: str) -
             " 'rttm_trade_events_default') FROM rttm_trade_events WHERE trade_id = 'T4'"
         ).fetchone()
     assert rows == (len(inserted), 0)
+
+
+def test_concurrent_creators_of_the_same_days_do_not_collide(migrated_db: str) -> None:
+    days = [date(2041, 6, 1) + timedelta(days=n) for n in range(10)]
+    created: list[list[date]] = []
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            with psycopg.connect(migrated_db, autocommit=True) as conn:
+                created.append(partitions.ensure_days(conn, days))
+        except psycopg.Error as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(day for result in created for day in result) == days

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 from msgspec.structs import astuple
 
-from rttm.decode import Accepted, decode_message
+from rttm.decode import Accepted, Decoded, decode_message
 from rttm.ingest.source import RawBatch
 from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
 
@@ -59,28 +59,35 @@ def shard_of(key: str) -> int:
     return zlib.crc32(key.encode()) % SHARDS
 
 
+def table_row(result: Decoded) -> tuple[str, Row]:
+    """The table and row tuple (columns in registry order) a decoded message becomes."""
+    if isinstance(result, Accepted):
+        return result.spec.table, (
+            *astuple(result.event), result.dedupe_key, result.partition, result.offset,
+        )  # fmt: skip
+    return REJECTS_TABLE, (
+        result.topic, result.partition, result.offset, result.dedupe_key, result.key,
+        result.value, result.reason,
+    )  # fmt: skip
+
+
 def split_batch(batch: RawBatch) -> list[tuple[str, Chunk]]:
     """Decode every message of ``batch`` and route its row to its shard's chunk."""
     topic, partition = batch.topic, batch.partition
-    spec = BY_NAME[topic]
-    key_of = spec.key_of
+    key_of = BY_NAME[topic].key_of
     next_offset = (batch.messages[-1].offset() or 0) + 1
     chunks = [Chunk(topic, partition, next_offset) for _ in range(SHARDS)]
-    rows: list[list[Row]] = [chunk.tables.setdefault(spec.table, []) for chunk in chunks]
     for message in batch.messages:
-        offset = message.offset() or 0
         kind, stamp = message.timestamp()
         result = decode_message(
-            topic, message.key(), message.value(), partition, offset,
+            topic, message.key(), message.value(), partition, message.offset() or 0,
             None if kind == TIMESTAMP_NOT_AVAILABLE else stamp,
         )  # fmt: skip
-        if isinstance(result, Accepted):
-            event = result.event
-            rows[zlib.crc32(key_of(event).encode()) % SHARDS].append(
-                (*astuple(event), result.dedupe_key, partition, offset)
-            )
-        else:
-            reject = (result.topic, partition, offset, result.dedupe_key, result.key,
-                      result.value, result.reason)  # fmt: skip
-            chunks[partition % SHARDS].tables.setdefault(REJECTS_TABLE, []).append(reject)
+        table, row = table_row(result)
+        shard = (
+            zlib.crc32(key_of(result.event).encode()) % SHARDS
+            if isinstance(result, Accepted)
+            else partition % SHARDS
+        )
+        chunks[shard].tables.setdefault(table, []).append(row)
     return list(zip(SHARD_KEYS, chunks, strict=True))

@@ -35,6 +35,14 @@ class DedupeMemory:
             self.previous, self.current = self.current, set()
         return True
 
+    def __deepcopy__(self, memo: dict[int, object]) -> DedupeMemory:
+        # Bytewax deep-copies state at every snapshot; the keys are immutable strings, so
+        # copying the sets (in C) is a full copy, far cheaper than copy.deepcopy's walk.
+        clone = DedupeMemory.__new__(DedupeMemory)
+        clone.generation_size = self.generation_size
+        clone.current, clone.previous = self.current.copy(), self.previous.copy()
+        return clone
+
     def __len__(self) -> int:
         return len(self.current) + len(self.previous)
 

@@ -1,7 +1,17 @@
-"""The partitioned PostgreSQL sink: one partition per shard, one connection per partition."""
+"""The partitioned PostgreSQL sink: one partition per shard, one connection per partition.
+
+Each partition hands its batches to a writer thread, so PostgreSQL inserts one batch while
+the worker decodes the next (psycopg releases the GIL while it waits on the server). The
+queue is short: when the database is slow or down, the worker blocks and Kafka buffers.
+A snapshot waits until every queued batch is committed, so an epoch is recorded as done
+only once its rows are durable — the recovery contract of a synchronous sink.
+"""
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,21 +21,54 @@ from rttm.ingest.chunks import SHARD_KEYS, SHARDS, Chunk
 from rttm.ingest.offsets import OffsetCommitter
 from rttm.ingest.writer import ShardWriter
 
+_LOG = logging.getLogger("rttm.ingest.sink")
+#: Batches a partition may have queued for its writer thread before the worker waits.
+QUEUED_BATCHES = 2
+
 
 class _ShardPartition(StatefulSinkPartition[Chunk, None]):
-    def __init__(self, writer: ShardWriter) -> None:
+    def __init__(self, writer: ShardWriter, name: str) -> None:
         self._writer = writer
+        self._queue: queue.Queue[list[Chunk] | None] = queue.Queue(maxsize=QUEUED_BATCHES)
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"rttm-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            try:
+                if batch is None:
+                    return
+                if self._failure is None:
+                    self._writer.write(batch)
+            except BaseException as exc:
+                _LOG.exception("writing a batch failed; stopping the flow")
+                self._failure = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
 
     def write_batch(self, values: list[Chunk]) -> None:
-        self._writer.write(values)
+        """Queue ``values`` for the writer thread (waits while the queue is full)."""
+        self._raise_failure()
+        self._queue.put(values)
 
     def snapshot(self) -> None:
-        # Nothing to resume: write_batch returns only once its rows are committed, so the
-        # rows of every closed epoch are durable when Bytewax records the epoch.
-        return None
+        """Wait until every queued batch is committed; nothing to resume from."""
+        self._queue.join()
+        self._raise_failure()
 
     def close(self) -> None:
+        """Drain the queue, stop the thread, flush the offset commit, disconnect."""
+        self._queue.join()
+        self._queue.put(None)
+        self._thread.join()
         self._writer.close()
+        self._raise_failure()
 
 
 class PostgresSink(FixedPartitionedSink[Chunk, None]):
@@ -50,8 +93,9 @@ class PostgresSink(FixedPartitionedSink[Chunk, None]):
         return SHARD_KEYS.index(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _ShardPartition:
-        """The writer of one shard, with its own connection."""
+        """The writer of one shard, with its own connection and thread."""
         committer = (
             OffsetCommitter(self._kafka_config, SHARDS) if self._kafka_config is not None else None
         )
-        return _ShardPartition(ShardWriter(self._url, SHARD_KEYS.index(for_part), committer))
+        writer = ShardWriter(self._url, SHARD_KEYS.index(for_part), committer)
+        return _ShardPartition(writer, for_part)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -24,6 +25,9 @@ from rttm.registry import TopicSpec
 _LOG = logging.getLogger("rttm.ingest.source")
 #: Most messages one ``consume()`` call returns (one Bytewax item).
 CONSUME_BATCH = 5_000
+#: How long an idle partition waits before polling again: bounds both the polling cost of
+#: many idle partitions and the latency it adds to the first message after a lull.
+IDLE_POLL = timedelta(milliseconds=10)
 #: librdkafka prefetch per partition consumer; the default (64 MiB) times 30 partitions
 #: would let prefetching alone take gigabytes.
 QUEUED_MAX_KBYTES = 8_192
@@ -48,15 +52,19 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         self._consumer.assign([TopicPartition(topic, partition, offset)])
         self._topic, self._partition, self._next = topic, partition, offset
         self._eof = False
+        self._idle_until: datetime | None = None
         self._broker_down = False
         self._where = f"{topic}[{partition}]"
 
     def next_batch(self) -> list[RawBatch]:
         if self._eof:
             raise StopIteration
-        messages = self._consumer.consume(CONSUME_BATCH, 0.05)
+        # Never block the worker: other partitions (and the sink) share its thread.
+        messages = self._consumer.consume(CONSUME_BATCH, 0)
         if not messages:
+            self._idle_until = datetime.now(UTC) + IDLE_POLL
             return []
+        self._idle_until = None
         good = []
         for message in messages:
             error = message.error()
@@ -88,6 +96,9 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         if not self._broker_down:  # transient (broker down, network): librdkafka retries
             _LOG.warning("kafka unavailable for %s: %s; waiting", self._where, error.str())
             self._broker_down = True
+
+    def next_awake(self) -> datetime | None:
+        return self._idle_until
 
     def snapshot(self) -> int:
         return self._next

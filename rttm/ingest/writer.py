@@ -27,7 +27,7 @@ from rttm.db.migrate import Conn
 from rttm.ingest import stats
 from rttm.ingest.chunks import DEDUPE_INDEX, Chunk, Row
 from rttm.ingest.offsets import OffsetCommitter
-from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
+from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, REJECTS_TYPES, TOPICS
 
 _LOG = logging.getLogger("rttm.ingest.sink")
 #: First and longest wait between reconnection attempts.
@@ -42,6 +42,7 @@ _TOPIC_OF_TABLE = {spec.table: spec.name for spec in TOPICS}
 
 @dataclass(frozen=True)
 class _TableSql:
+    types: Sequence[str]
     copy: sql.Composed
     stage_create: sql.Composed
     stage_copy: sql.Composed
@@ -49,16 +50,18 @@ class _TableSql:
     insert_one: sql.Composed
 
 
-def _table_sql(table: str, columns: Sequence[str]) -> _TableSql:
+def _table_sql(table: str, columns: Sequence[str], types: Sequence[str]) -> _TableSql:
     name, stage = sql.Identifier(table), sql.Identifier(f"rttm_stage_{table}")
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
     values = sql.SQL(", ").join(sql.Placeholder() * len(columns))
+    # Binary COPY: about a third of text COPY's client cost per row, and cheaper to parse.
     return _TableSql(
-        copy=sql.SQL("COPY {} ({}) FROM STDIN").format(name, cols),
+        types=types,
+        copy=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(name, cols),
         stage_create=sql.SQL(
             "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         ).format(stage, name),
-        stage_copy=sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols),
+        stage_copy=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, cols),
         merge=sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
             name, cols, cols, stage
         ),
@@ -69,8 +72,8 @@ def _table_sql(table: str, columns: Sequence[str]) -> _TableSql:
 
 
 TABLE_SQL: dict[str, _TableSql] = {
-    **{spec.table: _table_sql(spec.table, spec.columns) for spec in TOPICS},
-    REJECTS_TABLE: _table_sql(REJECTS_TABLE, REJECTS_COLUMNS),
+    **{spec.table: _table_sql(spec.table, spec.columns, spec.column_types) for spec in TOPICS},
+    REJECTS_TABLE: _table_sql(REJECTS_TABLE, REJECTS_COLUMNS, REJECTS_TYPES),
 }
 _UPSERT_PROGRESS = (
     "INSERT INTO rttm_ingest_progress (topic, kafka_partition, shard, next_offset)"
@@ -210,6 +213,7 @@ class ShardWriter:
             for table, rows in tables.items():
                 statements = TABLE_SQL[table]
                 with cur.copy(statements.stage_copy if merge else statements.copy) as copy:
+                    copy.set_types(statements.types)
                     for row in rows:
                         copy.write_row(row)
                 if merge:

@@ -1,0 +1,211 @@
+"""End-to-end ingestion benchmark: ``python -m benchmarks.e2e [--events N]``.
+
+Starts a private broker and PostgreSQL (``rttm.stack``, default durability settings),
+pre-produces a seeded workload (``benchmarks.workload``: five topics, 10 % duplicates,
+1 % malformed), then times, each into a fresh database: RTTM with 1 and 2 workers
+(``python -m bytewax.run dataflows.rttm``, ``RTTM_TAIL=0``) and the two baselines of
+``benchmarks.baselines``. Checks every RTTM run against the ground truth, prints a table
+and writes ``benchmarks/results/e2e.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from benchmarks import workload
+from rttm import kafka_topics, stack
+from rttm.config import KafkaSettings
+from rttm.db import prepare
+from rttm.registry import INGESTED_AT_COLUMN, REJECTS_TABLE, all_tables
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class Run:
+    """One timed ingestion."""
+
+    name: str
+    messages: int
+    seconds: float
+    peak_rss_mb: float | None = None
+
+    steady_seconds: float | None = None
+
+    @property
+    def rate(self) -> float:
+        """Messages per second, process start-up included."""
+        return self.messages / self.seconds
+
+    @property
+    def steady_rate(self) -> float | None:
+        """Messages per second from the first to the last committed write."""
+        return self.messages / self.steady_seconds if self.steady_seconds else None
+
+
+def fresh_database(admin_url: str) -> str:
+    """A new migrated database; returns its URL."""
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        prepare(conn)
+    return url
+
+
+def _high_water_kb(pid: int) -> int | None:
+    """``VmHWM`` of a running process: peak RSS since its exec (not the parent's pages)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run ``command``; returns (seconds, peak RSS in MB) of that process alone."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env)  # noqa: S603
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, _high_water_kb(process.pid) or 0)
+        time.sleep(0.05)
+    if process.returncode != 0:
+        msg = f"{command} exited with {process.returncode}"
+        raise RuntimeError(msg)
+    return time.perf_counter() - started, peak / 1024
+
+
+def write_window(url: str) -> float:
+    """Seconds between the first and the last write transaction (``ingested_at``)."""
+    parts = [
+        sql.SQL("SELECT min({col}) AS lo, max({col}) AS hi FROM {table}").format(
+            col=sql.Identifier("rejected_at" if table == REJECTS_TABLE else INGESTED_AT_COLUMN),
+            table=sql.Identifier(table),
+        )
+        for table in all_tables()
+    ]
+    query = sql.SQL("SELECT extract(epoch FROM max(hi) - min(lo)) FROM ({}) AS t").format(
+        sql.SQL(" UNION ALL ").join(parts)
+    )
+    with psycopg.connect(url) as conn:
+        row = conn.execute(query).fetchone()
+    return float(row[0]) if row and row[0] is not None else 0.0
+
+
+def check(url: str, work: workload.Workload) -> None:
+    """The database holds exactly the distinct events and one reject per malformed message."""
+    with psycopg.connect(url) as conn:
+        for table in all_tables():
+            query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+            row = conn.execute(query).fetchone()
+            got = row[0] if row else 0
+            want = work.malformed if table == REJECTS_TABLE else work.distinct[table]
+            if got != want:
+                msg = f"{table}: {got} rows, expected {want}"
+                raise AssertionError(msg)
+
+
+def main() -> None:
+    """Run the benchmark (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.e2e")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--batched",
+        type=int,
+        default=1_000_000,
+        help="messages the executemany baseline ingests (rate is compared)",
+    )
+    parser.add_argument(
+        "--per-row",
+        type=int,
+        default=20_000,
+        help="messages the per-row baseline ingests (rate is compared)",
+    )
+    parser.add_argument("--workers", default="1,2")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="rttm-bench-") as tmp:
+        local = stack.up(Path(tmp), kafka_port=0, postgres_port=0)
+        try:
+            runs = bench(local, args)
+        finally:
+            stack.down(Path(tmp))
+    report(runs, args)
+
+
+def bench(local: stack.LocalStack, args: argparse.Namespace) -> list[Run]:
+    """Produce the workload, then time every contender."""
+    kafka = KafkaSettings(brokers=local.kafka_brokers, extra={})
+    kafka_topics.create_topics(kafka)
+    work = workload.build(args.events)
+    started = time.perf_counter()
+    workload.produce(kafka.brokers, work)
+    print(
+        f"produced {work.total:,} messages in {time.perf_counter() - started:.1f} s "
+        f"({work.duplicates:,} duplicates, {work.malformed:,} malformed)",
+        file=sys.stderr,
+    )
+    admin = local.postgres.url("postgres") if local.postgres else ""
+    base_env = {**os.environ, "RTTM_KAFKA_BROKERS": kafka.brokers, "RTTM_TAIL": "0"}
+    runs = []
+    for workers in [int(w) for w in args.workers.split(",")]:
+        url = fresh_database(admin)
+        seconds, rss = timed(
+            [sys.executable, "-m", "bytewax.run", "dataflows.rttm", "-w", str(workers)],
+            {**base_env, "RTTM_DATABASE_URL": url},
+        )
+        check(url, work)
+        runs.append(Run(f"rttm -w {workers}", work.total, seconds, rss, write_window(url)))
+    for kind, count in (("batched", args.batched), ("per-row", args.per_row)):
+        url = fresh_database(admin)
+        count = min(count, work.total)
+        seconds, rss = timed([sys.executable, "-m", "benchmarks.baselines", kind, str(count)],
+                             {**base_env, "RTTM_DATABASE_URL": url})  # fmt: skip
+        runs.append(Run(f"baseline {kind}", count, seconds, rss))
+    return runs
+
+
+def report(runs: list[Run], args: argparse.Namespace) -> None:
+    """Print the table and write JSON."""
+    by_name = {r.name: r for r in runs}
+    batched, per_row = by_name["baseline batched"], by_name["baseline per-row"]
+    print(f"\n{'run':<18} {'messages':>10} {'seconds':>8} {'msg/s':>10} {'steady/s':>10} "
+          f"{'x batched':>10} {'x per-row':>10} {'peak MB':>8}")  # fmt: skip
+    for r in runs:
+        steady = f"{r.steady_rate:,.0f}" if r.steady_rate else "-"
+        print(f"{r.name:<18} {r.messages:>10,} {r.seconds:>8.1f} {r.rate:>10,.0f} {steady:>10} "
+              f"{r.rate / batched.rate:>10.1f} {r.rate / per_row.rate:>10.1f} "
+              f"{r.peak_rss_mb or 0:>8.0f}")  # fmt: skip
+    print(
+        "msg/s: wall clock from process start; steady/s: first to last write; x: ratio of msg/s",
+        file=sys.stderr,
+    )
+    RESULTS.mkdir(exist_ok=True)
+    out = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "args": vars(args),
+        "runs": [{**asdict(r), "rate": r.rate, "steady_rate": r.steady_rate} for r in runs],
+    }
+    (RESULTS / "e2e.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
