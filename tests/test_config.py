@@ -33,6 +33,7 @@ def test_kafka_config_file_is_parsed_and_merged_last(tmp_path: Path) -> None:
     assert settings.extra == {"security.protocol": "SSL", "ssl.ca.location": "/ca.pem"}
     assert settings.client_config(**{"client.id": "x"}) == {
         "bootstrap.servers": "b:1",
+        "logger": config.KAFKA_LOG,
         "security.protocol": "SSL",
         "ssl.ca.location": "/ca.pem",
         "client.id": "x",

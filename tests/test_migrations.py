@@ -18,6 +18,7 @@ from rttm.registry import (
     INGESTED_AT_COLUMN,
     REJECTS_COLUMNS,
     REJECTS_TABLE,
+    REJECTS_TYPES,
     TOPICS,
     TopicSpec,
     all_tables,
@@ -48,7 +49,26 @@ def test_migrate_creates_the_six_tables_with_registry_columns(db: Conn) -> None:
             " AND tablename NOT LIKE 'rttm_trade_events_%'"
         ).fetchall()
     }
-    assert tables == {*all_tables(), MIGRATIONS_TABLE}
+    assert tables == {*all_tables(), MIGRATIONS_TABLE, "rttm_ingest_progress"}
+
+
+PG_TYPE_NAMES = {"text": "text", "int4": "integer", "int8": "bigint", "bytea": "bytea",
+                 "timestamptz": "timestamp with time zone"}  # fmt: skip
+
+
+def test_column_types_match_the_contract_types_binary_copy_sends(db: Conn) -> None:
+    for table, names, types in [
+        *((spec.table, spec.columns, spec.column_types) for spec in TOPICS),
+        (REJECTS_TABLE, REJECTS_COLUMNS, REJECTS_TYPES),
+    ]:
+        rows = db.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s",
+            (table,),
+        ).fetchall()
+        actual = dict(rows)
+        assert {n: actual[n] for n in names} == {
+            n: PG_TYPE_NAMES[t] for n, t in zip(names, types, strict=True)
+        }, table
 
 
 def test_second_migrate_is_a_noop(migrated_db: str) -> None:
