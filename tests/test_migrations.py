@@ -65,7 +65,7 @@ def test_column_types_match_the_contract_types_binary_copy_sends(db: Conn) -> No
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s",
             (table,),
         ).fetchall()
-        actual = dict(rows)
+        actual: dict[str, str] = dict(rows)
         assert {n: actual[n] for n in names} == {
             n: PG_TYPE_NAMES[t] for n, t in zip(names, types, strict=True)
         }, table
