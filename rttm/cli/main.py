@@ -7,7 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from rttm import __version__
-from rttm.cli import db_commands, schema_commands, stack_commands, topic_commands
+from rttm.cli import (
+    db_commands,
+    ingest_commands,
+    schema_commands,
+    stack_commands,
+    topic_commands,
+)
 from rttm.errors import RttmError
 
 #: Exit status of a failure the user can act on; argparse uses 2 for usage errors.
@@ -24,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rttm {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (stack_commands, db_commands, topic_commands, schema_commands):
+    for module in (stack_commands, db_commands, topic_commands, ingest_commands, schema_commands):
         module.register(commands)
     return parser
 

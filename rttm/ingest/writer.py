@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,6 +83,39 @@ _UPSERT_PROGRESS = (
 )
 
 
+class _Outage:
+    """Process-wide database outage state: one log line when it starts, one when it ends.
+
+    Every shard notices a lost database on its own; the operator wants to hear it once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._down: set[int] = set()
+        self._since = 0.0
+
+    def lost(self, shard: int, reason: str) -> None:
+        with self._lock:
+            if not self._down:
+                self._since = time.monotonic()
+                _LOG.warning(
+                    "database unavailable: %s; retrying every batch with backoff up to %.0f s",
+                    reason, BACKOFF_CAP_S,
+                )  # fmt: skip
+            self._down.add(shard)
+
+    def back(self, shard: int) -> None:
+        with self._lock:
+            if shard not in self._down:
+                return
+            self._down.discard(shard)
+            if not self._down:
+                _LOG.warning("database back after %.1f s", time.monotonic() - self._since)
+
+
+OUTAGE = _Outage()
+
+
 class ShardWriter:
     """One shard's connection and write logic (used by one sink partition)."""
 
@@ -91,7 +125,6 @@ class ShardWriter:
         self._staged: set[str] = set()
         self._known_days: set[date] = set()
         self._merge_left = 0
-        self._down_since: float | None = None
 
     def write(self, chunks: Sequence[Chunk]) -> None:
         """Make ``chunks`` durable; returns only once they are committed."""
@@ -117,12 +150,7 @@ class ShardWriter:
                 self._lost(exc)
                 time.sleep(delay)
                 delay = min(delay * 2, BACKOFF_CAP_S)
-        if self._down_since is not None:
-            _LOG.warning(
-                "database back (shard %d) after %.1f s", self._shard,
-                time.monotonic() - self._down_since,
-            )  # fmt: skip
-            self._down_since = None
+        OUTAGE.back(self._shard)
         stats.record_written(
             sum(len(r) for t, r in tables.items() if t != REJECTS_TABLE),
             len(tables.get(REJECTS_TABLE, ())),
@@ -149,13 +177,8 @@ class ShardWriter:
         return self._conn
 
     def _lost(self, exc: Exception) -> None:
-        if self._down_since is None:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            _LOG.warning(
-                "database unavailable (shard %d): %s; retrying the batch with backoff up to %.0f s",
-                self._shard, reason, BACKOFF_CAP_S,
-            )  # fmt: skip
-            self._down_since = time.monotonic()
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        OUTAGE.lost(self._shard, reason)
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -1,0 +1,80 @@
+"""``rttm ingest``: run the ingestion dataflow in this process, with a live progress line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from rttm import logs
+from rttm.cli import Subcommands, say
+from rttm.errors import RttmError
+from rttm.ingest import settings as ingest_settings
+from rttm.ingest.flow import build_flow
+from rttm.ingest.progress import ProgressLine
+
+
+def register(commands: Subcommands) -> None:
+    """Add ``rttm ingest``."""
+    ingest = commands.add_parser(
+        "ingest",
+        help="ingest the rttm.* topics into PostgreSQL (the dataflows.rttm flow)",
+        description="Run the ingestion dataflow in this process. Same environment as "
+        "`python -m bytewax.run dataflows.rttm`; use that (with -i/-a) for a cluster.",
+    )
+    ingest.add_argument("-w", "--workers", type=int, default=1,
+                        help="worker threads (default %(default)s)")  # fmt: skip
+    ingest.add_argument("--recovery-dir", type=Path,
+                        help="Bytewax recovery directory (initialised if new)")  # fmt: skip
+    ingest.add_argument("--snapshot-interval", type=float, default=5.0, metavar="SECONDS",
+                        help="epoch length = snapshot interval (default %(default)s)")  # fmt: skip
+    ingest.add_argument("--backup-interval", type=float, default=0.0, metavar="SECONDS",
+                        help="keep older snapshots this long (default %(default)s)")  # fmt: skip
+    ingest.add_argument("--until-caught-up", action="store_true",
+                        help="stop at the end of every partition (RTTM_TAIL=0)")  # fmt: skip
+    ingest.add_argument("--topics", help="comma list of topics (RTTM_TOPICS)")
+    ingest.set_defaults(run=_ingest)
+
+
+def _recovery(directory: Path | None, backup_interval: float) -> RecoveryConfig | None:
+    if directory is None:
+        return None
+    if not directory.is_dir() or not any(directory.glob("part-*.sqlite3")):
+        directory.mkdir(parents=True, exist_ok=True)
+        init_db_dir(directory, 1)  # type: ignore[no-untyped-call]
+        say(f"initialised recovery directory {directory} (1 partition)")
+    return RecoveryConfig(  # type: ignore[no-untyped-call]
+        directory, backup_interval=timedelta(seconds=backup_interval)
+    )
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    if args.workers < 1 or args.snapshot_interval <= 0 or args.backup_interval < 0:
+        msg = "--workers must be >= 1, --snapshot-interval > 0 and --backup-interval >= 0"
+        raise RttmError(msg)
+    env = dict(os.environ)
+    if args.until_caught_up:
+        env[ingest_settings.ENV_TAIL] = "0"
+    if args.topics:
+        env[ingest_settings.ENV_TOPICS] = args.topics
+    logs.setup()
+    settings = ingest_settings.from_env(env)
+    names = ", ".join(spec.name for spec in settings.topics)
+    mode = "until caught up" if not settings.tail else "following (Ctrl-C stops)"
+    say(f"ingesting {names} with {args.workers} worker(s), {mode}")
+    recovery = _recovery(args.recovery_dir, args.backup_interval)
+    progress = ProgressLine().start()
+    try:
+        cli_main(  # type: ignore[no-untyped-call]
+            build_flow(settings),
+            workers_per_process=args.workers,
+            epoch_interval=timedelta(seconds=args.snapshot_interval),
+            recovery_config=recovery,
+        )
+    finally:
+        say("\n" + progress.stop())
+    return 0
