@@ -14,7 +14,7 @@ from collections.abc import Callable
 from rttm.ingest import stats
 from rttm.ingest.chunks import DEDUPE_INDEX, Chunk
 
-#: Keys remembered per shard (two generations of half this size).
+#: Keys remembered per shard and table (two generations of half this size).
 DEFAULT_CAPACITY = 200_000
 
 
@@ -46,12 +46,22 @@ class DedupeMemory:
     def __len__(self) -> int:
         return len(self.current) + len(self.previous)
 
+
+class ShardDedupe:
+    """One :class:`DedupeMemory` per table: dedupe keys are unique per table, not across."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.tables: dict[str, DedupeMemory] = {}
+
     def filter(self, chunk: Chunk) -> Chunk:
-        """``chunk`` without the rows whose dedupe key was seen before (in place)."""
+        """``chunk`` without the rows whose dedupe key its table saw before (in place)."""
         dropped = 0
         for table, rows in chunk.tables.items():
-            index = DEDUPE_INDEX[table]
-            first_time = self.first_time
+            memory = self.tables.get(table)
+            if memory is None:
+                memory = self.tables[table] = DedupeMemory(self.capacity)
+            index, first_time = DEDUPE_INDEX[table], memory.first_time
             kept = [row for row in rows if first_time(row[index])]  # type: ignore[arg-type]
             dropped += len(rows) - len(kept)
             chunk.tables[table] = kept
@@ -62,11 +72,11 @@ class DedupeMemory:
 
 def dedupe_step(
     capacity: int,
-) -> Callable[[DedupeMemory | None, Chunk], tuple[DedupeMemory, Chunk]]:
-    """A ``stateful_map`` mapper that filters chunks through the shard's memory."""
+) -> Callable[[ShardDedupe | None, Chunk], tuple[ShardDedupe, Chunk]]:
+    """A ``stateful_map`` mapper that filters chunks through the shard's memories."""
 
-    def mapper(memory: DedupeMemory | None, chunk: Chunk) -> tuple[DedupeMemory, Chunk]:
-        memory = memory if memory is not None else DedupeMemory(capacity)
-        return memory, memory.filter(chunk)
+    def mapper(state: ShardDedupe | None, chunk: Chunk) -> tuple[ShardDedupe, Chunk]:
+        state = state if state is not None else ShardDedupe(capacity)
+        return state, state.filter(chunk)
 
     return mapper
