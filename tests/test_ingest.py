@@ -184,10 +184,8 @@ def test_topic_subset_ingests_only_those_topics(topics: KafkaSettings, migrated_
 def test_days_without_partition_are_created_by_the_sink(
     topics: KafkaSettings, migrated_db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    far = [
-        (TRADES, b"T9", payload({**DESIGN_EXAMPLES[TRADES], "event_time": f"2033-0{m}-01T00:00Z"}))
-        for m in range(1, 4)
-    ]
+    times = [f"2033-0{m}-01T00:00:00Z" for m in range(1, 4)]
+    far = [(TRADES, b"T9", payload({**DESIGN_EXAMPLES[TRADES], "event_time": t})) for t in times]
     produce(topics.brokers, far)
     with caplog.at_level(logging.WARNING):
         ingest(topics, migrated_db)
