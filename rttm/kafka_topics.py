@@ -19,7 +19,7 @@ DEFAULT_PARTITIONS = 6
 DEFAULT_RETENTION_DAYS = 3.0
 DEFAULT_REPLICATION = 1
 #: Seconds an admin request may take before the broker is declared unreachable.
-ADMIN_TIMEOUT_S = 10.0
+ADMIN_TIMEOUT_S = 5.0
 _MS_PER_DAY = 86_400_000
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +46,29 @@ def _with_dbname(url: str, dbname: str) -> str:
 
 
 @pytest.fixture
-def fresh_db(postgres_admin_url: str) -> Iterator[str]:
-    """URL of a new, empty database, dropped after the test."""
-    name = f"rttm_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield _with_dbname(postgres_admin_url, name)
-    finally:
+def new_database(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
+    """Makes new, empty databases (URL each), all dropped after the test."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"rttm_test_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        made.append(name)
+        return _with_dbname(postgres_admin_url, name)
+
+    yield make
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        for name in made:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture
+def fresh_db(new_database: Callable[[], str]) -> str:
+    """URL of a new, empty database, dropped after the test."""
+    return new_database()
 
 
 @pytest.fixture

@@ -1,0 +1,269 @@
+"""The ingestion as an operator runs it: start-up checks, scale-out, kill -9, database outage.
+
+Each test runs ``python -m bytewax.run dataflows.rttm`` in real processes.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from bytewax.recovery import init_db_dir
+from psycopg import sql
+
+from benchmarks import workload
+from rttm.config import KafkaSettings
+from rttm.db import prepare
+from rttm.db.connect import describe
+from rttm.decode import Accepted, decode_message
+from rttm.registry import TOPICS
+from rttm.stack.postgres import PostgresProcess, start_postgres
+from rttm.stack.processes import free_port
+from tests.conftest import TEST_POSTGRES_SETTINGS
+from tests.ingest_helpers import REPO, counts, create_topics, flow_env, run_flow_process, snapshot
+
+pytestmark = pytest.mark.integration
+
+
+def expected_keys(work: workload.Workload) -> dict[str, set[str]]:
+    """Per table, the dedupe keys of the distinct valid events of ``work``."""
+    keys: dict[str, set[str]] = defaultdict(set)
+    for topic, key, value in work.messages:
+        result = decode_message(topic, key, value, 0, 0, 0)
+        if isinstance(result, Accepted):
+            keys[result.spec.table].add(result.dedupe_key)
+    return keys
+
+
+def stored_keys(url: str) -> dict[str, set[str]]:
+    """Per ingested table (rejects aside), the dedupe keys it holds."""
+    with psycopg.connect(url) as conn:
+        return {
+            spec.table: {
+                key
+                for (key,) in conn.execute(
+                    sql.SQL("SELECT dedupe_key FROM {}").format(sql.Identifier(spec.table))
+                ).fetchall()
+            }
+            for spec in TOPICS
+        }
+
+
+@pytest.fixture
+def loaded(kafka: KafkaSettings) -> tuple[KafkaSettings, workload.Workload]:
+    """Topics holding a seeded mixed workload (duplicates and malformed included)."""
+    create_topics(kafka)
+    work = workload.build(30_000, seed=5)
+    workload.produce(kafka.brokers, work)
+    return kafka, work
+
+
+def assert_complete(url: str, work: workload.Workload) -> None:
+    table_counts = counts(url)
+    assert table_counts.pop("rttm_ingest_rejects") == work.malformed
+    assert table_counts == {t: work.distinct[t] for t in table_counts}
+
+
+# -- start-up checks -------------------------------------------------------------------
+
+
+def one_line_failure(env: dict[str, str], expected: str) -> None:
+    started = time.monotonic()
+    result = run_flow_process(env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"rttm: error: {expected}"
+    assert time.monotonic() - started < 20
+
+
+def test_unknown_topic_in_subset_fails_fast(kafka: KafkaSettings, migrated_db: str) -> None:
+    env = flow_env(kafka, migrated_db, RTTM_TOPICS="rttm.trade.events,rttm.nope")
+    one_line_failure(
+        env,
+        "RTTM_TOPICS: unknown topic 'rttm.nope'; known topics: rttm.trade.events, "
+        "rttm.queue.metrics, rttm.dlq.events, rttm.error.events, rttm.log.events",
+    )
+
+
+def test_unreachable_broker_fails_fast(migrated_db: str) -> None:
+    dead = KafkaSettings(brokers=f"127.0.0.1:{free_port()}", extra={})
+    result = run_flow_process(flow_env(dead, migrated_db))
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"rttm: error: cannot reach kafka at {dead.brokers} within 5 s")
+    )
+
+
+def test_unreachable_database_fails_fast(kafka: KafkaSettings) -> None:
+    port = free_port()
+    url = f"postgresql://rttm:secret@127.0.0.1:{port}/rttm"
+    result = run_flow_process(flow_env(kafka, url))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"rttm: error: cannot connect to postgres at 127.0.0.1:{port}/rttm")
+    assert "secret" not in result.stderr
+
+
+def test_unmigrated_database_and_missing_topics_fail_fast(
+    kafka: KafkaSettings, new_database: Callable[[], str], migrated_db: str
+) -> None:
+    empty = new_database()
+    one_line_failure(
+        flow_env(kafka, empty),
+        f"database {describe(empty)} is not migrated (pending: 0001_ingest_tables.sql,"
+        " 0002_trade_event_partitions.sql, 0003_ingest_progress.sql): run `rttm db migrate`",
+    )
+    one_line_failure(
+        flow_env(kafka, migrated_db, RTTM_TOPICS="rttm.dlq.events"),
+        f"topics missing on {kafka.brokers}: rttm.dlq.events (run `rttm topics create`)",
+    )
+
+
+# -- scale-out ---------------------------------------------------------------------------
+
+
+def migrated(url: str) -> str:
+    with psycopg.connect(url, autocommit=True) as conn:
+        prepare(conn)
+    return url
+
+
+def test_two_workers_and_a_two_process_cluster_write_what_one_worker_writes(
+    loaded: tuple[KafkaSettings, workload.Workload], new_database: Callable[[], str]
+) -> None:
+    kafka, work = loaded
+    one, two, cluster = (migrated(new_database()) for _ in range(3))
+    result = run_flow_process(flow_env(kafka, one))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_complete(one, work)
+    reference = snapshot(one)
+
+    result = run_flow_process(flow_env(kafka, two), "-w", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert snapshot(two) == reference
+
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "dataflows.rttm", "-i", str(i), "-a", addresses],
+            env=flow_env(kafka, cluster),
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert snapshot(cluster) == reference
+
+
+# -- crashes and outages -------------------------------------------------------------------
+
+
+def test_kill_9_mid_run_then_resume_from_recovery_stores_each_event_once(
+    kafka: KafkaSettings, migrated_db: str, tmp_path: Path
+) -> None:
+    create_topics(kafka)
+    work = workload.build(300_000, seed=9)
+    workload.produce(kafka.brokers, work)
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    init_db_dir(recovery, 1)  # type: ignore[no-untyped-call]
+    command = [sys.executable, "-m", "bytewax.run", "dataflows.rttm",
+               "-r", str(recovery), "-s", "1", "-b", "0"]  # fmt: skip
+    env = flow_env(kafka, migrated_db)
+    step = work.distinct["rttm_trade_events"] // 8
+    kills = 0
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+
+        def trade_rows() -> int:
+            row = conn.execute("SELECT count(*) FROM rttm_trade_events").fetchone()
+            return int(row[0]) if row else 0
+
+        for _attempt in range(3):  # kill each run once it has written another eighth
+            process = subprocess.Popen(
+                command, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True
+            )
+            start = trade_rows()
+            while process.poll() is None:
+                if trade_rows() > start + step:
+                    process.send_signal(signal.SIGKILL)
+                    kills += 1
+                    break
+                time.sleep(0.02)
+            _, err = process.communicate(timeout=60)
+            assert process.returncode in (0, -signal.SIGKILL), err[-2000:]
+    assert kills >= 1, "the run ended before it could be killed: make the workload larger"
+    final = run_flow_process(env, "-r", str(recovery), "-s", "1", "-b", "0")
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert_complete(migrated_db, work)
+    assert stored_keys(migrated_db) == expected_keys(work)
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[tuple[Path, int, list[PostgresProcess]]]:
+    """A PostgreSQL this test may stop and start: (state dir, port, [current server])."""
+    port = free_port()
+    servers = [start_postgres(tmp_path / "pg", port, TEST_POSTGRES_SETTINGS)]
+    yield tmp_path / "pg", port, servers
+    for server in servers:
+        if server.is_up():
+            server.stop()
+
+
+def test_database_outage_loses_nothing_and_the_flow_waits(
+    kafka: KafkaSettings, own_postgres: tuple[Path, int, list[PostgresProcess]], tmp_path: Path
+) -> None:
+    state, port, servers = own_postgres
+    url = migrated(servers[0].url())
+    create_topics(kafka)
+    before, during = workload.build(6_000, seed=1), workload.build(6_000, seed=2)
+    workload.produce(kafka.brokers, before)
+    log = tmp_path / "flow.log"
+    with log.open("w") as err:
+        flow = subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "dataflows.rttm"],
+            env=flow_env(kafka, url, RTTM_TAIL="1"), cwd=REPO, stderr=err,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: counts(url)["rttm_trade_events"] == before.distinct["rttm_trade_events"])
+        servers[0].stop()
+        workload.produce(kafka.brokers, during)
+        time.sleep(12)
+        assert flow.poll() is None, log.read_text()[-2000:]
+        servers.append(start_postgres(state, port, TEST_POSTGRES_SETTINGS))
+        want = before.distinct["rttm_trade_events"] + during.distinct["rttm_trade_events"]
+        wait_for(lambda: counts(url)["rttm_trade_events"] == want)
+        assert flow.poll() is None
+    finally:
+        flow.send_signal(signal.SIGKILL)
+        flow.wait(timeout=30)
+    table_counts = counts(url)
+    assert table_counts.pop("rttm_ingest_rejects") == before.malformed + during.malformed
+    assert table_counts == {t: before.distinct[t] + during.distinct[t] for t in table_counts}
+    text = log.read_text()
+    assert text.count("database unavailable") == 1, text[-3000:]
+    assert text.count("database back") == 1, text[-3000:]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:  # noqa: S110 - the database may be restarting
+            pass
+        time.sleep(0.1)
+    msg = "condition not met in time"
+    raise AssertionError(msg)
