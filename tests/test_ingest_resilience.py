@@ -267,3 +267,27 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.1)
     msg = "condition not met in time"
     raise AssertionError(msg)
+
+
+# -- the command people run ----------------------------------------------------------------
+
+
+def test_rttm_ingest_reports_progress_and_resumes_from_its_recovery_dir(
+    loaded: tuple[KafkaSettings, workload.Workload], migrated_db: str, tmp_path: Path
+) -> None:
+    kafka, work = loaded
+    command = [sys.executable, "-m", "rttm", "ingest", "--until-caught-up",
+               "--recovery-dir", str(tmp_path / "rec"), "--snapshot-interval", "1"]  # fmt: skip
+    first = subprocess.run(command, env=flow_env(kafka, migrated_db), cwd=REPO,
+                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert f"initialised recovery directory {tmp_path / 'rec'}" in first.stderr
+    assert "with 1 worker(s), until caught up" in first.stderr
+    rows = sum(work.distinct.values())
+    summary = first.stderr.strip().splitlines()[-1]
+    assert f"| rows {rows:,} | rejects {work.malformed:,} |" in summary
+    assert_complete(migrated_db, work)
+    again = subprocess.run(command, env=flow_env(kafka, migrated_db), cwd=REPO,
+                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "| rows 0 | rejects 0 |" in again.stderr.strip().splitlines()[-1]

@@ -1,0 +1,87 @@
+"""The bounded dedupe step: pure logic, through Bytewax's testing source and sink."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import bytewax.operators as op
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from rttm.ingest.chunks import DEDUPE_INDEX, SHARDS, Chunk, shard_of
+from rttm.ingest.dedupe import DedupeMemory, ShardDedupe, dedupe_step
+from rttm.ingest.progress import ProgressLine, describe
+from rttm.ingest.stats import Counters
+
+TABLE = "rttm_dlq_events"
+
+
+def chunk(*keys: str, table: str = TABLE) -> Chunk:
+    width = DEDUPE_INDEX[table] + 3
+    rows: list[tuple[object, ...]] = [
+        tuple(key if i == DEDUPE_INDEX[table] else None for i in range(width)) for key in keys
+    ]
+    return Chunk("rttm.dlq.events", 0, 0, {table: rows})
+
+
+def keys_of(c: Chunk, table: str = TABLE) -> list[str]:
+    return [str(row[DEDUPE_INDEX[table]]) for row in c.tables[table]]
+
+
+def test_memory_is_bounded_and_forgets_the_oldest_keys() -> None:
+    memory = DedupeMemory(capacity=10)
+    assert all(memory.first_time(f"k{n}") for n in range(25))
+    assert len(memory) <= 10
+    assert not memory.first_time("k24")  # recent: remembered
+    assert memory.first_time("k0")  # old: forgotten, so let through (the database decides)
+
+
+def test_deepcopy_is_independent_and_keeps_the_window() -> None:
+    memory = DedupeMemory(capacity=100)
+    memory.first_time("a")
+    clone = copy.deepcopy(memory)
+    memory.first_time("b")
+    assert not clone.first_time("a")
+    assert clone.first_time("b")
+
+
+def test_same_key_in_two_tables_is_two_rows() -> None:
+    state = ShardDedupe(capacity=100)
+    first = state.filter(chunk("e:1", "e:1", "e:2"))
+    other = state.filter(chunk("e:1", table="rttm_parsed_logs"))
+    assert keys_of(first) == ["e:1", "e:2"]
+    assert keys_of(other, "rttm_parsed_logs") == ["e:1"]
+
+
+@pytest.mark.parametrize("capacity", [4, 1_000])
+def test_dedupe_step_in_a_flow_drops_repeats_within_the_window(capacity: int) -> None:
+    inputs = [("shard-0", chunk("e:1", "e:2")), ("shard-1", chunk("e:1")),
+              ("shard-0", chunk("e:2", "e:3")), ("shard-0", chunk("e:1"))]  # fmt: skip
+    out: list[tuple[str, Chunk]] = []
+    flow = Dataflow("dedupe_test")
+    stream = op.input("in", flow, TestingSource(inputs, batch_size=10))
+    op.output("out", op.stateful_map("dedupe", stream, dedupe_step(capacity)), TestingSink(out))
+    run_main(flow)  # type: ignore[no-untyped-call]
+    per_shard: dict[str, list[list[str]]] = {}
+    for key, c in out:  # order holds per key (shard), not across keys
+        per_shard.setdefault(key, []).append(keys_of(c))
+    assert per_shard == {"shard-0": [["e:1", "e:2"], ["e:3"], []], "shard-1": [["e:1"]]}
+
+
+def test_shard_of_is_stable_and_spread() -> None:
+    shards = {shard_of(f"T{n}") for n in range(1_000)}
+    assert shards == set(range(SHARDS))
+    assert shard_of("T123") == shard_of("T123")
+
+
+def test_progress_line_reports_counters() -> None:
+    counters = Counters(read=10, rows=9, rejects=1, duplicates=2, lag={"t[0]": 5, "t[1]": 7})
+    assert describe(counters, 1234.4) == (
+        "ingest: 1,234 rows/s | rows 9 | rejects 1 | duplicates dropped 2 | remaining lag 12"
+    )
+    stream = io.StringIO()
+    summary = ProgressLine(stream, counters).start().stop()
+    assert summary.startswith("ingest: ")
+    assert "rows/s on average over" in summary
