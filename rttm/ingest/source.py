@@ -10,6 +10,7 @@ group (it resumes from Bytewax recovery) but commits to it after database writes
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,29 @@ IDLE_POLL = timedelta(milliseconds=10)
 QUEUED_MAX_KBYTES = 8_192
 _FATAL = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED,
           KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}  # fmt: skip
+
+
+class _BrokerOutage:
+    """One log line when the first partition loses the broker, one when the last is back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._down: set[str] = set()
+
+    def lost(self, where: str, reason: str) -> None:
+        with self._lock:
+            if not self._down:
+                _LOG.warning("kafka unavailable (%s: %s); waiting for it", where, reason)
+            self._down.add(where)
+
+    def back(self, where: str) -> None:
+        with self._lock:
+            self._down.discard(where)
+            if not self._down:
+                _LOG.warning("kafka back")
+
+
+_BROKER_OUTAGE = _BrokerOutage()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +101,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         if not good:
             return []
         if self._broker_down:
-            _LOG.warning("kafka back for %s", self._where)
+            _BROKER_OUTAGE.back(self._where)
             self._broker_down = False
         self._next = (good[-1].offset() or 0) + 1
         # The watermark cached from fetch responses: right on every broker, unlike a
@@ -94,7 +118,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
             msg = f"kafka error on {self._where}: {error.str()}"
             raise RttmError(msg)
         if not self._broker_down:  # transient (broker down, network): librdkafka retries
-            _LOG.warning("kafka unavailable for %s: %s; waiting", self._where, error.str())
+            _BROKER_OUTAGE.lost(self._where, error.str())
             self._broker_down = True
 
     def next_awake(self) -> datetime | None:
