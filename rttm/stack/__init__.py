@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from rttm.stack.broker import BrokerProcess, start_broker
 from rttm.stack.postgres import PostgresProcess, start_postgres
@@ -88,6 +89,33 @@ def _port(preferred: int) -> int:
     return preferred if preferred and port_is_free(preferred) else free_port()
 
 
+Server = TypeVar("Server", BrokerProcess, PostgresProcess)
+
+
+def _settle(
+    name: str,
+    recorded: Server | None,
+    wanted: bool,
+    variable: str,
+    start: Callable[[], Server],
+    say: Callable[[str], None],
+) -> Server | None:
+    """Reuse, start or stop one server so that it runs exactly when ``wanted``."""
+    running = recorded if recorded is not None and recorded.is_up() else None
+    if running is not None and not wanted:
+        running.stop()
+        say(f"stopped the local {name}: {variable} points elsewhere")
+        return None
+    if running is not None:
+        say(f"{name} already running on port {running.port} (pid {running.pid})")
+        return running
+    if not wanted:
+        return None
+    server = start()
+    say(f"{name} started on port {server.port} (pid {server.pid})")
+    return server
+
+
 def up(
     state_dir: Path,
     *,
@@ -111,28 +139,14 @@ def up(
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     previous = _read_state(state_dir) or LocalStack(broker=None, postgres=None)
-    broker = previous.broker if previous.broker is not None and previous.broker.is_up() else None
-    postgres = (
-        previous.postgres if previous.postgres is not None and previous.postgres.is_up() else None
-    )
-    if not with_broker and broker is not None:
-        broker.stop()
-        say("stopped the local broker: RTTM_KAFKA_BROKERS points elsewhere")
-        broker = None
-    elif with_broker and broker is not None:
-        say(f"broker already running on {broker.bootstrap} (pid {broker.pid})")
-    elif with_broker:
-        broker = start_broker(state_dir, _port(kafka_port))
-        say(f"broker started on {broker.bootstrap} (pid {broker.pid})")
-    if not with_postgres and postgres is not None:
-        postgres.stop()
-        say("stopped the local postgres: RTTM_DATABASE_URL points elsewhere")
-        postgres = None
-    elif with_postgres and postgres is not None:
-        say(f"postgres already running on port {postgres.port} (pid {postgres.pid})")
-    elif with_postgres:
-        postgres = start_postgres(state_dir, _port(postgres_port), postgres_settings)
-        say(f"postgres started on port {postgres.port} (pid {postgres.pid})")
+    broker = _settle(
+        "broker", previous.broker, with_broker, "RTTM_KAFKA_BROKERS",
+        lambda: start_broker(state_dir, _port(kafka_port)), say,
+    )  # fmt: skip
+    postgres = _settle(
+        "postgres", previous.postgres, with_postgres, "RTTM_DATABASE_URL",
+        lambda: start_postgres(state_dir, _port(postgres_port), postgres_settings), say,
+    )  # fmt: skip
     stack = LocalStack(broker=broker, postgres=postgres)
     _write_state(state_dir, stack)
     return stack
