@@ -195,3 +195,25 @@ def test_days_without_partition_are_created_by_the_sink(
         ).fetchall()
     assert [w for (w,) in where] == [f"rttm_trade_events_p20330{m}01" for m in range(1, 4)]
     assert "database unavailable" not in caplog.text
+
+
+def test_a_row_postgres_refuses_becomes_a_reject_and_the_rest_is_stored(
+    topics: KafkaSettings, migrated_db: str
+) -> None:
+    with psycopg.connect(migrated_db, autocommit=True) as conn:  # a rule the contract lacks
+        conn.execute("ALTER TABLE rttm_dlq_events ADD CONSTRAINT no_evil CHECK (reason <> 'evil')")
+    dlq = DESIGN_EXAMPLES["rttm.dlq.events"]
+    messages = [("rttm.dlq.events", b"T124", payload({**dlq, "reason": r}))
+                for r in ("fine", "evil", "also fine")]  # fmt: skip
+    produce(topics.brokers, messages)
+    ingest(topics, migrated_db)
+    assert sorted(r for (r,) in rows(migrated_db, "rttm_dlq_events", ["reason"])) == [
+        "also fine",
+        "fine",
+    ]
+    (reject,) = rows(migrated_db, REJECTS_TABLE, ["kafka_offset", "raw_value", "reason"])
+    assert reject[0] == 1
+    assert b'"reason": "evil"' in reject[1]
+    assert reject[2].startswith("rttm.dlq.events[")
+    assert "postgres refused the row" in reject[2]
+    assert "no_evil" in reject[2]

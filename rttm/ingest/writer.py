@@ -143,14 +143,17 @@ class ShardWriter:
                 conn = self._connection()
                 self._ensure_partitions(conn, tables.get(_TRADE_TABLE))
                 self._commit(conn, tables, positions)
-                if self._committer is not None:
-                    self._committer.written(conn, {topic for topic, _ in positions})
                 break
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._lost(exc)
                 time.sleep(delay)
                 delay = min(delay * 2, BACKOFF_CAP_S)
         OUTAGE.back(self._shard)
+        if self._committer is not None:
+            try:  # informative only: a failure here must not redo the committed batch
+                self._committer.written(conn, {topic for topic, _ in positions})
+            except psycopg.Error as exc:
+                _LOG.debug("offset commit skipped: %s", exc)
         stats.record_written(
             sum(len(r) for t, r in tables.items() if t != REJECTS_TABLE),
             len(tables.get(REJECTS_TABLE, ())),
@@ -206,7 +209,9 @@ class ShardWriter:
             try:
                 self._transaction(conn, tables, positions, merge=False)
                 return
-            except psycopg.errors.UniqueViolation:
+            except (psycopg.DataError, psycopg.IntegrityError):
+                # Mostly a unique violation (a row exists): redo with the merge path, which
+                # also salvages a batch PostgreSQL refuses for any other reason.
                 self._merge_left = MERGE_RUN
         self._merge_left -= 1
         try:

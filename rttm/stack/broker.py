@@ -40,8 +40,12 @@ class BrokerProcess:
         return pid_alive(self.pid) and port_answers(self.port)
 
     def stop(self) -> None:
-        """Stop the broker (its topics are lost: memory storage)."""
-        terminate(self.pid)
+        """Stop the broker (its topics are lost: memory storage).
+
+        Tansu waits for connected clients on SIGTERM; with nothing on disk to protect,
+        it gets one second before SIGKILL.
+        """
+        terminate(self.pid, timeout=1.0)
 
 
 def broker_binary() -> str:
