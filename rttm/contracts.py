@@ -29,7 +29,7 @@ Offset: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 Partition: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)]
 
 
-class Message(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+class Message(msgspec.Struct, kw_only=True, frozen=True, gc=False, omit_defaults=True):
     """Base of every contract: the optional producer-assigned, unique ``event_id``."""
 
     event_id: Id | None = None

@@ -76,5 +76,5 @@ def _ingest(args: argparse.Namespace) -> int:
             recovery_config=recovery,
         )
     finally:
-        say("\n" + progress.stop())
+        say(progress.stop())
     return 0

@@ -11,6 +11,7 @@ from rttm.cli import (
     db_commands,
     ingest_commands,
     schema_commands,
+    simulate_commands,
     stack_commands,
     topic_commands,
 )
@@ -30,7 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rttm {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (stack_commands, db_commands, topic_commands, ingest_commands, schema_commands):
+    for module in (
+        stack_commands,
+        db_commands,
+        topic_commands,
+        simulate_commands,
+        ingest_commands,
+        schema_commands,
+    ):
         module.register(commands)
     return parser
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from typing import TextIO
 
 from rttm.ingest.stats import COUNTERS, Counters
-
-#: Seconds between refreshes on a terminal, and between lines when output is a file.
-TTY_INTERVAL_S = 1.0
-LOG_INTERVAL_S = 10.0
+from rttm.live_line import LiveLine
 
 
 def describe(counters: Counters, rate: float) -> str:
@@ -23,38 +19,27 @@ def describe(counters: Counters, rate: float) -> str:
 
 
 class ProgressLine:
-    """Refreshes :func:`describe` on ``stream`` from a daemon thread until stopped."""
+    """:func:`describe` with the rate since the previous refresh, live on ``stream``."""
 
     def __init__(self, stream: TextIO = sys.stderr, counters: Counters = COUNTERS) -> None:
-        self._stream, self._counters = stream, counters
-        self._tty = stream.isatty()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rttm-progress", daemon=True)
+        self._counters = counters
         self._last_rows, self._last_time = counters.rows, time.monotonic()
+        self._line = LiveLine(self._render, stream)
 
     def start(self) -> ProgressLine:
         """Begin refreshing; returns self."""
-        self._thread.start()
+        self._line.start()
         return self
 
-    def _line(self) -> str:
+    def _render(self) -> str:
         now, rows = time.monotonic(), self._counters.rows
         rate = (rows - self._last_rows) / max(now - self._last_time, 1e-9)
         self._last_rows, self._last_time = rows, now
         return describe(self._counters, rate)
 
-    def _run(self) -> None:
-        interval = TTY_INTERVAL_S if self._tty else LOG_INTERVAL_S
-        while not self._stop.wait(interval):
-            end = "\r" if self._tty else "\n"
-            self._stream.write("\x1b[2K" + self._line() + end if self._tty else self._line() + end)
-            self._stream.flush()
-
     def stop(self) -> str:
         """Stop refreshing; returns the final summary (average rate over the whole run)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._line.stop()
         elapsed = time.monotonic() - self._counters.started
         summary = describe(self._counters, self._counters.rows / max(elapsed, 1e-9))
         return summary.replace("rows/s", f"rows/s on average over {elapsed:.1f} s", 1)

@@ -1,0 +1,43 @@
+"""A status line refreshed in place on a terminal, or printed now and then into a log."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from typing import TextIO
+
+#: Seconds between refreshes on a terminal, and between lines when output is a file.
+TTY_INTERVAL_S = 0.5
+LOG_INTERVAL_S = 10.0
+
+
+class LiveLine:
+    """Writes ``render()`` to ``stream`` from a daemon thread until :meth:`stop`."""
+
+    def __init__(self, render: Callable[[], str], stream: TextIO = sys.stderr) -> None:
+        self._render, self._stream = render, stream
+        self._tty = stream.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rttm-live-line", daemon=True)
+
+    def start(self) -> LiveLine:
+        """Begin refreshing; returns self."""
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        interval = TTY_INTERVAL_S if self._tty else LOG_INTERVAL_S
+        while not self._stop.wait(interval):
+            line = self._render()
+            self._stream.write(f"\x1b[2K{line}\r" if self._tty else f"{line}\n")
+            self._stream.flush()
+
+    def stop(self) -> None:
+        """Stop refreshing and clear the line on a terminal."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self._tty:
+            self._stream.write("\x1b[2K")
+            self._stream.flush()

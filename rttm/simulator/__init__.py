@@ -1,0 +1,1 @@
+"""The platform simulator: the services of a scenario, producing all five topics."""
