@@ -12,10 +12,16 @@ from bytewax.run import cli_main
 
 from rttm import logs
 from rttm.cli import Subcommands, say
+from rttm.emit import Emitter
 from rttm.errors import RttmError
 from rttm.ingest import settings as ingest_settings
 from rttm.ingest.flow import build_flow
 from rttm.ingest.progress import ProgressLine
+from rttm.ingest.settings import IngestSettings
+from rttm.queue_reporter import QueueMetricsReporter
+
+#: How RTTM's own ingestion appears in the queue metrics it publishes about itself.
+LAG_SERVICE_NAME = "rttm-ingest"
 
 
 def register(commands: Subcommands) -> None:
@@ -37,6 +43,9 @@ def register(commands: Subcommands) -> None:
     ingest.add_argument("--until-caught-up", action="store_true",
                         help="stop at the end of every partition (RTTM_TAIL=0)")  # fmt: skip
     ingest.add_argument("--topics", help="comma list of topics (RTTM_TOPICS)")
+    ingest.add_argument("--lag-interval", type=float, default=10.0, metavar="SECONDS",
+                        help="publish RTTM's own consumer-group lag to rttm.queue.metrics "
+                        "this often; 0 turns it off (default %(default)s)")  # fmt: skip
     ingest.set_defaults(run=_ingest)
 
 
@@ -67,6 +76,7 @@ def _ingest(args: argparse.Namespace) -> int:
     mode = "until caught up" if not settings.tail else "following (Ctrl-C stops)"
     say(f"ingesting {names} with {args.workers} worker(s), {mode}")
     recovery = _recovery(args.recovery_dir, args.backup_interval)
+    reporters = _lag_reporters(settings, args.lag_interval)
     progress = ProgressLine().start()
     try:
         cli_main(  # type: ignore[no-untyped-call]
@@ -77,4 +87,22 @@ def _ingest(args: argparse.Namespace) -> int:
         )
     finally:
         say(progress.stop())
+        for reporter in reporters:
+            reporter.stop()
+        if reporters:
+            reporters[0].emitter.close(timeout=5)
     return 0
+
+
+def _lag_reporters(settings: IngestSettings, interval: float) -> list[QueueMetricsReporter]:
+    """One reporter per consumer group RTTM commits to, so RTTM's own lag shows in RTTM."""
+    if interval <= 0:
+        return []
+    emitter = Emitter(settings.kafka)
+    return [
+        QueueMetricsReporter(
+            spec.consumer_group, [spec.name], service_name=LAG_SERVICE_NAME, emitter=emitter,
+            settings=settings.kafka, interval_s=interval,
+        ).start()
+        for spec in settings.topics
+    ]  # fmt: skip
