@@ -50,6 +50,28 @@ def _bar(fraction: float) -> str:
     return "[" + "#" * done + "." * (BAR_WIDTH - done) + f"] {fraction:4.0%}"
 
 
+class _Progress:
+    """The progress bar's view of the running simulation."""
+
+    def __init__(self, trades: int | None, duration: float | None) -> None:
+        self.trades, self.duration = trades, duration
+        self.simulation: Simulation | None = None
+        self.count = 0
+        self.began = time.monotonic()
+
+    def update(self, simulation: Simulation, count: int) -> None:
+        self.simulation, self.count = simulation, count
+
+    def render(self) -> str:
+        sim = self.simulation
+        if sim is None:
+            return "simulate: starting"
+        done = sim.created / self.trades if self.trades else sim.clock / (self.duration or 1)
+        rate = self.count / max(time.monotonic() - self.began, 1e-9)
+        return (f"simulate: {_bar(done)} | trades {sim.created:,} | events {self.count:,}"
+                f" | {rate:,.0f} events/s")  # fmt: skip
+
+
 def _simulate(args: argparse.Namespace) -> int:
     if args.rate <= 0:
         msg = "--rate must be > 0 trades per second"
@@ -61,25 +83,12 @@ def _simulate(args: argparse.Namespace) -> int:
         raise RttmError(msg)
     scenario = scenarios.load(args.scenario)
     emitter = Emitter()
-    state: dict[str, object] = {"sim": None, "count": 0, "began": time.monotonic()}
-
-    def progress(simulation: Simulation, count: int) -> None:
-        state["sim"], state["count"] = simulation, count
-
-    def render() -> str:
-        simulation, count = state["sim"], int(state["count"])  # type: ignore[call-overload]
-        if not isinstance(simulation, Simulation):
-            return "simulate: starting"
-        done = simulation.created / trades if trades else simulation.clock / args.duration
-        rate = count / max(time.monotonic() - float(state["began"]), 1e-9)  # type: ignore[arg-type]
-        return (f"simulate: {_bar(done)} | trades {simulation.created:,} | events {count:,}"
-                f" | {rate:,.0f} events/s")  # fmt: skip
-
-    line = LiveLine(render).start()
+    progress = _Progress(trades, args.duration)
+    line = LiveLine(progress.render).start()
     try:
         summary = run(
             scenario, emitter, seed=args.seed, start=start, rate=args.rate, trades=trades,
-            duration=args.duration, paced=not args.fast, on_progress=progress,
+            duration=args.duration, paced=not args.fast, on_progress=progress.update,
         )  # fmt: skip
     finally:
         line.stop()

@@ -71,7 +71,7 @@ def run(
             if ahead > PACING_SLACK_S:
                 time.sleep(ahead)
         emit(event)
-        if on_progress is not None and count % 5_000 == 0:
+        if on_progress is not None and count % 256 == 0:
             on_progress(simulation, count)
     emitter.close()
     return Summary(seed, start.isoformat(), simulation.tally, emitter.counters,
