@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ class KafkaSettings:
     """Everything needed to build a librdkafka client config."""
 
     brokers: str
-    extra: Mapping[str, str]
+    extra: Mapping[str, str] = field(repr=False)  # may hold SASL passwords
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> KafkaSettings:

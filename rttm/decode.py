@@ -7,6 +7,8 @@ partition, offset and field, so the ingestion can store it instead of crashing.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import msgspec
 
 from rttm.contracts import Message
@@ -67,6 +69,15 @@ def dedupe_key(
     return fallback_key(topic, partition, offset, timestamp_ms)
 
 
+def _fits_utc(moment: datetime) -> bool:
+    """Whether ``moment`` is still a valid datetime in UTC (years 1 to 9999)."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
+
+
 def _field_with_nul(event: Message) -> str | None:
     """The first string field of ``event`` holding a NUL, which PostgreSQL text refuses."""
     for name in event.__struct_fields__:
@@ -120,7 +131,10 @@ def decode_message(
             # A NUL can only reach a string as the JSON escape \u0000: a cheap byte search
             # first, then find the field (the escape may sit in an ignored field).
             nul_field = _field_with_nul(event) if b"\\u0000" in value else None
-            if nul_field is None:
+            moment = getattr(event, spec.time_field)
+            if moment.year in (1, 9999) and not _fits_utc(moment):
+                detail = f"timestamp out of range in UTC - at `$.{spec.time_field}`"
+            elif nul_field is None:
                 return Accepted(
                     spec,
                     event,
@@ -128,7 +142,8 @@ def decode_message(
                     partition,
                     offset,
                 )
-            detail = f"NUL character (\\u0000) cannot be stored in text - at `$.{nul_field}`"
+            else:
+                detail = f"NUL character (\\u0000) cannot be stored in text - at `$.{nul_field}`"
     return Rejected(
         topic=topic,
         partition=partition,

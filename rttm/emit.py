@@ -196,8 +196,8 @@ class Emitter:
         except BufferError:
             self._drop("the local queue is full (broker slow or down)")
             return False
-        except (KafkaException, KeyError, TypeError, ValueError, msgspec.EncodeError) as exc:
-            self._drop(f"the producer refused it: {exc}")
+        except Exception as exc:
+            self._drop(f"it could not be sent: {type(exc).__name__}: {exc}")
             return False
         self._since_poll += 1
         if self._since_poll >= 1_000:  # serve delivery reports without a thread

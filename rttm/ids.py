@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -9,6 +10,16 @@ import time
 _LOCK = threading.Lock()
 _STATE = {"ms": 0, "counter": 0}
 _RANDOM = random.Random()  # noqa: S311 - uniqueness, not secrecy: ids are not credentials
+
+
+def _reseed_after_fork() -> None:
+    # A forked worker (gunicorn, Celery, multiprocessing) would otherwise repeat its
+    # parent's sequence, and equal ids are merged by RTTM as one event.
+    _RANDOM.seed()
+    _STATE["ms"], _STATE["counter"] = 0, 0
+
+
+os.register_at_fork(after_in_child=_reseed_after_fork)
 
 
 def uuid7(unix_ms: int | None = None, rng: random.Random | None = None) -> str:

@@ -73,9 +73,13 @@ class QueueMetricsReporter:
         now = datetime.now(UTC)
         snapshots = []
         for tp in committed:
-            low, high = self._consumer.get_watermark_offsets(
+            watermarks = self._consumer.get_watermark_offsets(
                 TopicPartition(tp.topic, tp.partition), timeout=REQUEST_TIMEOUT_S
             )
+            if watermarks is None:  # the broker did not answer in time
+                msg = f"no watermarks for {tp.topic}[{tp.partition}]"
+                raise KafkaException(msg)
+            low, high = watermarks
             consumed = tp.offset if tp.offset >= 0 else low
             snapshots.append(QueueMetrics(
                 service_name=self.service_name, topic_name=tp.topic, partition=tp.partition,
@@ -88,7 +92,7 @@ class QueueMetricsReporter:
         """Take a snapshot and publish it; a broker problem is logged, never raised."""
         try:
             snapshots = self.snapshot()
-        except KafkaException as exc:
+        except Exception as exc:
             if not self._warned:
                 _LOG.warning("queue metrics of %s not available: %s", self.group, exc)
                 self._warned = True

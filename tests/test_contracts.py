@@ -276,3 +276,16 @@ def test_nul_outside_stored_fields_or_as_literal_text_is_accepted() -> None:
     literal = decode(topic, encode(with_field(topic, "message", "path C:\\u0000x")))
     assert isinstance(literal, Accepted)
     assert literal.event.message == "path C:\\u0000x"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("topic", "field"), TIME_FIELDS)
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-02:00"])
+def test_timestamps_that_overflow_in_utc_are_rejected(topic: str, field: str, moment: str) -> None:
+    reason = rejected(topic, with_field(topic, field, moment))
+    assert reason == f"timestamp out of range in UTC - at `$.{field}`"
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])
+def test_extreme_utc_timestamps_are_accepted(moment: str) -> None:
+    payload = with_field("rttm.dlq.events", "event_time", moment)
+    assert isinstance(decode("rttm.dlq.events", encode(payload)), Accepted)

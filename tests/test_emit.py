@@ -157,3 +157,13 @@ def test_simulate_then_ingest_stores_exactly_what_the_summary_says(
     stored = counts(migrated_db)
     assert stored.pop("rttm_ingest_rejects") == 0
     assert stored == {BY_NAME[t].table: n for t, n in summary["topics"].items()}
+
+
+def test_values_the_contract_cannot_take_never_raise_into_the_caller() -> None:
+    dead = KafkaSettings(brokers=f"127.0.0.1:{free_port()}", extra={})
+    emitter = Emitter(dead)
+    assert not emitter.trade_event(trade_id=None, service_name="s", event_type="E",  # type: ignore[arg-type]
+                                   event_status="SUCCESS")  # fmt: skip
+    assert not emitter.emit("not an event")  # type: ignore[arg-type]
+    assert emitter.counters.dropped == 2
+    emitter.close(timeout=0)

@@ -87,6 +87,11 @@ def test_up_starts_migrates_creates_topics_and_is_reused(user_env: dict[str, str
     assert "topics created: none (all exist)" in second.stderr
 
     assert exports(rttm("env", env=user_env).stdout) == env
+    evaluated = rttm("up", *ports, env={**user_env, **env})  # after eval "$(rttm up)"
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert exports(evaluated.stdout) == env
+    assert "broker already running" in evaluated.stderr
+    assert "postgres already running" in evaluated.stderr
     running = stack.running_stack(Path(user_env["RTTM_STATE_DIR"]))
     assert running is not None
     assert running.broker is not None

@@ -9,6 +9,7 @@ from rttm.cli import Subcommands, say
 from rttm.db import partitions, prepare
 from rttm.db.connect import connect, describe
 from rttm.db.migrate import applied_versions, migrations
+from rttm.errors import RttmError
 
 
 def register(commands: Subcommands) -> None:
@@ -84,6 +85,9 @@ def _partitions(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    if args.keep_days < 0:
+        msg = "--keep-days must be 0 or more"
+        raise RttmError(msg)
     with connect(config.database_url(), autocommit=True) as conn:
         dropped = partitions.drop_older_than(conn, args.keep_days, dry_run=args.dry_run)
     verb = "would drop" if args.dry_run else "dropped"

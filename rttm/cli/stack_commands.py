@@ -54,9 +54,14 @@ def _print_env(env: dict[str, str]) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    external_kafka = bool(os.environ.get(config.ENV_BROKERS, "").strip())
-    external_db = bool(os.environ.get(config.ENV_DATABASE_URL, "").strip())
     state_dir = config.state_dir()
+    # After `eval "$(rttm up)"` the variables name the local stack itself: not external.
+    local = stack.running_stack(state_dir)
+    local_env = local.env() if local is not None else {}
+    external_kafka, external_db = (
+        os.environ.get(name, "").strip() not in ("", local_env.get(name))
+        for name in (config.ENV_BROKERS, config.ENV_DATABASE_URL)
+    )
     say(f"state directory: {state_dir}")
     running = stack.up(
         state_dir,
@@ -72,7 +77,12 @@ def _up(args: argparse.Namespace) -> int:
         migrate_and_report(url)
         # Tables go to stderr here: stdout carries only the export lines, for eval.
         create_and_report(KafkaSettings(brokers=brokers, extra=config.kafka_config()), args, say)
-    _print_env(running.env())
+    # Only the local servers in use: an external URL is the user's already (and may hold
+    # a password, which stdout should not repeat).
+    env = {config.ENV_BROKERS: brokers} if not external_kafka else {}
+    if not external_db:
+        env[config.ENV_DATABASE_URL] = url
+    _print_env(env)
     say(
         'ready. Next: eval "$(rttm env)" in your shell, then `rttm topics list`; '
         "`rttm down` stops the stack."

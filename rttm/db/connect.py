@@ -13,6 +13,12 @@ from rttm.errors import RttmError
 CONNECT_TIMEOUT_S = 5
 
 
+def last_line(exc: BaseException) -> str:
+    """The last line of an error (libpq puts the cause there), or its type name."""
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
 def describe(url: str) -> str:
     """``host:port/dbname`` of a libpq URL, with user and password left out."""
     try:
@@ -32,6 +38,5 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[A
         msg = "invalid database url: expected postgresql://user@host:port/dbname"
         raise RttmError(msg) from None
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        msg = f"cannot connect to postgres at {describe(url)}: {reason}"
+        msg = f"cannot connect to postgres at {describe(url)}: {last_line(exc)}"
         raise RttmError(msg) from None

@@ -86,9 +86,7 @@ def split_batch(batch: RawBatch) -> list[tuple[str, Chunk]]:
         )  # fmt: skip
         table, row = table_row(result)
         shard = (
-            zlib.crc32(key_of(result.event).encode()) % SHARDS
-            if isinstance(result, Accepted)
-            else partition % SHARDS
+            shard_of(key_of(result.event)) if isinstance(result, Accepted) else partition % SHARDS
         )
         chunks[shard].tables.setdefault(table, []).append(row)
     return list(zip(SHARD_KEYS, chunks, strict=True))

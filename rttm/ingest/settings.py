@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rttm import config
@@ -12,6 +12,7 @@ from rttm.config import ConfigError, KafkaSettings
 from rttm.db.connect import connect, describe
 from rttm.db.migrate import applied_versions, migrations
 from rttm.errors import RttmError
+from rttm.ingest.dedupe import DEFAULT_CAPACITY
 from rttm.kafka_topics import partition_counts
 from rttm.registry import TOPICS, TopicSpec, spec_for
 
@@ -25,7 +26,7 @@ class IngestSettings:
     """Everything the ingestion flow needs, resolved and checked."""
 
     kafka: KafkaSettings
-    database_url: str
+    database_url: str = field(repr=False)  # may hold a password
     topics: tuple[TopicSpec, ...]
     partitions: Mapping[str, int]
     tail: bool
@@ -93,7 +94,7 @@ def from_env(env: Mapping[str, str] = os.environ) -> IngestSettings:
     """Resolve and check the ingestion settings: configuration first, then the servers."""
     topics = selected_topics(env)
     follow = tail(env)
-    capacity = _positive_int(env, ENV_DEDUPE_CAPACITY, 200_000)
+    capacity = _positive_int(env, ENV_DEDUPE_CAPACITY, DEFAULT_CAPACITY)
     kafka = KafkaSettings.from_env(env)
     url = config.database_url(env)
     check_schema(url)

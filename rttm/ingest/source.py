@@ -10,7 +10,6 @@ group (it resumes from Bytewax recovery) but commits to it after database writes
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from rttm.errors import RttmError
 from rttm.ingest import stats
+from rttm.outage import OutageLog
 from rttm.registry import TopicSpec
 
 _LOG = logging.getLogger("rttm.ingest.source")
@@ -36,27 +36,7 @@ _FATAL = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILE
           KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}  # fmt: skip
 
 
-class _BrokerOutage:
-    """One log line when the first partition loses the broker, one when the last is back."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._down: set[str] = set()
-
-    def lost(self, where: str, reason: str) -> None:
-        with self._lock:
-            if not self._down:
-                _LOG.warning("kafka unavailable (%s: %s); waiting for it", where, reason)
-            self._down.add(where)
-
-    def back(self, where: str) -> None:
-        with self._lock:
-            self._down.discard(where)
-            if not self._down:
-                _LOG.warning("kafka back")
-
-
-_BROKER_OUTAGE = _BrokerOutage()
+_BROKER = OutageLog(_LOG, "kafka", "waiting for it")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +57,6 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         self._topic, self._partition, self._next = topic, partition, offset
         self._eof = False
         self._idle_until: datetime | None = None
-        self._broker_down = False
         self._where = f"{topic}[{partition}]"
 
     def next_batch(self) -> list[RawBatch]:
@@ -98,11 +77,10 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
                 self._eof = True
             else:
                 self._on_error(error)
+        if good or self._eof:  # heard from the broker
+            _BROKER.back()
         if not good:
             return []
-        if self._broker_down:
-            _BROKER_OUTAGE.back(self._where)
-            self._broker_down = False
         self._next = (good[-1].offset() or 0) + 1
         # The watermark cached from fetch responses: right on every broker, unlike a
         # ListOffsets request on the local one (DESIGN §7), and free.
@@ -117,9 +95,8 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         if error.code() in _FATAL or error.fatal():
             msg = f"kafka error on {self._where}: {error.str()}"
             raise RttmError(msg)
-        if not self._broker_down:  # transient (broker down, network): librdkafka retries
-            _BROKER_OUTAGE.lost(self._where, error.str())
-            self._broker_down = True
+        # Transient (broker down, network): librdkafka keeps retrying by itself.
+        _BROKER.lost(f"{self._where}: {error.str()}")
 
     def next_awake(self) -> datetime | None:
         return self._idle_until
@@ -154,6 +131,9 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "queued.max.messages.kbytes": QUEUED_MAX_KBYTES,
+            # A resume offset that retention deleted (or a recreated topic no longer has)
+            # restarts at the oldest message kept: re-reading is harmless, skipping is not.
+            "auto.offset.reset": "earliest",
         }
         self._parts = [
             f"{index}-{spec.name}" for spec in topics for index in range(partitions[spec.name])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,19 +23,23 @@ import psycopg
 from psycopg import sql
 
 from rttm.db import partitions
+from rttm.db.connect import CONNECT_TIMEOUT_S, last_line
 from rttm.db.migrate import Conn
 from rttm.ingest import stats
 from rttm.ingest.chunks import DEDUPE_INDEX, Chunk, Row
 from rttm.ingest.offsets import OffsetCommitter
+from rttm.outage import OutageLog
 from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, REJECTS_TYPES, TOPICS
 
 _LOG = logging.getLogger("rttm.ingest.sink")
 #: First and longest wait between reconnection attempts.
 BACKOFF_START_S = 0.2
 BACKOFF_CAP_S = 5.0
+#: Day partitions are created only this close to today: a producer with a broken clock must
+#: not make thousands of tables (its rows land in the default partition).
+PARTITION_HORIZON_DAYS = 400
 #: Batches written with the merge path after a conflict before trying COPY again.
 MERGE_RUN = 20
-CONNECT_TIMEOUT_S = 5
 _TRADE_TABLE = BY_NAME["rttm.trade.events"].table
 _TOPIC_OF_TABLE = {spec.table: spec.name for spec in TOPICS}
 
@@ -83,37 +86,9 @@ _UPSERT_PROGRESS = (
 )
 
 
-class _Outage:
-    """Process-wide database outage state: one log line when it starts, one when it ends.
-
-    Every shard notices a lost database on its own; the operator wants to hear it once.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._down: set[int] = set()
-        self._since = 0.0
-
-    def lost(self, shard: int, reason: str) -> None:
-        with self._lock:
-            if not self._down:
-                self._since = time.monotonic()
-                _LOG.warning(
-                    "database unavailable: %s; retrying every batch with backoff up to %.0f s",
-                    reason, BACKOFF_CAP_S,
-                )  # fmt: skip
-            self._down.add(shard)
-
-    def back(self, shard: int) -> None:
-        with self._lock:
-            if shard not in self._down:
-                return
-            self._down.discard(shard)
-            if not self._down:
-                _LOG.warning("database back after %.1f s", time.monotonic() - self._since)
-
-
-OUTAGE = _Outage()
+OUTAGE = OutageLog(
+    _LOG, "database", f"retrying every batch with backoff up to {BACKOFF_CAP_S:.0f} s"
+)
 
 
 class ShardWriter:
@@ -144,11 +119,13 @@ class ShardWriter:
                 self._ensure_partitions(conn, tables.get(_TRADE_TABLE))
                 self._commit(conn, tables, positions)
                 break
+            except psycopg.errors.TransactionRollback as exc:  # deadlock, serialization
+                _LOG.warning("batch rolled back (%s); retrying it", last_line(exc))
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._lost(exc)
                 time.sleep(delay)
                 delay = min(delay * 2, BACKOFF_CAP_S)
-        OUTAGE.back(self._shard)
+        OUTAGE.back()
         if self._committer is not None:
             try:  # informative only: a failure here must not redo the committed batch
                 self._committer.written(conn, {topic for topic, _ in positions})
@@ -172,16 +149,17 @@ class ShardWriter:
 
     def _connection(self) -> Conn:
         if self._conn is None or self._conn.closed:
+            # TCP keepalives: a silent network partition shows in ~20 s, not after 2 hours.
             self._conn = psycopg.connect(
                 self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                application_name=f"rttm-ingest-shard-{self._shard}",
+                application_name=f"rttm-ingest-shard-{self._shard}", keepalives=1,
+                keepalives_idle=10, keepalives_interval=3, keepalives_count=3,
             )  # fmt: skip
             self._staged.clear()
         return self._conn
 
     def _lost(self, exc: Exception) -> None:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        OUTAGE.lost(self._shard, reason)
+        OUTAGE.lost(last_line(exc))
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -197,7 +175,12 @@ class ShardWriter:
             days = {t.astimezone(UTC).date() for t in times}
         else:
             days = {first + timedelta(days=n) for n in range((last - first).days + 1)}
-        missing = days - self._known_days
+        today = partitions.today()
+        missing = {
+            day
+            for day in days - self._known_days
+            if abs((day - today).days) <= PARTITION_HORIZON_DAYS
+        }  # days beyond the horizon stay in the default partition
         if missing:
             partitions.ensure_days(conn, missing)
             self._known_days |= missing
@@ -247,11 +230,16 @@ class ShardWriter:
                 if merge:
                     cur.execute(statements.merge)
                     conflicts += len(rows) - cur.rowcount
-            cur.executemany(
-                _UPSERT_PROGRESS,
-                [(t, p, self._shard, o) for (t, p), o in positions.items()],
-            )
+            self._record_progress(cur, positions)
         return conflicts
+
+    def _record_progress(
+        self, cur: psycopg.Cursor[tuple[object, ...]], positions: dict[tuple[str, int], int]
+    ) -> None:
+        """How far this shard has written each partition, in the batch's transaction."""
+        cur.executemany(
+            _UPSERT_PROGRESS, [(t, p, self._shard, o) for (t, p), o in positions.items()]
+        )
 
     def _salvage(
         self, conn: Conn, tables: dict[str, list[Row]], positions: dict[tuple[str, int], int]
@@ -270,10 +258,7 @@ class ShardWriter:
                         refused.append(_refused_row(table, row, exc))
             for row in refused:
                 cur.execute(TABLE_SQL[REJECTS_TABLE].insert_one, row)
-            cur.executemany(
-                _UPSERT_PROGRESS,
-                [(t, p, self._shard, o) for (t, p), o in positions.items()],
-            )
+            self._record_progress(cur, positions)
 
 
 def _refused_row(table: str, row: Row, exc: Exception) -> Row:

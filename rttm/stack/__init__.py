@@ -100,16 +100,17 @@ def _settle(
     start: Callable[[], Server],
     say: Callable[[str], None],
 ) -> Server | None:
-    """Reuse, start or stop one server so that it runs exactly when ``wanted``."""
+    """Reuse one server if it runs, else start it if ``wanted``.
+
+    A running server is never stopped here, even when ``variable`` points elsewhere:
+    ``rttm down`` stops the stack.
+    """
     running = recorded if recorded is not None and recorded.is_up() else None
-    if running is not None and not wanted:
-        running.stop()
-        say(f"stopped the local {name}: {variable} points elsewhere")
-        return None
     if running is not None:
         say(f"{name} already running on port {running.port} (pid {running.pid})")
         return running
     if not wanted:
+        say(f"no local {name}: {variable} points elsewhere")
         return None
     server = start()
     say(f"{name} started on port {server.port} (pid {server.pid})")
@@ -126,7 +127,7 @@ def up(
     postgres_settings: dict[str, str] | None = None,
     say: Callable[[str], None] = lambda _line: None,
 ) -> LocalStack:
-    """Start whatever of the stack is not running yet, reuse the rest; record it.
+    """Start what of the stack is wanted and not running yet, reuse what runs; record it.
 
     Args:
         state_dir: where data, logs and ``stack.json`` live.
