@@ -29,6 +29,11 @@ CONSUME_BATCH = 5_000
 #: How long an idle partition waits before polling again: bounds both the polling cost of
 #: many idle partitions and the latency it adds to the first message after a lull.
 IDLE_POLL = timedelta(milliseconds=10)
+#: How long the broker may hold a fetch for an idle partition (librdkafka: 500 ms). Each
+#: bounded run waits about this long at its end for the partitions' EOF; and it bounds the
+#: delay of the first message after a lull. 100 ms costs ten small requests a second per
+#: idle partition.
+FETCH_WAIT_MS = 100
 #: librdkafka prefetch per partition consumer; the default (64 MiB) times 30 partitions
 #: would let prefetching alone take gigabytes.
 QUEUED_MAX_KBYTES = 8_192
@@ -134,6 +139,7 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
             # A resume offset that retention deleted (or a recreated topic no longer has)
             # restarts at the oldest message kept: re-reading is harmless, skipping is not.
             "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": FETCH_WAIT_MS,
         }
         self._parts = [
             f"{index}-{spec.name}" for spec in topics for index in range(partitions[spec.name])
