@@ -1,6 +1,6 @@
 """End-to-end ingestion benchmark: ``python -m benchmarks.e2e [--events N]``.
 
-Starts a private broker and PostgreSQL (``rttm.stack``, default durability settings),
+Starts a private broker and PostgreSQL (``rttm.stack``, durable settings),
 pre-produces a seeded workload (``benchmarks.workload``: five topics, 10 % duplicates,
 1 % malformed), then times, each into a fresh database: RTTM with 1 and 2 workers
 (``python -m bytewax.run dataflows.rttm``, ``RTTM_TAIL=0``) and the two baselines of
