@@ -27,7 +27,7 @@ def strategy_for(info: mi.Type) -> st.SearchStrategy[Any]:
     if isinstance(info, mi.StrType):
         # NUL is the one character the contract refuses in text (PostgreSQL cannot store it).
         return st.text(
-            st.characters(exclude_characters="\x00"),
+            st.characters(codec="utf-8", exclude_characters="\x00"),
             min_size=info.min_length or 0,
             max_size=min(info.max_length or 40, 40),
         )
