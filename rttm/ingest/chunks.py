@@ -50,10 +50,6 @@ class Chunk:
     next_offset: int
     tables: dict[str, list[Row]] = field(default_factory=dict)
 
-    def row_count(self) -> int:
-        """Rows in the chunk, all tables."""
-        return sum(len(rows) for rows in self.tables.values())
-
 
 def shard_of(key: str) -> int:
     """The shard of a registry key (stable across processes, unlike ``hash``)."""
@@ -76,8 +72,7 @@ def split_batch(batch: RawBatch) -> list[tuple[str, Chunk]]:
     """Decode every message of ``batch`` and route its row to its shard's chunk."""
     topic, partition = batch.topic, batch.partition
     key_of = BY_NAME[topic].key_of
-    next_offset = (batch.messages[-1].offset() or 0) + 1
-    chunks = [Chunk(topic, partition, next_offset) for _ in range(SHARDS)]
+    chunks = [Chunk(topic, partition, batch.next_offset) for _ in range(SHARDS)]
     for message in batch.messages:
         kind, stamp = message.timestamp()
         result = decode_message(

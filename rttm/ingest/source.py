@@ -51,6 +51,7 @@ class RawBatch:
     topic: str
     partition: int
     messages: Sequence[Message]
+    next_offset: int  # the offset after the last message: where the partition resumes
 
 
 class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
@@ -94,7 +95,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         )
         high = watermarks[1] if watermarks else self._next
         stats.record_read(self._where, len(good), max(high - self._next, 0))
-        return [RawBatch(self._topic, self._partition, good)]
+        return [RawBatch(self._topic, self._partition, good, self._next)]
 
     def _on_error(self, error: KafkaError) -> None:
         if error.code() in _FATAL or error.fatal():
