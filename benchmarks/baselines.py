@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 from confluent_kafka import (
@@ -22,7 +24,7 @@ from confluent_kafka import (
 )
 
 from rttm.decode import decode_message
-from rttm.ingest.chunks import table_row
+from rttm.ingest.chunks import Row, table_row
 from rttm.ingest.writer import TABLE_SQL
 from rttm.registry import TOPICS
 
@@ -42,9 +44,9 @@ def _consumer(brokers: str) -> Consumer:
     return consumer
 
 
-def _rows(consumer: Consumer, limit: int, partitions: int) -> list[tuple[str, tuple[object, ...]]]:
+def _rows(consumer: Consumer, limit: int, partitions: int) -> list[tuple[str, Row]]:
     """Up to ``limit`` (table, row) pairs, decoded exactly as RTTM decodes them."""
-    out: list[tuple[str, tuple[object, ...]]] = []
+    out: list[tuple[str, Row]] = []
     eof = 0
     while len(out) < limit and eof < partitions:
         messages = consumer.consume(BATCH, 1.0)
@@ -65,6 +67,22 @@ def _rows(consumer: Consumer, limit: int, partitions: int) -> list[tuple[str, tu
     return out[:limit]
 
 
+def insert_per_row(conn: psycopg.Connection[Any], rows: Sequence[tuple[str, Row]]) -> None:
+    """One ``INSERT`` statement per row (``conn`` in autocommit: a transaction each)."""
+    for table, row in rows:
+        conn.execute(TABLE_SQL[table].insert_one, row)
+
+
+def insert_batched(conn: psycopg.Connection[Any], rows: Sequence[tuple[str, Row]]) -> None:
+    """``executemany`` per table (psycopg pipelines it), one transaction for all rows."""
+    by_table: dict[str, list[Row]] = {}
+    for table, row in rows:
+        by_table.setdefault(table, []).append(row)
+    with conn.transaction(), conn.cursor() as cur:
+        for table, table_rows in by_table.items():
+            cur.executemany(TABLE_SQL[table].insert_one, table_rows)
+
+
 def run(kind: str, limit: int) -> float:
     """Ingest ``limit`` messages the ``kind`` way; returns messages per second."""
     brokers, url = os.environ["RTTM_KAFKA_BROKERS"], os.environ["RTTM_DATABASE_URL"]
@@ -72,22 +90,12 @@ def run(kind: str, limit: int) -> float:
     partitions = len(consumer.assignment())
     started = time.perf_counter()
     done = 0
-    with psycopg.connect(url, autocommit=kind == "per-row") as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         while done < limit:
             rows = _rows(consumer, min(BATCH, limit - done), partitions)
             if not rows:
                 break
-            if kind == "per-row":
-                for table, row in rows:
-                    conn.execute(TABLE_SQL[table].insert_one, row)
-            else:
-                with conn.cursor() as cur:
-                    by_table: dict[str, list[tuple[object, ...]]] = {}
-                    for table, row in rows:
-                        by_table.setdefault(table, []).append(row)
-                    for table, table_rows in by_table.items():
-                        cur.executemany(TABLE_SQL[table].insert_one, table_rows)
-                conn.commit()
+            (insert_per_row if kind == "per-row" else insert_batched)(conn, rows)
             done += len(rows)
     elapsed = time.perf_counter() - started
     consumer.close()

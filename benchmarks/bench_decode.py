@@ -16,6 +16,7 @@ BATCH = 10_000
 @pytest.mark.parametrize("topic", [spec.name for spec in TOPICS])
 def test_decode(benchmark: BenchmarkFixture, topic: str, valid: bool) -> None:
     benchmark.group = "decode (10k messages per round)"
+    benchmark.extra_info["items"] = BATCH
     batch = messages(topic, BATCH, invalid=not valid)
     expected = Accepted if valid else Rejected
 

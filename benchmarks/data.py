@@ -67,7 +67,7 @@ def payload(topic: str, rng: random.Random, n: int) -> dict[str, Any]:
 
 def messages(topic: str, count: int, seed: int = 7, invalid: bool = False) -> list[bytes]:
     """``count`` encoded messages; ``invalid`` ones each break one rule (naive timestamp)."""
-    rng = random.Random(seed)  # noqa: S311 - benchmark data, not security
+    rng = random.Random(seed)
     out = []
     for n in range(count):
         body = payload(topic, rng, n)
