@@ -2,10 +2,12 @@
 
 Starts a private broker and PostgreSQL (``rttm.stack``, durable settings),
 pre-produces a seeded workload (``benchmarks.workload``: five topics, 10 % duplicates,
-1 % malformed), then times, each into a fresh database: RTTM with 1 and 2 workers
-(``python -m bytewax.run dataflows.rttm``, ``RTTM_TAIL=0``) and the two baselines of
-``benchmarks.baselines``. Checks every RTTM run against the ground truth, prints a table
-and writes ``benchmarks/results/e2e.json``.
+1 % malformed), then, in one run: measures the machine's limits (``benchmarks.limits``:
+librdkafka reading the topics, PostgreSQL taking the same rows by ``COPY``); times, each
+into a fresh database, RTTM with 1 and 2 workers (``python -m bytewax.run dataflows.rttm``,
+``RTTM_TAIL=0``) and the two baselines of ``benchmarks.baselines``; and measures freshness
+under a steady load (``benchmarks.freshness``). Checks every RTTM run against the ground
+truth, prints a table, writes ``benchmarks/results/e2e.json`` and draws ``e2e.png``.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from benchmarks import workload
+from benchmarks import charts, freshness, limits, workload
 from rttm import kafka_topics, stack
 from rttm.config import KafkaSettings
-from rttm.db import prepare
+from rttm.db import partitions, prepare
 from rttm.registry import INGESTED_AT_COLUMN, REJECTS_TABLE, all_tables
+from rttm.stack.broker import start_broker
+from rttm.stack.processes import free_port
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -140,32 +144,59 @@ def main() -> None:
         help="messages the per-row baseline ingests (rate is compared)",
     )
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--freshness-rate", type=int, default=20_000, help="events/s")
+    parser.add_argument(
+        "--freshness-seconds", type=float, default=30.0, help="steady-load duration (0: skip)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="rttm-bench-") as tmp:
         local = stack.up(Path(tmp), kafka_port=0, postgres_port=0)
         try:
-            runs = bench(local, args)
+            result = bench(local, Path(tmp), args)
         finally:
             stack.down(Path(tmp))
-    report(runs, args)
+    report(result, args)
 
 
-def bench(local: stack.LocalStack, args: argparse.Namespace) -> list[Run]:
-    """Produce the workload, then time every contender."""
+@dataclass
+class Result:
+    """Everything one benchmark run measured."""
+
+    runs: list[Run]
+    consume_limit: Run
+    copy_limits: list[Run]
+    freshness: freshness.Freshness | None
+
+    @property
+    def copy_limit(self) -> Run:
+        """The fastest COPY run."""
+        return max(self.copy_limits, key=lambda r: r.rate)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def bench(local: stack.LocalStack, tmp: Path, args: argparse.Namespace) -> Result:
+    """Produce the workload, measure the limits, then time every contender."""
     kafka = KafkaSettings(brokers=local.kafka_brokers, extra={})
     kafka_topics.create_topics(kafka)
     work = workload.build(args.events)
     started = time.perf_counter()
     workload.produce(kafka.brokers, work)
-    print(
-        f"produced {work.total:,} messages in {time.perf_counter() - started:.1f} s "
-        f"({work.duplicates:,} duplicates, {work.malformed:,} malformed)",
-        file=sys.stderr,
-    )
+    _say(f"produced {work.total:,} messages in {time.perf_counter() - started:.1f} s "
+         f"({work.duplicates:,} duplicates, {work.malformed:,} malformed)")  # fmt: skip
+    count, seconds = limits.consume_rate(kafka.brokers)
+    if count != work.total:
+        msg = f"raw consumer read {count:,} messages, {work.total:,} were produced"
+        raise AssertionError(msg)
+    consume_limit = Run("limit: raw consume", count, seconds)
+    _say(f"raw consume: {consume_limit.rate:,.0f} msg/s")
     admin = local.postgres.url("postgres") if local.postgres else ""
     base_env = {**os.environ, "RTTM_KAFKA_BROKERS": kafka.brokers, "RTTM_TAIL": "0"}
     runs = []
+    written = ""
     for workers in [int(w) for w in args.workers.split(",")]:
         url = fresh_database(admin)
         seconds, rss = timed(
@@ -174,36 +205,97 @@ def bench(local: stack.LocalStack, args: argparse.Namespace) -> list[Run]:
         )
         check(url, work)
         runs.append(Run(f"rttm -w {workers}", work.total, seconds, rss, write_window(url)))
+        _say(f"{runs[-1].name}: {runs[-1].rate:,.0f} msg/s")
+        written = written or url
+    copy_limits = copy_limit_runs(admin, written)
     for kind, count in (("batched", args.batched), ("per-row", args.per_row)):
         url = fresh_database(admin)
         count = min(count, work.total)
         seconds, rss = timed([sys.executable, "-m", "benchmarks.baselines", kind, str(count)],
                              {**base_env, "RTTM_DATABASE_URL": url})  # fmt: skip
         runs.append(Run(f"baseline {kind}", count, seconds, rss))
-    return runs
+        _say(f"{runs[-1].name}: {runs[-1].rate:,.0f} msg/s")
+    fresh = None
+    if args.freshness_seconds > 0:
+        fresh = freshness_run(tmp, admin, args.freshness_rate, args.freshness_seconds)
+    return Result(runs, consume_limit, copy_limits, fresh)
 
 
-def report(runs: list[Run], args: argparse.Namespace) -> None:
-    """Print the table and write JSON."""
+def copy_limit_runs(admin: str, source_url: str) -> list[Run]:
+    """PostgreSQL's COPY rate for the rows RTTM wrote, with 1 and 2 connections."""
+    batches = limits.export_batches(source_url)
+    with psycopg.connect(source_url) as conn:
+        days = [part.day for part in partitions.list_partitions(conn)]
+    out = []
+    for connections in (1, 2):
+        url = fresh_database(admin)
+        with psycopg.connect(url, autocommit=True) as conn:
+            partitions.ensure_days(conn, days)
+        rows, seconds = limits.copy_rate(url, batches, connections)
+        out.append(Run(f"limit: COPY x{connections}", rows, seconds))
+        _say(f"{out[-1].name}: {out[-1].rate:,.0f} rows/s")
+    return out
+
+
+def freshness_run(tmp: Path, admin: str, rate: int, seconds: float) -> freshness.Freshness:
+    """Steady load on a new, empty broker (the workload's topics would be replayed first)."""
+    broker = start_broker(tmp / "freshness-broker", free_port())
+    try:
+        kafka = KafkaSettings(brokers=broker.bootstrap, extra={})
+        kafka_topics.create_topics(kafka)
+        result = freshness.measure(kafka.brokers, fresh_database(admin), rate, seconds)
+    finally:
+        broker.stop()
+    p50, p99 = result.percentile(50), result.percentile(99)
+    _say(f"freshness at {result.achieved:,.0f} events/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+         f"({result.probes} probes, {result.unseen} unseen)")  # fmt: skip
+    return result
+
+
+def report(result: Result, args: argparse.Namespace) -> None:
+    """Print the table, write JSON and draw the chart."""
+    runs = result.runs
     by_name = {r.name: r for r in runs}
     batched, per_row = by_name["baseline batched"], by_name["baseline per-row"]
+    copy_limit = result.copy_limit
     print(f"\n{'run':<18} {'messages':>10} {'seconds':>8} {'msg/s':>10} {'steady/s':>10} "
-          f"{'x batched':>10} {'x per-row':>10} {'steady x b':>10} {'peak MB':>8}")  # fmt: skip
-    for r in runs:
+          f"{'x batched':>10} {'x per-row':>10} {'of COPY':>8} {'peak MB':>8}")  # fmt: skip
+    for r in [result.consume_limit, *result.copy_limits, *runs]:
         steady = f"{r.steady_rate:,.0f}" if r.steady_rate else "-"
-        steady_ratio = f"{r.steady_rate / batched.rate:.1f}" if r.steady_rate else "-"
         print(f"{r.name:<18} {r.messages:>10,} {r.seconds:>8.1f} {r.rate:>10,.0f} {steady:>10} "
               f"{r.rate / batched.rate:>10.1f} {r.rate / per_row.rate:>10.1f} "
-              f"{steady_ratio:>10} {r.peak_rss_mb or 0:>8.0f}")  # fmt: skip
-    print("msg/s: wall clock from process start to exit; steady/s: first to last write; "
-          "x: ratio to the baseline's msg/s (wall clock)", file=sys.stderr)  # fmt: skip
+              f"{r.rate / copy_limit.rate:>8.0%} {r.peak_rss_mb or 0:>8.0f}")  # fmt: skip
+    fresh = result.freshness
+    if fresh is not None:
+        print(f"\nfreshness (produce -> visible row), RTTM -w 1 following the topics at "
+              f"{fresh.achieved:,.0f} events/s for {fresh.seconds:.0f} s: "
+              f"p50 {fresh.percentile(50):.0f} ms, p99 {fresh.percentile(99):.0f} ms, "
+              f"max {max(fresh.latencies_ms):.0f} ms over {fresh.probes:,} probes "
+              f"({fresh.unseen} unseen), peak RSS {fresh.peak_rss_mb:.0f} MB")  # fmt: skip
+    _say(
+        "msg/s: wall clock from process start to exit; steady/s: first to last write; "
+        "x and 'of COPY': ratio of msg/s to the baseline's / to the fastest COPY's rows/s"
+    )
     RESULTS.mkdir(exist_ok=True)
     out = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "args": vars(args),
-        "runs": [{**asdict(r), "rate": r.rate, "steady_rate": r.steady_rate} for r in runs],
-    }
+        "limits": [_run_json(r) for r in (result.consume_limit, *result.copy_limits)],
+        "runs": [_run_json(r) for r in runs],
+        "freshness": None if fresh is None else {
+            "rate": fresh.rate, "achieved": fresh.achieved, "seconds": fresh.seconds,
+            "probes": fresh.probes, "unseen": fresh.unseen, "peak_rss_mb": fresh.peak_rss_mb,
+            "p50_ms": fresh.percentile(50), "p99_ms": fresh.percentile(99),
+            "max_ms": max(fresh.latencies_ms),
+        },
+    }  # fmt: skip
     (RESULTS / "e2e.json").write_text(json.dumps(out, indent=2) + "\n")
+    charts.e2e(result, RESULTS / "e2e.png")
+    _say(f"wrote {RESULTS / 'e2e.json'} and {RESULTS / 'e2e.png'}")
+
+
+def _run_json(r: Run) -> dict[str, object]:
+    return {**asdict(r), "rate": r.rate, "steady_rate": r.steady_rate}
 
 
 if __name__ == "__main__":
