@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME
+from confluent_kafka import Message as KafkaMessage
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from benchmarks import workload
 from benchmarks.data import messages
 from rttm.decode import Accepted, Rejected, decode_message
+from rttm.ingest.chunks import split_batch
+from rttm.ingest.source import RawBatch
 from rttm.registry import TOPICS
 
 BATCH = 10_000
@@ -27,3 +32,29 @@ def test_decode(benchmark: BenchmarkFixture, topic: str, valid: bool) -> None:
         )
 
     assert benchmark(run) == BATCH
+
+
+def test_split_batch(benchmark: BenchmarkFixture) -> None:
+    """The ingestion's hot path: raw Kafka messages to per-shard rows, one topic per batch."""
+    benchmark.group = "decode to shard rows (split_batch, workload mix)"
+    work = workload.build(BATCH)
+    by_topic: dict[str, list[KafkaMessage]] = {}
+    for offset, (topic, key, value) in enumerate(work.messages):
+        by_topic.setdefault(topic, []).append(
+            KafkaMessage(topic=topic, partition=0, offset=offset, key=key, value=value,
+                         timestamp=(TIMESTAMP_CREATE_TIME, 1_700_000_000_000 + offset))
+        )  # fmt: skip
+    batches = [RawBatch(topic, 0, items, len(work.messages)) for topic, items in by_topic.items()]
+    benchmark.extra_info["items"] = work.total
+    # Duplicates are the dedupe step's business: every message here becomes a row.
+    expected = work.total
+
+    def run() -> int:
+        return sum(
+            len(rows)
+            for batch in batches
+            for _, chunk in split_batch(batch)
+            for rows in chunk.tables.values()
+        )
+
+    assert benchmark(run) == expected

@@ -87,6 +87,44 @@ def _field_with_nul(event: Message) -> str | None:
     return None
 
 
+class Refusal(Exception):
+    """Why a message value breaks its contract (internal to the decode paths)."""
+
+
+def validated(spec: TopicSpec, value: bytes) -> Message:
+    """The contract Struct of a non-empty ``value``; raises :class:`Refusal` with the reason.
+
+    The one home of the validation rules, shared by :func:`decode_message` and the batched
+    hot path (``rttm.ingest.chunks``), which calls it directly to skip per-message objects.
+    """
+    try:
+        event = spec.decoder.decode(value)
+        # msgspec checks UTF-8 only in the fields it decodes, not in skipped unknown
+        # ones; JSON between systems must be UTF-8 throughout (RFC 8259 §8.1).
+        if not value.isascii():  # ASCII is UTF-8: skip the costly check for most messages
+            value.decode("utf-8")
+    except msgspec.ValidationError as exc:
+        raise Refusal(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        msg = f"JSON is malformed: invalid UTF-8 at byte {exc.start}"
+        raise Refusal(msg) from None
+    except (msgspec.DecodeError, ValueError, RecursionError) as exc:
+        text = str(exc)
+        detail = text if text.startswith("JSON is malformed") else f"JSON is malformed: {text}"
+        raise Refusal(detail) from None
+    # A NUL can only reach a string as the JSON escape \u0000: a byte search (memchr for the
+    # backslash first, which most messages lack), then find the field (the escape may sit
+    # in an ignored field).
+    if b"\\" in value and b"\\u0000" in value and (name := _field_with_nul(event)):
+        msg = f"NUL character (\\u0000) cannot be stored in text - at `$.{name}`"
+        raise Refusal(msg)
+    moment = getattr(event, spec.time_field)
+    if moment.year in (1, 9999) and not _fits_utc(moment):
+        msg = f"timestamp out of range in UTC - at `$.{spec.time_field}`"
+        raise Refusal(msg)
+    return event
+
+
 def decode_message(
     topic: str,
     key: bytes | None,
@@ -115,35 +153,14 @@ def decode_message(
         detail = "empty value" if value == b"" else "null value (tombstone)"
     else:
         try:
-            event = spec.decoder.decode(value)
-            # msgspec checks UTF-8 only in the fields it decodes, not in skipped unknown
-            # ones; JSON between systems must be UTF-8 throughout (RFC 8259 §8.1).
-            if not value.isascii():  # ASCII is UTF-8: skip the costly check for most messages
-                value.decode("utf-8")
-        except msgspec.ValidationError as exc:
-            detail = str(exc)
-        except UnicodeDecodeError as exc:
-            detail = f"JSON is malformed: invalid UTF-8 at byte {exc.start}"
-        except (msgspec.DecodeError, ValueError, RecursionError) as exc:
-            text = str(exc)
-            detail = text if text.startswith("JSON is malformed") else f"JSON is malformed: {text}"
+            event = validated(spec, value)
+        except Refusal as refusal:
+            detail = str(refusal)
         else:
-            # A NUL can only reach a string as the JSON escape \u0000: a cheap byte search
-            # first, then find the field (the escape may sit in an ignored field).
-            nul_field = _field_with_nul(event) if b"\\u0000" in value else None
-            moment = getattr(event, spec.time_field)
-            if moment.year in (1, 9999) and not _fits_utc(moment):
-                detail = f"timestamp out of range in UTC - at `$.{spec.time_field}`"
-            elif nul_field is None:
-                return Accepted(
-                    spec,
-                    event,
-                    dedupe_key(event, topic, partition, offset, timestamp_ms),
-                    partition,
-                    offset,
-                )
-            else:
-                detail = f"NUL character (\\u0000) cannot be stored in text - at `$.{nul_field}`"
+            return Accepted(
+                spec, event, dedupe_key(event, topic, partition, offset, timestamp_ms),
+                partition, offset,
+            )  # fmt: skip
     return Rejected(
         topic=topic,
         partition=partition,
