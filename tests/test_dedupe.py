@@ -30,21 +30,34 @@ def keys_of(c: Chunk, table: str = TABLE) -> list[str]:
     return [str(row[DEDUPE_INDEX[table]]) for row in c.tables[table]]
 
 
+def first_time(memory: DedupeMemory, key: str) -> bool:
+    return bool(memory.keep_new([(key,)], 0))
+
+
 def test_memory_is_bounded_and_forgets_the_oldest_keys() -> None:
     memory = DedupeMemory(capacity=10)
-    assert all(memory.first_time(f"k{n}") for n in range(25))
+    assert all(first_time(memory, f"k{n}") for n in range(25))
     assert len(memory) <= 10
-    assert not memory.first_time("k24")  # recent: remembered
-    assert memory.first_time("k0")  # old: forgotten, so let through (the database decides)
+    assert not first_time(memory, "k24")  # recent: remembered
+    assert first_time(memory, "k0")  # old: forgotten, so let through (the database decides)
+
+
+def test_a_batch_keeps_first_occurrences_and_overshoots_by_at_most_one_batch() -> None:
+    memory = DedupeMemory(capacity=10)
+    rows: list[tuple[object, ...]] = [(f"k{n % 8}", n) for n in range(16)]
+    kept = memory.keep_new(rows, 0)
+    assert kept == rows[:8]
+    assert memory.keep_new([("k7", 99), ("new", 100)], 0) == [("new", 100)]
+    assert len(memory) <= 10 + 8
 
 
 def test_deepcopy_is_independent_and_keeps_the_window() -> None:
     memory = DedupeMemory(capacity=100)
-    memory.first_time("a")
+    first_time(memory, "a")
     clone = copy.deepcopy(memory)
-    memory.first_time("b")
-    assert not clone.first_time("a")
-    assert clone.first_time("b")
+    first_time(memory, "b")
+    assert not first_time(clone, "a")
+    assert first_time(clone, "b")
 
 
 def test_same_key_in_two_tables_is_two_rows() -> None:

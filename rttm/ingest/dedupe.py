@@ -2,7 +2,7 @@
 
 Two generations of sets: a key is "seen" if either holds it; when the current generation
 fills up it becomes the previous one and the oldest generation is forgotten. Memory stays
-under ``capacity`` keys, lookups are O(1), and the state is a plain picklable object that
+under ``capacity`` keys plus one batch, lookups are O(1), and the state is a plain object that
 Bytewax snapshots with the rest of the flow. It is an optimisation that keeps duplicates
 off the wire: the tables' unique keys remain the guarantee.
 """
@@ -12,28 +12,36 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rttm.ingest import stats
-from rttm.ingest.chunks import DEDUPE_INDEX, Chunk
+from rttm.ingest.chunks import DEDUPE_INDEX, Chunk, Row
 
 #: Keys remembered per shard and table (two generations of half this size).
 DEFAULT_CAPACITY = 200_000
 
 
 class DedupeMemory:
-    """Recently seen dedupe keys, at most ``capacity`` of them."""
+    """Recently seen dedupe keys, at most ``capacity`` of them plus one batch."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.generation_size = max(capacity // 2, 1)
         self.current: set[str] = set()
         self.previous: set[str] = set()
 
-    def first_time(self, key: str) -> bool:
-        """Remember ``key``; ``True`` if it was not seen within the window."""
-        if key in self.current or key in self.previous:
-            return False
-        self.current.add(key)
-        if len(self.current) >= self.generation_size:
-            self.previous, self.current = self.current, set()
-        return True
+    def keep_new(self, rows: list[Row], index: int) -> list[Row]:
+        """The rows whose key (``row[index]``) was not seen within the window; remembers them.
+
+        One loop per batch, no call per row (the hot path). The generation turns over
+        after the batch, so a generation may exceed its size by one batch.
+        """
+        current, previous = self.current, self.previous
+        kept = []
+        for row in rows:
+            key = row[index]
+            if key not in current and key not in previous:
+                current.add(key)  # type: ignore[arg-type]
+                kept.append(row)
+        if len(current) >= self.generation_size:
+            self.previous, self.current = current, set()
+        return kept
 
     def __deepcopy__(self, memo: dict[int, object]) -> DedupeMemory:
         # Bytewax deep-copies state at every snapshot; the keys are immutable strings, so
@@ -61,8 +69,7 @@ class ShardDedupe:
             memory = self.tables.get(table)
             if memory is None:
                 memory = self.tables[table] = DedupeMemory(self.capacity)
-            index, first_time = DEDUPE_INDEX[table], memory.first_time
-            kept = [row for row in rows if first_time(row[index])]  # type: ignore[arg-type]
+            kept = memory.keep_new(rows, DEDUPE_INDEX[table])
             dropped += len(rows) - len(kept)
             chunk.tables[table] = kept
         if dropped:
