@@ -16,12 +16,13 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -40,31 +41,55 @@ RESULTS = Path(__file__).parent / "results"
 
 @dataclass
 class Run:
-    """One timed ingestion."""
+    """One contender, timed ``len(seconds)`` times on the same input.
+
+    A contender's rate is its median run; a limit's is its best run (what the machine
+    allows at most).
+    """
 
     name: str
     messages: int
-    seconds: float
+    seconds: list[float] = field(default_factory=list)
+    steady_seconds: list[float] = field(default_factory=list)
     peak_rss_mb: float | None = None
+    limit: bool = False
 
-    steady_seconds: float | None = None
+    def add(self, seconds: float, rss_mb: float | None = None, steady: float | None = None) -> None:
+        """Record one timed run."""
+        self.seconds.append(seconds)
+        if steady:
+            self.steady_seconds.append(steady)
+        if rss_mb is not None:
+            self.peak_rss_mb = max(self.peak_rss_mb or 0.0, rss_mb)
+
+    def _typical(self, samples: list[float]) -> float:
+        return min(samples) if self.limit else statistics.median(samples)
 
     @property
     def rate(self) -> float:
         """Messages per second, process start-up included."""
-        return self.messages / self.seconds
+        return self.messages / self._typical(self.seconds)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        """Slowest and fastest rate over the runs."""
+        return self.messages / max(self.seconds), self.messages / min(self.seconds)
 
     @property
     def steady_rate(self) -> float | None:
         """Messages per second from the first to the last committed write."""
-        return self.messages / self.steady_seconds if self.steady_seconds else None
+        if not self.steady_seconds:
+            return None
+        return self.messages / self._typical(self.steady_seconds)
 
 
 def fresh_database(admin_url: str) -> str:
-    """A new migrated database; returns its URL."""
+    """A new migrated database, after a checkpoint; returns its URL."""
     name = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        # Each timed run starts with no dirty pages left by the one before.
+        conn.execute("CHECKPOINT")
     url = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
     with psycopg.connect(url, autocommit=True) as conn:
         prepare(conn)
@@ -134,7 +159,7 @@ def main() -> None:
     parser.add_argument(
         "--batched",
         type=int,
-        default=1_000_000,
+        default=300_000,
         help="messages the executemany baseline ingests (rate is compared)",
     )
     parser.add_argument(
@@ -144,6 +169,9 @@ def main() -> None:
         help="messages the per-row baseline ingests (rate is compared)",
     )
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per contender and limit (median / best)"
+    )
     parser.add_argument("--freshness-rate", type=int, default=20_000, help="events/s")
     parser.add_argument(
         "--freshness-seconds", type=float, default=30.0, help="steady-load duration (0: skip)"
@@ -187,53 +215,65 @@ def bench(local: stack.LocalStack, tmp: Path, args: argparse.Namespace) -> Resul
     workload.produce(kafka.brokers, work)
     _say(f"produced {work.total:,} messages in {time.perf_counter() - started:.1f} s "
          f"({work.duplicates:,} duplicates, {work.malformed:,} malformed)")  # fmt: skip
-    count, seconds = limits.consume_rate(kafka.brokers)
-    if count != work.total:
-        msg = f"raw consumer read {count:,} messages, {work.total:,} were produced"
-        raise AssertionError(msg)
-    consume_limit = Run("limit: raw consume", count, seconds)
-    _say(f"raw consume: {consume_limit.rate:,.0f} msg/s")
+    consume_limit = Run("limit: raw consume", work.total, limit=True)
+    for _ in range(args.repeat):
+        count, seconds = limits.consume_rate(kafka.brokers)
+        if count != work.total:
+            msg = f"raw consumer read {count:,} messages, {work.total:,} were produced"
+            raise AssertionError(msg)
+        consume_limit.add(seconds)
+    _say(f"{consume_limit.name}: {consume_limit.rate:,.0f} msg/s")
     admin = local.postgres.url("postgres") if local.postgres else ""
     base_env = {**os.environ, "RTTM_KAFKA_BROKERS": kafka.brokers, "RTTM_TAIL": "0"}
-    runs = []
-    written = ""
+    runs, written = [], ""
     for workers in [int(w) for w in args.workers.split(",")]:
-        url = fresh_database(admin)
-        seconds, rss = timed(
-            [sys.executable, "-m", "bytewax.run", "dataflows.rttm", "-w", str(workers)],
-            {**base_env, "RTTM_DATABASE_URL": url},
-        )
-        check(url, work)
-        runs.append(Run(f"rttm -w {workers}", work.total, seconds, rss, write_window(url)))
-        _say(f"{runs[-1].name}: {runs[-1].rate:,.0f} msg/s")
-        written = written or url
-    copy_limits = copy_limit_runs(admin, written)
-    for kind, count in (("batched", args.batched), ("per-row", args.per_row)):
-        url = fresh_database(admin)
-        count = min(count, work.total)
-        seconds, rss = timed([sys.executable, "-m", "benchmarks.baselines", kind, str(count)],
-                             {**base_env, "RTTM_DATABASE_URL": url})  # fmt: skip
-        runs.append(Run(f"baseline {kind}", count, seconds, rss))
-        _say(f"{runs[-1].name}: {runs[-1].rate:,.0f} msg/s")
+        run = Run(f"rttm -w {workers}", work.total)
+        for _ in range(args.repeat):
+            url = fresh_database(admin)
+            seconds, rss = timed(
+                [sys.executable, "-m", "bytewax.run", "dataflows.rttm", "-w", str(workers)],
+                {**base_env, "RTTM_DATABASE_URL": url},
+            )
+            check(url, work)
+            run.add(seconds, rss, write_window(url))
+            written = written or url
+        runs.append(run)
+        _say(f"{run.name}: {run.rate:,.0f} msg/s (median of {args.repeat})")
+    copy_limits = copy_limit_runs(admin, written, args.repeat)
+    for kind, count in (("batched", min(args.batched, work.total)),
+                        ("per-row", min(args.per_row, work.total))):  # fmt: skip
+        run = Run(f"baseline {kind}", count)
+        for _ in range(args.repeat):
+            url = fresh_database(admin)
+            seconds, rss = timed([sys.executable, "-m", "benchmarks.baselines", kind, str(count)],
+                                 {**base_env, "RTTM_DATABASE_URL": url})  # fmt: skip
+            run.add(seconds, rss)
+        runs.append(run)
+        _say(f"{run.name}: {run.rate:,.0f} msg/s (median of {args.repeat})")
     fresh = None
     if args.freshness_seconds > 0:
         fresh = freshness_run(tmp, admin, args.freshness_rate, args.freshness_seconds)
     return Result(runs, consume_limit, copy_limits, fresh)
 
 
-def copy_limit_runs(admin: str, source_url: str) -> list[Run]:
-    """PostgreSQL's COPY rate for the rows RTTM wrote, with 1 and 2 connections."""
-    batches = limits.export_batches(source_url)
+def copy_limit_runs(admin: str, source_url: str, repeat: int) -> list[Run]:
+    """PostgreSQL's COPY rate for the rows RTTM wrote: text and binary, 1 and 2 connections."""
     with psycopg.connect(source_url) as conn:
         days = [part.day for part in partitions.list_partitions(conn)]
     out = []
-    for connections in (1, 2):
-        url = fresh_database(admin)
-        with psycopg.connect(url, autocommit=True) as conn:
-            partitions.ensure_days(conn, days)
-        rows, seconds = limits.copy_rate(url, batches, connections)
-        out.append(Run(f"limit: COPY x{connections}", rows, seconds))
-        _say(f"{out[-1].name}: {out[-1].rate:,.0f} rows/s")
+    for binary in (False, True):
+        batches = limits.export_batches(source_url, binary=binary)
+        for connections in (1, 2):
+            run = Run(f"limit: COPY {'binary' if binary else 'text'} x{connections}", 0,
+                      limit=True)  # fmt: skip
+            for _ in range(repeat):
+                url = fresh_database(admin)
+                with psycopg.connect(url, autocommit=True) as conn:
+                    partitions.ensure_days(conn, days)
+                run.messages, seconds = limits.copy_rate(url, batches, connections)
+                run.add(seconds)
+            out.append(run)
+            _say(f"{run.name}: {run.rate:,.0f} rows/s (best of {repeat})")
     return out
 
 
@@ -243,7 +283,9 @@ def freshness_run(tmp: Path, admin: str, rate: int, seconds: float) -> freshness
     try:
         kafka = KafkaSettings(brokers=broker.bootstrap, extra={})
         kafka_topics.create_topics(kafka)
-        result = freshness.measure(kafka.brokers, fresh_database(admin), rate, seconds)
+        result = freshness.measure(
+            kafka.brokers, fresh_database(admin), rate, seconds, tmp / "freshness-flow.log"
+        )
     finally:
         broker.stop()
     p50, p99 = result.percentile(50), result.percentile(99)
@@ -258,13 +300,15 @@ def report(result: Result, args: argparse.Namespace) -> None:
     by_name = {r.name: r for r in runs}
     batched, per_row = by_name["baseline batched"], by_name["baseline per-row"]
     copy_limit = result.copy_limit
-    print(f"\n{'run':<18} {'messages':>10} {'seconds':>8} {'msg/s':>10} {'steady/s':>10} "
+    print(f"\n{'run':<22} {'messages':>10} {'msg/s':>10} {'range':>17} {'steady/s':>10} "
           f"{'x batched':>10} {'x per-row':>10} {'of COPY':>8} {'peak MB':>8}")  # fmt: skip
     for r in [result.consume_limit, *result.copy_limits, *runs]:
         steady = f"{r.steady_rate:,.0f}" if r.steady_rate else "-"
-        print(f"{r.name:<18} {r.messages:>10,} {r.seconds:>8.1f} {r.rate:>10,.0f} {steady:>10} "
-              f"{r.rate / batched.rate:>10.1f} {r.rate / per_row.rate:>10.1f} "
-              f"{r.rate / copy_limit.rate:>8.0%} {r.peak_rss_mb or 0:>8.0f}")  # fmt: skip
+        low, high = r.spread
+        rss = f"{r.peak_rss_mb:,.0f}" if r.peak_rss_mb else "-"
+        print(f"{r.name:<22} {r.messages:>10,} {r.rate:>10,.0f} {low:>8,.0f}-{high:<8,.0f} "
+              f"{steady:>10} {r.rate / batched.rate:>10.1f} {r.rate / per_row.rate:>10.1f} "
+              f"{r.rate / copy_limit.rate:>8.0%} {rss:>8}")  # fmt: skip
     fresh = result.freshness
     if fresh is not None:
         print(f"\nfreshness (produce -> visible row), RTTM -w 1 following the topics at "
@@ -273,8 +317,9 @@ def report(result: Result, args: argparse.Namespace) -> None:
               f"max {max(fresh.latencies_ms):.0f} ms over {fresh.probes:,} probes "
               f"({fresh.unseen} unseen), peak RSS {fresh.peak_rss_mb:.0f} MB")  # fmt: skip
     _say(
-        "msg/s: wall clock from process start to exit; steady/s: first to last write; "
-        "x and 'of COPY': ratio of msg/s to the baseline's / to the fastest COPY's rows/s"
+        "msg/s: wall clock from process start to exit, median run (limits: best run); "
+        "range: slowest-fastest run; steady/s: first to last write; x and 'of COPY': "
+        "ratio of msg/s to the baseline's / to the fastest COPY's rows/s"
     )
     RESULTS.mkdir(exist_ok=True)
     out = {
@@ -295,7 +340,7 @@ def report(result: Result, args: argparse.Namespace) -> None:
 
 
 def _run_json(r: Run) -> dict[str, object]:
-    return {**asdict(r), "rate": r.rate, "steady_rate": r.steady_rate}
+    return {**asdict(r), "rate": r.rate, "steady_rate": r.steady_rate, "range": r.spread}
 
 
 if __name__ == "__main__":

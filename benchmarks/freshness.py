@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 from confluent_kafka import Producer
@@ -103,14 +104,19 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure(brokers: str, url: str, rate: int, seconds: float) -> Freshness:
-    """Run RTTM (1 worker) following the topics while producing ``rate`` events/s."""
+def measure(brokers: str, url: str, rate: int, seconds: float, log: Path) -> Freshness:
+    """Run RTTM (1 worker) following the topics while producing ``rate`` events/s.
+
+    The flow's output goes to ``log`` (stopping it with SIGINT prints a traceback).
+    """
     work = workload.build(int(rate * seconds))
     env = {**os.environ, "RTTM_KAFKA_BROKERS": brokers, "RTTM_DATABASE_URL": url,
            "RTTM_TAIL": "1"}  # fmt: skip
-    flow = subprocess.Popen(
-        [sys.executable, "-m", "bytewax.run", "dataflows.rttm", "-w", "1"], env=env
-    )
+    with log.open("wb") as out:
+        flow = subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "dataflows.rttm", "-w", "1"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     producer = Producer({"bootstrap.servers": brokers, **PRODUCER})
     watcher = _Watcher(url)
     watcher.start()
@@ -133,7 +139,7 @@ def measure(brokers: str, url: str, rate: int, seconds: float) -> Freshness:
         producer.flush(10)
         watcher.wait_all(60)
         if len(watcher.seen) != 1:
-            msg = "the flow did not ingest a first event within 60 s"
+            msg = f"the flow did not ingest a first event within 60 s; its output: {log}"
             raise RuntimeError(msg)
         watcher.sent.clear()
         watcher.seen.clear()

@@ -18,6 +18,8 @@ from rttm.registry import REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
 
 #: Rows per COPY transaction: RTTM's largest batch (``source.CONSUME_BATCH``).
 COPY_BATCH = 5_000
+_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_BINARY_SIGNATURE_LEN = len(_BINARY_SIGNATURE)
 _COLUMNS = {**{spec.table: spec.columns for spec in TOPICS}, REJECTS_TABLE: REJECTS_COLUMNS}
 
 
@@ -52,25 +54,48 @@ def consume_rate(brokers: str) -> tuple[int, float]:
     return count, seconds
 
 
-def export_batches(url: str) -> dict[str, list[bytes]]:
-    """Every table's rows as text-format COPY data, in batches of ``COPY_BATCH`` rows."""
+def export_batches(url: str, *, binary: bool) -> dict[str, list[bytes]]:
+    """Every table's rows as COPY data (text or binary), in batches of ``COPY_BATCH`` rows."""
     out: dict[str, list[bytes]] = {}
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         for table, columns in _COLUMNS.items():
-            query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT").format(
-                sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table)
+            query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.Identifier(table),
+                sql.SQL("(FORMAT BINARY)" if binary else ""),
             )
-            lines: list[bytes] = []
             with cur.copy(query) as copy:
-                for data in copy:
-                    lines.append(bytes(data))
-            # Text COPY escapes newlines inside values: one line is one row.
-            rows = b"".join(lines).split(b"\n")[:-1]
-            out[table] = [
-                b"\n".join(rows[n : n + COPY_BATCH]) + b"\n"
-                for n in range(0, len(rows), COPY_BATCH)
-            ]
+                data = b"".join(bytes(block) for block in copy)
+            out[table] = _binary_batches(data) if binary else _text_batches(data)
     return out
+
+
+def _text_batches(data: bytes) -> list[bytes]:
+    # Text COPY escapes newlines inside values: one line is one row.
+    rows = data.split(b"\n")[:-1]
+    return [b"\n".join(rows[n : n + COPY_BATCH]) + b"\n" for n in range(0, len(rows), COPY_BATCH)]
+
+
+def _binary_batches(data: bytes) -> list[bytes]:
+    """Cut a binary COPY stream into complete streams of ``COPY_BATCH`` rows each."""
+    header_end = _BINARY_SIGNATURE_LEN + 8 + int.from_bytes(data[15:19], "big", signed=False)
+    header, trailer = data[:header_end], b"\xff\xff"
+    batches, start, pos, rows = [], header_end, header_end, 0
+    while True:
+        fields = int.from_bytes(data[pos : pos + 2], "big", signed=True)
+        if fields == -1:
+            break
+        pos += 2
+        for _ in range(fields):
+            length = int.from_bytes(data[pos : pos + 4], "big", signed=True)
+            pos += 4 + max(length, 0)
+        rows += 1
+        if rows == COPY_BATCH:
+            batches.append(header + data[start:pos] + trailer)
+            start, rows = pos, 0
+    if rows:
+        batches.append(header + data[start:pos] + trailer)
+    return batches
 
 
 def _copy_all(url: str, work: Iterator[tuple[str, bytes]], lock: threading.Lock) -> None:
@@ -81,8 +106,10 @@ def _copy_all(url: str, work: Iterator[tuple[str, bytes]], lock: threading.Lock)
             if item is None:
                 return
             table, data = item
-            query = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, _COLUMNS[table]))
+            query = sql.SQL("COPY {} ({}) FROM STDIN {}").format(
+                sql.Identifier(table),
+                sql.SQL(", ").join(map(sql.Identifier, _COLUMNS[table])),
+                sql.SQL("(FORMAT BINARY)" if data.startswith(_BINARY_SIGNATURE) else ""),
             )
             with conn.transaction(), cur.copy(query) as copy:
                 copy.write(data)
@@ -98,7 +125,6 @@ def copy_rate(url: str, batches: dict[str, list[bytes]], connections: int) -> tu
         (rows written, seconds).
     """
     work = iter([(table, data) for table, items in batches.items() for data in items])
-    rows = sum(data.count(b"\n") for items in batches.values() for data in items)
     lock = threading.Lock()
     threads = [
         threading.Thread(target=_copy_all, args=(url, work, lock)) for _ in range(connections)
@@ -108,4 +134,8 @@ def copy_rate(url: str, batches: dict[str, list[bytes]], connections: int) -> tu
         thread.start()
     for thread in threads:
         thread.join()
-    return rows, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    with psycopg.connect(url) as conn:
+        counts = [conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+                  .fetchone() for table in batches]  # fmt: skip
+    return sum(row[0] for row in counts if row), seconds
