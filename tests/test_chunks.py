@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rttm.decode import Accepted, decode_message
-from rttm.ingest.chunks import SHARD_KEYS, SHARDS, shard_of, split_batch, table_row
+from rttm.ingest.chunks import shard_keys, shard_of, split_batch, table_row
 from rttm.ingest.source import RawBatch
 from rttm.registry import TOPICS
 from tests.samples import DESIGN_EXAMPLES, encode
@@ -54,9 +54,9 @@ def batches(draw: st.DrawFn) -> RawBatch:
 
 
 @settings(max_examples=500)
-@given(batches())
-def test_split_batch_matches_decode_message(batch: RawBatch) -> None:
-    expected: list[dict[str, list[tuple[object, ...]]]] = [{} for _ in range(SHARDS)]
+@given(batches(), st.integers(1, 5))
+def test_split_batch_matches_decode_message(batch: RawBatch, shards: int) -> None:
+    expected: list[dict[str, list[tuple[object, ...]]]] = [{} for _ in range(shards)]
     for message in batch.messages:
         kind, stamp = message.timestamp()
         result = decode_message(
@@ -65,13 +65,13 @@ def test_split_batch_matches_decode_message(batch: RawBatch) -> None:
         )  # fmt: skip
         table, row = table_row(result)
         shard = (
-            shard_of(result.spec.key_of(result.event))
+            shard_of(result.spec.key_of(result.event), shards)
             if isinstance(result, Accepted)
-            else batch.partition % SHARDS
+            else batch.partition % shards
         )
         expected[shard].setdefault(table, []).append(row)
-    got = split_batch(batch)
-    assert [key for key, _ in got] == list(SHARD_KEYS)
+    got = split_batch(batch, shards)
+    assert [key for key, _ in got] == list(shard_keys(shards))
     for (_, chunk), tables in zip(got, expected, strict=True):
         assert (chunk.topic, chunk.partition, chunk.next_offset) == (
             batch.topic, batch.partition, batch.next_offset,

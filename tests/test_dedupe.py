@@ -10,7 +10,7 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from rttm.ingest.chunks import DEDUPE_INDEX, SHARDS, Chunk, shard_of
+from rttm.ingest.chunks import DEDUPE_INDEX, Chunk, shard_of
 from rttm.ingest.dedupe import DedupeMemory, ShardDedupe, dedupe_step
 from rttm.ingest.progress import ProgressLine, describe
 from rttm.ingest.stats import Counters
@@ -84,9 +84,9 @@ def test_dedupe_step_in_a_flow_drops_repeats_within_the_window(capacity: int) ->
 
 
 def test_shard_of_is_stable_and_spread() -> None:
-    shards = {shard_of(f"T{n}") for n in range(1_000)}
-    assert shards == set(range(SHARDS))
-    assert shard_of("T123") == shard_of("T123")
+    for count in (1, 2, 5):
+        assert {shard_of(f"T{n}", count) for n in range(1_000)} == set(range(count))
+    assert shard_of("T123", 2) == shard_of("T123", 2) == 1  # crc32: the same in every process
 
 
 def test_progress_line_reports_counters() -> None:

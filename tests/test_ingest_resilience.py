@@ -82,6 +82,16 @@ def one_line_failure(env: dict[str, str], expected: str) -> None:
     assert time.monotonic() - started < 20
 
 
+@pytest.mark.parametrize("shards", ["0", "x", "65"])
+def test_bad_shard_count_fails_fast(kafka: KafkaSettings, migrated_db: str, shards: str) -> None:
+    reason = "at most 64 (a connection each), got 65" if shards == "65" else (
+        f"a positive integer, got {shards!r}"
+    )  # fmt: skip
+    one_line_failure(
+        flow_env(kafka, migrated_db, RTTM_SHARDS=shards), f"RTTM_SHARDS must be {reason}"
+    )
+
+
 def test_unknown_topic_in_subset_fails_fast(kafka: KafkaSettings, migrated_db: str) -> None:
     env = flow_env(kafka, migrated_db, RTTM_TOPICS="rttm.trade.events,rttm.nope")
     one_line_failure(
@@ -136,11 +146,11 @@ def migrated(url: str) -> str:
     return url
 
 
-def test_two_workers_and_a_two_process_cluster_write_what_one_worker_writes(
+def test_two_workers_a_two_process_cluster_and_other_shard_counts_write_what_one_worker_writes(
     loaded: tuple[KafkaSettings, workload.Workload], new_database: Callable[[], str]
 ) -> None:
     kafka, work = loaded
-    one, two, cluster = (migrated(new_database()) for _ in range(3))
+    one, two, cluster, three_shards = (migrated(new_database()) for _ in range(4))
     result = run_flow_process(flow_env(kafka, one))
     assert result.returncode == 0, result.stderr[-2000:]
     assert_complete(one, work)
@@ -166,11 +176,15 @@ def test_two_workers_and_a_two_process_cluster_write_what_one_worker_writes(
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert snapshot(cluster) == reference
 
+    result = run_flow_process(flow_env(kafka, three_shards, RTTM_SHARDS="3"), "-w", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert snapshot(three_shards) == reference
+
 
 # -- crashes and outages -------------------------------------------------------------------
 
 
-def test_kill_9_mid_run_then_resume_from_recovery_stores_each_event_once(
+def test_kill_9_mid_run_then_resume_with_more_shards_stores_each_event_once(
     kafka: KafkaSettings, migrated_db: str, tmp_path: Path
 ) -> None:
     create_topics(kafka)
@@ -190,10 +204,13 @@ def test_kill_9_mid_run_then_resume_from_recovery_stores_each_event_once(
             row = conn.execute("SELECT count(*) FROM rttm_trade_events").fetchone()
             return int(row[0]) if row else 0
 
-        for _attempt in range(3):  # kill each run once it has written another eighth
+        # Kill each run once it has written another eighth; the second resumes the same
+        # recovery store with one more shard (a redeploy that scaled the writers).
+        for shards in ("2", "3", "3"):
             process = subprocess.Popen(
-                command, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True
-            )
+                command, env={**env, "RTTM_SHARDS": shards}, cwd=REPO,
+                stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
             start = trade_rows()
             while process.poll() is None:
                 if trade_rows() > start + step:
@@ -204,7 +221,7 @@ def test_kill_9_mid_run_then_resume_from_recovery_stores_each_event_once(
             _, err = process.communicate(timeout=60)
             assert process.returncode in (0, -signal.SIGKILL), err[-2000:]
     assert kills >= 1, "the run ended before it could be killed: make the workload larger"
-    final = run_flow_process(env, "-r", str(recovery), "-s", "1", "-b", "0")
+    final = run_flow_process({**env, "RTTM_SHARDS": "3"}, "-r", str(recovery), "-s", "1", "-b", "0")
     assert final.returncode == 0, final.stderr[-2000:]
     assert_complete(migrated_db, work)
     assert stored_keys(migrated_db) == expected_keys(work)
@@ -291,3 +308,12 @@ def test_rttm_ingest_reports_progress_and_resumes_from_its_recovery_dir(
                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
     assert "| rows 0 | rejects 0 |" in again.stderr.strip().splitlines()[-1]
+
+    fewer = subprocess.run(command, env=flow_env(kafka, migrated_db, RTTM_SHARDS="1"), cwd=REPO,
+                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert fewer.returncode == 1
+    assert fewer.stderr.strip().splitlines()[-1] == (
+        f"rttm: error: recovery directory {tmp_path / 'rec'} holds state for 2 shards; "
+        "RTTM_SHARDS=1 is fewer, which it cannot resume: use RTTM_SHARDS>=2 or a new "
+        "recovery directory"
+    )

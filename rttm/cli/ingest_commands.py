@@ -49,16 +49,41 @@ def register(commands: Subcommands) -> None:
     ingest.set_defaults(run=_ingest)
 
 
-def _recovery(directory: Path | None, backup_interval: float) -> RecoveryConfig | None:
+#: Written into a recovery directory: the most shards its snapshots hold state for.
+SHARDS_MARKER = "rttm-shards"
+
+
+def _recovery(directory: Path | None, backup_interval: float, shards: int) -> RecoveryConfig | None:
     if directory is None:
         return None
     if not directory.is_dir() or not any(directory.glob("part-*.sqlite3")):
         directory.mkdir(parents=True, exist_ok=True)
         init_db_dir(directory, 1)  # type: ignore[no-untyped-call]
         say(f"initialised recovery directory {directory} (1 partition)")
+    _check_shards(directory, shards)
     return RecoveryConfig(  # type: ignore[no-untyped-call]
         directory, backup_interval=timedelta(seconds=backup_interval)
     )
+
+
+def _check_shards(directory: Path, shards: int) -> None:
+    """Refuse fewer shards than the recovery store holds: Bytewax cannot resume that.
+
+    More shards is fine (the new ones start empty), so the marker keeps the largest count.
+    """
+    marker = directory / SHARDS_MARKER
+    try:
+        written = int(marker.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        written = 0
+    if shards < written:
+        name = ingest_settings.ENV_SHARDS
+        msg = (f"recovery directory {directory} holds state for {written} shards; "
+               f"{name}={shards} is fewer, which it cannot resume: "
+               f"use {name}>={written} or a new recovery directory")  # fmt: skip
+        raise RttmError(msg)
+    if shards > written:
+        marker.write_text(f"{shards}\n")
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -75,7 +100,7 @@ def _ingest(args: argparse.Namespace) -> int:
     names = ", ".join(spec.name for spec in settings.topics)
     mode = "until caught up" if not settings.tail else "following (Ctrl-C stops)"
     say(f"ingesting {names} with {args.workers} worker(s), {mode}")
-    recovery = _recovery(args.recovery_dir, args.backup_interval)
+    recovery = _recovery(args.recovery_dir, args.backup_interval, settings.shards)
     reporters = _lag_reporters(settings, args.lag_interval)
     progress = ProgressLine().start()
     try:

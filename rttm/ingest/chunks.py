@@ -1,6 +1,6 @@
 """Decode a raw Kafka batch into per-shard chunks of table rows (the batched hot path).
 
-A shard is ``crc32(registry key) % SHARDS``: every event with the same registry key (a
+A shard is ``crc32(registry key) % shards``: every event with the same registry key (a
 trade, a service, a business-queue partition) goes to the same shard, hence through the same
 dedupe state and the same database connection, in Kafka order. Each raw batch yields one
 chunk per shard — empty ones too — so that every shard reports how far it has written each
@@ -19,12 +19,20 @@ from rttm.decode import Accepted, Decoded, Refusal, decode_message, fallback_key
 from rttm.ingest.source import RawBatch
 from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
 
-#: Number of shards = sink partitions = database connections of one flow; 2 measured best
-#: on 2 cores (1 to 4 tried: each extra connection competes for the same cores). Fixed: the
-#: dedupe state and the progress rows are per shard, so it must not change under a
-#: recovery directory.
-SHARDS = 2
-SHARD_KEYS = tuple(f"shard-{n}" for n in range(SHARDS))
+#: Default number of shards = sink partitions = database connections of one flow
+#: (``RTTM_SHARDS``); 2 measured best on 2 cores (1 to 4 tried: each extra connection
+#: competes for the same cores). A cluster wants about one per process, so that every
+#: process writes. Changing it under a recovery directory is safe: resume offsets are per
+#: Kafka partition, writes are idempotent, and the offset commit only counts current shards
+#: (``offsets``); dedupe memories of re-hashed keys start empty, and the tables catch what
+#: they would have dropped.
+DEFAULT_SHARDS = 2
+
+
+def shard_keys(shards: int) -> tuple[str, ...]:
+    """The item keys (and sink partition names) of ``shards`` shards."""
+    return tuple(f"shard-{n}" for n in range(shards))
+
 
 Row = tuple[object, ...]
 #: Position of the dedupe key in each table's row tuples.
@@ -51,9 +59,9 @@ class Chunk:
     tables: dict[str, list[Row]] = field(default_factory=dict)
 
 
-def shard_of(key: str) -> int:
+def shard_of(key: str, shards: int) -> int:
     """The shard of a registry key (stable across processes, unlike ``hash``)."""
-    return zlib.crc32(key.encode()) % SHARDS
+    return zlib.crc32(key.encode()) % shards
 
 
 def table_row(result: Decoded) -> tuple[str, Row]:
@@ -68,7 +76,7 @@ def table_row(result: Decoded) -> tuple[str, Row]:
     )  # fmt: skip
 
 
-def split_batch(batch: RawBatch) -> list[tuple[str, Chunk]]:
+def split_batch(batch: RawBatch, shards: int = DEFAULT_SHARDS) -> list[tuple[str, Chunk]]:
     """Decode every message of ``batch`` and route its row to its shard's chunk.
 
     The hot path of the ingestion: a valid message goes straight from ``validated`` to its
@@ -78,7 +86,7 @@ def split_batch(batch: RawBatch) -> list[tuple[str, Chunk]]:
     topic, partition = batch.topic, batch.partition
     spec = BY_NAME[topic]
     key_of, table = spec.key_of, spec.table
-    chunks = [Chunk(topic, partition, batch.next_offset) for _ in range(SHARDS)]
+    chunks = [Chunk(topic, partition, batch.next_offset) for _ in range(shards)]
     rows: list[list[Row]] = [chunk.tables.setdefault(table, []) for chunk in chunks]
     for message in batch.messages:
         value, offset = message.value(), message.offset() or 0
@@ -91,7 +99,7 @@ def split_batch(batch: RawBatch) -> list[tuple[str, Chunk]]:
             reject = decode_message(topic, message.key(), value, partition, offset,
                                     None if kind == TIMESTAMP_NOT_AVAILABLE else stamp)  # fmt: skip
             reject_table, row = table_row(reject)
-            chunks[partition % SHARDS].tables.setdefault(reject_table, []).append(row)
+            chunks[partition % shards].tables.setdefault(reject_table, []).append(row)
             continue
         if event.event_id is not None:
             key = "e:" + event.event_id
@@ -99,8 +107,8 @@ def split_batch(batch: RawBatch) -> list[tuple[str, Chunk]]:
             kind, stamp = message.timestamp()
             key = fallback_key(topic, partition, offset,
                                None if kind == TIMESTAMP_NOT_AVAILABLE else stamp)  # fmt: skip
-        rows[shard_of(key_of(event))].append((*astuple(event), key, partition, offset))
+        rows[shard_of(key_of(event), shards)].append((*astuple(event), key, partition, offset))
     for chunk in chunks:  # no empty table lists: the writer skips them, the dedupe too
         if not chunk.tables[table]:
             del chunk.tables[table]
-    return list(zip(SHARD_KEYS, chunks, strict=True))
+    return list(zip(shard_keys(shards), chunks, strict=True))

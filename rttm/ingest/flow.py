@@ -7,6 +7,8 @@ work is only librdkafka, msgspec and COPY.
 
 from __future__ import annotations
 
+from functools import partial
+
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
@@ -26,8 +28,9 @@ def build_flow(settings: IngestSettings, *, commit_offsets: bool = True) -> Data
         settings.kafka_config, settings.topics, settings.partitions, settings.tail
     )
     raw = op.input("kafka", flow, source)
-    chunks = op.flat_map("decode_and_shard", raw, split_batch)
+    chunks = op.flat_map("decode_and_shard", raw, partial(split_batch, shards=settings.shards))
     unique = op.stateful_map("dedupe", chunks, dedupe_step(settings.dedupe_capacity))
     kafka_config = settings.kafka_config if commit_offsets else None
-    op.output("postgres", unique, PostgresSink(settings.database_url, kafka_config))
+    sink = PostgresSink(settings.database_url, kafka_config, settings.shards)
+    op.output("postgres", unique, sink)
     return flow

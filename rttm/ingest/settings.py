@@ -12,6 +12,7 @@ from rttm.config import ConfigError, KafkaSettings
 from rttm.db.connect import connect, describe
 from rttm.db.migrate import applied_versions, migrations
 from rttm.errors import RttmError
+from rttm.ingest.chunks import DEFAULT_SHARDS
 from rttm.ingest.dedupe import DEFAULT_CAPACITY
 from rttm.kafka_topics import partition_counts
 from rttm.registry import TOPICS, TopicSpec, spec_for
@@ -19,6 +20,9 @@ from rttm.registry import TOPICS, TopicSpec, spec_for
 ENV_TOPICS = "RTTM_TOPICS"
 ENV_TAIL = "RTTM_TAIL"
 ENV_DEDUPE_CAPACITY = "RTTM_DEDUPE_CAPACITY"
+ENV_SHARDS = "RTTM_SHARDS"
+#: Each shard holds a database connection; more than this is a typo, not a plan.
+MAX_SHARDS = 64
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class IngestSettings:
     partitions: Mapping[str, int]
     tail: bool
     dedupe_capacity: int
+    shards: int = DEFAULT_SHARDS
 
     @property
     def kafka_config(self) -> dict[str, Any]:
@@ -95,10 +100,15 @@ def from_env(env: Mapping[str, str] = os.environ) -> IngestSettings:
     topics = selected_topics(env)
     follow = tail(env)
     capacity = _positive_int(env, ENV_DEDUPE_CAPACITY, DEFAULT_CAPACITY)
+    shards = _positive_int(env, ENV_SHARDS, DEFAULT_SHARDS)
+    if shards > MAX_SHARDS:
+        msg = f"{ENV_SHARDS} must be at most {MAX_SHARDS} (a connection each), got {shards}"
+        raise ConfigError(msg)
     kafka = KafkaSettings.from_env(env)
     url = config.database_url(env)
     check_schema(url)
     return IngestSettings(
         kafka=kafka, database_url=url, topics=topics,
         partitions=topic_partitions(kafka, topics), tail=follow, dedupe_capacity=capacity,
+        shards=shards,
     )  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from rttm.ingest.chunks import SHARD_KEYS, SHARDS, Chunk
+from rttm.ingest.chunks import Chunk, shard_keys
 from rttm.ingest.offsets import OffsetCommitter
 from rttm.ingest.writer import ShardWriter
 
@@ -78,24 +78,30 @@ class PostgresSink(FixedPartitionedSink[Chunk, None]):
         database_url: libpq URL of the migrated database.
         kafka_config: librdkafka settings for committing consumer-group offsets, or
             ``None`` to not commit them.
+        shards: number of shards (sink partitions, connections).
     """
 
-    def __init__(self, database_url: str, kafka_config: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self, database_url: str, kafka_config: Mapping[str, Any] | None, shards: int
+    ) -> None:
         self._url = database_url
         self._kafka_config = kafka_config
+        self._keys = shard_keys(shards)
 
     def list_parts(self) -> list[str]:
         """One partition per shard."""
-        return list(SHARD_KEYS)
+        return list(self._keys)
 
     def part_fn(self, item_key: str) -> int:
         """Keys are the shard names themselves: shard-n goes to partition n."""
-        return SHARD_KEYS.index(item_key)
+        return self._keys.index(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _ShardPartition:
         """The writer of one shard, with its own connection and thread."""
         committer = (
-            OffsetCommitter(self._kafka_config, SHARDS) if self._kafka_config is not None else None
+            OffsetCommitter(self._kafka_config, len(self._keys))
+            if self._kafka_config is not None
+            else None
         )
-        writer = ShardWriter(self._url, SHARD_KEYS.index(for_part), committer)
+        writer = ShardWriter(self._url, self._keys.index(for_part), committer)
         return _ShardPartition(writer, for_part)
