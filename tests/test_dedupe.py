@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import pickle
 
 import bytewax.operators as op
 import pytest
@@ -58,6 +59,21 @@ def test_deepcopy_is_independent_and_keeps_the_window() -> None:
     first_time(memory, "b")
     assert not first_time(clone, "a")
     assert first_time(clone, "b")
+
+
+def test_tables_share_the_shards_memory_budget() -> None:
+    state = ShardDedupe(capacity=10)
+    state.filter(chunk(*(f"e:{n}" for n in range(20))))
+    state.filter(chunk(*(f"e:{n}" for n in range(20)), table="rttm_parsed_logs"))
+    assert len(state.memory) <= 10 + 20
+
+
+def test_a_snapshot_from_per_table_memories_resumes_with_an_empty_memory() -> None:
+    old = ShardDedupe.__new__(ShardDedupe)
+    old.__dict__.update({"capacity": 10, "tables": {"rttm_dlq_events": DedupeMemory(10)}})
+    resumed = pickle.loads(pickle.dumps(old))  # noqa: S301 - our own object
+    assert keys_of(resumed.filter(chunk("e:1", "e:1"))) == ["e:1"]
+    assert resumed.memory.generation_size == 5
 
 
 def test_same_key_in_two_tables_is_two_rows() -> None:

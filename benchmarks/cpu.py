@@ -1,0 +1,38 @@
+"""CPU seconds of a process tree, read from ``/proc`` (Linux): where the time goes.
+
+A server's CPU is its own plus that of its children, live (``utime + stime``) or already
+reaped (``cutime + cstime``): for PostgreSQL, the postmaster, every backend that served
+a connection and the background writers; for the broker, its one process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _times(pid: int) -> float:
+    """utime + stime + cutime + cstime of ``pid`` in seconds (0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / _TICK
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def tree_seconds(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` and all its descendants, reaped or not."""
+    return _times(pid) + sum(tree_seconds(child) for child in _children(pid))
