@@ -28,7 +28,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from benchmarks import charts, freshness, limits, workload
+from benchmarks import charts, cpu, freshness, limits, workload
 from rttm import kafka_topics, stack
 from rttm.config import KafkaSettings
 from rttm.db import partitions, prepare
@@ -53,10 +53,19 @@ class Run:
     steady_seconds: list[float] = field(default_factory=list)
     peak_rss_mb: float | None = None
     limit: bool = False
+    cpu: dict[str, list[float]] = field(default_factory=dict)
 
-    def add(self, seconds: float, rss_mb: float | None = None, steady: float | None = None) -> None:
-        """Record one timed run."""
+    def add(
+        self,
+        seconds: float,
+        rss_mb: float | None = None,
+        steady: float | None = None,
+        cpu: dict[str, float] | None = None,
+    ) -> None:
+        """Record one timed run (``cpu``: CPU seconds per process, e.g. client, postgres)."""
         self.seconds.append(seconds)
+        for name, spent in (cpu or {}).items():
+            self.cpu.setdefault(name, []).append(spent)
         if steady:
             self.steady_seconds.append(steady)
         if rss_mb is not None:
@@ -69,6 +78,11 @@ class Run:
     def rate(self) -> float:
         """Messages per second, process start-up included."""
         return self.messages / self._typical(self.seconds)
+
+    def cpu_us(self, name: str) -> float | None:
+        """Median CPU of ``name`` per message, in µs."""
+        spent = self.cpu.get(name)
+        return statistics.median(spent) / self.messages * 1e6 if spent else None
 
     @property
     def spread(self) -> tuple[float, float]:
@@ -108,18 +122,40 @@ def _high_water_kb(pid: int) -> int | None:
     return None
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Run ``command``; returns (seconds, peak RSS in MB) of that process alone."""
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Run ``command``; returns its seconds, peak RSS in MB and CPU seconds (alone)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env)  # noqa: S603
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
     peak = 0
-    while process.poll() is None:
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
         peak = max(peak, _high_water_kb(process.pid) or 0)
         time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         msg = f"{command} exited with {process.returncode}"
         raise RuntimeError(msg)
-    return time.perf_counter() - started, peak / 1024
+    return elapsed, peak / 1024, usage.ru_utime + usage.ru_stime
+
+
+class ServerCpu:
+    """CPU seconds the local PostgreSQL and broker spend during a block of work."""
+
+    def __init__(self, local: stack.LocalStack) -> None:
+        self._pids = {"postgres": local.postgres.pid if local.postgres else 0,
+                      "broker": local.broker.pid if local.broker else 0}  # fmt: skip
+        self._start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        return {name: cpu.tree_seconds(pid) for name, pid in self._pids.items()}
+
+    def spent(self) -> dict[str, float]:
+        """Seconds each server used since this object was made."""
+        now = self._now()
+        return {name: now[name] - self._start[name] for name in now}
 
 
 def write_window(url: str) -> float:
@@ -230,24 +266,28 @@ def bench(local: stack.LocalStack, tmp: Path, args: argparse.Namespace) -> Resul
         run = Run(f"rttm -w {workers}", work.total)
         for _ in range(args.repeat):
             url = fresh_database(admin)
-            seconds, rss = timed(
+            servers = ServerCpu(local)
+            seconds, rss, client = timed(
                 [sys.executable, "-m", "bytewax.run", "dataflows.rttm", "-w", str(workers)],
                 {**base_env, "RTTM_DATABASE_URL": url},
             )
+            run.add(seconds, rss, write_window(url), {"client": client, **servers.spent()})
             check(url, work)
-            run.add(seconds, rss, write_window(url))
             written = written or url
         runs.append(run)
         _say(f"{run.name}: {run.rate:,.0f} msg/s (median of {args.repeat})")
-    copy_limits = copy_limit_runs(admin, written, args.repeat)
+    copy_limits = copy_limit_runs(local, written, args.repeat)
     for kind, count in (("batched", min(args.batched, work.total)),
                         ("per-row", min(args.per_row, work.total))):  # fmt: skip
         run = Run(f"baseline {kind}", count)
         for _ in range(args.repeat):
             url = fresh_database(admin)
-            seconds, rss = timed([sys.executable, "-m", "benchmarks.baselines", kind, str(count)],
-                                 {**base_env, "RTTM_DATABASE_URL": url})  # fmt: skip
-            run.add(seconds, rss)
+            servers = ServerCpu(local)
+            seconds, rss, client = timed(
+                [sys.executable, "-m", "benchmarks.baselines", kind, str(count)],
+                {**base_env, "RTTM_DATABASE_URL": url},
+            )
+            run.add(seconds, rss, cpu={"client": client, **servers.spent()})
         runs.append(run)
         _say(f"{run.name}: {run.rate:,.0f} msg/s (median of {args.repeat})")
     fresh = None
@@ -256,8 +296,9 @@ def bench(local: stack.LocalStack, tmp: Path, args: argparse.Namespace) -> Resul
     return Result(runs, consume_limit, copy_limits, fresh)
 
 
-def copy_limit_runs(admin: str, source_url: str, repeat: int) -> list[Run]:
+def copy_limit_runs(local: stack.LocalStack, source_url: str, repeat: int) -> list[Run]:
     """PostgreSQL's COPY rate for the rows RTTM wrote: text and binary, 1 and 2 connections."""
+    admin = local.postgres.url("postgres") if local.postgres else ""
     with psycopg.connect(source_url) as conn:
         days = [part.day for part in partitions.list_partitions(conn)]
     out = []
@@ -270,8 +311,9 @@ def copy_limit_runs(admin: str, source_url: str, repeat: int) -> list[Run]:
                 url = fresh_database(admin)
                 with psycopg.connect(url, autocommit=True) as conn:
                     partitions.ensure_days(conn, days)
+                servers = ServerCpu(local)
                 run.messages, seconds = limits.copy_rate(url, batches, connections)
-                run.add(seconds)
+                run.add(seconds, cpu={"postgres": servers.spent()["postgres"]})
             out.append(run)
             _say(f"{run.name}: {run.rate:,.0f} rows/s (best of {repeat})")
     return out
@@ -309,6 +351,14 @@ def report(result: Result, args: argparse.Namespace) -> None:
         print(f"{r.name:<22} {r.messages:>10,} {r.rate:>10,.0f} {low:>8,.0f}-{high:<8,.0f} "
               f"{steady:>10} {r.rate / batched.rate:>10.1f} {r.rate / per_row.rate:>10.1f} "
               f"{r.rate / copy_limit.rate:>8.0%} {rss:>8}")  # fmt: skip
+    print(f"\nCPU per message (median run, µs): {'client':>8} {'postgres':>9} {'broker':>7} "
+          f"{'total':>7}")  # fmt: skip
+    for r in [*result.copy_limits, *runs]:
+        parts = [r.cpu_us(name) for name in ("client", "postgres", "broker")]
+        total = sum(part or 0.0 for part in parts)
+        cells = " ".join(f"{part:>{w}.1f}" if part is not None else f"{'-':>{w}}"
+                         for part, w in zip(parts, (8, 9, 7), strict=True))  # fmt: skip
+        print(f"  {r.name:<31} {cells} {total:>7.1f}")
     fresh = result.freshness
     if fresh is not None:
         print(f"\nfreshness (produce -> visible row), RTTM -w 1 following the topics at "

@@ -110,7 +110,7 @@ def main() -> None:
                     env = {**os.environ, "RTTM_KAFKA_BROKERS": kafka.brokers, "RTTM_TAIL": "0"}
                     for count in workers:
                         url = fresh_database(admin)
-                        seconds, rss = timed(
+                        seconds, rss, _cpu = timed(
                             [sys.executable, "-m", "bytewax.run", "dataflows.rttm", "-w",
                              str(count)],
                             {**env, "RTTM_DATABASE_URL": url},
