@@ -123,12 +123,7 @@ def measure(brokers: str, url: str, rate: int, seconds: float, log: Path) -> Fre
     probes = 0
 
     def send(topic: str, key: bytes, value: bytes) -> None:
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                return
-            except BufferError:
-                producer.poll(0.001)
+        workload.send(producer, topic, key, value, wait=0.001)
 
     try:
         # Warm up: the flow is ready once a first probe comes through.

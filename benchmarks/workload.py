@@ -91,13 +91,18 @@ def produce(brokers: str, work: Workload) -> None:
          "queue.buffering.max.messages": 500_000, "enable.idempotence": False}
     )  # fmt: skip
     for topic, key, value in work.messages:
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        send(producer, topic, key, value)
     remaining = producer.flush(60)
     if remaining:
         msg = f"{remaining} messages not delivered"
         raise RuntimeError(msg)
+
+
+def send(producer: Producer, topic: str, key: bytes, value: bytes, wait: float = 0.05) -> None:
+    """Produce one message, serving delivery reports while the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value, key)
+            return
+        except BufferError:
+            producer.poll(wait)
