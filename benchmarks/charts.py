@@ -64,7 +64,7 @@ def scaling(points: list[Point], slices: list[tuple[int, float]], path: Path) ->
     ax.set_title("Throughput against workload size")
     ax.legend()
     ax2.plot([rows / 1e6 for rows, _ in slices], [rate for _, rate in slices], marker="o")
-    ax2.set_xlabel("rows already in the tables (millions)")
+    ax2.set_xlabel("rows in the tables at the end of the slice (millions)")
     ax2.set_ylabel("rows written per second")
     ax2.set_ylim(bottom=0)
     ax2.set_title("Write rate as the tables grow (largest run, 1 worker)")

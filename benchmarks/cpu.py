@@ -1,4 +1,4 @@
-"""CPU seconds of a process tree, read from ``/proc`` (Linux): where the time goes.
+"""CPU seconds of a process tree and peak memory of a process, from ``/proc`` (Linux).
 
 A server's CPU is its own plus that of its children, live (``utime + stime``) or already
 reaped (``cutime + cstime``): for PostgreSQL, the postmaster, every backend that served
@@ -36,3 +36,15 @@ def _children(pid: int) -> list[int]:
 def tree_seconds(pid: int) -> float:
     """CPU seconds used so far by ``pid`` and all its descendants, reaped or not."""
     return _times(pid) + sum(tree_seconds(child) for child in _children(pid))
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """``VmHWM`` of a running process: its peak RSS since exec (not its parent's pages)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None

@@ -79,10 +79,13 @@ class Run:
         """Messages per second, process start-up included."""
         return self.messages / self._typical(self.seconds)
 
-    def cpu_us(self, name: str) -> float | None:
-        """Median CPU of ``name`` per message, in µs."""
+    def usage_per_message(self, name: str) -> float | None:
+        """``name``'s usage (CPU s, WAL bytes) per message in the median-time run."""
         spent = self.cpu.get(name)
-        return statistics.median(spent) / self.messages * 1e6 if spent else None
+        if not spent:
+            return None
+        runs = sorted(range(len(self.seconds)), key=self.seconds.__getitem__)
+        return spent[runs[len(runs) // 2]] / self.messages
 
     @property
     def spread(self) -> tuple[float, float]:
@@ -110,52 +113,52 @@ def fresh_database(admin_url: str) -> str:
     return url
 
 
-def _high_water_kb(pid: int) -> int | None:
-    """``VmHWM`` of a running process: peak RSS since its exec (not the parent's pages)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
     """Run ``command``; returns its seconds, peak RSS in MB and CPU seconds (alone)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
-    peak = 0
+    peak = 0.0
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             break
-        peak = max(peak, _high_water_kb(process.pid) or 0)
+        peak = max(peak, cpu.peak_rss_mb(process.pid) or 0.0)
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         msg = f"{command} exited with {process.returncode}"
         raise RuntimeError(msg)
-    return elapsed, peak / 1024, usage.ru_utime + usage.ru_stime
+    return elapsed, peak, usage.ru_utime + usage.ru_stime
 
 
-class ServerCpu:
-    """CPU seconds the local PostgreSQL and broker spend during a block of work."""
+class ServerUsage:
+    """CPU seconds of the local PostgreSQL and broker, and WAL bytes, over a block of work."""
 
     def __init__(self, local: stack.LocalStack) -> None:
         self._pids = {"postgres": local.postgres.pid if local.postgres else 0,
                       "broker": local.broker.pid if local.broker else 0}  # fmt: skip
+        self._admin = local.postgres.url("postgres") if local.postgres else ""
         self._start = self._now()
+        self._lsn = self._wal_lsn()
 
     def _now(self) -> dict[str, float]:
         return {name: cpu.tree_seconds(pid) for name, pid in self._pids.items()}
 
+    def _wal_lsn(self) -> str:
+        with psycopg.connect(self._admin, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        return str(row[0]) if row else "0/0"
+
     def spent(self) -> dict[str, float]:
-        """Seconds each server used since this object was made."""
+        """CPU seconds of each server, and ``wal`` bytes, since this object was made."""
         now = self._now()
-        return {name: now[name] - self._start[name] for name in now}
+        out = {name: now[name] - self._start[name] for name in now}
+        with psycopg.connect(self._admin, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)",
+                               (self._lsn,)).fetchone()  # fmt: skip
+        out["wal"] = float(row[0]) if row else 0.0
+        return out
 
 
 def write_window(url: str) -> float:
@@ -231,6 +234,12 @@ class Result:
     consume_limit: Run
     copy_limits: list[Run]
     freshness: freshness.Freshness | None
+    rows_per_message: float  # rows written per message produced (duplicates write none)
+
+    def of_copy_limit(self, r: Run) -> float:
+        """``r``'s rows/s as a fraction of the fastest COPY's rows/s."""
+        rows_per_s = r.rate if r.name.startswith("limit: COPY") else r.rate * self.rows_per_message
+        return rows_per_s / self.copy_limit.rate
 
     @property
     def copy_limit(self) -> Run:
@@ -266,12 +275,13 @@ def bench(local: stack.LocalStack, tmp: Path, args: argparse.Namespace) -> Resul
         run = Run(f"rttm -w {workers}", work.total)
         for _ in range(args.repeat):
             url = fresh_database(admin)
-            servers = ServerCpu(local)
+            servers = ServerUsage(local)
             seconds, rss, client = timed(
                 [sys.executable, "-m", "bytewax.run", "dataflows.rttm", "-w", str(workers)],
                 {**base_env, "RTTM_DATABASE_URL": url},
             )
-            run.add(seconds, rss, write_window(url), {"client": client, **servers.spent()})
+            usage = {"client": client, **servers.spent()}  # before the queries below
+            run.add(seconds, rss, write_window(url), usage)
             check(url, work)
             written = written or url
         runs.append(run)
@@ -282,7 +292,7 @@ def bench(local: stack.LocalStack, tmp: Path, args: argparse.Namespace) -> Resul
         run = Run(f"baseline {kind}", count)
         for _ in range(args.repeat):
             url = fresh_database(admin)
-            servers = ServerCpu(local)
+            servers = ServerUsage(local)
             seconds, rss, client = timed(
                 [sys.executable, "-m", "benchmarks.baselines", kind, str(count)],
                 {**base_env, "RTTM_DATABASE_URL": url},
@@ -293,7 +303,8 @@ def bench(local: stack.LocalStack, tmp: Path, args: argparse.Namespace) -> Resul
     fresh = None
     if args.freshness_seconds > 0:
         fresh = freshness_run(tmp, admin, args.freshness_rate, args.freshness_seconds)
-    return Result(runs, consume_limit, copy_limits, fresh)
+    return Result(runs, consume_limit, copy_limits, fresh,
+                  copy_limits[0].messages / work.total)  # fmt: skip
 
 
 def copy_limit_runs(local: stack.LocalStack, source_url: str, repeat: int) -> list[Run]:
@@ -311,9 +322,10 @@ def copy_limit_runs(local: stack.LocalStack, source_url: str, repeat: int) -> li
                 url = fresh_database(admin)
                 with psycopg.connect(url, autocommit=True) as conn:
                     partitions.ensure_days(conn, days)
-                servers = ServerCpu(local)
+                servers = ServerUsage(local)
                 run.messages, seconds = limits.copy_rate(url, batches, connections)
-                run.add(seconds, cpu={"postgres": servers.spent()["postgres"]})
+                usage = servers.spent()
+                run.add(seconds, cpu={"postgres": usage["postgres"], "wal": usage["wal"]})
             out.append(run)
             _say(f"{run.name}: {run.rate:,.0f} rows/s (best of {repeat})")
     return out
@@ -341,7 +353,6 @@ def report(result: Result, args: argparse.Namespace) -> None:
     runs = result.runs
     by_name = {r.name: r for r in runs}
     batched, per_row = by_name["baseline batched"], by_name["baseline per-row"]
-    copy_limit = result.copy_limit
     print(f"\n{'run':<22} {'messages':>10} {'msg/s':>10} {'range':>17} {'steady/s':>10} "
           f"{'x batched':>10} {'x per-row':>10} {'of COPY':>8} {'peak MB':>8}")  # fmt: skip
     for r in [result.consume_limit, *result.copy_limits, *runs]:
@@ -350,15 +361,17 @@ def report(result: Result, args: argparse.Namespace) -> None:
         rss = f"{r.peak_rss_mb:,.0f}" if r.peak_rss_mb else "-"
         print(f"{r.name:<22} {r.messages:>10,} {r.rate:>10,.0f} {low:>8,.0f}-{high:<8,.0f} "
               f"{steady:>10} {r.rate / batched.rate:>10.1f} {r.rate / per_row.rate:>10.1f} "
-              f"{r.rate / copy_limit.rate:>8.0%} {rss:>8}")  # fmt: skip
-    print(f"\nCPU per message (median run, µs): {'client':>8} {'postgres':>9} {'broker':>7} "
-          f"{'total':>7}")  # fmt: skip
+              f"{result.of_copy_limit(r):>8.0%} {rss:>8}")  # fmt: skip
+    print(f"\nper message, median-time run: CPU µs of {'client':>8} {'postgres':>9} {'broker':>7} "
+          f"{'total':>7}; WAL bytes")  # fmt: skip
     for r in [*result.copy_limits, *runs]:
-        parts = [r.cpu_us(name) for name in ("client", "postgres", "broker")]
-        total = sum(part or 0.0 for part in parts)
+        parts = [r.usage_per_message(name) for name in ("client", "postgres", "broker")]
+        micros = [None if part is None else part * 1e6 for part in parts]
+        total = sum(part or 0.0 for part in micros)
         cells = " ".join(f"{part:>{w}.1f}" if part is not None else f"{'-':>{w}}"
-                         for part, w in zip(parts, (8, 9, 7), strict=True))  # fmt: skip
-        print(f"  {r.name:<31} {cells} {total:>7.1f}")
+                         for part, w in zip(micros, (8, 9, 7), strict=True))  # fmt: skip
+        wal = r.usage_per_message("wal")
+        print(f"  {r.name:<37} {cells} {total:>7.1f}  {wal or 0:>6,.0f}")
     fresh = result.freshness
     if fresh is not None:
         print(f"\nfreshness (produce -> visible row), RTTM -w 1 following the topics at "
@@ -368,12 +381,13 @@ def report(result: Result, args: argparse.Namespace) -> None:
               f"({fresh.unseen} unseen), peak RSS {fresh.peak_rss_mb:.0f} MB")  # fmt: skip
     _say(
         "msg/s: wall clock from process start to exit, median run (limits: best run); "
-        "range: slowest-fastest run; steady/s: first to last write; x and 'of COPY': "
-        "ratio of msg/s to the baseline's / to the fastest COPY's rows/s"
+        "range: slowest-fastest run; steady/s: first to last write; x: ratio of msg/s to the "
+        "baseline's; 'of COPY': rows written per second over the fastest COPY's rows/s"
     )
     RESULTS.mkdir(exist_ok=True)
     out = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "rows_per_message": result.rows_per_message,
         "args": vars(args),
         "limits": [_run_json(r) for r in (result.consume_limit, *result.copy_limits)],
         "runs": [_run_json(r) for r in runs],

@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Producer
 
-from benchmarks import workload
+from benchmarks import cpu, workload
 from rttm.registry import BY_NAME
 
 PROBE_EVERY_S = 0.02
@@ -72,8 +72,15 @@ class _Watcher(threading.Thread):
         self.seen: dict[str, float] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.error: BaseException | None = None
 
     def run(self) -> None:
+        try:
+            self._poll()
+        except BaseException as exc:  # re-raised by the producing thread
+            self.error = exc
+
+    def _poll(self) -> None:
         query = f"SELECT trade_id FROM {_TRADES.table} WHERE trade_id = ANY(%s)"  # noqa: S608
         with psycopg.connect(self.url, autocommit=True) as conn:
             while not self.stop.is_set():
@@ -87,21 +94,24 @@ class _Watcher(threading.Thread):
                             self.seen[trade] = now - self.sent[trade]
                 time.sleep(POLL_S)
 
+    def send(self, trade: str) -> None:
+        with self.lock:
+            self.sent[trade] = time.perf_counter()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.sent.clear()
+            self.seen.clear()
+
     def wait_all(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.error is not None:
+                raise self.error
             with self.lock:
                 if len(self.seen) == len(self.sent):
                     return
             time.sleep(0.05)
-
-
-def _peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def measure(brokers: str, url: str, rate: int, seconds: float, log: Path) -> Freshness:
@@ -128,16 +138,14 @@ def measure(brokers: str, url: str, rate: int, seconds: float, log: Path) -> Fre
     try:
         # Warm up: the flow is ready once a first probe comes through.
         topic, key, value = _probe(probes)
-        with watcher.lock:
-            watcher.sent[key.decode()] = time.perf_counter()
+        watcher.send(key.decode())
         send(topic, key, value)
         producer.flush(10)
         watcher.wait_all(60)
         if len(watcher.seen) != 1:
             msg = f"the flow did not ingest a first event within 60 s; its output: {log}"
             raise RuntimeError(msg)
-        watcher.sent.clear()
-        watcher.seen.clear()
+        watcher.reset()
         started = time.perf_counter()
         sent, next_probe = 0, started
         while sent < work.total:
@@ -149,8 +157,7 @@ def measure(brokers: str, url: str, rate: int, seconds: float, log: Path) -> Fre
             if now >= next_probe:
                 probes += 1
                 topic, key, value = _probe(probes)
-                with watcher.lock:
-                    watcher.sent[key.decode()] = time.perf_counter()
+                watcher.send(key.decode())
                 send(topic, key, value)
                 next_probe += PROBE_EVERY_S
             producer.poll(0)
@@ -158,7 +165,10 @@ def measure(brokers: str, url: str, rate: int, seconds: float, log: Path) -> Fre
         elapsed = time.perf_counter() - started
         producer.flush(30)
         watcher.wait_all(30)
-        peak = _peak_rss_mb(flow.pid)
+        if flow.poll() is not None:
+            msg = f"the flow exited during the load (code {flow.returncode}); its output: {log}"
+            raise RuntimeError(msg)
+        peak = cpu.peak_rss_mb(flow.pid) or 0.0
     finally:
         watcher.stop.set()
         flow.send_signal(signal.SIGINT)
@@ -169,5 +179,8 @@ def measure(brokers: str, url: str, rate: int, seconds: float, log: Path) -> Fre
     with watcher.lock:
         latencies = [v * 1000 for v in watcher.seen.values()]
         unseen = len(watcher.sent) - len(watcher.seen)
+    if unseen:  # their latency is unknown: a percentile without them would flatter
+        msg = f"{unseen} of {len(watcher.sent)} probes not visible 30 s after the load"
+        raise RuntimeError(msg)
     return Freshness(rate, (work.total + probes) / elapsed, elapsed, probes, latencies, peak,
                      unseen)  # fmt: skip

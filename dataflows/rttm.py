@@ -1,8 +1,10 @@
 """The ingestion dataflow: ``python -m bytewax.run dataflows.rttm`` (also ``-w N``, ``-i/-a``).
 
 Configured only by the environment (``RTTM_KAFKA_BROKERS``, ``RTTM_DATABASE_URL``,
-``RTTM_TOPICS``, ``RTTM_TAIL``, ``RTTM_KAFKA_CONFIG``); the servers and the schema are
-checked before the flow is built, and a problem ends the process with one line.
+``RTTM_TOPICS``, ``RTTM_TAIL``, ``RTTM_SHARDS``, ``RTTM_DEDUPE_CAPACITY``,
+``RTTM_KAFKA_CONFIG``); the servers and the schema are checked before the flow is built,
+and a problem ends the process with one line. Under ``-r DIR``, keep ``RTTM_SHARDS`` the
+same or larger across restarts (``rttm ingest --recovery-dir`` checks it for you).
 """
 
 from __future__ import annotations

@@ -112,15 +112,15 @@ def validated(spec: TopicSpec, value: bytes) -> Message:
         text = str(exc)
         detail = text if text.startswith("JSON is malformed") else f"JSON is malformed: {text}"
         raise Refusal(detail) from None
+    moment = getattr(event, spec.time_field)
+    if moment.year in (1, 9999) and not _fits_utc(moment):
+        msg = f"timestamp out of range in UTC - at `$.{spec.time_field}`"
+        raise Refusal(msg)
     # A NUL can only reach a string as the JSON escape \u0000: a byte search (memchr for the
     # backslash first, which most messages lack), then find the field (the escape may sit
     # in an ignored field).
     if b"\\" in value and b"\\u0000" in value and (name := _field_with_nul(event)):
         msg = f"NUL character (\\u0000) cannot be stored in text - at `$.{name}`"
-        raise Refusal(msg)
-    moment = getattr(event, spec.time_field)
-    if moment.year in (1, 9999) and not _fits_utc(moment):
-        msg = f"timestamp out of range in UTC - at `$.{spec.time_field}`"
         raise Refusal(msg)
     return event
 

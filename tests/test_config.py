@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from rttm import config
+from rttm.cli.ingest_commands import SHARDS_MARKER, _check_shards
 from rttm.config import ConfigError, KafkaSettings
+from rttm.errors import RttmError
 
 
 def test_brokers_from_environment_are_normalised(tmp_path: Path) -> None:
@@ -48,3 +50,20 @@ def test_kafka_config_errors_name_file_and_line_not_values(tmp_path: Path) -> No
     assert "hunter2" not in str(info.value)
     with pytest.raises(ConfigError, match=r"cannot read .*missing\.properties"):
         config.kafka_config({"RTTM_KAFKA_CONFIG": str(tmp_path / "missing.properties")})
+
+
+def test_shard_marker_guards_a_recovery_directory(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    _check_shards(fresh, 3, existing=False)
+    assert (fresh / SHARDS_MARKER).read_text() == "3\n"
+    _check_shards(fresh, 4, existing=True)  # growing is fine and remembered
+    with pytest.raises(RttmError, match="holds state for 4 shards; RTTM_SHARDS=3 is fewer"):
+        _check_shards(fresh, 3, existing=True)
+    old = tmp_path / "old"  # made before the marker existed: the fixed 2 shards of then
+    old.mkdir()
+    with pytest.raises(RttmError, match="holds state for 2 shards; RTTM_SHARDS=1"):
+        _check_shards(old, 1, existing=True)
+    (old / SHARDS_MARKER).write_text("two\n")
+    with pytest.raises(RttmError, match="expected a shard count, found 'two'"):
+        _check_shards(old, 2, existing=True)

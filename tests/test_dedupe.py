@@ -76,6 +76,18 @@ def test_a_snapshot_from_per_table_memories_resumes_with_an_empty_memory() -> No
     assert resumed.memory.generation_size == 5
 
 
+def test_a_snapshot_with_other_table_tags_resumes_with_an_empty_memory() -> None:
+    state = ShardDedupe(capacity=10)
+    state.filter(chunk("e:1"))
+    state.tags = {**state.tags, TABLE: "9|"}  # as if the registry had been reordered
+    resumed = pickle.loads(pickle.dumps(state))  # noqa: S301 - our own object
+    assert len(resumed.memory) == 0
+    assert keys_of(resumed.filter(chunk("e:1"))) == ["e:1"]
+    same = pickle.loads(pickle.dumps(ShardDedupe(capacity=10)))  # noqa: S301
+    assert same.tags is not None
+    assert same.memory.generation_size == 5
+
+
 def test_same_key_in_two_tables_is_two_rows() -> None:
     state = ShardDedupe(capacity=100)
     first = state.filter(chunk("e:1", "e:1", "e:2"))

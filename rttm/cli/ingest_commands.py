@@ -15,6 +15,7 @@ from rttm.cli import Subcommands, say
 from rttm.emit import Emitter
 from rttm.errors import RttmError
 from rttm.ingest import settings as ingest_settings
+from rttm.ingest.chunks import DEFAULT_SHARDS
 from rttm.ingest.flow import build_flow
 from rttm.ingest.progress import ProgressLine
 from rttm.ingest.settings import IngestSettings
@@ -56,33 +57,40 @@ SHARDS_MARKER = "rttm-shards"
 def _recovery(directory: Path | None, backup_interval: float, shards: int) -> RecoveryConfig | None:
     if directory is None:
         return None
-    if not directory.is_dir() or not any(directory.glob("part-*.sqlite3")):
+    existing = directory.is_dir() and any(directory.glob("part-*.sqlite3"))
+    if not existing:
         directory.mkdir(parents=True, exist_ok=True)
         init_db_dir(directory, 1)  # type: ignore[no-untyped-call]
         say(f"initialised recovery directory {directory} (1 partition)")
-    _check_shards(directory, shards)
+    _check_shards(directory, shards, existing)
     return RecoveryConfig(  # type: ignore[no-untyped-call]
         directory, backup_interval=timedelta(seconds=backup_interval)
     )
 
 
-def _check_shards(directory: Path, shards: int) -> None:
-    """Refuse fewer shards than the recovery store holds: Bytewax cannot resume that.
+def _check_shards(directory: Path, shards: int, existing: bool) -> None:
+    """Refuse fewer shards than the recovery store may hold: Bytewax cannot resume that.
 
-    More shards is fine (the new ones start empty), so the marker keeps the largest count.
+    More shards is fine (the new ones start empty). The marker keeps the largest count ever
+    started here, written before the flow runs: it may overstate, never understate. A store
+    from before the marker existed was written with the then fixed 2 shards.
     """
     marker = directory / SHARDS_MARKER
-    try:
-        written = int(marker.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        written = 0
+    if marker.exists():
+        text = marker.read_text().strip()
+        if not text.isdigit():
+            msg = f"{marker}: expected a shard count, found {text[:20]!r}"
+            raise RttmError(msg)
+        written = int(text)
+    else:
+        written = DEFAULT_SHARDS if existing else 0
     if shards < written:
         name = ingest_settings.ENV_SHARDS
         msg = (f"recovery directory {directory} holds state for {written} shards; "
                f"{name}={shards} is fewer, which it cannot resume: "
                f"use {name}>={written} or a new recovery directory")  # fmt: skip
         raise RttmError(msg)
-    if shards > written:
+    if shards > written or not marker.exists():
         marker.write_text(f"{shards}\n")
 
 

@@ -22,10 +22,11 @@ from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
 #: Default number of shards = sink partitions = database connections of one flow
 #: (``RTTM_SHARDS``); 2 measured best on 2 cores (1 to 4 tried: each extra connection
 #: competes for the same cores). A cluster wants about one per process, so that every
-#: process writes. Changing it under a recovery directory is safe: resume offsets are per
-#: Kafka partition, writes are idempotent, and the offset commit only counts current shards
-#: (``offsets``); dedupe memories of re-hashed keys start empty, and the tables catch what
-#: they would have dropped.
+#: process writes. Under a recovery directory it may grow but not shrink: Bytewax keeps
+#: the sink's state per shard and cannot resume without one it had (``rttm ingest`` checks).
+#: Growing is safe: resume offsets are per Kafka partition, writes are idempotent, the
+#: offset commit only counts current shards (``offsets``), and the tables catch what the
+#: dedupe memories of re-hashed keys, empty at first, would have dropped.
 DEFAULT_SHARDS = 2
 
 

@@ -3,7 +3,7 @@
 Two generations of sets: a key is "seen" if either holds it; when the current generation
 fills up it becomes the previous one and the oldest generation is forgotten. One memory
 serves all tables of a shard (each key tagged with its table, since keys are unique per
-table, not across), so memory stays under ``capacity`` keys per shard plus one batch
+table, not across), so memory stays under ``capacity`` keys per shard plus two batches
 (~21 MB per 200,000 keys) however many tables there are, lookups are O(1), and the state is
 a plain object that Bytewax snapshots with the rest of the flow. It is an optimisation that
 keeps duplicates off the wire: the tables' unique keys remain the guarantee.
@@ -22,7 +22,7 @@ DEFAULT_CAPACITY = 200_000
 
 
 class DedupeMemory:
-    """Recently seen dedupe keys, at most ``capacity`` of them plus one batch."""
+    """Recently seen dedupe keys: ``capacity`` of them plus at most a batch per generation."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.generation_size = max(capacity // 2, 1)
@@ -59,6 +59,8 @@ class DedupeMemory:
 
 
 #: Tag of each table's keys in a shard's memory: keys are unique per table, not across.
+#: Short, so kept in the snapshot with the keys: a resumed memory whose tags differ (the
+#: registry changed) would read one table's keys as another's, and is dropped.
 _TAGS = {table: f"{n}|" for n, table in enumerate(DEDUPE_INDEX)}
 
 
@@ -67,20 +69,24 @@ class ShardDedupe:
 
     def __init__(self, capacity: int) -> None:
         self.memory = DedupeMemory(capacity)
+        self.tags = _TAGS
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # A snapshot from before memories were shared held one per table: start afresh
-        # (dedupe is an optimisation; the tables' unique keys still catch every duplicate).
-        if "memory" not in state:
-            state = {"memory": DedupeMemory(state.get("capacity", DEFAULT_CAPACITY))}
+        # A snapshot with other tags (or from before memories were shared, one per table)
+        # starts afresh: dedupe is an optimisation, the tables' unique keys catch the rest.
+        if state.get("tags") != _TAGS:
+            memory = state.get("memory")
+            capacity = (memory.generation_size * 2 if isinstance(memory, DedupeMemory)
+                        else state.get("capacity", DEFAULT_CAPACITY))  # fmt: skip
+            state = {"memory": DedupeMemory(capacity), "tags": _TAGS}
         self.__dict__.update(state)
 
     def filter(self, chunk: Chunk) -> Chunk:
         """``chunk`` without the rows whose dedupe key its table saw before (in place)."""
         dropped = 0
-        memory = self.memory
+        memory, tags = self.memory, self.tags
         for table, rows in chunk.tables.items():
-            kept = memory.keep_new(rows, DEDUPE_INDEX[table], _TAGS[table])
+            kept = memory.keep_new(rows, DEDUPE_INDEX[table], tags[table])
             dropped += len(rows) - len(kept)
             chunk.tables[table] = kept
         if dropped:
