@@ -1,7 +1,7 @@
 """Scale-out plans simulated on one machine: ``python -m benchmarks.cluster [--events N]``.
 
 The same seeded workload is ingested to completion, each plan into a fresh database
-(checked row for row), by: one process with 1 worker; one process with 2 workers; a
+(rows per table and rejects checked), by: one process with 1 worker; one process with 2 workers; a
 two-process Bytewax cluster on 127.0.0.1 (``-i 0/1 -a "127.0.0.1:p0;127.0.0.1:p1"``);
 and two independent processes splitting the topics (``RTTM_TOPICS``: trade events alone,
 the other four together). Each plan is timed from the first process start to the last

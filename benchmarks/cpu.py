@@ -24,8 +24,13 @@ def _times(pid: int) -> float:
 
 
 def _children(pid: int) -> list[int]:
+    """Live children of ``pid``; none if it exits meanwhile (backends come and go)."""
     out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
         try:
             out += [int(child) for child in (task / "children").read_text().split()]
         except OSError:

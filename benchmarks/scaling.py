@@ -1,7 +1,7 @@
 """Scaling curve: ``python -m benchmarks.scaling [--events 10000,100000,1000000,5000000]``.
 
 For each workload size, on a new broker, RTTM ingests the seeded workload to completion
-with 1 and with 2 workers, each into a fresh database (checked row for row). For the
+with 1 and with 2 workers, each into a fresh database (rows per table checked). For the
 largest run with 1 worker it also cuts the write history (``ingested_at`` of every row)
 into slices of equal row count: a flat rate per slice shows that the cost of a row does
 not grow with the tables (day partitions and B-tree appends keep inserts O(1) per row, up
