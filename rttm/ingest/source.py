@@ -26,6 +26,10 @@ from rttm.registry import TopicSpec
 _LOG = logging.getLogger("rttm.ingest.source")
 #: Most messages one ``consume()`` call returns (one Bytewax item).
 CONSUME_BATCH = 5_000
+#: ... on a partition's first call with data: with a backlog on every partition, a first
+#: round of 30 x 5,000 messages kept PostgreSQL idle while it was decoded; 500 brings the
+#: first write 0.3-0.5 s earlier (measured on the 1M benchmark workload).
+FIRST_BATCH = 500
 #: How long an idle partition waits before polling again: bounds both the polling cost of
 #: many idle partitions and the latency it adds to the first message after a lull.
 IDLE_POLL = timedelta(milliseconds=10)
@@ -70,12 +74,13 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         self._eof = False
         self._idle_until: datetime | None = None
         self._where = f"{topic}[{partition}]"
+        self._batch = FIRST_BATCH
 
     def next_batch(self) -> list[RawBatch]:
         if self._eof:
             raise StopIteration
         # Never block the worker: other partitions (and the sink) share its thread.
-        messages = self._consumer.consume(CONSUME_BATCH, 0)
+        messages = self._consumer.consume(self._batch, 0)
         if not messages:
             self._idle_until = datetime.now(UTC) + IDLE_POLL
             return []
@@ -93,6 +98,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
             _BROKER.back()
         if not good:
             return []
+        self._batch = CONSUME_BATCH
         self._next = (good[-1].offset() or 0) + 1
         # The watermark cached from fetch responses: right on every broker, unlike a
         # ListOffsets request on the local one (DESIGN §7), and free.
