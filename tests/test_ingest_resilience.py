@@ -92,6 +92,20 @@ def test_bad_shard_count_fails_fast(kafka: KafkaSettings, migrated_db: str, shar
     )
 
 
+def test_kafka_credentials_never_reach_the_output(
+    kafka: KafkaSettings, migrated_db: str, tmp_path: Path
+) -> None:
+    create_topics(kafka)
+    config = tmp_path / "kafka.properties"  # SASL against a broker that does not speak it
+    config.write_text("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
+                      "sasl.username=rttm\nsasl.password=S3cr3t-kafka\n")  # fmt: skip
+    result = run_flow_process(flow_env(kafka, migrated_db, RTTM_KAFKA_CONFIG=str(config)))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"rttm: error: cannot reach kafka at {kafka.brokers}"), last
+    assert "S3cr3t" not in result.stderr + result.stdout
+
+
 def test_unknown_topic_in_subset_fails_fast(kafka: KafkaSettings, migrated_db: str) -> None:
     env = flow_env(kafka, migrated_db, RTTM_TOPICS="rttm.trade.events,rttm.nope")
     one_line_failure(
@@ -247,10 +261,12 @@ def test_database_outage_loses_nothing_and_the_flow_waits(
     before, during = workload.build(6_000, seed=1), workload.build(6_000, seed=2)
     workload.produce(kafka.brokers, before)
     log = tmp_path / "flow.log"
+    # Trust auth ignores the password; it is there to prove no outage message shows it.
+    secret_url = psycopg.conninfo.make_conninfo(url, password="S3cr3t-pw")  # noqa: S106
     with log.open("w") as err:
         flow = subprocess.Popen(
             [sys.executable, "-m", "bytewax.run", "dataflows.rttm"],
-            env=flow_env(kafka, url, RTTM_TAIL="1"), cwd=REPO, stderr=err,
+            env=flow_env(kafka, secret_url, RTTM_TAIL="1"), cwd=REPO, stderr=err,
         )  # fmt: skip
     try:
         wait_for(lambda: counts(url)["rttm_trade_events"] == before.distinct["rttm_trade_events"])
@@ -271,6 +287,7 @@ def test_database_outage_loses_nothing_and_the_flow_waits(
     text = log.read_text()
     assert text.count("database unavailable") == 1, text[-3000:]
     assert text.count("database back") == 1, text[-3000:]
+    assert "S3cr3t" not in text
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
