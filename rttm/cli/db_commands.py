@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+import psycopg
+
 from rttm import config
 from rttm.cli import Subcommands, say
-from rttm.db import partitions, prepare
-from rttm.db.connect import connect, describe
+from rttm.db import partitions, prepare, roles
+from rttm.db.connect import connect, describe, last_line
 from rttm.db.migrate import applied_versions, migrations
 from rttm.errors import RttmError
 
 
 def register(commands: Subcommands) -> None:
-    """Add ``rttm db migrate|status|partitions|prune``."""
+    """Add ``rttm db migrate|status|partitions|prune|grant-ingest``."""
     db = commands.add_parser("db", help="the PostgreSQL schema")
     actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("migrate", help="apply pending migrations (safe to repeat)").set_defaults(
@@ -45,6 +47,12 @@ def register(commands: Subcommands) -> None:
     )
     prune.add_argument("--dry-run", action="store_true", help="only show what would be dropped")
     prune.set_defaults(run=_prune)
+    grant = actions.add_parser(
+        "grant-ingest",
+        help="grant an existing role exactly what the ingestion needs (least privilege)",
+    )
+    grant.add_argument("role", help="the role the ingestion logs in as (create it first)")
+    grant.set_defaults(run=_grant_ingest)
 
 
 def migrate_and_report(url: str) -> None:
@@ -94,4 +102,18 @@ def _prune(args: argparse.Namespace) -> int:
     for part in dropped:
         print(f"{verb} {part.name}")
     say(f"{verb} {len(dropped)} partition(s) older than {args.keep_days} day(s)")
+    return 0
+
+
+def _grant_ingest(args: argparse.Namespace) -> int:
+    url = config.database_url()
+    with connect(url, autocommit=True) as conn:
+        try:
+            statements = roles.grant_ingest(conn, args.role)
+        except psycopg.Error as exc:
+            msg = f"cannot grant to role {args.role!r} on {describe(url)}: {last_line(exc)}"
+            raise RttmError(msg) from None
+    for statement in statements:
+        print(f"{statement};")
+    say(f"granted role {args.role!r} what the ingestion needs on {describe(url)}")
     return 0

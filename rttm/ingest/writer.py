@@ -62,9 +62,17 @@ def _table_sql(table: str, columns: Sequence[str], types: Sequence[str]) -> _Tab
     return _TableSql(
         types=types,
         copy=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(name, cols),
+        # Columns spelled out rather than LIKE the table: LIKE needs SELECT on it, which the
+        # ingestion's role does not have (``rttm.db.roles``). Types come from the registry.
         stage_create=sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        ).format(stage, name),
+            "CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS"
+        ).format(
+            stage,
+            sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(pg_type))
+                for column, pg_type in zip(columns, types, strict=True)
+            ),
+        ),
         stage_copy=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, cols),
         merge=sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
             name, cols, cols, stage
