@@ -22,6 +22,7 @@ from benchmarks import workload
 from rttm.config import KafkaSettings
 from rttm.db import prepare
 from rttm.db.connect import describe
+from rttm.db.migrate import migrations
 from rttm.decode import Accepted, decode_message
 from rttm.registry import TOPICS
 from rttm.stack.postgres import PostgresProcess, start_postgres
@@ -140,10 +141,11 @@ def test_unmigrated_database_and_missing_topics_fail_fast(
     kafka: KafkaSettings, new_database: Callable[[], str], migrated_db: str
 ) -> None:
     empty = new_database()
+    pending = ", ".join(migration.path.name for migration in migrations())
+    assert pending.startswith("0001_ingest_tables.sql, 0002_trade_event_partitions.sql, ")
     one_line_failure(
         flow_env(kafka, empty),
-        f"database {describe(empty)} is not migrated (pending: 0001_ingest_tables.sql,"
-        " 0002_trade_event_partitions.sql, 0003_ingest_progress.sql): run `rttm db migrate`",
+        f"database {describe(empty)} is not migrated (pending: {pending}): run `rttm db migrate`",
     )
     one_line_failure(
         flow_env(kafka, migrated_db, RTTM_TOPICS="rttm.dlq.events"),
