@@ -9,52 +9,25 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from bytewax.recovery import init_db_dir
-from psycopg import sql
 
 from benchmarks import workload
+from benchmarks.truth import expected_keys, stored_keys
 from rttm.config import KafkaSettings
 from rttm.db import prepare
 from rttm.db.connect import describe
 from rttm.db.migrate import migrations
-from rttm.decode import Accepted, decode_message
-from rttm.registry import TOPICS
 from rttm.stack.postgres import PostgresProcess, start_postgres
 from rttm.stack.processes import free_port
 from tests.conftest import TEST_POSTGRES_SETTINGS
 from tests.ingest_helpers import REPO, counts, create_topics, flow_env, run_flow_process, snapshot
 
 pytestmark = pytest.mark.integration
-
-
-def expected_keys(work: workload.Workload) -> dict[str, set[str]]:
-    """Per table, the dedupe keys of the distinct valid events of ``work``."""
-    keys: dict[str, set[str]] = defaultdict(set)
-    for topic, key, value in work.messages:
-        result = decode_message(topic, key, value, 0, 0, 0)
-        if isinstance(result, Accepted):
-            keys[result.spec.table].add(result.dedupe_key)
-    return keys
-
-
-def stored_keys(url: str) -> dict[str, set[str]]:
-    """Per ingested table (rejects aside), the dedupe keys it holds."""
-    with psycopg.connect(url) as conn:
-        return {
-            spec.table: {
-                key
-                for (key,) in conn.execute(
-                    sql.SQL("SELECT dedupe_key FROM {}").format(sql.Identifier(spec.table))
-                ).fetchall()
-            }
-            for spec in TOPICS
-        }
 
 
 @pytest.fixture
@@ -240,7 +213,9 @@ def test_kill_9_mid_run_then_resume_with_more_shards_stores_each_event_once(
     final = run_flow_process({**env, "RTTM_SHARDS": "3"}, "-r", str(recovery), "-s", "1", "-b", "0")
     assert final.returncode == 0, final.stderr[-2000:]
     assert_complete(migrated_db, work)
-    assert stored_keys(migrated_db) == expected_keys(work)
+    assert {table: set(keys) for table, keys in stored_keys(migrated_db).items()} == (
+        expected_keys(work)
+    )
 
 
 @pytest.fixture
