@@ -22,6 +22,7 @@ from rttm.config import KafkaSettings
 from rttm.db import prepare
 from rttm.db.connect import describe
 from rttm.db.migrate import migrations
+from rttm.registry import TOPICS
 from rttm.stack.postgres import PostgresProcess, start_postgres
 from rttm.stack.processes import free_port
 from tests.conftest import TEST_POSTGRES_SETTINGS
@@ -135,11 +136,11 @@ def migrated(url: str) -> str:
     return url
 
 
-def test_two_workers_a_two_process_cluster_and_other_shard_counts_write_what_one_worker_writes(
+def test_workers_clusters_shard_counts_and_topic_splits_write_what_one_worker_writes(
     loaded: tuple[KafkaSettings, workload.Workload], new_database: Callable[[], str]
 ) -> None:
     kafka, work = loaded
-    one, two, cluster, three_shards = (migrated(new_database()) for _ in range(4))
+    one, two, cluster, three_shards, by_topic = (migrated(new_database()) for _ in range(5))
     result = run_flow_process(flow_env(kafka, one))
     assert result.returncode == 0, result.stderr[-2000:]
     assert_complete(one, work)
@@ -168,6 +169,20 @@ def test_two_workers_a_two_process_cluster_and_other_shard_counts_write_what_one
     result = run_flow_process(flow_env(kafka, three_shards, RTTM_SHARDS="3"), "-w", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert snapshot(three_shards) == reference
+
+    trades = "rttm.trade.events"  # two independent processes splitting the topics
+    subsets = [trades, ",".join(spec.name for spec in TOPICS if spec.name != trades)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "dataflows.rttm"],
+            env=flow_env(kafka, by_topic, RTTM_TOPICS=subset), cwd=REPO,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for subset in subsets
+    ]  # fmt: skip
+    outputs = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert snapshot(by_topic) == reference
 
 
 # -- crashes and outages -------------------------------------------------------------------
