@@ -11,6 +11,7 @@ import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import Producer
 
@@ -84,11 +85,14 @@ def build(count: int, seed: int = 11) -> Workload:
     return work
 
 
-def produce(brokers: str, work: Workload) -> None:
-    """Send every message of ``work`` in order (retries keep their relative order)."""
+def produce(brokers: str, work: Workload, **config: Any) -> None:
+    """Send every message of ``work`` in order (retries keep their relative order).
+
+    ``config`` adds librdkafka settings (TLS, say).
+    """
     producer = Producer(
         {"bootstrap.servers": brokers, "linger.ms": 20, "batch.num.messages": 10_000,
-         "queue.buffering.max.messages": 500_000, "enable.idempotence": False}
+         "queue.buffering.max.messages": 500_000, "enable.idempotence": False, **config}
     )  # fmt: skip
     for topic, key, value in work.messages:
         send(producer, topic, key, value)

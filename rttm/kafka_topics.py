@@ -37,18 +37,35 @@ class TopicInfo:
         return sum(self.end_offsets)
 
 
-def _admin(settings: KafkaSettings) -> AdminClient:
-    return AdminClient(settings.client_config())
+class _Admin(AdminClient):
+    """An admin client that keeps librdkafka's last connection error.
+
+    A metadata timeout only says "transport failure"; the error callback has the why
+    (refused, TLS certificate not trusted, SASL rejected), which the operator needs.
+    """
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.last_error = ""
+        super().__init__(settings.client_config(error_cb=self._remember))
+
+    def _remember(self, error: KafkaError) -> None:
+        self.last_error = error.str()
 
 
-def partition_counts(settings: KafkaSettings, admin: AdminClient | None = None) -> dict[str, int]:
+def _admin(settings: KafkaSettings) -> _Admin:
+    return _Admin(settings)
+
+
+def partition_counts(settings: KafkaSettings, admin: _Admin | None = None) -> dict[str, int]:
     """Every topic on the broker → partition count; a clear error if the broker is silent."""
     admin = admin or _admin(settings)
     try:
         metadata = admin.list_topics(timeout=ADMIN_TIMEOUT_S)
     except KafkaException as exc:
-        msg = (f"cannot reach kafka at {settings.brokers} within {ADMIN_TIMEOUT_S:.0f} s:"
-               f" {exc.args[0]}")  # fmt: skip
+        error: KafkaError = exc.args[0]
+        admin.poll(0)  # serves the error callback
+        why = admin.last_error or error.str()
+        msg = f"cannot reach kafka at {settings.brokers} within {ADMIN_TIMEOUT_S:.0f} s: {why}"
         raise RttmError(msg) from None
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 

@@ -62,18 +62,21 @@ def broker_binary() -> str:
         raise RttmError(msg) from exc
 
 
-def start_broker(state_dir: Path, port: int) -> BrokerProcess:
+def start_broker(state_dir: Path, port: int, advertised_port: int | None = None) -> BrokerProcess:
     """Start Tansu on 127.0.0.1:``port`` in the background and wait until it answers.
 
     The process outlives the caller (own session); its output goes to ``broker.log``.
+    ``advertised_port`` is the port clients are told to use (default ``port``): another
+    one when a proxy, such as a TLS terminator, stands in front of the broker.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     url = f"tcp://{LOCALHOST}:{port}"
+    advertised = f"tcp://{LOCALHOST}:{advertised_port or port}"
     command = [
         broker_binary(),
         "broker",
         "--listener-url", url,
-        "--advertised-listener-url", url,
+        "--advertised-listener-url", advertised,
         "--storage-engine", "memory://tansu/",
     ]  # fmt: skip
     log_path = state_dir / LOG_NAME
