@@ -111,6 +111,34 @@ def test_unreachable_database_fails_fast(kafka: KafkaSettings) -> None:
     assert "secret" not in result.stderr
 
 
+def test_wrong_database_password_fails_fast_without_showing_it(
+    kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    state = tmp_path / "pg"
+    state.mkdir()
+    hba = state / "pg_hba.conf"  # the superuser (setup) trusted; everyone else needs a password
+    hba.write_text("host all postgres 127.0.0.1/32 trust\n"
+                   "host all all 127.0.0.1/32 scram-sha-256\n")  # fmt: skip
+    hba.chmod(0o644)
+    server = start_postgres(state, free_port(), {**TEST_POSTGRES_SETTINGS, "hba_file": str(hba)})
+    try:
+        with psycopg.connect(server.url("rttm"), autocommit=True) as conn:
+            conn.execute("CREATE ROLE rttm_ingest LOGIN PASSWORD 'the-right-one'")
+        wrong = f"postgresql://rttm_ingest:Wr0ng-S3cr3t@127.0.0.1:{server.port}/rttm"
+        started = time.monotonic()
+        result = run_flow_process(flow_env(kafka, wrong))
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(
+            f"rttm: error: cannot connect to postgres at 127.0.0.1:{server.port}/rttm: "
+        ), last
+        assert last.endswith('password authentication failed for user "rttm_ingest"'), last
+        assert "Wr0ng" not in result.stderr + result.stdout
+        assert time.monotonic() - started < 20
+    finally:
+        server.stop()
+
+
 def test_unmigrated_database_and_missing_topics_fail_fast(
     kafka: KafkaSettings, new_database: Callable[[], str], migrated_db: str
 ) -> None:
