@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 
 from rttm import stack
 from rttm.registry import TOPICS, all_tables
-from rttm.stack.processes import free_port, pid_alive
+from rttm.stack.processes import free_port, pid_alive, port_answers
 
 pytestmark = pytest.mark.integration
 
@@ -96,6 +97,11 @@ def test_up_starts_migrates_creates_topics_and_is_reused(user_env: dict[str, str
     assert running is not None
     assert running.broker is not None
     assert running.postgres is not None
+    for port in (running.broker.port, running.postgres.port):
+        assert port_answers(port)
+        # Bound to 127.0.0.1 itself, not to every address: another loopback address is refused.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.2", port), timeout=2).close()
 
     down = rttm("down", env=user_env)
     assert down.returncode == 0
