@@ -10,6 +10,7 @@ from rttm import __version__
 from rttm.cli import (
     db_commands,
     ingest_commands,
+    rules_commands,
     schema_commands,
     simulate_commands,
     stack_commands,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         simulate_commands,
         ingest_commands,
         schema_commands,
+        rules_commands,
     ):
         module.register(commands)
     return parser

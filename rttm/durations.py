@@ -1,0 +1,37 @@
+"""Durations as people write them in configuration files: ``500ms``, ``30s``, ``1m30s``."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_UNITS: Final = {"d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``"500ms"``, ``"30s"``, ``"1.5h"`` or ``"1m30s"``.
+
+    Units are ms, s, m, h and d, largest first and each at most once (Prometheus' rule).
+
+    Raises:
+        ValueError: empty, negative or malformed text, named in the message.
+    """
+    if not _DURATION.fullmatch(text):
+        if not text.strip():
+            msg = "empty duration: write a number and a unit, such as '30s'"
+        elif text.strip().startswith("-"):
+            msg = f"negative duration {text!r}"
+        else:
+            msg = (
+                f"invalid duration {text!r}: expected a number and a unit "
+                "(ms, s, m, h, d), such as '500ms', '30s', '1.5h' or '1m30s'"
+            )
+        raise ValueError(msg)
+    parts = _DURATION_PART.findall(text)
+    ranks = [list(_UNITS).index(unit) for _, unit in parts]
+    if ranks != sorted(set(ranks)):
+        msg = f"invalid duration {text!r}: units go from largest to smallest, each once ('1h30m')"
+        raise ValueError(msg)
+    return sum(float(number) * _UNITS[unit] for number, unit in parts)
