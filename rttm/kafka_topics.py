@@ -13,7 +13,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
 
 from rttm.config import KafkaSettings
 from rttm.errors import RttmError
-from rttm.registry import TOPICS
+from rttm.registry import OUTPUT_TOPICS, TOPICS
 
 DEFAULT_PARTITIONS = 6
 DEFAULT_RETENTION_DAYS = 3.0
@@ -86,12 +86,11 @@ def create_topics(
     admin = _admin(settings)
     existing = partition_counts(settings, admin)
     config = {"retention.ms": str(int(retention_days * _MS_PER_DAY)), "cleanup.policy": "delete"}
+    names = [spec.name for spec in TOPICS] + list(OUTPUT_TOPICS)
     wanted = [
-        NewTopic(
-            spec.name, num_partitions=partitions, replication_factor=replication, config=config
-        )
-        for spec in TOPICS
-        if spec.name not in existing
+        NewTopic(name, num_partitions=partitions, replication_factor=replication, config=config)
+        for name in names
+        if name not in existing
     ]
     if not wanted:
         return []

@@ -159,6 +159,11 @@ TOPICS: tuple[TopicSpec, ...] = (
 
 BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}
 
+#: Where the metrics engine publishes alert transitions (JSON, keyed by rule name).
+ALERT_EVENTS_TOPIC = "rttm.alert.events"
+#: Topics RTTM writes to; ``rttm topics create`` creates them beside the ingested ones.
+OUTPUT_TOPICS: tuple[str, ...] = (ALERT_EVENTS_TOPIC,)
+
 
 class UnknownTopicError(ValueError):
     """A topic name that is not one of the ``rttm.*`` topics."""

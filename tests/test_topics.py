@@ -12,22 +12,23 @@ from rttm import kafka_topics
 from rttm.cli.main import main
 from rttm.config import KafkaSettings
 from rttm.errors import RttmError
-from rttm.registry import TOPICS
+from rttm.registry import OUTPUT_TOPICS, TOPICS
 from rttm.stack.broker import BrokerProcess
 from rttm.stack.processes import free_port
 
 pytestmark = pytest.mark.integration
 NAMES = [spec.name for spec in TOPICS]
+CREATED = NAMES + list(OUTPUT_TOPICS)  # the alert events topic too
 
 
-def test_create_makes_the_five_topics_with_defaults_then_is_idempotent(
+def test_create_makes_the_five_topics_and_the_alert_topic_with_defaults_then_is_idempotent(
     kafka: KafkaSettings,
 ) -> None:
-    assert kafka_topics.create_topics(kafka) == NAMES
+    assert kafka_topics.create_topics(kafka) == CREATED
     infos = kafka_topics.describe_topics(kafka)
     assert [(i.name, i.partitions) for i in infos] == [(n, 6) for n in NAMES]
     admin = AdminClient({"bootstrap.servers": kafka.brokers})
-    resources = [ConfigResource("topic", name) for name in NAMES]
+    resources = [ConfigResource("topic", name) for name in CREATED]
     for future in admin.describe_configs(resources).values():
         config = future.result()
         assert config["retention.ms"].value == str(3 * 86_400_000)
@@ -79,7 +80,7 @@ def test_create_command_prints_what_exists(
     monkeypatch.setenv("RTTM_KAFKA_BROKERS", broker.bootstrap)
     assert main(["topics", "create", "--partitions", "3"]) == 0
     out, err = capsys.readouterr()
-    assert f"topics created: {', '.join(NAMES)}" in err
+    assert f"topics created: {', '.join(CREATED)}" in err
     assert [line.split()[:2] for line in out.splitlines()[1:]] == [[n, "3"] for n in NAMES]
     assert main(["topics", "create"]) == 0
     assert "topics created: none (all exist)" in capsys.readouterr().err

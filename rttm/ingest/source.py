@@ -10,6 +10,7 @@ group (it resumes from Bytewax recovery) but commits to it after database writes
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,8 @@ QUEUED_MAX_KBYTES = 2_048
 #: default left a busy partition idle most of each second: end-to-end rate went from ~80k to
 #: ~100k msg/s with 10 ms (benchmarks/README.md, "where the time goes").
 FETCH_QUEUE_BACKOFF_MS = 10
+#: How often a caught-up partition says so when asked for heartbeats (metrics flow).
+HEARTBEAT_S = 0.5
 _FATAL = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED,
           KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}  # fmt: skip
 
@@ -66,24 +69,53 @@ class RawBatch:
 
 class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
     def __init__(
-        self, config: Mapping[str, Any], topic: str, partition: int, offset: int, tail: bool
+        self,
+        config: Mapping[str, Any],
+        topic: str,
+        partition: int,
+        offset: int,
+        tail: bool,
+        heartbeat: bool = False,
     ) -> None:
         self._consumer = Consumer({**config, "enable.partition.eof": not tail})
+        self._tp = TopicPartition(topic, partition)
         self._consumer.assign([TopicPartition(topic, partition, offset)])
         self._topic, self._partition, self._next = topic, partition, offset
         self._eof = False
         self._idle_until: datetime | None = None
         self._where = f"{topic}[{partition}]"
         self._batch = FIRST_BATCH
+        self._heartbeat = heartbeat
+        self._beat_at = 0.0
+
+    def _caught_up(self) -> list[RawBatch]:
+        """An empty batch (at most every ``HEARTBEAT_S``) once the partition is read to its end.
+
+        "The end" is the high watermark of the last fetch response. The empty batch tells
+        event-time consumers that this partition holds nothing older than what they saw.
+        """
+        now = time.monotonic()
+        if not self._heartbeat or now < self._beat_at:
+            return []
+        watermarks = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        if not self._eof and (not watermarks or watermarks[1] < 0 or self._next < watermarks[1]):
+            return []
+        self._beat_at = now + HEARTBEAT_S
+        return [RawBatch(self._topic, self._partition, (), self._next)]
 
     def next_batch(self) -> list[RawBatch]:
         if self._eof:
+            self._beat_at = 0.0
+            beat = self._caught_up()
+            self._heartbeat = False
+            if beat:
+                return beat
             raise StopIteration
         # Never block the worker: other partitions (and the sink) share its thread.
         messages = self._consumer.consume(self._batch, 0)
         if not messages:
             self._idle_until = datetime.now(UTC) + IDLE_POLL
-            return []
+            return self._caught_up()
         self._idle_until = None
         good = []
         for message in messages:
@@ -134,6 +166,8 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
         topics: the registry entries to read.
         partitions: partition count per topic, as found by the preflight check.
         tail: keep following (``True``) or stop at each partition's end.
+        heartbeat: emit an empty batch, now and then, for a partition read to its end
+            (event-time consumers use it to let their watermark pass an idle partition).
     """
 
     def __init__(
@@ -142,10 +176,14 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
         topics: Sequence[TopicSpec],
         partitions: Mapping[str, int],
         tail: bool,
+        *,
+        heartbeat: bool = False,
+        group_id: str = "rttm-ingest-reader",
     ) -> None:
+        self._heartbeat = heartbeat
         self._config = {
             **config,
-            "group.id": "rttm-ingest-reader",  # required by librdkafka; never committed
+            "group.id": group_id,  # required by librdkafka; never committed
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "queued.max.messages.kbytes": QUEUED_MAX_KBYTES,
@@ -168,4 +206,6 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
         """A reader of ``for_part`` from its resume offset, or from the beginning."""
         index, _, topic = for_part.partition("-")
         offset = OFFSET_BEGINNING if resume_state is None else resume_state
-        return _PartitionReader(self._config, topic, int(index), offset, self._tail)
+        return _PartitionReader(
+            self._config, topic, int(index), offset, self._tail, self._heartbeat
+        )

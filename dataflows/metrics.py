@@ -1,0 +1,23 @@
+"""The metrics and alerts dataflow: ``python -m bytewax.run dataflows.metrics`` (``-w``, ``-r``).
+
+Configured by the environment like the ingestion (``RTTM_KAFKA_BROKERS``,
+``RTTM_DATABASE_URL``, ``RTTM_TAIL``, ``RTTM_KAFKA_CONFIG``) plus ``RTTM_PIPELINE``,
+``RTTM_ALERT_RULES``, ``RTTM_METRICS_WINDOW``, ``RTTM_METRICS_LATENESS`` and
+``RTTM_METRICS_SHARDS``; a problem ends the process with one line. Under ``-r DIR``, keep
+the window and the shard count the same across restarts.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rttm import logs
+from rttm.errors import RttmError
+from rttm.metrics.flow import build_flow
+from rttm.metrics.settings import from_env
+
+logs.setup()
+try:
+    flow = build_flow(from_env())
+except RttmError as exc:
+    sys.exit(f"rttm: error: {exc}")

@@ -1,0 +1,117 @@
+"""Raw Kafka batches → compact per-shard chunks of the facts the metrics need.
+
+Validation is the ingestion's (:func:`rttm.decode.validated`), so the engine counts exactly
+the events the tables hold; a message the ingestion rejects is counted as invalid here.
+Events become plain tuples with the event time as epoch seconds: the shard logic touches
+millions of them, and tuples of str/float are the cheapest thing Python has.
+
+Every raw batch sends a chunk to *every* shard, empty or not: the chunk carries the
+source partition's progress (its newest event time), from which each shard derives its
+watermark — a shard must hear that a partition moved on even when none of the partition's
+events belong to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, QueueMetrics, TradeEvent
+from rttm.decode import Refusal, validated
+from rttm.ingest.chunks import shard_of
+from rttm.ingest.source import RawBatch
+from rttm.registry import BY_NAME, TopicSpec
+
+#: (trade_id, service, event_type, time)
+Trade = tuple[str, str, str, float]
+#: (service, topic, partition, produced_offset, consumed_offset, time)
+Snapshot = tuple[str, str, int, int, int, float]
+#: (dlq topic, reason, time)
+Dlq = tuple[str, str, float]
+#: (service, error_type, time)
+Error = tuple[str, str, float]
+#: (service, level, category, time)
+Log = tuple[str, str, str, float]
+
+TRADE, QUEUE, DLQ, ERROR, LOG = "trade", "queue", "dlq", "error", "log"
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One shard's part of one raw batch."""
+
+    shard: str  # the shard key this chunk is for
+    source: str  # "topic/partition": whose progress ``high`` reports
+    topic: str
+    kind: str  # TRADE, QUEUE, DLQ, ERROR or LOG: what ``events`` holds
+    high: float  # newest event time in the whole raw batch (-inf: none valid)
+    caught_up: bool = False  # an empty batch: the partition is read to its end (heartbeat)
+    events: list[Any] = field(default_factory=list)
+    #: Messages the contract refuses. They have no trustworthy event time, so the shard
+    #: counts them in the window of the batch's newest valid event (or its own newest).
+    invalid: int = 0
+
+
+def _trade(e: TradeEvent) -> tuple[str, Trade]:
+    return e.trade_id, (e.trade_id, e.service_name, e.event_type, e.event_time.timestamp())
+
+
+def _queue(e: QueueMetrics) -> tuple[str, Snapshot]:
+    return f"{e.topic_name}-{e.partition}", (
+        e.service_name, e.topic_name, e.partition, e.produced_offset, e.consumed_offset,
+        e.snapshot_time.timestamp(),
+    )  # fmt: skip
+
+
+def _dlq(e: DlqEvent) -> tuple[str, Dlq]:
+    return e.trade_id, (e.topic_name, e.reason, e.event_time.timestamp())
+
+
+def _error(e: ErrorEvent) -> tuple[str, Error]:
+    return e.service_name, (e.service_name, e.error_type, e.event_time.timestamp())
+
+
+def _log(e: LogEvent) -> tuple[str, Log]:
+    return e.service_name, (e.service_name, e.log_level, e.log_category,
+                            e.event_time.timestamp())  # fmt: skip
+
+
+#: contract → (kind, routing key and compact tuple of an event)
+_EXTRACT: dict[type, tuple[str, Callable[[Any], tuple[str, Any]]]] = {
+    TradeEvent: (TRADE, _trade),
+    QueueMetrics: (QUEUE, _queue),
+    DlqEvent: (DLQ, _dlq),
+    ErrorEvent: (ERROR, _error),
+    LogEvent: (LOG, _log),
+}
+
+
+def split_batch(batch: RawBatch, shards: int) -> list[tuple[str, Chunk]]:
+    """``(shard key, chunk)`` for every shard; events routed by trade, queue or service."""
+    spec: TopicSpec = BY_NAME[batch.topic]
+    kind, extract = _EXTRACT[spec.struct]
+    source = f"{batch.topic}/{batch.partition}"
+    caught_up = not batch.messages
+    chunks = [
+        Chunk(str(index), source, batch.topic, kind, float("-inf"), caught_up)
+        for index in range(shards)
+    ]
+    high = float("-inf")
+    for message in batch.messages:
+        value = message.value()
+        if not value:
+            chunks[0].invalid += 1
+            continue
+        try:
+            key, event = extract(validated(spec, value))
+        except Refusal:
+            chunks[0].invalid += 1
+            continue
+        moment = event[-1]
+        if moment > high:
+            high = moment
+        chunks[shard_of(key, shards) if shards > 1 else 0].events.append(event)
+    for chunk in chunks:
+        chunk.high = high
+    return [(chunk.shard, chunk) for chunk in chunks]

@@ -1,0 +1,220 @@
+"""The merge step: add up the shards' windows, derive the metrics, evaluate the alert rules.
+
+A window is final once every shard's frontier has passed its end; windows are finalized in
+order, and empty ones too while something is expected (a service that was active in the
+last ``EXPECT_S``, an alert that is pending or firing), so "TPS dropped to zero" and
+"condition cleared" are seen. Rules are evaluated at each window's end, on event time.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bytewax.operators import StatefulLogic
+
+from rttm.alerts.engine import Alert, AlertEngine, Transition
+from rttm.alerts.rules import Rule
+from rttm.metrics.points import Point, labels_of
+from rttm.metrics.shard import EngineConfig, ShardReport
+from rttm.metrics.trades import Recovered, Stuck
+from rttm.metrics.windows import WindowAcc, window_start
+
+#: A service (or trade creation) active within this long is expected to go on: its silence
+#: is reported as zero, not as nothing.
+EXPECT_S = 900.0
+QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+
+
+@dataclass(slots=True)
+class MetricsOutput:
+    """What the sink writes: points of finalized windows, alert transitions, stuck trades."""
+
+    points: list[Point] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    stuck: list[Stuck] = field(default_factory=list)
+    recovered: list[Recovered] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.points or self.transitions or self.stuck or self.recovered)
+
+
+@dataclass
+class MergeState:
+    """The merge step's state, pickled whole into Bytewax snapshots."""
+
+    frontiers: dict[str, float] = field(default_factory=dict)
+    pending: dict[float, WindowAcc] = field(default_factory=dict)
+    finalized_until: float | None = None
+    dlq_depth: dict[str, int] = field(default_factory=dict)
+    services_seen: dict[str, float] = field(default_factory=dict)  # service -> window end
+    started_seen: float | None = None  # end of the last window with a started trade
+    alerts: tuple[Alert, ...] = ()
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class _Points:
+    """Collects the points of one window."""
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start, self.end = _utc(start), _utc(end)
+        self.points: list[Point] = []
+
+    def add(self, metric: str, value: float, **labels: object) -> None:
+        self.points.append(Point(metric, labels_of(labels), self.start, self.end, float(value)))
+
+
+class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
+    """The single stateful step every shard reports to."""
+
+    def __init__(self, config: EngineConfig, rules: Iterable[Rule], resume: bytes | None) -> None:
+        self._config = config
+        self._state: MergeState = (
+            MergeState() if resume is None else pickle.loads(resume)  # noqa: S301 - own snapshot
+        )
+        self._engine = AlertEngine(rules, self._state.alerts)
+
+    def on_item(self, value: ShardReport) -> tuple[list[MetricsOutput], bool]:
+        """Take a shard's report; finalize the windows every shard has now closed."""
+        state = self._state
+        state.frontiers[value.shard] = value.frontier
+        for start, acc in value.windows:
+            mine = state.pending.get(start)
+            if mine is None:
+                state.pending[start] = acc
+            else:
+                mine.merge(acc)
+        out = MetricsOutput(stuck=list(value.stuck), recovered=list(value.recovered))
+        if len(state.frontiers) == self._config.shards:
+            self._finalize(min(state.frontiers.values()), out)
+        return ([out] if out else []), StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[MetricsOutput], bool]:
+        """End of a bounded run: every window still pending is final."""
+        out = MetricsOutput()
+        if self._state.pending:
+            self._finalize(max(self._state.pending) + self._config.window_s, out)
+        return ([out] if out else []), StatefulLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        """The whole state, pickled."""
+        self._state.alerts = self._engine.snapshot()
+        return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _expecting(self, end: float) -> bool:
+        state = self._state
+        recent = end - EXPECT_S
+        return (
+            bool(self._engine.active())
+            or any(seen > recent for seen in state.services_seen.values())
+            or (state.started_seen is not None and state.started_seen > recent)
+        )
+
+    def _finalize(self, limit: float, out: MetricsOutput) -> None:
+        state, length = self._state, self._config.window_s
+        if not state.pending and state.finalized_until is None:
+            return
+        start = state.finalized_until
+        if start is None:
+            start = min(state.pending)
+        while start + length <= limit:
+            if start not in state.pending and not self._expecting(start + length):
+                later = [s for s in state.pending if s > start]
+                start = min(later) if later else max(start, window_start(limit, length))
+                if start + length > limit:
+                    break
+            acc = state.pending.pop(start, None) or WindowAcc()
+            points = self._points(start, start + length, acc)
+            out.points.extend(points)
+            out.transitions.extend(self._engine.evaluate(points, _utc(start + length)))
+            start += length
+        state.finalized_until = start
+
+    def _points(self, start: float, end: float, acc: WindowAcc) -> list[Point]:
+        state, length = self._state, self._config.window_s
+        window = _Points(start, end)
+        add = window.add
+        per_service: dict[str, int] = {}
+        for (service, event_type), count in sorted(acc.events.items()):
+            add("events", count, service=service, event_type=event_type)
+            per_service[service] = per_service.get(service, 0) + count
+            state.services_seen[service] = end
+        for service, seen in sorted(state.services_seen.items()):
+            if seen > end - EXPECT_S:
+                add("tps", per_service.get(service, 0) / length, service=service)
+        if acc.started:
+            state.started_seen = end
+        if (
+            acc.started
+            or acc.completed
+            or acc.rejected
+            or (state.started_seen is not None and state.started_seen > end - EXPECT_S)
+        ):
+            add("trades_started", acc.started)
+            add("trades_completed", acc.completed)
+            add("trades_rejected", acc.rejected)
+        for (origin, target), sketch in sorted(acc.hops.items()):
+            for name, q in QUANTILES:
+                add("hop_latency_ms", sketch.quantile(q), from_stage=origin, to_stage=target,
+                    quantile=name)  # fmt: skip
+        if acc.e2e.count:
+            for name, q in QUANTILES:
+                add("e2e_latency_ms", acc.e2e.quantile(q), quantile=name)
+        self._queue_points(acc, add)
+        dlq_window: dict[str, int] = {}
+        for (topic, reason), count in sorted(acc.dlq.items()):
+            add("dlq_events", count, topic=topic, reason=reason)
+            dlq_window[topic] = dlq_window.get(topic, 0) + count
+        for topic, count in dlq_window.items():
+            state.dlq_depth[topic] = state.dlq_depth.get(topic, 0) + count
+        for topic, depth in sorted(state.dlq_depth.items()):
+            add("dlq_depth", depth, topic=topic)
+            add("dlq_rate", dlq_window.get(topic, 0) / length, topic=topic)
+        if acc.started:
+            add("dlq_ratio", sum(dlq_window.values()) / acc.started)
+        errors: dict[str, int] = {}
+        for (service, error_type), count in sorted(acc.errors.items()):
+            add("errors", count, service=service, error_type=error_type)
+            errors[service] = errors.get(service, 0) + count
+        for service, count in sorted(errors.items()):
+            add("error_rate", count / length, service=service)
+            if per_service.get(service):
+                add("error_ratio", count / per_service[service], service=service)
+        levels: dict[tuple[str, str], int] = {}
+        for (service, level, category), count in sorted(acc.logs.items()):
+            add("log_events", count, service=service, level=level, category=category)
+            levels[(service, level)] = levels.get((service, level), 0) + count
+        for (service, level), count in sorted(levels.items()):
+            add("log_rate", count / length, service=service, level=level)
+        for (stage, service), count in sorted(acc.stuck.items()):
+            add("stuck_trades", count, stage=stage, service=service)
+        for topic, count in sorted(acc.late.items()):
+            add("late_events", count, topic=topic)
+        for topic, count in sorted(acc.invalid.items()):
+            add("invalid_messages", count, topic=topic)
+        return window.points
+
+    def _queue_points(self, acc: WindowAcc, add: Callable[..., None]) -> None:
+        pipeline = self._config.pipeline
+        groups: dict[tuple[str, str], tuple[int, float]] = {}
+        for gauge in sorted(acc.queues, key=lambda g: (g.service, g.topic, g.partition)):
+            labels = {"service": gauge.service, "topic": gauge.topic,
+                      "partition": gauge.partition}  # fmt: skip
+            add("queue_lag", gauge.lag, **labels)
+            add("queue_lag_seconds", gauge.lag_seconds, **labels)
+            if gauge.consume_rate is not None:
+                add("consume_rate", gauge.consume_rate, **labels)
+            status, behind = groups.get((gauge.service, gauge.topic), (0, 0.0))
+            groups[(gauge.service, gauge.topic)] = (
+                max(status, gauge.status),
+                max(behind, gauge.lag_seconds),
+            )
+        for (service, topic), (status, behind) in sorted(groups.items()):
+            add("consumer_status", status, service=service, topic=topic)
+            add("time_to_data_loss_seconds", pipeline.retention_of(topic) - behind,
+                service=service, topic=topic)  # fmt: skip

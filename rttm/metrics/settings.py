@@ -1,0 +1,95 @@
+"""Metrics-engine settings from the environment, checked before the flow starts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rttm import config
+from rttm.alerts.rules import Rule, load_rules
+from rttm.config import ConfigError, KafkaSettings
+from rttm.durations import parse_duration
+from rttm.ingest.settings import check_schema, tail, topic_partitions
+from rttm.metrics import pipeline
+from rttm.metrics.shard import EngineConfig
+from rttm.registry import TOPICS, TopicSpec
+
+ENV_PIPELINE = "RTTM_PIPELINE"
+ENV_ALERT_RULES = "RTTM_ALERT_RULES"
+ENV_WINDOW = "RTTM_METRICS_WINDOW"
+ENV_LATENESS = "RTTM_METRICS_LATENESS"
+ENV_SHARDS = "RTTM_METRICS_SHARDS"
+DEFAULT_WINDOW = "10s"
+DEFAULT_LATENESS = "5s"
+DEFAULT_SHARDS = 2
+MAX_SHARDS = 64
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Everything the metrics flow needs, resolved and checked."""
+
+    kafka: KafkaSettings
+    database_url: str = field(repr=False)  # may hold a password
+    topics: tuple[TopicSpec, ...]
+    partitions: Mapping[str, int]
+    tail: bool
+    engine: EngineConfig
+    rules: tuple[Rule, ...]
+
+    @property
+    def kafka_config(self) -> dict[str, Any]:
+        """The librdkafka settings: brokers plus the ``RTTM_KAFKA_CONFIG`` extras."""
+        return self.kafka.client_config()
+
+
+def _duration(env: Mapping[str, str], name: str, default: str) -> float:
+    raw = env.get(name, "").strip() or default
+    try:
+        seconds = parse_duration(raw)
+    except ValueError as exc:
+        msg = f"{name}: {exc}"
+        raise ConfigError(msg) from None
+    return seconds
+
+
+def _file(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    return Path(raw) if raw else None
+
+
+def engine_config(env: Mapping[str, str] = os.environ) -> EngineConfig:
+    """Window, lateness, shards and pipeline from the environment (no servers needed)."""
+    window = _duration(env, ENV_WINDOW, DEFAULT_WINDOW)
+    if window < 1:
+        msg = f"{ENV_WINDOW} must be at least 1s, got {window:g}s"
+        raise ConfigError(msg)
+    lateness = _duration(env, ENV_LATENESS, DEFAULT_LATENESS)
+    raw_shards = env.get(ENV_SHARDS, "").strip() or str(DEFAULT_SHARDS)
+    if not raw_shards.isdigit() or not 1 <= int(raw_shards) <= MAX_SHARDS:
+        msg = f"{ENV_SHARDS} must be an integer from 1 to {MAX_SHARDS}, got {raw_shards!r}"
+        raise ConfigError(msg)
+    return EngineConfig(
+        pipeline=pipeline.load(_file(env, ENV_PIPELINE)),
+        window_s=window, lateness_s=lateness, shards=int(raw_shards),
+    )  # fmt: skip
+
+
+def from_env(env: Mapping[str, str] = os.environ) -> MetricsSettings:
+    """Resolve and check the settings: configuration files first, then the servers."""
+    engine = engine_config(env)
+    rules = load_rules(_file(env, ENV_ALERT_RULES))
+    follow = tail(env)
+    kafka = KafkaSettings.from_env(env)
+    url = config.database_url(env)
+    check_schema(url)
+    partitions = topic_partitions(kafka, TOPICS)
+    sources = frozenset(f"{topic}/{index}" for topic, count in partitions.items()
+                        for index in range(count))  # fmt: skip
+    return MetricsSettings(
+        kafka=kafka, database_url=url, topics=TOPICS, partitions=partitions, tail=follow,
+        engine=replace(engine, sources=sources), rules=rules,
+    )  # fmt: skip

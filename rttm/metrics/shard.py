@@ -1,0 +1,256 @@
+"""One shard of the metrics engine: windows on event time, its trades and its queues.
+
+The watermark of a shard is the oldest newest-event-time among the source partitions that
+still have data to deliver, minus the allowed lateness (and nothing until every partition
+has reported once) — a partition being replayed holds it
+back, so a backlog never makes its own events late. Partitions read to their end (the
+source's heartbeats) stop holding it back; when all are, and their heartbeats are fresh,
+the watermark moves on with the wall clock, so windows close and trades become stuck while
+the platform is silent. A window closes when the watermark passes its end; an event for a
+closed window is counted as late, in the oldest open window, and still moves its trade.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bytewax.operators import StatefulLogic
+
+from rttm.metrics.events import DLQ, ERROR, LOG, QUEUE, TRADE, Chunk
+from rttm.metrics.pipeline import Pipeline
+from rttm.metrics.queues import QueueTracker
+from rttm.metrics.trades import REMEMBER_ENDED_S, Recovered, Stuck, TradeTracker
+from rttm.metrics.windows import WindowAcc, window_start
+
+#: How often an idle shard re-checks its watermark (wall clock).
+TICK_S = 1.0
+#: Heartbeats older than this do not count: the worker was busy (or blocked), not idle.
+FRESH_S = 2.0
+#: Log levels counted by ``log_events`` (the WARN/ERROR family; others are ignored).
+COUNTED_LEVELS = frozenset({"WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"})
+_NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What every shard and the merge step agree on."""
+
+    pipeline: Pipeline
+    window_s: float = 10.0
+    lateness_s: float = 5.0
+    shards: int = 2
+    #: Every source partition ("topic/partition"): none may be passed by the watermark
+    #: before it has reported once (data or a heartbeat).
+    sources: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class ShardReport:
+    """What a shard sends the merge step: closed windows, stuck and recovered trades."""
+
+    shard: str
+    frontier: float  # every window ending at or before this is final from this shard
+    windows: list[tuple[float, WindowAcc]]
+    stuck: list[Stuck]
+    recovered: list[Recovered]
+
+
+@dataclass
+class _Source:
+    high: float = _NEG_INF  # newest event time seen from the partition
+    caught_up: bool = False  # its last word was a heartbeat: read to its end
+    seen: float = 0.0  # wall clock of its last chunk
+
+
+@dataclass
+class ShardState:
+    """Everything a shard keeps; pickled whole into Bytewax snapshots."""
+
+    trades: TradeTracker
+    queues: QueueTracker = field(default_factory=QueueTracker)
+    sources: dict[str, _Source] = field(default_factory=dict)
+    windows: dict[float, WindowAcc] = field(default_factory=dict)
+    closed_until: float | None = None
+    watermark: float = _NEG_INF
+    newest: float = _NEG_INF
+    last_data: float = 0.0  # wall clock of the last chunk that carried events
+    shard: str = ""  # the shard's key (Bytewax does not pass it to the logic's builder)
+
+
+class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
+    """The stateful step of one shard (Bytewax calls it per chunk and on its timer)."""
+
+    def __init__(self, config: EngineConfig, resume: bytes | None) -> None:
+        self._config = config
+        if resume is None:
+            self._state = ShardState(TradeTracker(config.pipeline))
+        else:
+            self._state = pickle.loads(resume)  # noqa: S301 - our own recovery snapshot
+            self._state.trades.pipeline = config.pipeline  # the file may have changed
+
+    # -- Bytewax hooks ------------------------------------------------------------------
+
+    def on_item(self, value: Chunk) -> tuple[list[ShardReport], bool]:
+        """Apply a chunk, note its partition's progress, close what the watermark passed."""
+        now = time.time()
+        state = self._state
+        state.shard = value.shard
+        source = state.sources.get(value.source)
+        if source is None:
+            source = state.sources[value.source] = _Source()
+        recovered = self._apply(value) if value.events or value.invalid else []
+        if value.events:
+            state.last_data = now
+        if value.high > source.high:
+            source.high = value.high
+        state.newest = max(state.newest, value.high)
+        source.caught_up, source.seen = value.caught_up, now
+        return self._advance(now, recovered), StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[ShardReport], bool]:
+        """The timer: an idle shard's watermark moves with the wall clock."""
+        return self._advance(time.time(), []), StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[ShardReport], bool]:
+        """End of a bounded run: close every window up to the newest event."""
+        state = self._state
+        if not state.windows or math.isinf(state.newest):
+            return [], StatefulLogic.RETAIN
+        end = window_start(state.newest, self._config.window_s) + self._config.window_s
+        return [self._close(end, state.newest, [])], StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        """Wake up every ``TICK_S`` once data flows."""
+        return datetime.now(UTC) + timedelta(seconds=TICK_S) if self._state.sources else None
+
+    def snapshot(self) -> bytes:
+        """The whole state, pickled (immutable, as Bytewax requires)."""
+        return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    # -- events -------------------------------------------------------------------------
+
+    def _acc(self, moment: float) -> WindowAcc | None:
+        """The open window of ``moment``, or None if that window is closed (late)."""
+        state = self._state
+        start = window_start(moment, self._config.window_s)
+        if state.closed_until is not None and start < state.closed_until:
+            return None
+        acc = state.windows.get(start)
+        if acc is None:
+            acc = state.windows[start] = WindowAcc()
+        return acc
+
+    def _late(self, topic: str) -> None:
+        state = self._state
+        assert state.closed_until is not None  # noqa: S101 - only closed windows make late
+        acc = state.windows.get(state.closed_until)
+        if acc is None:
+            acc = state.windows[state.closed_until] = WindowAcc()
+        acc.late[topic] = acc.late.get(topic, 0) + 1
+
+    def _apply(self, chunk: Chunk) -> list[Recovered]:
+        recovered: list[Recovered] = []
+        kind, topic = chunk.kind, chunk.topic
+        if kind == TRADE:
+            trades = self._state.trades
+            for event in chunk.events:
+                acc = self._acc(event[3])
+                if acc is None:
+                    self._late(topic)
+                else:
+                    key = (event[1], event[2])
+                    acc.events[key] = acc.events.get(key, 0) + 1
+                back = trades.observe(event, acc)
+                if back is not None:
+                    recovered.append(back)
+        elif kind == QUEUE:
+            for event in chunk.events:
+                if self._acc(event[5]) is None:
+                    self._late(topic)
+                self._state.queues.add(event)
+        else:
+            self._count(kind, topic, chunk.events)
+        if chunk.invalid:
+            moment = chunk.high if not math.isinf(chunk.high) else self._state.newest
+            acc = self._acc(moment) if not math.isinf(moment) else None
+            if acc is not None:
+                acc.invalid[topic] = acc.invalid.get(topic, 0) + chunk.invalid
+            elif self._state.closed_until is not None:
+                self._late(topic)
+        return recovered
+
+    def _count(self, kind: str, topic: str, events: list[tuple[str, ...]]) -> None:
+        """DLQ, error and log events: counters of the event's window."""
+        for event in events:
+            acc = self._acc(event[-1])  # type: ignore[arg-type]  # the last field is the time
+            if acc is None:
+                self._late(topic)
+            elif kind == DLQ:
+                key2 = (event[0], event[1])
+                acc.dlq[key2] = acc.dlq.get(key2, 0) + 1
+            elif kind == ERROR:
+                key2 = (event[0], event[1])
+                acc.errors[key2] = acc.errors.get(key2, 0) + 1
+            elif kind == LOG and event[1].upper() in COUNTED_LEVELS:
+                key3 = (event[0], event[1], event[2])
+                acc.logs[key3] = acc.logs.get(key3, 0) + 1
+
+    # -- time ---------------------------------------------------------------------------
+
+    def _watermark(self, now: float) -> float:
+        state = self._state
+        if not self._config.sources <= state.sources.keys():
+            return _NEG_INF  # a partition not heard of yet may hold the oldest events
+        lateness = self._config.lateness_s
+        pending = [s.high for s in state.sources.values() if not s.caught_up and s.high > _NEG_INF]
+        if pending:
+            return min(pending) - lateness
+        if math.isinf(state.newest) or any(
+            now - s.seen > FRESH_S for s in state.sources.values() if s.caught_up
+        ):
+            return _NEG_INF
+        return state.newest - lateness + max(0.0, now - state.last_data)
+
+    def _advance(self, now: float, recovered: list[Recovered]) -> list[ShardReport]:
+        state = self._state
+        state.watermark = max(state.watermark, self._watermark(now))
+        if math.isinf(state.watermark):
+            return (
+                [ShardReport(self._state.shard, _NEG_INF, [], [], recovered)] if recovered else []
+            )
+        before = state.closed_until
+        report = self._close(state.watermark, state.watermark, recovered)
+        if report.frontier == before and not (report.stuck or report.recovered):
+            return []
+        return [report]
+
+    def _close(self, until: float, stuck_limit: float, recovered: list[Recovered]) -> ShardReport:
+        """Close every window ending at or before ``until``; trades stuck by ``stuck_limit``."""
+        state, length = self._state, self._config.window_s
+        trades, queues = state.trades, state.queues
+        if state.closed_until is None:
+            first = min(state.windows) if state.windows else window_start(until, length)
+            state.closed_until = min(first, window_start(until, length))
+        closed: list[tuple[float, WindowAcc]] = []
+        stuck: list[Stuck] = []
+        start = state.closed_until
+        while start + length <= until:
+            if not state.windows and not queues.parts and not trades.stuck_now:
+                start = max(start, window_start(until, length))  # skip an empty stretch
+                if start + length > until:
+                    break
+            end = start + length
+            stuck.extend(trades.due(min(end, stuck_limit)))
+            acc = state.windows.pop(start, None) or WindowAcc()
+            acc.queues = queues.gauges(end)
+            acc.stuck = dict(trades.stuck_now)
+            closed.append((start, acc))
+            start = end
+        state.closed_until = start
+        stuck.extend(trades.due(stuck_limit))
+        trades.forget_ended(stuck_limit - REMEMBER_ENDED_S)
+        return ShardReport(self._state.shard, start, closed, stuck, recovered)

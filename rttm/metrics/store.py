@@ -1,0 +1,176 @@
+"""The metrics sink: windows, alerts and stuck trades to PostgreSQL; alerts to Kafka too.
+
+Every row is keyed by event time (window start, alert activation, the trade's last event),
+so a replay after a crash rewrites what it wrote before; a batch is one transaction, retried
+with backoff while the database is away. Transitions are published after the commit:
+at-least-once, keyed by rule, each carrying its idempotency key in a header.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import Producer
+
+from rttm.db.connect import CONNECT_TIMEOUT_S, last_line
+from rttm.ingest.writer import BACKOFF_CAP_S, BACKOFF_START_S
+from rttm.metrics.merge import MetricsOutput
+from rttm.outage import OutageLog
+from rttm.registry import ALERT_EVENTS_TOPIC
+
+_LOG = logging.getLogger("rttm.metrics.sink")
+#: How long closing the sink waits for the broker to take the last alert events.
+FLUSH_TIMEOUT_S = 10.0
+OUTAGE = OutageLog(
+    _LOG, "database", f"retrying every batch with backoff up to {BACKOFF_CAP_S:.0f} s"
+)
+
+UPSERT_POINT = (
+    "INSERT INTO rttm_metrics (metric, window_start, labels, window_end, value)"
+    " VALUES (%s, %s, %s::jsonb, %s, %s)"
+    " ON CONFLICT (metric, window_start, labels) DO UPDATE"
+    " SET value = excluded.value, window_end = excluded.window_end, computed_at = now()"
+)
+INSERT_TRANSITION = (
+    "INSERT INTO rttm_alerts (rule, labels, started_at, state, at, value, severity, summary,"
+    " resolved_at) VALUES (%s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (rule, labels, started_at, state) DO NOTHING"
+)
+INSERT_STUCK = (
+    "INSERT INTO rttm_stuck_trades (trade_id, last_event_time, stage, service_name,"
+    " last_event_type, detected_at) VALUES (%s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (trade_id, last_event_time) DO NOTHING"
+)
+MARK_RECOVERED = (
+    "UPDATE rttm_stuck_trades SET recovered_at = %s"
+    " WHERE trade_id = %s AND last_event_time = %s AND recovered_at IS NULL"
+)
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _labels(labels: Sequence[tuple[str, str]]) -> str:
+    return json.dumps(dict(labels), sort_keys=True)
+
+
+class MetricsWriter:
+    """One connection (and producer); writes :class:`MetricsOutput` batches durably."""
+
+    def __init__(self, url: str, kafka_config: Mapping[str, Any] | None) -> None:
+        self._url = url
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._producer = Producer(dict(kafka_config)) if kafka_config is not None else None
+
+    def write(self, outputs: Sequence[MetricsOutput]) -> None:
+        """Commit every row of ``outputs``, then publish their alert transitions."""
+        if not outputs:
+            return
+        delay = BACKOFF_START_S
+        while True:
+            try:
+                self._commit(self._connection(), outputs)
+                break
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                OUTAGE.lost(last_line(exc))
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                time.sleep(delay)
+                delay = min(delay * 2, BACKOFF_CAP_S)
+        OUTAGE.back()
+        self._publish(outputs)
+
+    def close(self) -> None:
+        """Flush the producer and close the connection."""
+        if self._producer is not None:
+            left = self._producer.flush(FLUSH_TIMEOUT_S)
+            if left:
+                _LOG.warning("%d alert events not delivered to %s", left, ALERT_EVENTS_TOPIC)
+        if self._conn is not None:
+            self._conn.close()
+
+    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                application_name="rttm-metrics", keepalives=1, keepalives_idle=10,
+                keepalives_interval=3, keepalives_count=3,
+            )  # fmt: skip
+        return self._conn
+
+    @staticmethod
+    def _commit(
+        conn: psycopg.Connection[tuple[Any, ...]], outputs: Sequence[MetricsOutput]
+    ) -> None:
+        points = [
+            (p.metric, p.window_start, _labels(p.labels), p.window_end, p.value)
+            for out in outputs
+            for p in out.points
+        ]
+        transitions = [
+            (t.rule, _labels(t.labels), t.started_at, t.state, t.at, t.value, t.severity,
+             t.summary, t.resolved_at)
+            for out in outputs
+            for t in out.transitions
+        ]  # fmt: skip
+        stuck = [
+            (s.trade_id, _utc(s.last_event_time), s.stage, s.service, s.last_event_type,
+             _utc(s.detected_at))
+            for out in outputs
+            for s in out.stuck
+        ]  # fmt: skip
+        recovered = [
+            (_utc(r.recovered_at), r.trade_id, _utc(r.last_event_time))
+            for out in outputs
+            for r in out.recovered
+        ]
+        with conn.transaction(), conn.cursor() as cur:
+            batches: list[tuple[str, list[tuple[Any, ...]]]] = [
+                (UPSERT_POINT, points), (INSERT_TRANSITION, transitions),
+                (INSERT_STUCK, stuck), (MARK_RECOVERED, recovered),
+            ]  # fmt: skip
+            for statement, rows in batches:
+                if rows:
+                    cur.executemany(statement, rows)
+
+    def _publish(self, outputs: Sequence[MetricsOutput]) -> None:
+        if self._producer is None:
+            return
+        for out in outputs:
+            for transition in out.transitions:
+                self._producer.produce(
+                    ALERT_EVENTS_TOPIC, transition.as_json(), transition.rule.encode(),
+                    headers={"rttm-key": transition.key().encode()},
+                )  # fmt: skip
+        self._producer.poll(0)
+
+
+class _Partition(StatelessSinkPartition[MetricsOutput]):
+    def __init__(self, writer: MetricsWriter) -> None:
+        self._writer = writer
+
+    def write_batch(self, items: list[MetricsOutput]) -> None:
+        self._writer.write(items)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class MetricsSink(DynamicSink[MetricsOutput]):
+    """A writer per worker (only the merge step's worker gets items)."""
+
+    def __init__(self, database_url: str, kafka_config: Mapping[str, Any] | None) -> None:
+        self._url, self._kafka_config = database_url, kafka_config
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
+        """A partition with its own connection and producer."""
+        return _Partition(MetricsWriter(self._url, self._kafka_config))

@@ -1,0 +1,85 @@
+"""What one shard saw in one window: counters, latency sketches and end-of-window gauges.
+
+A shard fills a :class:`WindowAcc` per open window; when the window closes the shard sends
+it on, and the merge step adds up the shards' accumulators of the same window (every field
+is a sum, a sketch or a list of gauges owned by exactly one shard).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from rttm.metrics.sketch import Sketch
+
+K = TypeVar("K", bound=Hashable)
+
+#: Consumer status per queue partition (Burrow's names), ordered by severity.
+OK, WARN, STALL, STOP = 0, 1, 2, 3
+STATUS_NAMES = ("OK", "WARN", "STALL", "STOP")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueGauge:
+    """A queue partition's state at a window's end, from the snapshots up to then."""
+
+    service: str
+    topic: str
+    partition: int
+    lag: int
+    #: How far behind the consumer is in time: lag / consume rate; without progress, how
+    #: long its offset has not moved (a lower bound of the backlog's age).
+    lag_seconds: float
+    consume_rate: float | None  # messages/s over the recent snapshots; None: too few
+    status: int  # OK, WARN, STALL or STOP
+
+
+def window_start(moment: float, length: float) -> float:
+    """Start of the window (aligned to the epoch) holding ``moment``."""
+    return math.floor(moment / length) * length
+
+
+def _add(into: dict[K, int], other: dict[K, int]) -> None:
+    for key, count in other.items():
+        into[key] = into.get(key, 0) + count
+
+
+@dataclass(slots=True)
+class WindowAcc:
+    """One window's partial results from one shard (or, merged, from all)."""
+
+    events: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, event_type)
+    started: int = 0
+    completed: int = 0
+    rejected: int = 0
+    hops: dict[tuple[str, str], Sketch] = field(default_factory=dict)  # (from, to) stage, ms
+    e2e: Sketch = field(default_factory=Sketch)  # ms
+    dlq: dict[tuple[str, str], int] = field(default_factory=dict)  # (dlq topic, reason)
+    errors: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, error_type)
+    logs: dict[tuple[str, str, str], int] = field(default_factory=dict)  # service, level, cat.
+    late: dict[str, int] = field(default_factory=dict)  # topic
+    invalid: dict[str, int] = field(default_factory=dict)  # topic
+    queues: list[QueueGauge] = field(default_factory=list)
+    stuck: dict[tuple[str, str], int] = field(default_factory=dict)  # (stage, service) now
+
+    def merge(self, other: WindowAcc) -> None:
+        """Add another shard's accumulator of the same window."""
+        _add(self.events, other.events)
+        self.started += other.started
+        self.completed += other.completed
+        self.rejected += other.rejected
+        for hop, sketch in other.hops.items():
+            if hop in self.hops:
+                self.hops[hop].merge(sketch)
+            else:
+                self.hops[hop] = sketch
+        self.e2e.merge(other.e2e)
+        _add(self.dlq, other.dlq)
+        _add(self.errors, other.errors)
+        _add(self.logs, other.logs)
+        _add(self.late, other.late)
+        _add(self.invalid, other.invalid)
+        self.queues.extend(other.queues)
+        _add(self.stuck, other.stuck)

@@ -1,0 +1,255 @@
+"""The metrics engine on exact event sequences and simulated runs (TestingSource, no servers).
+
+Ground truth comes from the simulator's own event list or from hand-built events with
+exact timestamps; the engine runs as in the flow, from raw Kafka batches on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import bytewax.operators as op
+import msgspec
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+
+from rttm.alerts.rules import load_rules
+from rttm.contracts import Message, QueueMetrics, TradeEvent
+from rttm.metrics.flow import add_engine
+from rttm.metrics.merge import MetricsOutput
+from rttm.metrics.points import Point
+from rttm.simulator import scenario
+from rttm.simulator.engine import Simulation
+from tests.metrics_helpers import T0, engine_config, raw_batches, run_engine, series
+
+WINDOW = 10.0
+
+
+def simulated(seconds: float, rate: float, seed: int, *, clean: bool = False) -> list[Message]:
+    plan = scenario.load()
+    if clean:  # the platform without injected faults: no stuck trades, no lagging consumer
+        plan = msgspec.structs.replace(plan, stuck=None, lag=())
+    run = Simulation(plan, seed=seed, start=T0, rate=rate, duration=seconds)
+    return [event for _, event in run.events()]
+
+
+def window_of(moment: datetime) -> datetime:
+    seconds = math.floor(moment.timestamp() / WINDOW) * WINDOW
+    return datetime.fromtimestamp(seconds, T0.tzinfo)
+
+
+def trade(trade_id: str, event_type: str, service: str, at: float) -> TradeEvent:
+    return TradeEvent(trade_id=trade_id, service_name=service, event_type=event_type,
+                      event_status="SUCCESS", event_time=T0 + timedelta(seconds=at))  # fmt: skip
+
+
+PATH = [
+    ("TRADE_CREATED", "simulation-service"),
+    ("CAPTURE_SUCCESS", "trade-capture-service"),
+    ("VALIDATION_SUCCESS", "validation-service"),
+    ("POSITION_UPDATED", "pms-core"),
+    ("ANALYTICS_COMPUTED", "analytics-service"),
+    ("LEADERBOARD_UPDATED", "leaderboard-service"),
+]
+
+
+def steady_trades(until: float, every: float = 1.0, prefix: str = "B") -> list[TradeEvent]:
+    """Background trades, one started every ``every`` s, each completing in 0.5 s."""
+    out = []
+    for n in range(int(until / every)):
+        start = n * every
+        out += [trade(f"{prefix}{n}", kind, service, start + 0.1 * step)
+                for step, (kind, service) in enumerate(PATH)]  # fmt: skip
+    return out
+
+
+# -- counts ---------------------------------------------------------------------------------
+
+
+def test_tps_and_event_counts_equal_the_ground_truth_in_every_window() -> None:
+    events = simulated(120, rate=40, seed=3)
+    out = run_engine(raw_batches(events))
+    truth: Counter[tuple[datetime, str, str]] = Counter()
+    per_service: Counter[tuple[datetime, str]] = Counter()
+    for event in events:
+        if isinstance(event, TradeEvent):
+            truth[(window_of(event.event_time), event.service_name, event.event_type)] += 1
+            per_service[(window_of(event.event_time), event.service_name)] += 1
+    got = {(p.window_start, p.label("service"), p.label("event_type")): p.value
+           for p in out.points if p.metric == "events"}  # fmt: skip
+    assert got == dict(truth)
+    tps = {(p.window_start, p.label("service")): p.value for p in out.points if p.metric == "tps"}
+    assert {k: v for k, v in tps.items() if v} == {k: n / WINDOW for k, n in per_service.items()}
+    started = series(out.points, "trades_started")
+    created = Counter(window_of(e.event_time) for e in events
+                      if isinstance(e, TradeEvent) and e.event_type == "TRADE_CREATED")  # fmt: skip
+    assert {k: v for k, v in started.items() if v} == dict(created)
+    assert not [p for p in out.points if p.metric == "late_events"]
+
+
+def test_latency_percentiles_are_within_one_percent_of_the_exact_ones() -> None:
+    events = simulated(60, rate=40, seed=4)
+    out = run_engine(raw_batches(events))
+    by_trade: dict[str, dict[str, datetime]] = {}
+    for event in events:
+        if isinstance(event, TradeEvent):
+            by_trade.setdefault(event.trade_id, {})[event.event_type] = event.event_time
+    e2e: dict[datetime, list[float]] = {}
+    for times in by_trade.values():
+        if "LEADERBOARD_UPDATED" in times and "TRADE_CREATED" in times:
+            done = times["LEADERBOARD_UPDATED"]
+            millis = (done - times["TRADE_CREATED"]).total_seconds() * 1000
+            e2e.setdefault(window_of(done), []).append(millis)
+    p99 = series(out.points, "e2e_latency_ms", quantile="p99")
+    assert p99.keys() == e2e.keys()
+    for window, values in e2e.items():
+        values.sort()
+        exact = values[max(1, math.ceil(0.99 * len(values))) - 1]
+        assert p99[window] == pytest.approx(exact, rel=0.011)
+
+
+# -- stuck trades ---------------------------------------------------------------------------
+
+
+def test_a_trade_stuck_at_pms_core_is_found_within_stuck_after_plus_a_window_and_recovers() -> None:
+    stuck = [trade("S1", kind, service, 2.0 + 0.1 * step)
+             for step, (kind, service) in enumerate(PATH[:4])]  # fmt: skip
+    late_move = trade("S1", "ANALYTICS_COMPUTED", "analytics-service", 75.0)
+    events = sorted([*steady_trades(120), *stuck, late_move], key=lambda e: e.event_time)
+    out = run_engine(raw_batches(events, partitions=1))
+
+    (found,) = out.stuck
+    assert (found.trade_id, found.stage, found.service) == ("S1", "positioned", "pms-core")
+    assert found.last_event_type == "POSITION_UPDATED"
+    last = (T0 + timedelta(seconds=2.3)).timestamp()
+    assert found.detected_at == pytest.approx(last + 30.0)
+    gauge = series(out.points, "stuck_trades", stage="positioned", service="pms-core")
+    first_seen = min(gauge)
+    assert first_seen.timestamp() + WINDOW <= last + 30.0 + WINDOW  # within stuck_after + 1 window
+    firing = [t for t in out.transitions if t.rule == "TradeStuck" and t.state == "firing"]
+    assert firing
+    assert firing[0].at.timestamp() <= last + 30.0 + WINDOW
+    (back,) = out.recovered
+    assert back.trade_id == "S1"
+    assert back.recovered_at == late_move.event_time.timestamp()
+    assert [t.state for t in out.transitions if t.rule == "TradeStuck"] == ["firing", "resolved"]
+
+
+def test_completed_trades_are_forgotten() -> None:
+    events = steady_trades(60)
+    config = engine_config(sources=frozenset({"rttm.trade.events/0"}))
+    flow = Dataflow("forget")
+    raw = op.input("raw", flow, TestingSource(raw_batches(events, partitions=1), batch_size=5))
+    kept: list[MetricsOutput] = []
+    op.output("out", add_engine(raw, config, load_rules()), TestingSink(kept))
+    run_main(flow)  # type: ignore[no-untyped-call]
+    assert not [p for out in kept for p in out.points if p.metric == "stuck_trades"]
+    assert sum(p.value for out in kept for p in out.points if p.metric == "trades_completed") == 60
+
+
+# -- queues and alerts ------------------------------------------------------------------------
+
+
+def snapshot(at: float, produced: int, consumed: int) -> QueueMetrics:
+    return QueueMetrics(service_name="pms-core", topic_name="trade-valid", partition=0,
+                        produced_offset=produced, consumed_offset=consumed,
+                        snapshot_time=T0 + timedelta(seconds=at))  # fmt: skip
+
+
+def test_lag_build_up_fires_the_lag_alert_which_resolves_once_drained() -> None:
+    snaps = []
+    consumed = 0
+    for step in range(84):  # every 5 s for 7 minutes; 100 msg/s produced
+        at = step * 5.0
+        produced = int(at * 100)
+        if at < 90:
+            consumed = produced  # keeping up
+        elif at < 300:
+            consumed += 100  # falls behind: 20 msg/s
+        else:
+            consumed = min(produced, consumed + 4_000)  # drains at 800 msg/s
+        snaps.append(snapshot(at, produced, consumed))
+    out = run_engine(raw_batches(snaps, partitions=1))
+
+    lag = series(out.points, "queue_lag", partition="0")
+    assert max(lag.values()) > 10_000
+    states = [(t.state, t.at) for t in out.transitions if t.rule == "QueueLagHigh"]
+    assert [s for s, _ in states] == ["pending", "firing", "resolved"]
+    over = [w for w, v in sorted(lag.items()) if v > 10_000]
+    assert states[1][1] - (over[0] + timedelta(seconds=WINDOW)) >= timedelta(minutes=1)
+    assert states[2][1] > over[-1]
+    status = series(out.points, "consumer_status", service="pms-core")
+    assert 1 in status.values()  # WARN while the lag grew
+    seconds = series(out.points, "queue_lag_seconds", partition="0")
+    assert max(seconds.values()) > 60
+
+
+def test_a_consumer_that_stops_reporting_is_stop_and_one_that_does_not_move_is_stall() -> None:
+    snaps = [snapshot(at, 1_000 + int(at) * 10, 1_000) for at in range(0, 100, 5)]  # stuck
+    snaps += [snapshot(at, 5_000, 5_000) for at in range(100, 120, 5)]  # then silent
+    background = steady_trades(300)
+    out = run_engine(raw_batches([*snaps, *background], partitions=1))
+    status = series(out.points, "consumer_status", service="pms-core")
+    assert 2 in status.values()  # STALL
+    assert max(status.items())[1] == 3  # STOP at the end: no snapshot since 115 s
+    rules = {t.rule for t in out.transitions if t.state == "firing"}
+    assert {"ConsumerStalled", "ConsumerStopped"} <= rules
+
+
+def test_a_clean_run_of_ten_simulated_minutes_raises_no_alert() -> None:
+    events = simulated(600, rate=20, seed=11, clean=True)
+    out = run_engine(raw_batches(events))
+    assert out.points
+    assert [t for t in out.transitions if t.state == "firing"] == []
+    assert out.stuck == []
+
+
+# -- time ---------------------------------------------------------------------------------
+
+
+def test_late_events_are_counted_not_lost() -> None:
+    events = steady_trades(60)
+    straggler = trade("L1", "TRADE_CREATED", "simulation-service", 3.0)  # after 60 s of others
+    out = run_engine(raw_batches([*events, straggler], partitions=1, batch=50))
+    late = series(out.points, "late_events", topic="rttm.trade.events")
+    assert sum(late.values()) == 1
+    started = series(out.points, "trades_started")
+    assert sum(started.values()) == 60  # the late one is counted as late, not in its window
+
+
+def engine_points(
+    events: list[Message], workers: int, shards: int
+) -> set[tuple[str, tuple[tuple[str, str], ...], datetime, float]]:
+    batches = raw_batches(events)
+    sources = frozenset(f"{b.topic}/{b.partition}" for b in batches)
+    config = engine_config(shards=shards, sources=sources)
+    flow = Dataflow("workers")
+    raw = op.input("raw", flow, TestingSource(batches, batch_size=20))
+    outputs: list[MetricsOutput] = []
+    op.output("out", add_engine(raw, config, load_rules()), TestingSink(outputs))
+    if workers == 1:
+        run_main(flow)  # type: ignore[no-untyped-call]
+    else:
+        cluster_main(flow, [], 0, worker_count_per_proc=workers)  # type: ignore[no-untyped-call]
+    return {(p.metric, p.labels, p.window_start, round(p.value, 9))
+            for out in outputs for p in out.points}  # fmt: skip
+
+
+def test_results_are_identical_with_one_and_two_workers_and_any_shard_count() -> None:
+    events = simulated(90, rate=30, seed=5)
+    one = engine_points(events, workers=1, shards=2)
+    assert one
+    assert engine_points(events, workers=2, shards=2) == one
+    assert engine_points(events, workers=2, shards=3) == one
+    assert engine_points(events, workers=1, shards=1) == one
+
+
+def test_points_carry_window_bounds(tmp_path: Path) -> None:
+    out = run_engine(raw_batches(steady_trades(30), partitions=1))
+    point: Point = out.points[0]
+    assert point.window_end - point.window_start == timedelta(seconds=WINDOW)
+    assert point.window_start.timestamp() % WINDOW == 0

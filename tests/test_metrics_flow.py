@@ -1,0 +1,162 @@
+"""``python -m bytewax.run dataflows.metrics`` against a real broker and PostgreSQL.
+
+The simulator writes a known run to the topics; the flow's tables must match it, survive a
+replay unchanged, and come out the same after a kill -9 and a resume from recovery.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from bytewax.recovery import init_db_dir
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from rttm.config import KafkaSettings
+from rttm.contracts import TradeEvent
+from rttm.kafka_topics import partition_counts
+from rttm.registry import ALERT_EVENTS_TOPIC
+from rttm.simulator import scenario
+from rttm.simulator.engine import Simulation
+from tests.ingest_helpers import REPO, create_topics, flow_env, produce
+from tests.metrics_helpers import kafka_messages
+from tests.test_ingest_resilience import migrated
+
+pytestmark = pytest.mark.integration
+START = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+
+
+def simulate(kafka: KafkaSettings, seconds: float, rate: float) -> list[Any]:
+    """Produce a simulated run (default scenario: faults included) and return its events."""
+    run = Simulation(scenario.load(), seed=7, start=START, rate=rate, duration=seconds)
+    events = [event for _, event in run.events()]
+    produce(kafka.brokers, kafka_messages(events))
+    return events
+
+
+def run_metrics(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "dataflows.metrics", *args],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+
+
+def metrics_rows(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT metric, window_start, labels::text, value FROM rttm_metrics"
+            " ORDER BY metric, window_start, labels::text"
+        ).fetchall()
+
+
+def table(url: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query).fetchall()
+
+
+def alert_events(kafka: KafkaSettings) -> list[dict[str, Any]]:
+    consumer = Consumer({"bootstrap.servers": kafka.brokers, "group.id": "metrics-test"})
+    count = partition_counts(kafka)[ALERT_EVENTS_TOPIC]
+    consumer.assign([TopicPartition(ALERT_EVENTS_TOPIC, p, OFFSET_BEGINNING) for p in range(count)])
+    found: list[dict[str, Any]] = []
+    idle_until = time.monotonic() + 10
+    while time.monotonic() < idle_until:
+        message = consumer.poll(0.5)
+        if message is None or message.error():
+            continue
+        found.append(json.loads(message.value() or b"{}"))
+        idle_until = time.monotonic() + 2
+    consumer.close()
+    return found
+
+
+def test_metrics_flow_matches_the_simulation_and_a_replay_changes_nothing(
+    kafka: KafkaSettings, migrated_db: str
+) -> None:
+    create_topics(kafka)
+    events = simulate(kafka, seconds=90, rate=30)
+    env = flow_env(kafka, migrated_db)
+
+    first = run_metrics(env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    truth = Counter(
+        (datetime.fromtimestamp(int(e.event_time.timestamp() // 10 * 10), UTC), e.service_name,
+         e.event_type)
+        for e in events
+        if isinstance(e, TradeEvent)
+    )  # fmt: skip
+    counted = table(migrated_db, "SELECT window_start, labels->>'service', labels->>'event_type',"
+                                 " value FROM rttm_metrics WHERE metric = 'events'")  # fmt: skip
+    assert {(w, s, t): v for w, s, t, v in counted} == dict(truth)
+
+    stuck = table(migrated_db, "SELECT stage, service_name FROM rttm_stuck_trades")
+    assert stuck  # the default scenario stops 0.1 % of trades after pms-core
+    assert set(stuck) == {("positioned", "pms-core")}
+    firing = table(migrated_db, "SELECT DISTINCT rule FROM rttm_alerts WHERE state = 'firing'")
+    assert ("TradeStuck",) in firing
+    published = alert_events(kafka)
+    stored = table(migrated_db, "SELECT rule, state FROM rttm_alerts")
+    assert sorted((e["rule"], e["state"]) for e in published) == sorted(stored)
+
+    before = metrics_rows(migrated_db)
+    again = run_metrics(env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert metrics_rows(migrated_db) == before
+    assert len(table(migrated_db, "SELECT 1 FROM rttm_alerts")) == len(stored)
+
+
+def test_kill_9_then_resume_from_recovery_equals_an_uninterrupted_run(
+    kafka: KafkaSettings, migrated_db: str, new_database: Any, tmp_path: Path
+) -> None:
+    create_topics(kafka)
+    simulate(kafka, seconds=600, rate=60)
+    reference = migrated(new_database())
+    whole = run_metrics(flow_env(kafka, reference))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    init_db_dir(recovery, 1)  # type: ignore[no-untyped-call]
+    args = ("-r", str(recovery), "-s", "1", "-b", "0")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bytewax.run", "dataflows.metrics", *args],
+        env=flow_env(kafka, migrated_db), cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    killed = False
+    while process.poll() is None:
+        if table(migrated_db, "SELECT count(*) FROM rttm_metrics")[0][0] > 0:
+            time.sleep(0.3)
+            process.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.02)
+    process.communicate(timeout=60)
+    assert killed, "the run ended before it could be killed: make the workload larger"
+    resumed = run_metrics(flow_env(kafka, migrated_db), *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert metrics_rows(migrated_db) == metrics_rows(reference)
+    query = ("SELECT trade_id, last_event_time, detected_at, recovered_at"
+             " FROM rttm_stuck_trades ORDER BY 1, 2")  # fmt: skip
+    assert table(migrated_db, query) == table(reference, query)
+    alerts = "SELECT rule, labels::text, started_at, state FROM rttm_alerts ORDER BY 1, 2, 3, 4"
+    assert table(migrated_db, alerts) == table(reference, alerts)
+
+
+def test_bad_pipeline_file_fails_fast_with_its_name(
+    kafka: KafkaSettings, migrated_db: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "pipeline.toml"
+    bad.write_text('[[stages]]\nname = "a"\nservice = "s"\nsuccess = []\n')
+    result = run_metrics(flow_env(kafka, migrated_db, RTTM_PIPELINE=str(bad)))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"rttm: error: {bad}: "), last

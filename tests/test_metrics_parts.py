@@ -1,0 +1,95 @@
+"""The metrics engine's parts on their own: pipeline files, the latency sketch, settings."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+from pathlib import Path
+
+import pytest
+
+from rttm.config import ConfigError
+from rttm.errors import RttmError
+from rttm.metrics import pipeline
+from rttm.metrics.settings import engine_config
+from rttm.metrics.sketch import ACCURACY, Sketch
+from rttm.simulator import scenario
+
+
+def test_default_pipeline_is_the_simulated_platform() -> None:
+    default = pipeline.load()
+    plan = scenario.load()
+    assert [(s.name, s.service) for s in default.stages] == [
+        (s.name, s.service) for s in plan.stages
+    ]
+    for index, stage in enumerate(plan.stages):
+        assert default.moves[stage.success] == (index, True)
+        if stage.failure is not None:
+            assert default.moves[stage.failure.event_type] == (index, False)
+            assert stage.failure.event_type in default.rejected  # failures end the trade
+        if stage.retry is not None:
+            assert default.moves[stage.retry.event_type] == (index, False)
+            assert stage.retry.event_type not in default.rejected  # retried, not terminal
+    assert default.completed == {plan.stages[-1].success}
+    assert default.first_events == {plan.stages[0].success}
+
+
+DEFAULT = (Path(pipeline.__file__).parent / "default_pipeline.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        ('stuck_after = "30s"', 'stuck_after = "soon"', "stuck_after: invalid duration 'soon'"),
+        ('name = "ranked"', 'name = "positioned"', "stage names must be unique"),
+        ('success = ["LEADERBOARD_UPDATED"]', 'success = ["TRADE_CREATED"]',
+         "stages[5] (ranked): event type TRADE_CREATED already belongs to stage created"),
+        ('completed = ["LEADERBOARD_UPDATED"]', 'completed = ["NOPE"]',
+         "terminal: NOPE belong to no stage"),
+        ('retention = "3d"', 'colour = 1', "Object contains unknown field `colour`"),
+    ],
+)  # fmt: skip
+def test_bad_pipeline_files_say_what_and_where(
+    tmp_path: Path, old: str, new: str, error: str
+) -> None:
+    path = tmp_path / "pipeline.toml"
+    assert old in DEFAULT
+    path.write_text(DEFAULT.replace(old, new, 1))
+    with pytest.raises(RttmError, match=rf"^{path}: ") as info:
+        pipeline.load(path)
+    assert error in str(info.value)
+
+
+def test_missing_pipeline_file_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RttmError, match=r"cannot read pipeline .*nope\.toml: No such file"):
+        pipeline.load(tmp_path / "nope.toml")
+
+
+def test_sketch_quantiles_are_within_its_accuracy_and_merging_equals_one_sketch() -> None:
+    rng = random.Random(2)
+    values = [rng.lognormvariate(3, 1.2) for _ in range(20_000)]
+    whole = Sketch.of(values)
+    left, right = Sketch.of(values[:7_000]), Sketch.of(values[7_000:])
+    left.merge(right)
+    ordered = sorted(values)
+    for q in (0.5, 0.9, 0.95, 0.99, 0.999):
+        exact = ordered[max(1, math.ceil(q * len(ordered))) - 1]
+        assert whole.quantile(q) == pytest.approx(exact, rel=ACCURACY)
+        assert left.quantile(q) == whole.quantile(q)
+    assert pickle.loads(pickle.dumps(whole)).quantile(0.99) == whole.quantile(0.99)  # noqa: S301
+    assert Sketch.of([0.0, 0.0, 5.0]).quantile(0.5) == 0.0
+    with pytest.raises(ValueError, match="empty sketch"):
+        Sketch().quantile(0.5)
+
+
+def test_engine_settings_from_the_environment() -> None:
+    config = engine_config({"RTTM_METRICS_WINDOW": "1m", "RTTM_METRICS_LATENESS": "2s",
+                            "RTTM_METRICS_SHARDS": "4"})  # fmt: skip
+    assert (config.window_s, config.lateness_s, config.shards) == (60.0, 2.0, 4)
+    with pytest.raises(ConfigError, match="RTTM_METRICS_WINDOW: invalid duration 'ten'"):
+        engine_config({"RTTM_METRICS_WINDOW": "ten"})
+    with pytest.raises(ConfigError, match="RTTM_METRICS_WINDOW must be at least 1s"):
+        engine_config({"RTTM_METRICS_WINDOW": "500ms"})
+    with pytest.raises(ConfigError, match="RTTM_METRICS_SHARDS must be an integer from 1 to 64"):
+        engine_config({"RTTM_METRICS_SHARDS": "0"})
