@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import pytest
 from bytewax.recovery import init_db_dir
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from benchmarks.simulated import kafka_messages
 from rttm.config import KafkaSettings
 from rttm.contracts import TradeEvent
 from rttm.kafka_topics import partition_counts
@@ -28,7 +29,6 @@ from rttm.registry import ALERT_EVENTS_TOPIC
 from rttm.simulator import scenario
 from rttm.simulator.engine import Simulation
 from tests.ingest_helpers import REPO, create_topics, flow_env, produce
-from tests.metrics_helpers import kafka_messages
 from tests.test_ingest_resilience import migrated
 
 pytestmark = pytest.mark.integration
@@ -160,3 +160,34 @@ def test_bad_pipeline_file_fails_fast_with_its_name(
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"rttm: error: {bad}: "), last
+
+
+def test_when_the_platform_goes_silent_windows_still_close_and_the_silence_alerts(
+    kafka: KafkaSettings, migrated_db: str, tmp_path: Path
+) -> None:
+    create_topics(kafka)
+    start = datetime.now(UTC) - timedelta(seconds=6)
+    timeline = list(Simulation(scenario.load(), seed=2, start=start, rate=20, duration=3).events())
+    produce(kafka.brokers, kafka_messages(event for _, event in timeline))
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rules]]\nname = "Silence"\nmetric = "trades_started"\nop = "=="\n'
+                     'threshold = 0\nfor = "2s"\nseverity = "critical"\n')  # fmt: skip
+    env = flow_env(kafka, migrated_db, RTTM_TAIL="1", RTTM_METRICS_WINDOW="1s",
+                   RTTM_METRICS_LATENESS="1s", RTTM_ALERT_RULES=str(rules))  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bytewax.run", "dataflows.metrics"],
+        env=env, cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        firing: list[tuple[Any, ...]] = []
+        while not firing and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+            firing = table(migrated_db, "SELECT at FROM rttm_alerts WHERE rule = 'Silence'"
+                                        " AND state = 'firing'")  # fmt: skip
+        assert firing, "no alert while the platform was silent"
+        last_event = start + timedelta(seconds=max(at for at, _ in timeline))
+        assert firing[0][0] > last_event  # raised on windows after the last event
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)

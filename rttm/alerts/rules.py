@@ -53,6 +53,7 @@ METRIC_LABELS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
     "time_to_data_loss_seconds": _labels("service topic"),  # until retention drops unread data
     "dlq_events": _labels("topic reason"),  # dead-lettered messages per window
     "dlq_depth": _labels("topic"),  # dead-lettered messages since the start (cumulative)
+    "dlq_depth_by_reason": _labels("topic reason"),  # the same, per reason
     "dlq_rate": _labels("topic"),  # dead-lettered messages per second
     "dlq_ratio": _labels(),  # DLQ events / trades started, in the window
     "errors": _labels("service error_type"),  # error events per window

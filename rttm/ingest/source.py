@@ -97,9 +97,14 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         now = time.monotonic()
         if not self._heartbeat or now < self._beat_at:
             return []
-        watermarks = self._consumer.get_watermark_offsets(self._tp, cached=True)
-        if not self._eof and (not watermarks or watermarks[1] < 0 or self._next < watermarks[1]):
-            return []
+        if not self._eof:
+            watermarks = self._consumer.get_watermark_offsets(self._tp, cached=True)
+            if not watermarks or watermarks[1] < 0:
+                return []  # no fetch response yet
+            low, high = watermarks
+            position = self._next if self._next >= 0 else low  # nothing read yet: the start
+            if position < high:
+                return []
         self._beat_at = now + HEARTBEAT_S
         return [RawBatch(self._topic, self._partition, (), self._next)]
 

@@ -48,7 +48,7 @@ class MergeState:
     frontiers: dict[str, float] = field(default_factory=dict)
     pending: dict[float, WindowAcc] = field(default_factory=dict)
     finalized_until: float | None = None
-    dlq_depth: dict[str, int] = field(default_factory=dict)
+    dlq_depth: dict[tuple[str, str], int] = field(default_factory=dict)  # (topic, reason)
     services_seen: dict[str, float] = field(default_factory=dict)  # service -> window end
     started_seen: float | None = None  # end of the last window with a started trade
     alerts: tuple[Alert, ...] = ()
@@ -170,10 +170,13 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         for (topic, reason), count in sorted(acc.dlq.items()):
             add("dlq_events", count, topic=topic, reason=reason)
             dlq_window[topic] = dlq_window.get(topic, 0) + count
-        for topic, count in dlq_window.items():
-            state.dlq_depth[topic] = state.dlq_depth.get(topic, 0) + count
-        for topic, depth in sorted(state.dlq_depth.items()):
-            add("dlq_depth", depth, topic=topic)
+            state.dlq_depth[(topic, reason)] = state.dlq_depth.get((topic, reason), 0) + count
+        depth: dict[str, int] = {}
+        for (topic, reason), total in sorted(state.dlq_depth.items()):
+            add("dlq_depth_by_reason", total, topic=topic, reason=reason)
+            depth[topic] = depth.get(topic, 0) + total
+        for topic, total in depth.items():
+            add("dlq_depth", total, topic=topic)
             add("dlq_rate", dlq_window.get(topic, 0) / length, topic=topic)
         if acc.started:
             add("dlq_ratio", sum(dlq_window.values()) / acc.started)
