@@ -10,7 +10,7 @@ from pathlib import Path
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from rttm import logs
+from rttm import flow_settings, logs
 from rttm.cli import Subcommands, say
 from rttm.emit import Emitter
 from rttm.errors import RttmError
@@ -100,7 +100,7 @@ def _ingest(args: argparse.Namespace) -> int:
         raise RttmError(msg)
     env = dict(os.environ)
     if args.until_caught_up:
-        env[ingest_settings.ENV_TAIL] = "0"
+        env[flow_settings.ENV_TAIL] = "0"
     if args.topics:
         env[ingest_settings.ENV_TOPICS] = args.topics
     logs.setup()

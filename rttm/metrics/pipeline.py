@@ -17,7 +17,7 @@ from typing import Annotated
 import msgspec
 
 from rttm.durations import parse_duration
-from rttm.errors import RttmError
+from rttm.toml_files import load_toml
 
 Name = Annotated[str, msgspec.Meta(min_length=1)]
 Names = tuple[Name, ...]
@@ -60,6 +60,9 @@ class PipelineFile(_Config, frozen=True):
     stuck_after: str = DEFAULT_STUCK_AFTER
     retention: str = DEFAULT_RETENTION
     queues: dict[str, QueueFile] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        resolve(self)  # every consistency error surfaces while decoding, with the file
 
 
 @dataclass(frozen=True)
@@ -146,18 +149,5 @@ def resolve(spec: PipelineFile) -> Pipeline:
 
 def load(path: Path | None = None) -> Pipeline:
     """The pipeline in ``path``, or the default one; errors name the file and the key."""
-    if path is None:
-        text = resources.files(__package__).joinpath("default_pipeline.toml").read_bytes()
-        where = "the default pipeline"
-    else:
-        try:
-            text = path.read_bytes()
-        except OSError as exc:
-            msg = f"cannot read pipeline {path}: {exc.strerror}"
-            raise RttmError(msg) from None
-        where = str(path)
-    try:
-        return resolve(msgspec.toml.decode(text, type=PipelineFile))
-    except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
-        msg = f"{where}: {exc}"
-        raise RttmError(msg) from None
+    default = resources.files(__package__) / "default_pipeline.toml"
+    return resolve(load_toml(PipelineFile, path, default, "pipeline"))

@@ -6,16 +6,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from rttm import config
 from rttm.alerts.rules import Rule, load_rules
 from rttm.config import ConfigError, KafkaSettings
 from rttm.durations import parse_duration
-from rttm.ingest.settings import check_schema, tail, topic_partitions
+from rttm.flow_settings import FlowSettings, check_schema, tail, topic_partitions
 from rttm.metrics import pipeline
 from rttm.metrics.shard import EngineConfig
-from rttm.registry import TOPICS, TopicSpec
+from rttm.registry import TOPICS
 
 ENV_PIPELINE = "RTTM_PIPELINE"
 ENV_ALERT_RULES = "RTTM_ALERT_RULES"
@@ -29,21 +28,11 @@ MAX_SHARDS = 64
 
 
 @dataclass(frozen=True)
-class MetricsSettings:
+class MetricsSettings(FlowSettings):
     """Everything the metrics flow needs, resolved and checked."""
 
-    kafka: KafkaSettings
-    database_url: str = field(repr=False)  # may hold a password
-    topics: tuple[TopicSpec, ...]
-    partitions: Mapping[str, int]
-    tail: bool
-    engine: EngineConfig
-    rules: tuple[Rule, ...]
-
-    @property
-    def kafka_config(self) -> dict[str, Any]:
-        """The librdkafka settings: brokers plus the ``RTTM_KAFKA_CONFIG`` extras."""
-        return self.kafka.client_config()
+    engine: EngineConfig = field(kw_only=True)
+    rules: tuple[Rule, ...] = field(kw_only=True)
 
 
 def _duration(env: Mapping[str, str], name: str, default: str) -> float:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import msgspec
 
-from rttm.errors import RttmError
+from rttm.toml_files import load_toml
 
 Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Millis = Annotated[float, msgspec.Meta(ge=0.0)]
@@ -127,18 +127,4 @@ class Scenario(_Config, frozen=True):
 
 def load(path: Path | None = None) -> Scenario:
     """The scenario in ``path``, or the default one; errors name the file and the key."""
-    if path is None:
-        text = resources.files(__package__).joinpath("default.toml").read_bytes()
-        where = "the default scenario"
-    else:
-        try:
-            text = path.read_bytes()
-        except OSError as exc:
-            msg = f"cannot read scenario {path}: {exc.strerror}"
-            raise RttmError(msg) from None
-        where = str(path)
-    try:
-        return msgspec.toml.decode(text, type=Scenario)
-    except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
-        msg = f"{where}: {exc}"
-        raise RttmError(msg) from None
+    return load_toml(Scenario, path, resources.files(__package__) / "default.toml", "scenario")
