@@ -18,7 +18,7 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from benchmarks.simulated import T0, raw_batches, sources
 from benchmarks.simulated import events as simulated
-from rttm.alerts.rules import load_rules
+from rttm.alerts.rules import METRIC_LABELS, load_rules
 from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, QueueMetrics, TradeEvent
 from rttm.metrics.flow import add_engine
 from rttm.metrics.merge import MetricsOutput
@@ -207,6 +207,9 @@ def test_a_clean_run_of_ten_simulated_minutes_raises_no_alert() -> None:
     faulty = run_engine(raw_batches(simulated(600, rate=20, seed=11)))
     fired = {t.rule for t in faulty.transitions if t.state == "firing"}
     assert {"TradeStuck", "ConsumerStalled"} <= fired
+    # Every point is a metric rules may name, with exactly that metric's labels.
+    for point in out.points + faulty.points:
+        assert {name for name, _ in point.labels} == METRIC_LABELS[point.metric], point
 
 
 # -- time ---------------------------------------------------------------------------------

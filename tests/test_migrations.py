@@ -14,6 +14,7 @@ import pytest
 from rttm.db.migrate import MIGRATIONS_TABLE, migrate, migrations
 from rttm.decode import Accepted, decode_message
 from rttm.errors import RttmError
+from rttm.metrics.store import TABLES as METRICS_TABLES
 from rttm.registry import (
     INGESTED_AT_COLUMN,
     REJECTS_COLUMNS,
@@ -38,7 +39,7 @@ def columns(conn: Conn, table: str) -> list[str]:
     return [name for (name,) in rows]
 
 
-def test_migrate_creates_the_six_tables_with_registry_columns(db: Conn) -> None:
+def test_migrate_creates_the_ingest_and_metrics_tables_with_registry_columns(db: Conn) -> None:
     for spec in TOPICS:
         assert columns(db, spec.table) == [*spec.columns, INGESTED_AT_COLUMN]
     assert columns(db, REJECTS_TABLE) == [*REJECTS_COLUMNS, "rejected_at"]
@@ -49,7 +50,7 @@ def test_migrate_creates_the_six_tables_with_registry_columns(db: Conn) -> None:
             " AND tablename NOT LIKE 'rttm_trade_events_%'"
         ).fetchall()
     }
-    assert tables == {*all_tables(), MIGRATIONS_TABLE, "rttm_ingest_progress"}
+    assert tables == {*all_tables(), MIGRATIONS_TABLE, "rttm_ingest_progress", *METRICS_TABLES}
 
 
 PG_TYPE_NAMES = {"text": "text", "int4": "integer", "int8": "bigint", "bytea": "bytea",

@@ -26,6 +26,8 @@ from rttm.outage import OutageLog
 from rttm.registry import ALERT_EVENTS_TOPIC
 
 _LOG = logging.getLogger("rttm.metrics.sink")
+#: The tables of migration 0005 this sink writes.
+TABLES = ("rttm_metrics", "rttm_alerts", "rttm_stuck_trades")
 #: How long closing the sink waits for the broker to take the last alert events.
 FLUSH_TIMEOUT_S = 10.0
 OUTAGE = OutageLog(
