@@ -19,6 +19,12 @@ class OutageLog:
         self._lock = threading.Lock()
         self._since: float | None = None
 
+    @property
+    def active(self) -> bool:
+        """Whether an outage is going on (lost, and not back since)."""
+        with self._lock:
+            return self._since is not None
+
     def lost(self, reason: str) -> None:
         """A part met the outage; the first one logs it."""
         with self._lock:

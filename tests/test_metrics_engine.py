@@ -21,7 +21,7 @@ from benchmarks.simulated import events as simulated
 from rttm.alerts.rules import METRIC_LABELS, load_rules
 from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, QueueMetrics, TradeEvent
 from rttm.metrics.flow import add_engine
-from rttm.metrics.merge import MetricsOutput
+from rttm.metrics.merge import MAX_LABEL_CHARS, MetricsOutput
 from rttm.metrics.points import Point
 from tests.metrics_helpers import engine_config, run_engine, series
 
@@ -256,3 +256,42 @@ def test_points_carry_window_bounds(tmp_path: Path) -> None:
     point: Point = out.points[0]
     assert point.window_end - point.window_start == timedelta(seconds=WINDOW)
     assert point.window_start.timestamp() % WINDOW == 0
+
+
+# -- hostile but valid input ------------------------------------------------------------------
+
+
+def test_an_event_dated_far_in_the_future_is_counted_apart_and_changes_nothing_else() -> None:
+    events = steady_trades(60)
+    clean = run_engine(raw_batches(events, partitions=1))
+    ahead = (datetime.now(T0.tzinfo) + timedelta(days=400) - T0).total_seconds()
+    stray = trade("F1", "TRADE_CREATED", "simulation-service", ahead)
+    out = run_engine(raw_batches([*events[:30], stray, *events[30:]], partitions=1))
+    assert sum(series(out.points, "future_events").values()) == 1
+    without = {(p.metric, p.labels, p.window_start, p.value) for p in clean.points}
+    assert {(p.metric, p.labels, p.window_start, p.value)
+            for p in out.points if p.metric != "future_events"} == without  # fmt: skip
+
+
+def test_a_huge_dlq_reason_becomes_a_bounded_label() -> None:
+    reason = "x" * 60_000
+    dlq = DlqEvent(trade_id="D1", service_name="validation-service", topic_name="trade-dlq",
+                   reason=reason, event_time=T0 + timedelta(seconds=5))  # fmt: skip
+    out = run_engine(raw_batches([*steady_trades(30), dlq], partitions=1))
+    (point,) = [p for p in out.points if p.metric == "dlq_events"]
+    label = point.label("reason")
+    assert label is not None
+    assert len(label) <= MAX_LABEL_CHARS
+    assert label.startswith("xxxx")
+
+
+def test_a_redelivered_last_event_does_not_recover_a_stuck_trade() -> None:
+    path = [trade("S2", kind, service, 2.0 + 0.1 * step)
+            for step, (kind, service) in enumerate(PATH[:4])]  # fmt: skip
+    again = path[-1]  # the same event, delivered once more after the trade was found stuck
+    background = steady_trades(90)
+    events = sorted([*background, *path], key=lambda e: e.event_time)
+    cut = next(i for i, e in enumerate(events) if e.event_time > T0 + timedelta(seconds=60))
+    out = run_engine(raw_batches([*events[:cut], again, *events[cut:]], partitions=1, batch=20))
+    assert [s.trade_id for s in out.stuck] == ["S2"]
+    assert out.recovered == []

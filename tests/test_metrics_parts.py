@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,11 @@ import pytest
 from rttm.config import ConfigError
 from rttm.errors import RttmError
 from rttm.metrics import pipeline
+from rttm.metrics.queues import QueueTracker
 from rttm.metrics.settings import engine_config
+from rttm.metrics.shard import EngineConfig, ShardLogic
 from rttm.metrics.sketch import ACCURACY, Sketch
+from rttm.metrics.windows import STALL
 from rttm.simulator import scenario
 
 
@@ -89,7 +93,28 @@ def test_engine_settings_from_the_environment() -> None:
     assert (config.window_s, config.lateness_s, config.shards) == (60.0, 2.0, 4)
     with pytest.raises(ConfigError, match="RTTM_METRICS_WINDOW: invalid duration 'ten'"):
         engine_config({"RTTM_METRICS_WINDOW": "ten"})
-    with pytest.raises(ConfigError, match="RTTM_METRICS_WINDOW must be at least 1s"):
-        engine_config({"RTTM_METRICS_WINDOW": "500ms"})
+    for bad in ("500ms", "2.5s"):
+        with pytest.raises(ConfigError, match="RTTM_METRICS_WINDOW must be a whole number"):
+            engine_config({"RTTM_METRICS_WINDOW": bad})
     with pytest.raises(ConfigError, match="RTTM_METRICS_SHARDS must be an integer from 1 to 64"):
         engine_config({"RTTM_METRICS_SHARDS": "0"})
+
+
+def test_a_consumer_stalled_for_hours_reports_how_long_not_the_snapshots_kept() -> None:
+    queues = QueueTracker()
+    for at in range(0, 7_200, 5):  # two hours, offset stuck at 1,000 with a growing lag
+        queues.add(("pms-core", "trade-valid", 0, 1_000 + at, 1_000, float(at)))
+        if at % 600 == 0:
+            queues.gauges(float(at))  # prunes old snapshots as the flow does
+    (gauge,) = queues.gauges(7_200.0)
+    assert gauge.status == STALL
+    assert gauge.lag_seconds == pytest.approx(7_200.0)
+
+
+def test_recovered_state_from_another_window_or_shard_count_is_refused() -> None:
+    config = EngineConfig(pipeline.load())
+    snapshot = ShardLogic(config, None).snapshot()
+    assert ShardLogic(config, snapshot).snapshot()  # same layout: fine
+    for other in (replace(config, window_s=60.0), replace(config, shards=3)):
+        with pytest.raises(RttmError, match="recovery store's shard state was made with a 10s"):
+            ShardLogic(other, snapshot)

@@ -64,6 +64,7 @@ METRIC_LABELS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
     "stuck_trades": _labels("stage service"),  # gauge: trades stuck after the stage now
     "late_events": _labels("topic"),  # events later than the allowed lateness, per window
     "invalid_messages": _labels("topic"),  # messages rejected by the contracts, per window
+    "future_events": _labels("topic"),  # events dated > 5 min past the wall clock, ignored
 })  # fmt: skip
 
 #: The metric names a rule may watch: exactly what the metrics engine emits.

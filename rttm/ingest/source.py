@@ -95,8 +95,8 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         event-time consumers that this partition holds nothing older than what they saw.
         """
         now = time.monotonic()
-        if not self._heartbeat or now < self._beat_at:
-            return []
+        if not self._heartbeat or now < self._beat_at or _BROKER.active:
+            return []  # while the broker is away, "read to the end" would be a guess
         if not self._eof:
             watermarks = self._consumer.get_watermark_offsets(self._tp, cached=True)
             if not watermarks or watermarks[1] < 0:

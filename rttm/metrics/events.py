@@ -1,7 +1,7 @@
 """Raw Kafka batches → compact per-shard chunks of the facts the metrics need.
 
-Validation is the ingestion's (:func:`rttm.decode.validated`), so the engine counts exactly
-the events the tables hold; a message the ingestion rejects is counted as invalid here.
+Validation is the ingestion's (:func:`rttm.decode.validated`), so a message the ingestion
+rejects is counted as invalid here too (the engine does not drop redeliveries, though).
 Events become plain tuples with the event time as epoch seconds: the shard logic touches
 millions of them, and tuples of str/float are the cheapest thing Python has.
 

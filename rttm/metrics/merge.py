@@ -8,6 +8,7 @@ last ``EXPECT_S``, an alert that is pending or firing), so "TPS dropped to zero"
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,8 +18,8 @@ from bytewax.operators import StatefulLogic
 
 from rttm.alerts.engine import Alert, AlertEngine, Transition
 from rttm.alerts.rules import Rule
-from rttm.metrics.points import Point, labels_of
-from rttm.metrics.shard import EngineConfig, ShardReport
+from rttm.metrics.points import Labels, Point, labels_of
+from rttm.metrics.shard import MAX_EMPTY_WINDOWS, EngineConfig, ShardReport
 from rttm.metrics.trades import Recovered, Stuck
 from rttm.metrics.windows import WindowAcc, window_start
 
@@ -26,6 +27,8 @@ from rttm.metrics.windows import WindowAcc, window_start
 #: is reported as zero, not as nothing.
 EXPECT_S = 900.0
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+#: Longest label value stored (PostgreSQL's btree key limit is about 2.7 kB).
+MAX_LABEL_CHARS = 200
 
 
 @dataclass(slots=True)
@@ -52,6 +55,22 @@ class MergeState:
     services_seen: dict[str, float] = field(default_factory=dict)  # service -> window end
     started_seen: float | None = None  # end of the last window with a started trade
     alerts: tuple[Alert, ...] = ()
+    layout: tuple[float, int] = (0.0, 0)  # EngineConfig.layout() it was made with
+
+
+def bounded(labels: Labels) -> Labels:
+    """Labels with every value cut to ``MAX_LABEL_CHARS``.
+
+    Free text such as a DLQ reason can be 64 KiB, and labels are part of an indexed key. A
+    cut value ends in a short hash of the whole, so different long values stay different.
+    """
+    if all(len(value) <= MAX_LABEL_CHARS for _, value in labels):
+        return labels
+    return tuple(
+        (name, value if len(value) <= MAX_LABEL_CHARS
+         else f"{value[: MAX_LABEL_CHARS - 10]}…{hashlib.sha1(value.encode()).hexdigest()[:8]}")  # noqa: S324
+        for name, value in labels
+    )  # fmt: skip
 
 
 def _utc(seconds: float) -> datetime:
@@ -66,7 +85,8 @@ class _Points:
         self.points: list[Point] = []
 
     def add(self, metric: str, value: float, **labels: object) -> None:
-        self.points.append(Point(metric, labels_of(labels), self.start, self.end, float(value)))
+        self.points.append(Point(metric, bounded(labels_of(labels)), self.start, self.end,
+                                 float(value)))  # fmt: skip
 
 
 class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
@@ -77,6 +97,9 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         self._state: MergeState = (
             MergeState() if resume is None else pickle.loads(resume)  # noqa: S301 - own snapshot
         )
+        if resume is not None:
+            config.check_layout(self._state.layout, "merge")
+        self._state.layout = config.layout()
         self._engine = AlertEngine(rules, self._state.alerts)
 
     def on_item(self, value: ShardReport) -> tuple[list[MetricsOutput], bool]:
@@ -123,11 +146,14 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         if start is None:
             start = min(state.pending)
         while start + length <= limit:
-            if start not in state.pending and not self._expecting(start + length):
-                later = [s for s in state.pending if s > start]
-                start = min(later) if later else max(start, window_start(limit, length))
-                if start + length > limit:
-                    break
+            if start not in state.pending:
+                following = min((s for s in state.pending if s > start), default=limit)
+                resume = window_start(min(following, limit), length)
+                gap = resume - start
+                if gap >= length * (MAX_EMPTY_WINDOWS if self._expecting(start + length) else 1):
+                    start = resume  # nothing to say about the stretch in between
+                    if start + length > limit:
+                        break
             acc = state.pending.pop(start, None) or WindowAcc()
             points = self._points(start, start + length, acc)
             out.points.extend(points)
@@ -147,6 +173,8 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         for service, seen in sorted(state.services_seen.items()):
             if seen > end - EXPECT_S:
                 add("tps", per_service.get(service, 0) / length, service=service)
+            else:
+                del state.services_seen[service]  # silent long enough: no longer expected
         if acc.started:
             state.started_seen = end
         if (
@@ -170,12 +198,14 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         for (topic, reason), count in sorted(acc.dlq.items()):
             add("dlq_events", count, topic=topic, reason=reason)
             dlq_window[topic] = dlq_window.get(topic, 0) + count
-            state.dlq_depth[(topic, reason)] = state.dlq_depth.get((topic, reason), 0) + count
+            total = state.dlq_depth[(topic, reason)] = (
+                state.dlq_depth.get((topic, reason), 0) + count
+            )
+            add("dlq_depth_by_reason", total, topic=topic, reason=reason)  # when it changes
         depth: dict[str, int] = {}
-        for (topic, reason), total in sorted(state.dlq_depth.items()):
-            add("dlq_depth_by_reason", total, topic=topic, reason=reason)
+        for (topic, _), total in state.dlq_depth.items():
             depth[topic] = depth.get(topic, 0) + total
-        for topic, total in depth.items():
+        for topic, total in sorted(depth.items()):
             add("dlq_depth", total, topic=topic)
             add("dlq_rate", dlq_window.get(topic, 0) / length, topic=topic)
         if acc.started:
@@ -200,6 +230,8 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             add("late_events", count, topic=topic)
         for topic, count in sorted(acc.invalid.items()):
             add("invalid_messages", count, topic=topic)
+        for topic, count in sorted(acc.future.items()):
+            add("future_events", count, topic=topic)
         return window.points
 
     def _queue_points(self, acc: WindowAcc, add: Callable[..., None]) -> None:

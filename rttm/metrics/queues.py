@@ -29,8 +29,9 @@ from rttm.metrics.windows import OK, STALL, STOP, WARN, QueueGauge
 STATUS_WINDOW_S = 60.0
 #: No snapshot for this long: STOP.
 STOP_AFTER_S = 60.0
-#: A partition with no snapshot for this long is forgotten (bounded state).
-FORGET_AFTER_S = 3600.0
+#: A partition with no snapshot for this long is forgotten (bounded state); until then it
+#: is reported as STOP, so a ConsumerStopped alert stays firing for a day.
+FORGET_AFTER_S = 86_400.0
 #: Least snapshots for a growing-lag verdict (two points always make a trend).
 MIN_TREND_SNAPSHOTS = 3
 #: A consumed offset that has not moved over snapshots spanning this long: STALL.
@@ -62,14 +63,20 @@ class QueueTracker:
     """The recent snapshots of every queue partition a shard owns."""
 
     parts: dict[tuple[str, str, int], list[Point]] = field(default_factory=dict)
+    #: partition -> (consumed offset, when it was first seen there): how long a stalled
+    #: consumer has not moved, beyond the snapshots kept.
+    moved: dict[tuple[str, str, int], tuple[int, float]] = field(default_factory=dict)
 
     def add(self, snapshot: Snapshot) -> None:
         """Record one snapshot (out-of-order arrivals are put in place)."""
         service, topic, partition, produced, consumed, moment = snapshot
-        points = self.parts.setdefault((service, topic, partition), [])
+        key = (service, topic, partition)
+        points = self.parts.setdefault(key, [])
         point = (moment, produced, consumed)
         if not points or moment >= points[-1][0]:
             points.append(point)
+            if self.moved.get(key, (None,))[0] != consumed:
+                self.moved[key] = (consumed, moment)
         else:
             bisect.insort(points, point)
 
@@ -85,6 +92,7 @@ class QueueTracker:
             last_time, produced, consumed = recent[-1]
             if end - last_time > FORGET_AFTER_S:
                 del self.parts[key]
+                self.moved.pop(key, None)
                 continue
             lag = max(produced - consumed, 0)
             first_time, _, first_consumed = recent[0]
@@ -93,10 +101,12 @@ class QueueTracker:
                 rate = (consumed - first_consumed) / (last_time - first_time)
             if lag == 0:
                 lag_seconds = 0.0
-            elif rate:
+            elif rate is not None and rate > 0:
                 lag_seconds = lag / rate
-            else:
-                since = next(t for t, _, done in recent if done == consumed)
+            else:  # not moving (or rewound): how long it has been at this offset
+                offset, since = self.moved.get(key, (consumed, recent[0][0]))
+                if offset != consumed:
+                    since = next(t for t, _, done in recent if done == consumed)
                 lag_seconds = end - since
             service, topic, partition = key
             out.append(QueueGauge(service, topic, partition, lag, lag_seconds, rate,

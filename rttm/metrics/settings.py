@@ -53,8 +53,8 @@ def _file(env: Mapping[str, str], name: str) -> Path | None:
 def engine_config(env: Mapping[str, str] = os.environ) -> EngineConfig:
     """Window, lateness, shards and pipeline from the environment (no servers needed)."""
     window = _duration(env, ENV_WINDOW, DEFAULT_WINDOW)
-    if window < 1:
-        msg = f"{ENV_WINDOW} must be at least 1s, got {window:g}s"
+    if window < 1 or not window.is_integer():
+        msg = f"{ENV_WINDOW} must be a whole number of seconds, at least 1s, got {window:g}s"
         raise ConfigError(msg)
     lateness = _duration(env, ENV_LATENESS, DEFAULT_LATENESS)
     raw_shards = env.get(ENV_SHARDS, "").strip() or str(DEFAULT_SHARDS)

@@ -12,6 +12,7 @@ closed window is counted as late, in the oldest open window, and still moves its
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 import time
@@ -20,18 +21,27 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.operators import StatefulLogic
 
+from rttm.errors import RttmError
 from rttm.metrics.events import DLQ, ERROR, LOG, QUEUE, TRADE, Chunk
 from rttm.metrics.pipeline import Pipeline
 from rttm.metrics.queues import QueueTracker
 from rttm.metrics.trades import REMEMBER_ENDED_S, Recovered, Stuck, TradeTracker
 from rttm.metrics.windows import WindowAcc, window_start
 
+_LOG = logging.getLogger("rttm.metrics")
 #: How often an idle shard re-checks its watermark (wall clock).
 TICK_S = 1.0
 #: Heartbeats older than this do not count: the worker was busy (or blocked), not idle.
 FRESH_S = 2.0
 #: Log levels counted by ``log_events`` (the WARN/ERROR family; others are ignored).
 COUNTED_LEVELS = frozenset({"WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"})
+#: Events dated further than this beyond the wall clock are not trusted with the
+#: watermark (a producer's clock, or a typo, could otherwise close hours of windows at once):
+#: they are counted as ``future_events`` and otherwise ignored.
+MAX_FUTURE_S = 300.0
+#: A stretch of this many windows without data is skipped, not emitted window by window
+#: (an outage of hours, or a stray old event, must not mean millions of empty windows).
+MAX_EMPTY_WINDOWS = 360
 _NEG_INF = float("-inf")
 
 
@@ -46,6 +56,20 @@ class EngineConfig:
     #: Every source partition ("topic/partition"): none may be passed by the watermark
     #: before it has reported once (data or a heartbeat).
     sources: frozenset[str] = frozenset()
+
+    def layout(self) -> tuple[float, int]:
+        """What recovered state depends on: windows and shard routing must not change."""
+        return self.window_s, self.shards
+
+    def check_layout(self, stored: tuple[float, int], what: str) -> None:
+        """Refuse a recovery store written with another window length or shard count."""
+        if stored != self.layout():
+            msg = (
+                f"the recovery store's {what} state was made with a {stored[0]:g}s window"
+                f" and {stored[1]} shards, not {self.window_s:g}s and {self.shards}:"
+                " keep RTTM_METRICS_WINDOW and RTTM_METRICS_SHARDS, or start a new store"
+            )
+            raise RttmError(msg)
 
 
 @dataclass(slots=True)
@@ -77,8 +101,11 @@ class ShardState:
     closed_until: float | None = None
     watermark: float = _NEG_INF
     newest: float = _NEG_INF
-    last_data: float = 0.0  # wall clock of the last chunk that carried events
+    newest_at: float = 0.0  # wall clock when ``newest`` last advanced
     shard: str = ""  # the shard's key (Bytewax does not pass it to the logic's builder)
+    layout: tuple[float, int] = (0.0, 0)  # EngineConfig.layout() it was made with
+    future_unplaced: dict[str, int] = field(default_factory=dict)  # future events to count
+    stages: tuple[str, ...] = ()  # the pipeline's stage names it was made with
 
 
 class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
@@ -86,11 +113,17 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
 
     def __init__(self, config: EngineConfig, resume: bytes | None) -> None:
         self._config = config
+        stages = tuple(config.pipeline.stage_names())
         if resume is None:
             self._state = ShardState(TradeTracker(config.pipeline))
         else:
             self._state = pickle.loads(resume)  # noqa: S301 - our own recovery snapshot
-            self._state.trades.pipeline = config.pipeline  # the file may have changed
+            config.check_layout(self._state.layout, "shard")
+            if self._state.stages != stages:  # stage indices would mean other stages now
+                _LOG.warning("pipeline changed since the snapshot: in-flight trades forgotten")
+                self._state.trades = TradeTracker(config.pipeline)
+            self._state.trades.pipeline = config.pipeline
+        self._state.layout, self._state.stages = config.layout(), stages
 
     # -- Bytewax hooks ------------------------------------------------------------------
 
@@ -102,12 +135,14 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
         source = state.sources.get(value.source)
         if source is None:
             source = state.sources[value.source] = _Source()
+        high = value.high
+        if high > now + MAX_FUTURE_S:
+            high = self._drop_future(value, now + MAX_FUTURE_S)
         recovered = self._apply(value) if value.events or value.invalid else []
-        if value.events:
-            state.last_data = now
-        if value.high > source.high:
-            source.high = value.high
-        state.newest = max(state.newest, value.high)
+        if high > source.high:
+            source.high = high
+        if high > state.newest:
+            state.newest, state.newest_at = high, now
         source.caught_up, source.seen = value.caught_up, now
         return self._advance(now, recovered), StatefulLogic.RETAIN
 
@@ -118,7 +153,7 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
     def on_eof(self) -> tuple[list[ShardReport], bool]:
         """End of a bounded run: close every window up to the newest event."""
         state = self._state
-        if not state.windows or math.isinf(state.newest):
+        if math.isinf(state.newest):
             return [], StatefulLogic.RETAIN
         end = window_start(state.newest, self._config.window_s) + self._config.window_s
         return [self._close(end, state.newest, [])], StatefulLogic.RETAIN
@@ -132,6 +167,21 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
         return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
 
     # -- events -------------------------------------------------------------------------
+
+    def _drop_future(self, chunk: Chunk, limit: float) -> float:
+        """Remove events dated after ``limit`` from ``chunk``, counting them; the new high."""
+        kept = [event for event in chunk.events if event[-1] <= limit]
+        future = len(chunk.events) - len(kept)
+        chunk.events = kept
+        high = max((event[-1] for event in kept), default=_NEG_INF)
+        moment = high if not math.isinf(high) else self._state.newest
+        acc = self._acc(moment) if not math.isinf(moment) else None
+        if acc is None:  # no window to count them in yet (or it closed): the next one
+            unplaced = self._state.future_unplaced
+            unplaced[chunk.topic] = unplaced.get(chunk.topic, 0) + future
+        else:
+            acc.future[chunk.topic] = acc.future.get(chunk.topic, 0) + future
+        return high
 
     def _acc(self, moment: float) -> WindowAcc | None:
         """The open window of ``moment``, or None if that window is closed (late)."""
@@ -213,7 +263,7 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
             now - s.seen > FRESH_S for s in state.sources.values() if s.caught_up
         ):
             return _NEG_INF
-        return state.newest - lateness + max(0.0, now - state.last_data)
+        return state.newest - lateness + max(0.0, now - state.newest_at)
 
     def _advance(self, now: float, recovered: list[Recovered]) -> list[ShardReport]:
         state = self._state
@@ -239,13 +289,21 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
         stuck: list[Stuck] = []
         start = state.closed_until
         while start + length <= until:
-            if not state.windows and not queues.parts and not trades.stuck_now:
-                start = max(start, window_start(until, length))  # skip an empty stretch
-                if start + length > until:
-                    break
+            if start not in state.windows:  # skip a long stretch without data
+                following = min((w for w in state.windows if w > start), default=until)
+                resume = window_start(min(following, until), length)
+                quiet = not queues.parts and not trades.stuck_now
+                if resume - start >= length * (1 if quiet else MAX_EMPTY_WINDOWS):
+                    stuck.extend(trades.due(min(resume, stuck_limit)))
+                    start = resume
+                    if start + length > until:
+                        break
             end = start + length
             stuck.extend(trades.due(min(end, stuck_limit)))
             acc = state.windows.pop(start, None) or WindowAcc()
+            for topic, count in state.future_unplaced.items():
+                acc.future[topic] = acc.future.get(topic, 0) + count
+            state.future_unplaced.clear()
             acc.queues = queues.gauges(end)
             acc.stuck = dict(trades.stuck_now)
             closed.append((start, acc))

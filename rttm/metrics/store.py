@@ -2,8 +2,10 @@
 
 Every row is keyed by event time (window start, alert activation, the trade's last event),
 so a replay after a crash rewrites what it wrote before; a batch is one transaction, retried
-with backoff while the database is away. Transitions are published after the commit:
-at-least-once, keyed by rule, each carrying its idempotency key in a header.
+with backoff while the database is away (a statement PostgreSQL refuses stops the flow
+instead: retrying it would never end). Transitions are published after the commit and
+acknowledged before the batch is done: at-least-once, keyed by rule, each carrying its
+idempotency key in a header.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any
 
 import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
+from rttm.alerts.engine import Transition
 from rttm.db.connect import CONNECT_TIMEOUT_S, last_line
 from rttm.ingest.writer import BACKOFF_CAP_S, BACKOFF_START_S
 from rttm.metrics.merge import MetricsOutput
@@ -33,6 +36,7 @@ FLUSH_TIMEOUT_S = 10.0
 OUTAGE = OutageLog(
     _LOG, "database", f"retrying every batch with backoff up to {BACKOFF_CAP_S:.0f} s"
 )
+KAFKA_OUTAGE = OutageLog(_LOG, "kafka (alert events)", "publishing again until acknowledged")
 
 UPSERT_POINT = (
     "INSERT INTO rttm_metrics (metric, window_start, labels, window_end, value)"
@@ -54,6 +58,14 @@ MARK_RECOVERED = (
     "UPDATE rttm_stuck_trades SET recovered_at = %s"
     " WHERE trade_id = %s AND last_event_time = %s AND recovered_at IS NULL"
 )
+
+
+def _connection_lost(exc: psycopg.Error) -> bool:
+    """Whether ``exc`` means the server went away (retry) rather than refused a statement."""
+    state = exc.sqlstate
+    return (
+        state is None or state.startswith(("08", "57P")) or isinstance(exc, psycopg.InterfaceError)
+    )
 
 
 def _utc(seconds: float) -> datetime:
@@ -82,6 +94,8 @@ class MetricsWriter:
                 self._commit(self._connection(), outputs)
                 break
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if not _connection_lost(exc):
+                    raise  # a refused statement would be refused forever: stop, loudly
                 OUTAGE.lost(last_line(exc))
                 if self._conn is not None:
                     self._conn.close()
@@ -145,15 +159,44 @@ class MetricsWriter:
                     cur.executemany(statement, rows)
 
     def _publish(self, outputs: Sequence[MetricsOutput]) -> None:
-        if self._producer is None:
+        """Hand every transition to the broker and wait until each is acknowledged.
+
+        Returning only then makes publishing at-least-once: a crash before it leaves the
+        batch unacknowledged to Bytewax, whose replay publishes it again (same key header).
+        """
+        producer = self._producer
+        pending = [t for out in outputs for t in out.transitions]
+        if producer is None or not pending:
             return
-        for out in outputs:
-            for transition in out.transitions:
-                self._producer.produce(
+        delay = BACKOFF_START_S
+        while pending:
+            failed: list[Transition] = []
+            for transition in pending:
+                self._produce(producer, transition, failed)
+            left = producer.flush(FLUSH_TIMEOUT_S)
+            if not failed and not left:
+                KAFKA_OUTAGE.back()
+                return
+            KAFKA_OUTAGE.lost(f"{len(failed) + left} alert events not acknowledged")
+            pending = failed if not left else pending  # unknown which: send all again
+            time.sleep(delay)
+            delay = min(delay * 2, BACKOFF_CAP_S)
+
+    @staticmethod
+    def _produce(producer: Producer, transition: Transition, failed: list[Transition]) -> None:
+        def delivered(error: KafkaError | None, _message: object) -> None:
+            if error is not None:
+                failed.append(transition)
+
+        while True:
+            try:
+                producer.produce(
                     ALERT_EVENTS_TOPIC, transition.as_json(), transition.rule.encode(),
-                    headers={"rttm-key": transition.key().encode()},
+                    headers={"rttm-key": transition.key().encode()}, on_delivery=delivered,
                 )  # fmt: skip
-        self._producer.poll(0)
+                return
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.1)
 
 
 class _Partition(StatelessSinkPartition[MetricsOutput]):

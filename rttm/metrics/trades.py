@@ -97,7 +97,7 @@ class TradeTracker:
             index = move[0] if move is not None and move[1] else -1
             state = self.live[trade_id] = _Live(index, moment, created, event_type, service)
         else:
-            if state.stuck:
+            if state.stuck and moment > state.last:  # not a redelivery of its last event
                 recovered = Recovered(trade_id, state.last, moment)
                 self._unstick(state)
             if move is not None and move[1] and move[0] > state.stage:

@@ -61,6 +61,7 @@ class WindowAcc:
     logs: dict[tuple[str, str, str], int] = field(default_factory=dict)  # service, level, cat.
     late: dict[str, int] = field(default_factory=dict)  # topic
     invalid: dict[str, int] = field(default_factory=dict)  # topic
+    future: dict[str, int] = field(default_factory=dict)  # topic: dated beyond the clock
     queues: list[QueueGauge] = field(default_factory=list)
     stuck: dict[tuple[str, str], int] = field(default_factory=dict)  # (stage, service) now
 
@@ -81,5 +82,6 @@ class WindowAcc:
         _add(self.logs, other.logs)
         _add(self.late, other.late)
         _add(self.invalid, other.invalid)
+        _add(self.future, other.future)
         self.queues.extend(other.queues)
         _add(self.stuck, other.stuck)
