@@ -12,9 +12,11 @@ from rttm.cli import (
     ingest_commands,
     rules_commands,
     schema_commands,
+    serve_commands,
     simulate_commands,
     stack_commands,
     topic_commands,
+    view_commands,
 )
 from rttm.errors import RttmError
 
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         simulate_commands,
         ingest_commands,
         schema_commands,
+        view_commands,
+        serve_commands,
         rules_commands,
     ):
         module.register(commands)

@@ -50,6 +50,11 @@ def _file(env: Mapping[str, str], name: str) -> Path | None:
     return Path(raw) if raw else None
 
 
+def pipeline_from_env(env: Mapping[str, str] = os.environ) -> pipeline.Pipeline:
+    """The pipeline of ``RTTM_PIPELINE``, or the default one."""
+    return pipeline.load(_file(env, ENV_PIPELINE))
+
+
 def engine_config(env: Mapping[str, str] = os.environ) -> EngineConfig:
     """Window, lateness, shards and pipeline from the environment (no servers needed)."""
     window = _duration(env, ENV_WINDOW, DEFAULT_WINDOW)
@@ -62,7 +67,7 @@ def engine_config(env: Mapping[str, str] = os.environ) -> EngineConfig:
         msg = f"{ENV_SHARDS} must be an integer from 1 to {MAX_SHARDS}, got {raw_shards!r}"
         raise ConfigError(msg)
     return EngineConfig(
-        pipeline=pipeline.load(_file(env, ENV_PIPELINE)),
+        pipeline=pipeline_from_env(env),
         window_s=window, lateness_s=lateness, shards=int(raw_shards),
     )  # fmt: skip
 

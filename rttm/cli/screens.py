@@ -1,0 +1,188 @@
+"""Turn the views (``rttm.views``) into tables for the terminal.
+
+Each screen is a list of :class:`Block` (a title, and a table or a line). In a terminal they
+are drawn with rich; piped, they are plain aligned text without colour or box characters,
+so ``grep`` and ``awk`` work on them. ``--json`` bypasses this module entirely.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+_STATUS_STYLE = {"OK": "green", "WARN": "yellow", "STALL": "red", "STOP": "bold red",
+                 "firing": "bold red", "pending": "yellow", "resolved": "green",
+                 "critical": "bold red", "warning": "yellow"}  # fmt: skip
+
+
+@dataclass
+class Block:
+    """A titled table (``columns`` and ``rows``) or, without columns, a titled line."""
+
+    title: str
+    columns: Sequence[str] = ()
+    rows: list[Sequence[object]] = field(default_factory=list)
+    empty: str = "none"
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 1e6 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def render(blocks: Sequence[Block], out: Any = None) -> None:
+    """Print ``blocks``: rich in a terminal, plain text otherwise."""
+    stream = out or sys.stdout
+    console = Console(file=stream, highlight=False, soft_wrap=False)
+    if console.is_terminal:
+        for block in blocks:
+            if not block.columns:
+                console.print(Text(block.title, style="bold"))
+                continue
+            table = Table(title=block.title, title_justify="left", title_style="bold")
+            for name in block.columns:
+                table.add_column(name)
+            for row in block.rows:
+                table.add_row(*(Text(_cell(v), style=_STATUS_STYLE.get(str(v), "")) for v in row))
+            if not block.rows:
+                table.add_row(block.empty, *[""] * (len(block.columns) - 1))
+            console.print(table)
+        return
+    for block in blocks:
+        stream.write(block.title + "\n")
+        if not block.columns:
+            continue
+        cells = [list(block.columns)] + [[_cell(v) for v in row] for row in block.rows]
+        if not block.rows:
+            stream.write(f"  {block.empty}\n")
+            continue
+        widths = [max(len(row[i]) for row in cells) for i in range(len(block.columns))]
+        for row in cells:
+            stream.write(
+                "  "
+                + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                + "\n"
+            )
+        stream.write("\n")
+
+
+def alert_rows(alerts: Sequence[dict[str, Any]]) -> list[Sequence[object]]:
+    """Rows of an alerts table."""
+    return [
+        (a["state"], a["severity"], a["rule"],
+         ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items())), a["value"],
+         a["started_at"], a["resolved_at"] or a["at"])
+        for a in alerts
+    ]  # fmt: skip
+
+
+ALERT_COLUMNS = ("state", "severity", "rule", "labels", "value", "since", "at")
+
+
+def status_screen(data: dict[str, Any]) -> list[Block]:
+    """The blocks of ``rttm status``."""
+    if data["as_of"] is None:
+        return [Block("no metrics yet: is the metrics flow running? "
+                      "(python -m bytewax.run dataflows.metrics)")]  # fmt: skip
+    tps, trades, dlq = data["tps"], data["trades"], data["dlq"]
+    minutes = data["minutes"]
+    blocks = [
+        Block(f"as of {data['as_of']} (windows of {data['window_seconds']:g} s)"),
+        Block(
+            f"TPS now {_cell(tps['now'])}, {minutes}-min average {_cell(tps['avg'])}; "
+            f"trades started {trades['started']:,}, completed {trades['completed']:,}, "
+            f"rejected {trades['rejected']:,}"
+        ),
+        Block(
+            "TPS by service",
+            ("service", "now", f"avg {minutes} min"),
+            [(s["service"], s["now"], s["avg"]) for s in tps["by_service"]],
+        ),
+        Block(
+            "consumers",
+            ("service", "topic", "status", "lag", "lag s", "time to data loss s"),
+            [
+                (
+                    c["service"],
+                    c["topic"],
+                    c["status"],
+                    c["lag"],
+                    c["lag_seconds"],
+                    c["time_to_data_loss_seconds"],
+                )
+                for c in data["consumers"]
+            ],
+        ),
+        Block("DLQ", ("topic", "depth"), [(d["topic"], d["depth"]) for d in dlq["depth"]]),
+        Block(
+            "errors",
+            ("service", f"errors {minutes} min", "per s now"),
+            [(e["service"], e["errors"], e["rate"]) for e in data["errors"]],
+        ),
+        Block(
+            "stuck trades",
+            ("trade", "stage", "service", "last event", "since"),
+            [
+                (
+                    s["trade_id"],
+                    s["stage"],
+                    s["service"],
+                    s["last_event_type"],
+                    s["last_event_time"],
+                )
+                for s in data["stuck"]
+            ],
+        ),
+        Block(
+            "alerts",
+            ALERT_COLUMNS,
+            alert_rows(data["alerts"]["firing"] + data["alerts"]["pending"]),
+        ),
+    ]
+    latency = data["latency"]["e2e"]
+    if latency:
+        quantiles = ", ".join(f"{q} {_cell(latency.get(q))}" for q in ("p50", "p95", "p99"))
+        blocks.insert(2, Block(f"end-to-end latency ms: {quantiles}"))
+    return blocks
+
+
+def trace_screen(data: dict[str, Any]) -> list[Block]:
+    """The blocks of ``rttm trace``."""
+    stuck = data["stuck"]
+    state = data["outcome"]
+    if stuck and not stuck["recovered_at"]:
+        state = f"STUCK at {stuck['stage']} ({stuck['service']}) since {stuck['last_event_time']}"
+    return [
+        Block(f"trade {data['trade_id']}: {state}; stage {data['stage'] or '-'}"),
+        Block("timeline", ("time", "service", "event", "status", "hop", "+ms", "message"),
+              [(e["time"], e["service"], e["event_type"], e["status"],
+                f"{e['source_queue'] or '-'} -> {e['target_queue'] or '-'}",
+                e["since_previous_ms"], e["message"]) for e in data["events"]]),
+        Block("DLQ", ("time", "service", "topic", "reason"),
+              [(d["time"], d["service"], d["topic"], d["reason"]) for d in data["dlq"]]),
+        Block("errors", ("time", "service", "type", "message"),
+              [(e["time"], e["service"], e["error_type"], e["error_message"])
+               for e in data["errors"]]),
+        Block("logs", ("time", "service", "level", "category", "message"),
+              [(g["time"], g["service"], g["level"], g["category"], g["message"])
+               for g in data["logs"]]),
+    ]  # fmt: skip
+
+
+def alerts_screen(data: dict[str, Any]) -> list[Block]:
+    """The blocks of ``rttm alerts``."""
+    return [
+        Block("active alerts", ALERT_COLUMNS, alert_rows(data["firing"] + data["pending"])),
+        Block("recent transitions", ALERT_COLUMNS, alert_rows(data["recent"])),
+    ]

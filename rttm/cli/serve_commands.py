@@ -1,0 +1,37 @@
+"""``rttm serve``: the live dashboard, its JSON API and ``/metrics``."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from rttm import config
+from rttm.cli import Subcommands, say
+from rttm.metrics.settings import pipeline_from_env
+from rttm.stack.processes import LOCALHOST
+from rttm.views.common import open_view
+from rttm.web.app import create_app
+
+DEFAULT_PORT = 8765
+
+
+def register(commands: Subcommands) -> None:
+    """Add ``rttm serve``."""
+    serve = commands.add_parser(
+        "serve", help="the live web dashboard (JSON API under /api/, /metrics for Prometheus)"
+    )
+    serve.add_argument("--host", default=LOCALHOST,
+                       help="address to bind (default 127.0.0.1: this machine only)")  # fmt: skip
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    serve.set_defaults(run=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    url = config.database_url()
+    with open_view(url):  # fail now, in one line, if the database cannot be reached
+        pass
+    app = create_app(url, pipeline_from_env())
+    say(f"dashboard on http://{args.host}:{args.port}/ (API docs: /docs; Ctrl-C stops)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

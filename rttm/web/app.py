@@ -1,0 +1,83 @@
+"""The dashboard's web app: the page, its JSON API under ``/api/``, and ``/metrics``.
+
+Every API answer is computed from PostgreSQL on request (a connection each; the page polls
+every 2 s), so several servers, or a server restarted, show the same. FastAPI documents the
+API at ``/docs`` (OpenAPI at ``/openapi.json``). The page loads nothing from elsewhere, and
+the Content-Security-Policy forbids it (scripts from this server only, no inline code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from rttm import __version__
+from rttm.errors import RttmError
+from rttm.metrics import pipeline as pipelines
+from rttm.metrics.pipeline import Pipeline
+from rttm.views import alerts as alert_view
+from rttm.views import status as status_view
+from rttm.views import trace as trace_view
+from rttm.views.common import open_view
+from rttm.web.prom import DatabaseCollector
+
+STATIC = Path(str(resources.files(__package__) / "static"))
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
+       " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'")  # fmt: skip
+
+
+def create_app(database_url: str, pipeline: Pipeline | None = None) -> FastAPI:
+    """The app for the database at ``database_url`` (the pipeline names trade stages)."""
+    stages = pipeline or pipelines.load()
+    about = "Real-time trade monitoring: status, alerts and trade traces."
+    app = FastAPI(title="RTTM", version=__version__, description=about)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector(database_url))
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    @app.exception_handler(RttmError)
+    async def database_unavailable(_request: Request, exc: RttmError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.get("/api/status", summary="Platform health over the last minutes")
+    def get_status(minutes: int = Query(15, ge=1, le=1440)) -> dict[str, Any]:
+        with open_view(database_url) as conn:
+            return status_view.status(conn, minutes)
+
+    @app.get("/api/alerts", summary="Firing and pending alerts, and recent transitions")
+    def get_alerts(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+        with open_view(database_url) as conn:
+            return alert_view.alerts(conn, limit)
+
+    @app.get("/api/trace/{trade_id}", summary="One trade's timeline across services",
+             responses={404: {"description": "no event of this trade is stored"}})  # fmt: skip
+    def get_trace(trade_id: str) -> dict[str, Any]:
+        with open_view(database_url) as conn:
+            found = trace_view.trace(conn, trade_id, stages)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"no trade {trade_id!r}")
+        return found
+
+    @app.get("/metrics", summary="Prometheus exposition", response_class=Response)
+    def get_metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
+    return app

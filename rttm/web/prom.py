@@ -1,0 +1,82 @@
+"""``/metrics`` of ``rttm serve``: platform metrics and RTTM's health, for Prometheus.
+
+Read from PostgreSQL on each scrape, so any number of servers show the same:
+
+* ``rttm_<metric>{labels}`` — every metric of the newest metrics window (gauges; the
+  window's own time is ``rttm_metrics_window_end_seconds``);
+* ``rttm_ingest_position{topic}`` — messages the ingestion has durably written per topic
+  (a counter: ``rate()`` of it is the ingestion rate);
+* ``rttm_ingest_rejects`` — malformed messages kept in ``rttm_ingest_rejects``;
+* ``rttm_stuck_trades_open`` and ``rttm_alerts_firing``.
+
+The ingestion process's own counters (rows written, sink retries, lag) are served by the
+flow itself: ``BYTEWAX_DATAFLOW_API_ENABLED=true`` (see :mod:`rttm.ingest.stats`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rttm.views.alerts import active
+from rttm.views.common import open_view
+
+_NEWEST = """
+SELECT metric, labels, value, extract(epoch FROM window_end) AS window_end
+FROM rttm_metrics WHERE window_start = (SELECT max(window_start) FROM rttm_metrics)
+ORDER BY metric
+"""
+_POSITIONS = "SELECT topic, sum(next_offset) AS position FROM rttm_ingest_progress GROUP BY topic"
+_REJECTS = "SELECT count(*) AS n FROM rttm_ingest_rejects"
+_STUCK = "SELECT count(*) AS n FROM rttm_stuck_trades WHERE recovered_at IS NULL"
+PREFIX = "rttm_"
+
+
+class DatabaseCollector(Collector):
+    """Collects from the database at ``url`` on every scrape."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def collect(self) -> Iterator[Metric]:
+        """The families described in the module docstring."""
+        with open_view(self._url) as conn:
+            rows = conn.execute(_NEWEST).fetchall()
+            families: dict[str, GaugeMetricFamily] = {}
+            for row in rows:
+                labels = dict(sorted(row["labels"].items()))
+                family = families.get(row["metric"])
+                if family is None:
+                    family = families[row["metric"]] = GaugeMetricFamily(
+                        PREFIX + row["metric"], f"RTTM metric {row['metric']} (newest window)",
+                        labels=list(labels),
+                    )  # fmt: skip
+                family.add_metric(list(labels.values()), row["value"])
+            yield from families.values()
+            if rows:
+                yield GaugeMetricFamily("rttm_metrics_window_end_seconds",
+                                        "End of the newest metrics window (Unix time)",
+                                        value=float(rows[0]["window_end"]))  # fmt: skip
+            position = CounterMetricFamily(
+                "rttm_ingest_position", "Messages durably ingested per topic", labels=["topic"]
+            )
+            for row in conn.execute(_POSITIONS).fetchall():
+                position.add_metric([row["topic"]], float(row["position"]))
+            yield position
+            rejects = conn.execute(_REJECTS).fetchone()
+            yield GaugeMetricFamily("rttm_ingest_rejects", "Malformed messages kept",
+                                    value=float(rejects["n"] if rejects else 0))  # fmt: skip
+            stuck = conn.execute(_STUCK).fetchone()
+            yield GaugeMetricFamily("rttm_stuck_trades_open", "Trades stuck now",
+                                    value=float(stuck["n"] if stuck else 0))  # fmt: skip
+            firing = GaugeMetricFamily("rttm_alerts_firing", "Firing alerts per rule",
+                                       labels=["rule", "severity"])  # fmt: skip
+            counts: dict[tuple[str, str], int] = {}
+            for alert in active(conn)["firing"]:
+                key = (alert["rule"], alert["severity"])
+                counts[key] = counts.get(key, 0) + 1
+            for (rule, severity), count in sorted(counts.items()):
+                firing.add_metric([rule, severity], count)
+            yield firing

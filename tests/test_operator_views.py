@@ -1,0 +1,200 @@
+"""``rttm trace / status / alerts`` and the web API on a known simulated run.
+
+One run of the simulator (the default platform, faults included) goes through the real
+broker, the ingestion flow and the metrics flow into PostgreSQL, once for the module; every
+test then reads what an operator would see and compares it with the simulation.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from bytewax.testing import run_main
+from fastapi.testclient import TestClient
+from psycopg import sql
+
+from benchmarks import simulated
+from rttm.cli.main import build_parser
+from rttm.config import KafkaSettings
+from rttm.contracts import DlqEvent, Message, TradeEvent
+from rttm.db import prepare
+from rttm.metrics import flow as metrics_flow
+from rttm.metrics import settings as metrics_settings
+from rttm.stack.broker import start_broker
+from rttm.stack.processes import free_port
+from rttm.web.app import create_app
+from tests.ingest_helpers import REPO, create_topics, flow_env, ingest, produce
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Run:
+    url: str
+    env: dict[str, str]
+    events: list[Message]
+
+    def trades(self) -> dict[str, list[TradeEvent]]:
+        by_id: dict[str, list[TradeEvent]] = {}
+        for event in self.events:
+            if isinstance(event, TradeEvent):
+                by_id.setdefault(event.trade_id, []).append(event)
+        return by_id
+
+
+@pytest.fixture(scope="module")
+def run(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    broker = start_broker(tmp_path_factory.mktemp("broker"), free_port())
+    name = f"rttm_views_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(postgres_admin_url, dbname=name)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            prepare(conn)
+        kafka = KafkaSettings(brokers=broker.bootstrap, extra={})
+        create_topics(kafka)
+        events = simulated.events(120, rate=30, seed=9)
+        produce(kafka.brokers, simulated.kafka_messages(events))
+        ingest(kafka, url)
+        env = flow_env(kafka, url)
+        run_main(metrics_flow.build_flow(metrics_settings.from_env(env), publish=False))  # type: ignore[no-untyped-call]
+        yield Run(url, env, events)
+    finally:
+        broker.stop()
+        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def rttm(run: Run, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rttm", *args], env=run.env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
+def test_status_shows_the_simulated_platform(run: Run) -> None:
+    result = rttm(run, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    created = sum(1 for e in run.events
+                  if isinstance(e, TradeEvent) and e.event_type == "TRADE_CREATED")  # fmt: skip
+    assert data["trades"]["started"] == created
+    stuck_ids = {t for t, events in run.trades().items()
+                 if events[-1].event_type == "POSITION_UPDATED"}  # fmt: skip
+    assert {s["trade_id"] for s in data["stuck"]} == stuck_ids
+    assert "TradeStuck" in {a["rule"] for a in data["alerts"]["firing"]}
+    lagging = [c for c in data["consumers"] if c["topic"] == "position-updates"]
+    assert lagging
+    assert lagging[0]["status"] in {"WARN", "STALL"}  # the scenario's lagging consumer
+    dlq_total = sum(1 for e in run.events if isinstance(e, DlqEvent))
+    assert sum(d["depth"] for d in data["dlq"]["depth"]) == dlq_total
+    assert data["tps"]["series"]
+    assert data["latency"]["e2e"]["p99"] > data["latency"]["e2e"]["p50"] > 0
+
+
+def test_status_as_plain_text_when_piped(run: Run) -> None:
+    result = rttm(run, "status")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("as of ")
+    assert "TPS now " in out
+    assert "\x1b[" not in out  # no colour codes when piped
+    for title in ("consumers", "DLQ", "stuck trades", "alerts"):
+        assert f"\n{title}\n" in out
+    assert "TradeStuck" in out
+
+
+def test_trace_of_a_completed_a_stuck_and_a_rejected_trade(run: Run) -> None:
+    trades = run.trades()
+    done = next(t for t, e in trades.items() if e[-1].event_type == "LEADERBOARD_UPDATED")
+    data = json.loads(rttm(run, "trace", done, "--json").stdout)
+    assert data["outcome"] == "completed"
+    assert data["stage"] == "ranked"
+    assert [e["event_type"] for e in data["events"]] == [e.event_type for e in trades[done]]
+    assert data["events"][0]["since_previous_ms"] is None
+    assert all(e["since_previous_ms"] >= 0 for e in data["events"][1:])
+
+    stuck = next(t for t, e in trades.items() if e[-1].event_type == "POSITION_UPDATED")
+    data = json.loads(rttm(run, "trace", stuck, "--json").stdout)
+    assert data["outcome"] == "in flight"
+    assert data["stuck"]["stage"] == "positioned"
+    assert data["stuck"]["recovered_at"] is None
+    text = rttm(run, "trace", stuck).stdout
+    assert f"trade {stuck}: STUCK at positioned (pms-core)" in text
+
+    rejected = next(t for t, e in trades.items() if e[-1].event_type == "VALIDATION_FAILED")
+    data = json.loads(rttm(run, "trace", rejected, "--json").stdout)
+    assert data["outcome"] == "rejected"
+    assert [d["reason"] for d in data["dlq"]] == ["Schema validation failed"]
+
+
+def test_trace_of_an_unknown_trade_is_one_line(run: Run) -> None:
+    result = rttm(run, "trace", "NOPE-1")
+    assert result.returncode == 1
+    assert result.stderr == "rttm: error: no trade 'NOPE-1': no event of it is stored\n"
+
+
+def test_alerts_lists_firing_and_recent(run: Run) -> None:
+    data = json.loads(rttm(run, "alerts", "--json").stdout)
+    assert "TradeStuck" in {a["rule"] for a in data["firing"]}
+    assert data["recent"]
+    states = Counter(a["state"] for a in data["recent"])
+    assert states["firing"] >= 1
+    text = rttm(run, "alerts").stdout
+    assert text.startswith("active alerts\n")
+
+
+def test_api_answers_what_the_cli_shows(run: Run) -> None:
+    client = TestClient(create_app(run.url))
+    status = client.get("/api/status")
+    assert status.status_code == 200
+    assert status.json() == json.loads(rttm(run, "status", "--json").stdout)
+    assert "default-src 'self'" in status.headers["content-security-policy"]
+    trade = next(iter(run.trades()))
+    assert client.get(f"/api/trace/{trade}").json()["trade_id"] == trade
+    missing = client.get("/api/trace/NOPE-1")
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "no trade 'NOPE-1'"}
+    alerts = client.get("/api/alerts", params={"limit": 5}).json()
+    assert len(alerts["recent"]) <= 5
+    assert client.get("/api/status", params={"minutes": 0}).status_code == 422
+    spec = client.get("/openapi.json").json()
+    assert {"/api/status", "/api/alerts", "/api/trace/{trade_id}"} <= set(spec["paths"])
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "<html" in page.text.lower()
+
+
+def test_metrics_endpoint_exposes_platform_and_rttm_health(run: Run) -> None:
+    body = TestClient(create_app(run.url)).get("/metrics").text
+    assert 'rttm_tps{service="pms-core"}' in body
+    assert "rttm_consumer_status{" in body
+    assert 'rttm_ingest_position_total{topic="rttm.trade.events"}' in body
+    assert "rttm_stuck_trades_open " in body
+    assert 'rttm_alerts_firing{rule="TradeStuck",severity="critical"} ' in body
+
+
+def test_api_says_when_the_database_is_away() -> None:
+    client = TestClient(create_app(f"postgresql://rttm:pw@127.0.0.1:{free_port()}/rttm"))
+    answer = client.get("/api/status")
+    assert answer.status_code == 503
+    assert answer.json()["detail"].startswith("cannot connect to postgres at 127.0.0.1:")
+    assert "pw" not in answer.text
+
+
+def test_serve_binds_to_this_machine_by_default() -> None:
+    args = build_parser().parse_args(["serve"])
+    assert args.host == "127.0.0.1"
+
+
+def test_dashboard_files_are_packaged() -> None:
+    static = Path(REPO / "rttm" / "web" / "static")
+    assert (static / "index.html").is_file()
