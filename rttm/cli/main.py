@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from rttm import __version__
 from rttm.cli import (
     db_commands,
+    demo_commands,
     ingest_commands,
     rules_commands,
     schema_commands,
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         schema_commands,
         view_commands,
         serve_commands,
+        demo_commands,
         rules_commands,
     ):
         module.register(commands)

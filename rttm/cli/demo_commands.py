@@ -1,0 +1,135 @@
+"""``rttm demo``: everything at once on this machine, to see RTTM work in a minute.
+
+Brings up the local stack (``rttm up``: broker, PostgreSQL, migrations, topics), then runs
+the simulator (the DESIGN platform with its injected faults: stuck trades, a lagging
+consumer, DLQ traffic), the ingestion flow, the metrics flow and the dashboard, each as its
+own process logging to ``RTTM_STATE_DIR/demo/``. Prints the dashboard's URL; Ctrl-C stops
+every process it started (and the stack, if it started that too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from rttm import config, stack
+from rttm.cli import Subcommands, say
+from rttm.cli.serve_commands import DEFAULT_PORT
+from rttm.errors import RttmError
+from rttm.stack.processes import LOCALHOST, log_tail, port_answers
+
+STOP_GRACE_S = 10.0
+START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Child:
+    """A process of the demo and its log."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def register(commands: Subcommands) -> None:
+    """Add ``rttm demo``."""
+    demo = commands.add_parser(
+        "demo", help="run the whole thing locally: stack, simulator, flows, dashboard"
+    )
+    demo.add_argument("--rate", type=float, default=50.0,
+                      help="simulated trades per second (default 50)")  # fmt: skip
+    demo.add_argument("--port", type=int, default=DEFAULT_PORT, help="dashboard port")
+    demo.set_defaults(run=_demo)
+
+
+def _stack_env() -> tuple[dict[str, str], bool]:
+    """``rttm up``'s environment, and whether this call started the stack."""
+    state_dir = config.state_dir()
+    was_running = stack.running_stack(state_dir) is not None
+    up = subprocess.run([sys.executable, "-m", "rttm", "up"], capture_output=True,
+                        text=True, check=False)  # fmt: skip
+    if up.returncode != 0:
+        raise RttmError(up.stderr.strip().splitlines()[-1].removeprefix("rttm: error: "))
+    env = dict(os.environ)
+    for line in up.stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = shlex.split(value)[0]
+    return env, not was_running
+
+
+def _start(name: str, args: list[str], env: dict[str, str], logs: Path) -> Child:
+    log = logs / f"{name}.log"
+    handle: IO[bytes] = log.open("wb")
+    process = subprocess.Popen([sys.executable, *args], env=env, stdout=handle,  # noqa: S603
+                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    return Child(name, process, log)
+
+
+def _stop(children: list[Child]) -> None:
+    for child in children:
+        if child.process.poll() is None:
+            os.killpg(child.process.pid, signal.SIGINT)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for child in children:
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(child.process.pid, signal.SIGKILL)
+            child.process.wait()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _demo(args: argparse.Namespace) -> int:
+    # Ctrl-C and a plain `kill` both stop the demo cleanly, even when started from a
+    # context that ignored SIGINT (a background job).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    env, started_stack = _stack_env()
+    logs = config.state_dir() / "demo"
+    logs.mkdir(parents=True, exist_ok=True)
+    say(f"stack up ({env[config.ENV_BROKERS]}); starting the simulator, flows and dashboard")
+    children = [
+        _start("simulator", ["-m", "rttm", "simulate", "--rate", str(args.rate),
+                             "--duration", "86400"], env, logs),
+        _start("ingest", ["-m", "rttm", "ingest"], env, logs),
+        _start("metrics", ["-m", "bytewax.run", "dataflows.metrics"], env, logs),
+        _start("dashboard", ["-m", "rttm", "serve", "--port", str(args.port)], env, logs),
+    ]  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not port_answers(args.port):
+            _check(children)
+            if time.monotonic() > deadline:
+                msg = f"the dashboard did not answer on port {args.port} in {START_TIMEOUT_S:.0f} s"
+                raise RttmError(msg)
+            time.sleep(0.2)
+        print(f"RTTM demo running: open http://{LOCALHOST}:{args.port}/", flush=True)
+        say(f"logs in {logs}; Ctrl-C stops the demo")
+        while True:
+            _check(children)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        say("stopping the demo")
+        return 0
+    finally:
+        _stop(children)
+        if started_stack:
+            stack.down(config.state_dir(), say=say)
+
+
+def _check(children: list[Child]) -> None:
+    for child in children:
+        if child.process.poll() is not None:
+            msg = f"{child.name} stopped (exit {child.process.returncode}): {log_tail(child.log)}"
+            raise RttmError(msg)

@@ -1,0 +1,65 @@
+"""``rttm demo``: one command brings everything up, shows live data, and Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rttm.stack.processes import free_port
+from tests.ingest_helpers import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def processes_with(variable: bytes) -> list[int]:
+    """Pids whose environment holds ``variable`` (every process the demo started does)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if variable in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def test_demo_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
+    env["RTTM_STATE_DIR"] = str(tmp_path / "state")
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "rttm", "demo", "--port", str(port), "--rate", "40"],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        line = demo.stdout.readline()
+        assert line == f"RTTM demo running: open http://127.0.0.1:{port}/\n"
+        deadline = time.monotonic() + 60
+        status: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status") as answer:
+                status = json.load(answer)
+            if status["as_of"] is not None and status["trades"]["started"]:  # type: ignore[index]
+                break
+            time.sleep(1)
+        assert status["as_of"] is not None, "no metrics reached the dashboard within 60 s"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as page:
+            assert b"<html" in page.read().lower()
+    finally:
+        demo.send_signal(signal.SIGINT)
+        _, err = demo.communicate(timeout=60)
+    assert demo.returncode == 0, err
+    assert "stopping the demo" in err
+    assert "broker stopped" in err
+    assert processes_with(f"RTTM_STATE_DIR={env['RTTM_STATE_DIR']}".encode()) == []
+    assert not (tmp_path / "state" / "stack.json").exists()
