@@ -13,10 +13,12 @@ import sys
 
 from rttm import logs
 from rttm.errors import RttmError
+from rttm.ingest import prometheus
 from rttm.ingest.flow import build_flow
 from rttm.ingest.settings import from_env
 
 logs.setup()
+prometheus.register()  # served by Bytewax when BYTEWAX_DATAFLOW_API_ENABLED=true
 try:
     flow = build_flow(from_env())
 except RttmError as exc:

@@ -14,6 +14,7 @@ from rttm import flow_settings, logs
 from rttm.cli import Subcommands, say
 from rttm.emit import Emitter
 from rttm.errors import RttmError
+from rttm.ingest import prometheus
 from rttm.ingest import settings as ingest_settings
 from rttm.ingest.chunks import DEFAULT_SHARDS
 from rttm.ingest.flow import build_flow
@@ -44,6 +45,10 @@ def register(commands: Subcommands) -> None:
     ingest.add_argument("--until-caught-up", action="store_true",
                         help="stop at the end of every partition (RTTM_TAIL=0)")  # fmt: skip
     ingest.add_argument("--topics", help="comma list of topics (RTTM_TOPICS)")
+    ingest.add_argument(
+        "--metrics-port", type=int, metavar="PORT",
+        help="serve the ingestion's counters for Prometheus on 127.0.0.1:PORT/metrics",
+    )  # fmt: skip
     ingest.add_argument("--lag-interval", type=float, default=10.0, metavar="SECONDS",
                         help="publish RTTM's own consumer-group lag to rttm.queue.metrics "
                         "this often; 0 turns it off (default %(default)s)")  # fmt: skip
@@ -110,6 +115,8 @@ def _ingest(args: argparse.Namespace) -> int:
     say(f"ingesting {names} with {args.workers} worker(s), {mode}")
     recovery = _recovery(args.recovery_dir, args.backup_interval, settings.shards)
     reporters = _lag_reporters(settings, args.lag_interval)
+    if args.metrics_port:
+        prometheus.serve(args.metrics_port)
     progress = ProgressLine().start()
     try:
         cli_main(  # type: ignore[no-untyped-call]

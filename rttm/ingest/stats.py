@@ -18,6 +18,7 @@ class Counters:
     rows: int = 0
     rejects: int = 0
     duplicates: int = 0
+    retries: int = 0  # sink batches retried after losing the database
     lag: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
@@ -39,6 +40,11 @@ def record_read(where: str, count: int, lag: int) -> None:
 def record_dropped_duplicates(count: int) -> None:
     """The dedupe step dropped ``count`` messages already seen."""
     COUNTERS.duplicates += count
+
+
+def record_retry() -> None:
+    """The sink lost the database and will retry its batch."""
+    COUNTERS.retries += 1
 
 
 def record_written(rows: int, rejects: int) -> None:

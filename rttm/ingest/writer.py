@@ -167,6 +167,7 @@ class ShardWriter:
         return self._conn
 
     def _lost(self, exc: Exception) -> None:
+        stats.record_retry()
         OUTAGE.lost(last_line(exc))
         if self._conn is not None:
             self._conn.close()

@@ -1,0 +1,55 @@
+"""The ingestion process's own health for Prometheus, from :mod:`rttm.ingest.stats`.
+
+Registered in the process's default registry by ``dataflows/rttm.py``, so Bytewax's API
+server serves it (``BYTEWAX_DATAFLOW_API_ENABLED=true``, port 3030, ``/metrics``);
+``rttm ingest --metrics-port PORT`` serves it on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rttm.ingest.stats import COUNTERS
+from rttm.stack.processes import LOCALHOST
+
+
+class IngestCollector(Collector):
+    """Counters since the process started, and the lag of each partition read."""
+
+    def collect(self) -> Iterator[Metric]:
+        """Messages read, rows written, rejects, duplicates, sink retries, lag."""
+        for name, value, about in (
+            ("rttm_ingest_messages_read", COUNTERS.read, "Messages read from Kafka"),
+            ("rttm_ingest_rows_written", COUNTERS.rows, "Rows committed to PostgreSQL"),
+            ("rttm_ingest_rejects_written", COUNTERS.rejects, "Malformed messages kept"),
+            ("rttm_ingest_duplicates_dropped", COUNTERS.duplicates, "Repeats not written"),
+            ("rttm_ingest_sink_retries", COUNTERS.retries, "Batches retried after an outage"),
+        ):
+            yield CounterMetricFamily(name, about, value=float(value))
+        lag = GaugeMetricFamily("rttm_ingest_lag_messages", "Messages behind each partition's end",
+                                labels=["partition"])  # fmt: skip
+        for where, behind in sorted(COUNTERS.lag.items()):
+            lag.add_metric([where], float(behind))
+        yield lag
+
+
+_COLLECTOR = IngestCollector()
+_registered = False
+
+
+def register() -> None:
+    """Add the collector to the default registry (once per process)."""
+    global _registered
+    if not _registered:
+        REGISTRY.register(_COLLECTOR)
+        _registered = True
+
+
+def serve(port: int) -> None:
+    """Serve the default registry on 127.0.0.1:``port`` (a daemon thread)."""
+    register()
+    start_http_server(port, addr=LOCALHOST)

@@ -1,0 +1,40 @@
+"""The ingestion's own counters as Prometheus sees them."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from rttm.ingest import prometheus, stats
+from rttm.stack.processes import free_port
+
+
+def value(text: str, name: str) -> float:
+    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert found, f"{name} not in:\n{text}"
+    return float(found.group(1))
+
+
+def test_counters_and_lag_are_exposed() -> None:
+    registry = CollectorRegistry()
+    registry.register(prometheus.IngestCollector())
+    before = generate_latest(registry).decode()
+    stats.record_read("rttm.trade.events[0]", 10, 7)
+    stats.record_written(9, 1)
+    stats.record_retry()
+    after = generate_latest(registry).decode()
+    for name, delta in (("rttm_ingest_messages_read_total", 10),
+                        ("rttm_ingest_rows_written_total", 9),
+                        ("rttm_ingest_rejects_written_total", 1),
+                        ("rttm_ingest_sink_retries_total", 1)):  # fmt: skip
+        assert value(after, name) - value(before, name) == delta
+    assert 'rttm_ingest_lag_messages{partition="rttm.trade.events[0]"} 7.0' in after
+
+
+def test_metrics_port_serves_the_default_registry_on_localhost() -> None:
+    port = free_port()
+    prometheus.serve(port)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as answer:
+        assert b"rttm_ingest_rows_written_total" in answer.read()
