@@ -8,6 +8,7 @@ test then reads what an operator would see and compares it with the simulation.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -198,3 +199,15 @@ def test_serve_binds_to_this_machine_by_default() -> None:
 def test_dashboard_files_are_packaged() -> None:
     static = Path(REPO / "rttm" / "web" / "static")
     assert (static / "index.html").is_file()
+
+
+def test_grafana_dashboard_queries_only_series_rttm_exposes(run: Run) -> None:
+    body = TestClient(create_app(run.url)).get("/metrics").text
+    exposed = {line.split("{")[0].split(" ")[0] for line in body.splitlines()
+               if line and not line.startswith("#")}  # fmt: skip
+    dashboard = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            names = set(re.findall(r"\brttm_[a-z0-9_]+", target["expr"]))
+            assert names, target
+            assert names <= exposed, (panel["title"], names - exposed)

@@ -2,8 +2,10 @@
 
 Read from PostgreSQL on each scrape, so any number of servers show the same:
 
-* ``rttm_<metric>{labels}`` — every metric of the newest metrics window (gauges; the
-  window's own time is ``rttm_metrics_window_end_seconds``);
+* ``rttm_<metric>{labels}`` — every series of the last 15 minutes of metrics windows, as of
+  the newest window (``rttm_metrics_window_end_seconds``): a state (lag, status, depth,
+  latency) keeps its latest value; a per-window count or rate absent from the newest window
+  is 0 there (the engine writes no row for "nothing happened");
 * ``rttm_ingest_position{topic}`` — messages the ingestion has durably written per topic
   (a counter: ``rate()`` of it is the ingestion rate);
 * ``rttm_ingest_rejects`` — malformed messages kept in ``rttm_ingest_rejects``;
@@ -23,11 +25,21 @@ from prometheus_client.registry import Collector
 from rttm.views.alerts import active
 from rttm.views.common import open_view
 
-_NEWEST = """
-SELECT metric, labels, value, extract(epoch FROM window_end) AS window_end
-FROM rttm_metrics WHERE window_start = (SELECT max(window_start) FROM rttm_metrics)
-ORDER BY metric
+_SERIES = """
+WITH newest AS (SELECT max(window_start) AS start FROM rttm_metrics)
+SELECT DISTINCT ON (metric, labels) metric, labels, value, window_start = newest.start AS now,
+       extract(epoch FROM newest.start) AS newest_start,
+       extract(epoch FROM window_end - window_start) AS length
+FROM rttm_metrics, newest
+WHERE window_start > newest.start - interval '15 minutes'
+ORDER BY metric, labels, window_start DESC
 """
+#: Metrics that describe a state: their latest value stands until a newer one.
+STATES = frozenset({
+    "queue_lag", "queue_lag_seconds", "consume_rate", "consumer_status",
+    "time_to_data_loss_seconds", "dlq_depth", "dlq_depth_by_reason", "hop_latency_ms",
+    "e2e_latency_ms",
+})  # fmt: skip
 _POSITIONS = "SELECT topic, sum(next_offset) AS position FROM rttm_ingest_progress GROUP BY topic"
 _REJECTS = "SELECT count(*) AS n FROM rttm_ingest_rejects"
 _STUCK = "SELECT count(*) AS n FROM rttm_stuck_trades WHERE recovered_at IS NULL"
@@ -43,22 +55,24 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """The families described in the module docstring."""
         with open_view(self._url) as conn:
-            rows = conn.execute(_NEWEST).fetchall()
+            rows = conn.execute(_SERIES).fetchall()
             families: dict[str, GaugeMetricFamily] = {}
             for row in rows:
                 labels = dict(sorted(row["labels"].items()))
                 family = families.get(row["metric"])
                 if family is None:
                     family = families[row["metric"]] = GaugeMetricFamily(
-                        PREFIX + row["metric"], f"RTTM metric {row['metric']} (newest window)",
+                        PREFIX + row["metric"], f"RTTM metric {row['metric']}",
                         labels=list(labels),
                     )  # fmt: skip
-                family.add_metric(list(labels.values()), row["value"])
+                current = row["now"] or row["metric"] in STATES
+                family.add_metric(list(labels.values()), row["value"] if current else 0.0)
             yield from families.values()
             if rows:
+                end = float(rows[0]["newest_start"]) + float(rows[0]["length"])
                 yield GaugeMetricFamily("rttm_metrics_window_end_seconds",
                                         "End of the newest metrics window (Unix time)",
-                                        value=float(rows[0]["window_end"]))  # fmt: skip
+                                        value=end)  # fmt: skip
             position = CounterMetricFamily(
                 "rttm_ingest_position", "Messages durably ingested per topic", labels=["topic"]
             )
