@@ -1,0 +1,216 @@
+"""The live dashboard in a real browser: headless Chromium against the real app and database.
+
+The app (``rttm.web.app``) runs under uvicorn in a thread, on a database seeded by
+``tests.dashboard_data``; Playwright drives the system's Chromium (Debian's ``chromium``
+package, which ``./dev setup`` installs), never a downloaded one. Screenshots go to
+``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Dialog,
+    Error,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
+
+from rttm.stack.processes import LOCALHOST, free_port
+from rttm.web.app import create_app
+from tests.dashboard_data import (
+    MARKUP_REASON,
+    SCRIPT_MESSAGE,
+    WINDOW,
+    Seeded,
+    add_tps_window,
+    seed,
+)
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+#: The page polls every 2 s; a change must show within a few polls.
+POLL_WAIT_MS = 10_000
+SERVER_START_S = 10.0
+
+
+@dataclass
+class Dashboard:
+    """The running app and a page on it, with what the page did that it must not do."""
+
+    url: str
+    db_url: str
+    seeded: Seeded
+    page: Page
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    foreign_requests: list[str] = field(default_factory=list)
+
+    def watch(self) -> None:
+        """Record dialogs, errors and requests to other hosts from now on."""
+        self.page.on("dialog", self._dialog)
+        self.page.on("pageerror", self._page_error)
+        self.page.on("console", self._console)
+        self.page.on("request", self._request)
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def _page_error(self, error: Error) -> None:
+        self.errors.append(str(error))
+
+    def _console(self, message: ConsoleMessage) -> None:
+        # A failed request (the 404 of an unknown trade, a poll cut off on purpose) is logged
+        # by the browser itself; anything else (a CSP refusal, a script error) is a bug.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            self.errors.append(message.text)
+
+    def _request(self, request: Request) -> None:
+        if not request.url.startswith(f"{self.url}/"):
+            self.foreign_requests.append(request.url)
+
+    def assert_clean(self) -> None:
+        assert self.dialogs == [], f"a JS dialog fired (markup from the API ran): {self.dialogs}"
+        assert self.errors == [], f"the page reported errors: {self.errors}"
+        assert self.foreign_requests == [], f"requests elsewhere: {self.foreign_requests}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        how = (
+            "run ./dev setup (installs it with apt-get) or: apt-get install chromium"
+            if shutil.which("apt-get")
+            else "there is no apt-get here: install Chromium so that it runs as " + str(CHROMIUM)
+        )
+        pytest.fail(f"{CHROMIUM} not found: the browser test drives Debian's chromium; {how}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def app_url(migrated_db: str) -> Iterator[str]:
+    """The dashboard app on ``migrated_db``, served by uvicorn from a thread."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(migrated_db), host=LOCALHOST, port=port, log_level="warning",
+        ws="none", lifespan="off",
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="dashboard-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + SERVER_START_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            pytest.fail(f"the dashboard app did not start on {LOCALHOST}:{port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://{LOCALHOST}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def dashboard(browser: Browser, app_url: str, migrated_db: str) -> Iterator[Dashboard]:
+    seeded = seed(migrated_db)
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(POLL_WAIT_MS)
+    board = Dashboard(app_url, migrated_db, seeded, page)
+    board.watch()
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        page.goto(f"{app_url}/")
+        yield board
+    finally:
+        context.close()
+
+
+def test_status_panels_update_live(dashboard: Dashboard) -> None:
+    page, seeded = dashboard.page, dashboard.seeded
+    expect(page.locator("#conn")).to_contain_text("updated")
+    expect(page.locator("#as-of")).to_contain_text(
+        (seeded.last_window + WINDOW).strftime("%Y-%m-%d %H:%M:%S")
+    )
+    expect(page.locator("#tps-now")).to_have_text(f"{seeded.tps_now:.1f}")
+    expect(page.locator("#stuck-list")).to_contain_text(seeded.stuck)
+    expect(page.locator("#alerts-firing")).to_contain_text("TradeStuck")
+    expect(page.locator("#alerts-firing .badge")).to_have_text("critical")
+    expect(page.locator("#firing-count")).to_have_text("1 firing")
+    expect(page.locator("#alerts-pending")).to_contain_text("nothing pending")
+    expect(page.locator("#alerts-recent tr")).to_have_count(3)
+    expect(page.locator("#consumers .badge-warn")).to_have_text("WARN")
+    expect(page.locator("#consumers .badge-ok")).to_have_text("OK")
+    expect(page.locator("#tps-chart canvas")).to_have_count(1)
+    expect(page.locator("#dlq-chart canvas")).to_have_count(1)
+    expect(page.locator("#dlq-reasons")).to_contain_text(MARKUP_REASON)
+    expect(page.locator("#dlq-reasons img")).to_have_count(0)
+    expect(page.locator("#e2e-p99")).to_have_text("2.00 s")
+    page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
+
+    # The metrics flow closes a newer window while the page is open: TPS moves, no reload.
+    newer = add_tps_window(dashboard.db_url, seeded.last_window + WINDOW, 7.25)
+    expect(page.locator("#tps-now")).to_have_text(f"{newer:.1f}", timeout=POLL_WAIT_MS)
+
+    # The API goes away: the page says so and keeps what it showed; then it comes back.
+    page.route("**/api/**", lambda route: route.abort())
+    expect(page.locator("#conn")).to_contain_text("connection lost")
+    expect(page.locator("#tps-now")).to_have_text(f"{newer:.1f}")
+    page.unroute("**/api/**")
+    expect(page.locator("#conn")).to_contain_text("updated")
+    dashboard.assert_clean()
+
+
+def test_trade_search_stuck_trade_and_unknown_trade(dashboard: Dashboard) -> None:
+    page, seeded = dashboard.page, dashboard.seeded
+    trace = page.locator("#trace")
+
+    page.fill("#trade-search", seeded.completed)
+    page.press("#trade-search", "Enter")
+    expect(trace.locator(".trace-event")).to_have_count(6)
+    expect(trace).to_contain_text("completed")
+    expect(trace).to_contain_text("LEADERBOARD_UPDATED")
+    expect(trace).to_contain_text("PROCESSING_DELAY")  # the trade's WARN log line
+
+    page.fill("#trade-search", seeded.rejected)
+    page.click("#trade-search-go")
+    expect(trace.locator(".trace-event")).to_have_count(3)
+    expect(trace).to_contain_text("rejected")
+    expect(trace.locator(".trace-dlq")).to_contain_text(MARKUP_REASON)
+
+    page.locator("#stuck-list button", has_text=seeded.stuck).click()
+    expect(page.locator("#trade-search")).to_have_value(seeded.stuck)
+    expect(trace.locator(".trace-event")).to_have_count(4)
+    expect(trace.locator(".trace-stuck")).to_contain_text("positioned")
+    expect(trace.locator(".trace-event .message").last).to_have_text(SCRIPT_MESSAGE)
+    expect(trace.locator(".trace-err")).to_contain_text("DB_TIMEOUT")
+    assert trace.locator("script, img").count() == 0
+    page.locator("#panel-trace").screenshot(path=ARTIFACTS / "dashboard-trace.png")
+
+    page.fill("#trade-search", "NO-SUCH-TRADE")
+    page.click("#trade-search-go")
+    expect(page.locator("#trace-error")).to_be_visible()
+    expect(page.locator("#trace-error")).to_have_text("no trade 'NO-SUCH-TRADE'")
+    expect(trace.locator(".trace-event")).to_have_count(0)
+    dashboard.assert_clean()
