@@ -34,6 +34,9 @@ def processes_with(variable: bytes) -> list[int]:
 def test_demo_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
     env["RTTM_STATE_DIR"] = str(tmp_path / "state")
+    # Servers named in the environment are never the demo's: its fake faults stay local.
+    env["RTTM_KAFKA_BROKERS"] = f"127.0.0.1:{free_port()}"
+    env["RTTM_DATABASE_URL"] = f"postgresql://nobody@127.0.0.1:{free_port()}/prod"
     port = free_port()
     demo = subprocess.Popen(
         [sys.executable, "-m", "rttm", "demo", "--port", str(port), "--rate", "40"],
@@ -61,5 +64,7 @@ def test_demo_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> Non
     assert demo.returncode == 0, err
     assert "stopping the demo" in err
     assert "broker stopped" in err
-    assert processes_with(f"RTTM_STATE_DIR={env['RTTM_STATE_DIR']}".encode()) == []
-    assert not (tmp_path / "state" / "stack.json").exists()
+    home = Path(env["RTTM_STATE_DIR"]) / "demo"  # every process the demo starts has it
+    assert processes_with(f"RTTM_STATE_DIR={home}".encode()) == []
+    assert not (tmp_path / "state" / "demo").exists()  # its stack and data are gone
+    assert (tmp_path / "state" / "demo-logs" / "metrics.log").is_file()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,3 +211,32 @@ def test_grafana_dashboard_queries_only_series_rttm_exposes(run: Run) -> None:
             names = set(re.findall(r"\brttm_[a-z0-9_]+", target["expr"]))
             assert names, target
             assert names <= exposed, (panel["title"], names - exposed)
+
+
+def test_api_answers_only_its_own_host_names_when_told(run: Run) -> None:
+    client = TestClient(create_app(run.url, allowed_hosts=["127.0.0.1", "localhost"]),
+                        base_url="http://127.0.0.1:8765")  # fmt: skip
+    assert client.get("/api/alerts").status_code == 200
+    rebound = client.get("/api/alerts", headers={"host": "evil.example:8765"})
+    assert rebound.status_code == 400
+
+
+def test_cli_refuses_out_of_range_options(run: Run) -> None:
+    for args in (["alerts", "--limit", "-1"], ["status", "--minutes", "0"],
+                 ["status", "--watch", "--interval", "0"]):  # fmt: skip
+        result = rttm(run, *args)
+        assert result.returncode == 2
+        assert "must be from" in result.stderr.splitlines()[-1]
+
+
+def test_an_unmigrated_database_is_one_line_not_a_traceback(
+    run: Run, new_database: Callable[[], str]
+) -> None:
+    empty = new_database()
+    result = rttm(Run(empty, {**run.env, "RTTM_DATABASE_URL": empty}, []), "status")
+    assert result.returncode == 1
+    assert result.stderr.startswith("rttm: error: query failed on postgres at ")
+    assert "(run `rttm db migrate`?)" in result.stderr
+    assert "Traceback" not in result.stderr
+    answer = TestClient(create_app(empty)).get("/api/status")
+    assert answer.status_code == 503

@@ -1,10 +1,12 @@
 """``rttm demo``: everything at once on this machine, to see RTTM work in a minute.
 
-Brings up the local stack (``rttm up``: broker, PostgreSQL, migrations, topics), then runs
-the simulator (the DESIGN platform with its injected faults: stuck trades, a lagging
-consumer, DLQ traffic), the ingestion flow, the metrics flow and the dashboard, each as its
-own process logging to ``RTTM_STATE_DIR/demo/``. Prints the dashboard's URL; Ctrl-C stops
-every process it started (and the stack, if it started that too).
+Brings up a stack of its own (``rttm up`` in ``RTTM_STATE_DIR/demo``: broker, PostgreSQL,
+migrations, topics — never the servers ``RTTM_KAFKA_BROKERS``/``RTTM_DATABASE_URL`` name,
+so fake trades and alerts cannot reach a real platform), then runs the simulator (the DESIGN
+platform with its injected faults: stuck trades, a lagging consumer, DLQ traffic), the
+ingestion flow, the metrics flow and the dashboard, each as its own process logging to
+``RTTM_STATE_DIR/demo-logs``. Prints the dashboard's URL; Ctrl-C stops every process and
+the demo's stack, and deletes its data, so each demo starts afresh.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +27,7 @@ from rttm import config, stack
 from rttm.cli import Subcommands, say
 from rttm.cli.serve_commands import DEFAULT_PORT
 from rttm.errors import RttmError
-from rttm.stack.processes import LOCALHOST, log_tail, port_answers
+from rttm.stack.processes import LOCALHOST, log_tail, port_answers, port_is_free
 
 STOP_GRACE_S = 10.0
 START_TIMEOUT_S = 60.0
@@ -50,19 +53,19 @@ def register(commands: Subcommands) -> None:
     demo.set_defaults(run=_demo)
 
 
-def _stack_env() -> tuple[dict[str, str], bool]:
-    """``rttm up``'s environment, and whether this call started the stack."""
-    state_dir = config.state_dir()
-    was_running = stack.running_stack(state_dir) is not None
-    up = subprocess.run([sys.executable, "-m", "rttm", "up"], capture_output=True,
-                        text=True, check=False)  # fmt: skip
+def _stack_env(home: Path) -> dict[str, str]:
+    """The environment of a fresh local stack in ``home`` (``rttm up``)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in (config.ENV_BROKERS, config.ENV_DATABASE_URL)}  # fmt: skip
+    env[config.ENV_STATE_DIR] = str(home)
+    up = subprocess.run([sys.executable, "-m", "rttm", "up", "--partitions", "3"], env=env,
+                        capture_output=True, text=True, check=False)  # fmt: skip
     if up.returncode != 0:
         raise RttmError(up.stderr.strip().splitlines()[-1].removeprefix("rttm: error: "))
-    env = dict(os.environ)
     for line in up.stdout.splitlines():
         name, _, value = line.removeprefix("export ").partition("=")
         env[name] = shlex.split(value)[0]
-    return env, not was_running
+    return env
 
 
 def _start(name: str, args: list[str], env: dict[str, str], logs: Path) -> Child:
@@ -91,22 +94,32 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if not port_is_free(args.port):
+        msg = f"port {args.port} is taken (another rttm serve?): choose one with --port"
+        raise RttmError(msg)
+    home = config.state_dir() / "demo"
+    if stack.running_stack(home) is not None:
+        msg = f"a demo is already running (its stack is in {home}); stop it first"
+        raise RttmError(msg)
     # Ctrl-C and a plain `kill` both stop the demo cleanly, even when started from a
     # context that ignored SIGINT (a background job).
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    env, started_stack = _stack_env()
-    logs = config.state_dir() / "demo"
-    logs.mkdir(parents=True, exist_ok=True)
-    say(f"stack up ({env[config.ENV_BROKERS]}); starting the simulator, flows and dashboard")
-    children = [
-        _start("simulator", ["-m", "rttm", "simulate", "--rate", str(args.rate),
-                             "--duration", "86400"], env, logs),
-        _start("ingest", ["-m", "rttm", "ingest"], env, logs),
-        _start("metrics", ["-m", "bytewax.run", "dataflows.metrics"], env, logs),
-        _start("dashboard", ["-m", "rttm", "serve", "--port", str(args.port)], env, logs),
-    ]  # fmt: skip
+    children: list[Child] = []
     try:
+        shutil.rmtree(home, ignore_errors=True)  # a demo starts afresh
+        env = _stack_env(home)
+        logs = config.state_dir() / "demo-logs"  # kept after the demo, for a look back
+        logs.mkdir(parents=True, exist_ok=True)
+        say(f"demo stack up in {home}; starting the simulator, flows and dashboard")
+        for name, command in (
+            ("simulator", ["-m", "rttm", "simulate", "--rate", str(args.rate),
+                           "--duration", "86400"]),
+            ("ingest", ["-m", "rttm", "ingest"]),
+            ("metrics", ["-m", "bytewax.run", "dataflows.metrics"]),
+            ("dashboard", ["-m", "rttm", "serve", "--port", str(args.port)]),
+        ):  # fmt: skip
+            children.append(_start(name, command, env, logs))
         deadline = time.monotonic() + START_TIMEOUT_S
         while not port_answers(args.port):
             _check(children)
@@ -123,9 +136,11 @@ def _demo(args: argparse.Namespace) -> int:
         say("stopping the demo")
         return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _stop(children)
-        if started_stack:
-            stack.down(config.state_dir(), say=say)
+        stack.down(home, say=say)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _check(children: list[Child]) -> None:

@@ -31,7 +31,9 @@ def _serve(args: argparse.Namespace) -> int:
     url = config.database_url()
     with open_view(url):  # fail now, in one line, if the database cannot be reached
         pass
-    app = create_app(url, pipeline_from_env())
-    say(f"dashboard on http://{args.host}:{args.port}/ (API docs: /docs; Ctrl-C stops)")
+    anywhere = args.host in ("0.0.0.0", "::")  # noqa: S104 - the user asked for it
+    hosts = None if anywhere else [args.host, "localhost", LOCALHOST]
+    app = create_app(url, pipeline_from_env(), allowed_hosts=hosts)
+    say(f"dashboard on http://{args.host}:{args.port}/ (API schema: /openapi.json; Ctrl-C stops)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -29,9 +29,18 @@ def describe(url: str) -> str:
     return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or '?'}"
 
 
-def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[Any, ...]]:
-    """Connect to ``url``; a failure raises :class:`RttmError` naming the server, not secrets."""
+def connect(
+    url: str, *, autocommit: bool = False, **settings: str
+) -> psycopg.Connection[tuple[Any, ...]]:
+    """Connect to ``url``; a failure raises :class:`RttmError` naming the server, not secrets.
+
+    ``settings`` are server settings for the session (``statement_timeout="5s"``).
+    """
+    options = " ".join(f"-c {name}={value}" for name, value in settings.items())
     try:
+        if options:
+            return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S,
+                                   autocommit=autocommit, options=options)  # fmt: skip
         return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=autocommit)
     except psycopg.ProgrammingError:
         # The parser's message may quote parts of the URL, password included: not shown.

@@ -1,7 +1,8 @@
 """The ingestion process's own health for Prometheus, from :mod:`rttm.ingest.stats`.
 
 Registered in the process's default registry by ``dataflows/rttm.py``, so Bytewax's API
-server serves it (``BYTEWAX_DATAFLOW_API_ENABLED=true``, port 3030, ``/metrics``);
+server serves it (``BYTEWAX_DATAFLOW_API_ENABLED=true``, port 3030 on every address,
+``/metrics``);
 ``rttm ingest --metrics-port PORT`` serves it on its own.
 """
 

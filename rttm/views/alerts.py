@@ -6,12 +6,14 @@ from typing import Any
 
 from rttm.views.common import ALERT_COLUMNS, Conn, alert
 
-#: The latest transition of each alert instance (rule, labels, activation).
+#: The latest transition of each alert series (rule, labels): a newer activation of the
+#: series supersedes an older one even if that one was never closed (an engine restarted
+#: without its recovery store does not know to close it).
 _CURRENT = f"""
 SELECT * FROM (
-    SELECT DISTINCT ON (rule, labels, started_at) {ALERT_COLUMNS}
+    SELECT DISTINCT ON (rule, labels) {ALERT_COLUMNS}
     FROM rttm_alerts
-    ORDER BY rule, labels, started_at, at DESC,
+    ORDER BY rule, labels, at DESC, started_at DESC,
              array_position(ARRAY['pending', 'firing', 'resolved', 'inactive'], state) DESC
 ) latest
 WHERE state IN ('pending', 'firing')

@@ -8,18 +8,33 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from rttm.db.connect import connect
+from rttm.db.connect import connect, describe, last_line
+from rttm.errors import RttmError
 
 Conn = psycopg.Connection[dict[str, Any]]
 ALERT_COLUMNS = "rule, labels, state, value, severity, summary, started_at, at, resolved_at"
 
 
+#: A view that takes longer than this is cut off (the page polls every 2 s).
+STATEMENT_TIMEOUT = "5s"
+
+
 def open_view(url: str) -> Conn:
-    """A read-only autocommit connection whose rows are dicts (errors as :class:`RttmError`)."""
-    conn = connect(url, autocommit=True)
-    conn.read_only = True
+    """A read-only connection whose rows are dicts (errors as :class:`RttmError`).
+
+    Read-only by the server's session setting (psycopg's ``read_only`` does nothing in
+    autocommit mode), and every statement bounded by ``STATEMENT_TIMEOUT``.
+    """
+    conn = connect(url, autocommit=True, default_transaction_read_only="on",
+                   statement_timeout=STATEMENT_TIMEOUT)  # fmt: skip
     conn.row_factory = dict_row  # type: ignore[assignment]
     return conn  # type: ignore[return-value]
+
+
+def query_failed(url: str, exc: psycopg.Error) -> RttmError:
+    """The one-line error of a query that failed after connecting."""
+    hint = " (run `rttm db migrate`?)" if isinstance(exc, psycopg.errors.UndefinedTable) else ""
+    return RttmError(f"query failed on postgres at {describe(url)}: {last_line(exc)}{hint}")
 
 
 def iso(moment: datetime | None) -> str | None:

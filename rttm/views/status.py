@@ -71,7 +71,9 @@ def status(conn: Conn, minutes: int = DEFAULT_MINUTES) -> dict[str, Any]:
     errors: dict[str, float] = defaultdict(float)
     for _, labels, value in series["errors"]:
         errors[labels["service"]] += value
-    rates = _latest(series["error_rate"])
+    newest_start = newest["window_start"] if newest is not None else None
+    # A rate is written only for windows with errors: none in the newest window means 0.
+    rates = _latest([row for row in series["error_rate"] if row[0] == newest_start])
     result["errors"] = [
         {"service": service, "errors": int(count),
          "rate": number(rates.get((("service", service),), 0.0))}

@@ -2,18 +2,20 @@
 
 Every API answer is computed from PostgreSQL on request (a connection each; the page polls
 every 2 s), so several servers, or a server restarted, show the same. FastAPI documents the
-API at ``/docs`` (OpenAPI at ``/openapi.json``). The page loads nothing from elsewhere, and
+API at ``/openapi.json``. The page loads nothing from elsewhere, and
 the Content-Security-Policy forbids it (scripts from this server only, no inline code).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
@@ -26,7 +28,7 @@ from rttm.metrics.pipeline import Pipeline
 from rttm.views import alerts as alert_view
 from rttm.views import status as status_view
 from rttm.views import trace as trace_view
-from rttm.views.common import open_view
+from rttm.views.common import open_view, query_failed
 from rttm.web.prom import DatabaseCollector
 
 STATIC = Path(str(resources.files(__package__) / "static"))
@@ -34,11 +36,24 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
        " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'")  # fmt: skip
 
 
-def create_app(database_url: str, pipeline: Pipeline | None = None) -> FastAPI:
-    """The app for the database at ``database_url`` (the pipeline names trade stages)."""
+def create_app(
+    database_url: str,
+    pipeline: Pipeline | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+) -> FastAPI:
+    """The app for the database at ``database_url`` (the pipeline names trade stages).
+
+    ``allowed_hosts``: the ``Host`` headers to answer (a page of another site that rebinds
+    its name to 127.0.0.1 must not read the API); None answers any.
+    """
     stages = pipeline or pipelines.load()
     about = "Real-time trade monitoring: status, alerts and trade traces."
-    app = FastAPI(title="RTTM", version=__version__, description=about)
+    # No Swagger/ReDoc pages: they load scripts from a CDN, which the CSP forbids;
+    # the schema is at /openapi.json.
+    app = FastAPI(title="RTTM", version=__version__, description=about, docs_url=None,
+                  redoc_url=None)  # fmt: skip
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(database_url))
 
@@ -56,6 +71,10 @@ def create_app(database_url: str, pipeline: Pipeline | None = None) -> FastAPI:
     async def database_unavailable(_request: Request, exc: RttmError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
+    @app.exception_handler(psycopg.Error)
+    async def query_refused(_request: Request, exc: psycopg.Error) -> JSONResponse:
+        return JSONResponse({"detail": str(query_failed(database_url, exc))}, status_code=503)
+
     @app.get("/api/status", summary="Platform health over the last minutes")
     def get_status(minutes: int = Query(15, ge=1, le=1440)) -> dict[str, Any]:
         with open_view(database_url) as conn:
@@ -66,7 +85,7 @@ def create_app(database_url: str, pipeline: Pipeline | None = None) -> FastAPI:
         with open_view(database_url) as conn:
             return alert_view.alerts(conn, limit)
 
-    @app.get("/api/trace/{trade_id}", summary="One trade's timeline across services",
+    @app.get("/api/trace/{trade_id:path}", summary="One trade's timeline across services",
              responses={404: {"description": "no event of this trade is stored"}})  # fmt: skip
     def get_trace(trade_id: str) -> dict[str, Any]:
         with open_view(database_url) as conn:

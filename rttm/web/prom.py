@@ -8,7 +8,8 @@ Read from PostgreSQL on each scrape, so any number of servers show the same:
   is 0 there (the engine writes no row for "nothing happened");
 * ``rttm_ingest_position{topic}`` — messages the ingestion has durably written per topic
   (a counter: ``rate()`` of it is the ingestion rate);
-* ``rttm_ingest_rejects`` — malformed messages kept in ``rttm_ingest_rejects``;
+* ``rttm_ingest_rejects`` — malformed messages kept in ``rttm_ingest_rejects`` (the
+  planner's estimate, refreshed by autovacuum);
 * ``rttm_stuck_trades_open`` and ``rttm_alerts_firing``.
 
 The ingestion process's own counters (rows written, sink retries, lag) are served by the
@@ -80,7 +81,7 @@ class DatabaseCollector(Collector):
                 position.add_metric([row["topic"]], float(row["position"]))
             yield position
             rejects = conn.execute(_REJECTS).fetchone()
-            yield GaugeMetricFamily("rttm_ingest_rejects", "Malformed messages kept",
+            yield GaugeMetricFamily("rttm_ingest_rejects", "Malformed messages kept (estimate)",
                                     value=float(rejects["n"] if rejects else 0))  # fmt: skip
             stuck = conn.execute(_STUCK).fetchone()
             yield GaugeMetricFamily("rttm_stuck_trades_open", "Trades stuck now",

@@ -538,7 +538,14 @@
 
   function traceFromHash() {
     const match = /^#trade=(.+)$/.exec(location.hash);
-    if (match) openTrace(decodeURIComponent(match[1]));
+    if (!match) return;
+    let id;
+    try {
+      id = decodeURIComponent(match[1]);
+    } catch (_malformed) {
+      return; // a hand-edited hash must not stop the dashboard
+    }
+    openTrace(id);
   }
 
   // ---- start ------------------------------------------------------------------------------
