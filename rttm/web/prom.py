@@ -41,8 +41,18 @@ STATES = frozenset({
     "time_to_data_loss_seconds", "dlq_depth", "dlq_depth_by_reason", "hop_latency_ms",
     "e2e_latency_ms",
 })  # fmt: skip
-_POSITIONS = "SELECT topic, sum(next_offset) AS position FROM rttm_ingest_progress GROUP BY topic"
-_REJECTS = "SELECT count(*) AS n FROM rttm_ingest_rejects"
+#: Each shard records its own position per partition; the partition's durable position is
+#: the least of them (as the offset committer takes it).
+_POSITIONS = """
+SELECT topic, sum(position) AS position FROM (
+    SELECT topic, kafka_partition, min(next_offset) AS position
+    FROM rttm_ingest_progress GROUP BY topic, kafka_partition
+) partitions GROUP BY topic
+"""
+#: The planner's row estimate: exact counting would read the whole table on every scrape.
+_REJECTS = (
+    "SELECT greatest(reltuples, 0) AS n FROM pg_class WHERE oid = 'rttm_ingest_rejects'::regclass"
+)
 _STUCK = "SELECT count(*) AS n FROM rttm_stuck_trades WHERE recovered_at IS NULL"
 PREFIX = "rttm_"
 
