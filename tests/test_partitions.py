@@ -11,6 +11,7 @@ import pytest
 
 from rttm.cli.main import main
 from rttm.db import partitions
+from rttm.metrics import retention
 
 pytestmark = pytest.mark.integration
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -162,3 +163,30 @@ def test_concurrent_creators_of_the_same_days_do_not_collide(migrated_db: str) -
         thread.join(timeout=60)
     assert errors == []
     assert sorted(day for result in created for day in result) == days
+
+
+def test_prune_also_drops_old_metrics_ended_alerts_and_old_stuck_trades(db: Conn) -> None:
+    today = partitions.today()
+    old = datetime.combine(today - timedelta(days=40), datetime.min.time(), UTC)
+    new = datetime.combine(today, datetime.min.time(), UTC)
+    window = ("INSERT INTO rttm_metrics (metric, window_start, labels, window_end, value)"
+              " VALUES ('tps', %s, '{}', %s, 1)")  # fmt: skip
+    for start in (old, new):
+        db.execute(window, (start, start + timedelta(seconds=10)))
+    alert = ("INSERT INTO rttm_alerts (rule, labels, started_at, state, at, value, severity,"
+             " summary) VALUES (%s, '{}', %s, %s, %s, 1, 'critical', '')")  # fmt: skip
+    db.execute(alert, ("Ended", old, "firing", old))
+    db.execute(alert, ("Ended", old, "resolved", old + timedelta(minutes=5)))
+    db.execute(alert, ("StillFiring", old, "firing", old))  # active: its history stays
+    stuck = ("INSERT INTO rttm_stuck_trades (trade_id, last_event_time, stage, service_name,"
+             " last_event_type, detected_at) VALUES (%s, %s, 's', 'x', 'T', %s)")  # fmt: skip
+    db.execute(stuck, ("OLD", old, old))
+    db.execute(stuck, ("NEW", new, new))
+    cutoff = today - timedelta(days=30)
+    expected = {"rttm_metrics": 1, "rttm_alerts": 2, "rttm_stuck_trades": 1}
+    assert retention.prune_results(db, cutoff, dry_run=True) == expected
+    assert db.execute("SELECT count(*) FROM rttm_metrics").fetchone() == (2,)
+    assert retention.prune_results(db, cutoff) == expected
+    assert db.execute("SELECT rule FROM rttm_alerts").fetchall() == [("StillFiring",)]
+    assert db.execute("SELECT trade_id FROM rttm_stuck_trades").fetchall() == [("NEW",)]
+    assert db.execute("SELECT count(*) FROM rttm_metrics").fetchone() == (1,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 
 import psycopg
 
@@ -12,6 +13,7 @@ from rttm.db import partitions, prepare, roles
 from rttm.db.connect import connect, describe, last_line
 from rttm.db.migrate import applied_versions, migrations
 from rttm.errors import RttmError
+from rttm.metrics import retention
 
 
 def register(commands: Subcommands) -> None:
@@ -38,7 +40,11 @@ def register(commands: Subcommands) -> None:
         help="days before today to prepare (default %(default)s)",
     )
     parts.set_defaults(run=_partitions)
-    prune = actions.add_parser("prune", help="drop trade-event day partitions past retention")
+    prune = actions.add_parser(
+        "prune",
+        help="drop trade-event day partitions, metrics windows, ended alerts and stuck-trade "
+        "rows past retention",
+    )
     prune.add_argument(
         "--keep-days",
         type=int,
@@ -98,10 +104,15 @@ def _prune(args: argparse.Namespace) -> int:
         raise RttmError(msg)
     with connect(config.database_url(), autocommit=True) as conn:
         dropped = partitions.drop_older_than(conn, args.keep_days, dry_run=args.dry_run)
+        cutoff = partitions.today() - timedelta(days=args.keep_days)
+        results = retention.prune_results(conn, cutoff, dry_run=args.dry_run)
     verb = "would drop" if args.dry_run else "dropped"
     for part in dropped:
         print(f"{verb} {part.name}")
     say(f"{verb} {len(dropped)} partition(s) older than {args.keep_days} day(s)")
+    for table, rows in results.items():
+        say(f"{'would delete' if args.dry_run else 'deleted'} {rows:,} row(s) of {table}"
+            f" before {cutoff}")  # fmt: skip
     return 0
 
 

@@ -1,0 +1,39 @@
+"""Retention of the metrics engine's results, beside the trade-event partitions it reads.
+
+``rttm db prune --keep-days N`` drops what is older than N days before today: metrics
+windows; alert instances that ended (a pending or firing one keeps its whole history, however
+old); stuck-trade rows whose last event is that old (the trade's events are pruned with their
+partition anyway).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import psycopg
+
+#: table -> (rows to delete given a cutoff %(cutoff)s); each is one statement.
+_OLD = {
+    "rttm_metrics": "FROM rttm_metrics WHERE window_start < %(cutoff)s",
+    "rttm_alerts": (
+        "FROM rttm_alerts a WHERE a.at < %(cutoff)s AND EXISTS ("
+        " SELECT 1 FROM rttm_alerts b WHERE b.rule = a.rule AND b.labels = a.labels"
+        " AND b.started_at = a.started_at AND b.state IN ('resolved', 'inactive')"
+        " AND b.at < %(cutoff)s)"
+    ),
+    "rttm_stuck_trades": "FROM rttm_stuck_trades WHERE last_event_time < %(cutoff)s",
+}
+
+
+def prune_results(
+    conn: psycopg.Connection[Any], cutoff: date, *, dry_run: bool = False
+) -> dict[str, int]:
+    """Rows older than ``cutoff`` (UTC midnight) per table: deleted, or counted if dry."""
+    counts = {}
+    with conn.transaction():
+        for table, rows in _OLD.items():
+            verb = "SELECT count(*)" if dry_run else "DELETE"
+            cursor = conn.execute(f"{verb} {rows}", {"cutoff": cutoff})
+            counts[table] = int(cursor.fetchone()[0]) if dry_run else cursor.rowcount  # type: ignore[index]
+    return counts
