@@ -146,7 +146,8 @@ def _consumers(series: dict[str, list[Row]]) -> list[dict[str, Any]]:
         parts = partitions.get((labels["service"], labels["topic"]), [])
         out.append({
             "service": labels["service"], "topic": labels["topic"],
-            "status": STATUS_NAMES[int(value)], "lag": sum(p["lag"] for p in parts),
+            "status": STATUS_NAMES[min(max(int(value), 0), len(STATUS_NAMES) - 1)],
+            "lag": sum(p["lag"] for p in parts),
             "lag_seconds": max((p["lag_seconds"] or 0.0 for p in parts), default=0.0),
             "time_to_data_loss_seconds": number(loss.get(key)), "partitions": parts,
         })  # fmt: skip
