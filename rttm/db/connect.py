@@ -29,6 +29,19 @@ def describe(url: str) -> str:
     return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or '?'}"
 
 
+def sink_connection(url: str, application_name: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """A flow sink's long-lived autocommit connection; errors are raised as psycopg's own.
+
+    TCP keepalives make a silent network partition show within about 20 s instead of the
+    kernel's two hours, so the sink's retry policy (``rttm.db.retry``) can act on it.
+    """
+    return psycopg.connect(
+        url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+        application_name=application_name, keepalives=1, keepalives_idle=10,
+        keepalives_interval=3, keepalives_count=3,
+    )  # fmt: skip
+
+
 def connect(
     url: str, *, autocommit: bool = False, **settings: str
 ) -> psycopg.Connection[tuple[Any, ...]]:

@@ -5,15 +5,15 @@ The dedupe step keeps duplicates off that path; a row that exists anyway (a repl
 crash, a duplicate older than the dedupe window) makes the COPY fail with a unique
 violation, and the batch is redone with the merge path — COPY into a temporary staging
 table, then ``INSERT … SELECT … ON CONFLICT DO NOTHING`` — which stays on for a while, since
-replays come in runs. A lost connection is retried with capped exponential backoff, the
-same batch in the same order, logging once when the database goes and once when it is back.
+replays come in runs. Failures are retried by the policy of ``rttm.db.retry`` (a lost
+connection with capped backoff, the same batch in the same order, logging once when the
+database goes and once when it is back; a lost race a few times, then with backoff).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,8 +23,9 @@ import psycopg
 from psycopg import sql
 
 from rttm.db import partitions
-from rttm.db.connect import CONNECT_TIMEOUT_S, last_line
+from rttm.db.connect import sink_connection
 from rttm.db.migrate import Conn
+from rttm.db.retry import BACKOFF_CAP_S, Failure, Retry
 from rttm.ingest import stats
 from rttm.ingest.chunks import DEDUPE_INDEX, Chunk, Row
 from rttm.ingest.offsets import OffsetCommitter
@@ -32,14 +33,13 @@ from rttm.outage import OutageLog
 from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, REJECTS_TYPES, TOPICS
 
 _LOG = logging.getLogger("rttm.ingest.sink")
-#: First and longest wait between reconnection attempts.
-BACKOFF_START_S = 0.2
-BACKOFF_CAP_S = 5.0
 #: Day partitions are created only this close to today: a producer with a broken clock must
 #: not make thousands of tables (its rows land in the default partition).
 PARTITION_HORIZON_DAYS = 400
 #: Batches written with the merge path after a conflict before trying COPY again.
 MERGE_RUN = 20
+#: Rows inserted per table by one batch (a replayed row already there is not counted).
+Stored = dict[str, int]
 _TRADE_TABLE = BY_NAME["rttm.trade.events"].table
 _TOPIC_OF_TABLE = {spec.table: spec.name for spec in TOPICS}
 
@@ -120,29 +120,25 @@ class ShardWriter:
             positions[(chunk.topic, chunk.partition)] = chunk.next_offset
         if not positions:
             return
-        delay = BACKOFF_START_S
+        retry = Retry(f"a batch of shard {self._shard}", OUTAGE)
         while True:
             try:
                 conn = self._connection()
                 self._ensure_partitions(conn, tables.get(_TRADE_TABLE))
-                self._commit(conn, tables, positions)
+                stored = self._commit(conn, tables, positions)
                 break
-            except psycopg.errors.TransactionRollback as exc:  # deadlock, serialization
-                _LOG.warning("batch rolled back (%s); retrying it", last_line(exc))
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self._lost(exc)
-                time.sleep(delay)
-                delay = min(delay * 2, BACKOFF_CAP_S)
+            except psycopg.Error as exc:
+                if retry.after(exc) is Failure.LOST:
+                    stats.record_retry()
+                    self._disconnect()
         OUTAGE.back()
         if self._committer is not None:
             try:  # informative only: a failure here must not redo the committed batch
                 self._committer.written(conn, {topic for topic, _ in positions})
             except psycopg.Error as exc:
                 _LOG.debug("offset commit skipped: %s", exc)
-        stats.record_written(
-            sum(len(r) for t, r in tables.items() if t != REJECTS_TABLE),
-            len(tables.get(REJECTS_TABLE, ())),
-        )
+        rejects = stored.pop(REJECTS_TABLE, 0)
+        stats.record_written(sum(stored.values()), rejects)
 
     def close(self) -> None:
         """Flush the last offset commit and close the connection."""
@@ -157,18 +153,11 @@ class ShardWriter:
 
     def _connection(self) -> Conn:
         if self._conn is None or self._conn.closed:
-            # TCP keepalives: a silent network partition shows in ~20 s, not after 2 hours.
-            self._conn = psycopg.connect(
-                self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                application_name=f"rttm-ingest-shard-{self._shard}", keepalives=1,
-                keepalives_idle=10, keepalives_interval=3, keepalives_count=3,
-            )  # fmt: skip
+            self._conn = sink_connection(self._url, f"rttm-ingest-shard-{self._shard}")
             self._staged.clear()
         return self._conn
 
-    def _lost(self, exc: Exception) -> None:
-        stats.record_retry()
-        OUTAGE.lost(last_line(exc))
+    def _disconnect(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -196,24 +185,24 @@ class ShardWriter:
 
     def _commit(
         self, conn: Conn, tables: dict[str, list[Row]], positions: dict[tuple[str, int], int]
-    ) -> None:
+    ) -> Stored:
+        """Write one batch (fast path, else merge path, else row by row); rows stored."""
         if self._merge_left == 0:
             try:
-                self._transaction(conn, tables, positions, merge=False)
-                return
+                return self._transaction(conn, tables, positions, merge=False)
             except (psycopg.DataError, psycopg.IntegrityError):
                 # Mostly a unique violation (a row exists): redo with the merge path, which
                 # also salvages a batch PostgreSQL refuses for any other reason.
                 self._merge_left = MERGE_RUN
         self._merge_left -= 1
         try:
-            conflicts = self._transaction(conn, tables, positions, merge=True)
+            stored = self._transaction(conn, tables, positions, merge=True)
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             _LOG.warning("batch refused by postgres (%s); writing it row by row", exc)
-            self._salvage(conn, tables, positions)
-            return
-        if conflicts == 0:
-            self._merge_left = 0
+            return self._salvage(conn, tables, positions)
+        if all(stored[table] == len(rows) for table, rows in tables.items()):
+            self._merge_left = 0  # no conflict: back to the fast path
+        return stored
 
     def _transaction(
         self,
@@ -222,9 +211,9 @@ class ShardWriter:
         positions: dict[tuple[str, int], int],
         *,
         merge: bool,
-    ) -> int:
-        """Write all tables and the progress in one transaction; returns rows not inserted."""
-        conflicts = 0
+    ) -> Stored:
+        """Write all tables and the progress in one transaction; rows inserted per table."""
+        stored: Stored = {}
         if merge:  # outside the transaction: a rollback must not undo the staging table
             for table in tables.keys() - self._staged:
                 conn.execute(TABLE_SQL[table].stage_create)
@@ -238,9 +227,9 @@ class ShardWriter:
                         copy.write_row(row)
                 if merge:
                     cur.execute(statements.merge)
-                    conflicts += len(rows) - cur.rowcount
+                stored[table] = cur.rowcount if merge else len(rows)
             self._record_progress(cur, positions)
-        return conflicts
+        return stored
 
     def _record_progress(
         self, cur: psycopg.Cursor[tuple[object, ...]], positions: dict[tuple[str, int], int]
@@ -252,9 +241,10 @@ class ShardWriter:
 
     def _salvage(
         self, conn: Conn, tables: dict[str, list[Row]], positions: dict[tuple[str, int], int]
-    ) -> None:
+    ) -> Stored:
         """Row by row; a row PostgreSQL refuses becomes a reject with its values and the reason."""
         refused: list[Row] = []
+        stored: Stored = dict.fromkeys((*tables, REJECTS_TABLE), 0)
         with conn.transaction(), conn.cursor() as cur:
             for table, rows in tables.items():
                 for row in rows:
@@ -265,9 +255,13 @@ class ShardWriter:
                         if table == REJECTS_TABLE:
                             raise
                         refused.append(_refused_row(table, row, exc))
+                    else:
+                        stored[table] += cur.rowcount
             for row in refused:
                 cur.execute(TABLE_SQL[REJECTS_TABLE].insert_one, row)
+                stored[REJECTS_TABLE] += cur.rowcount
             self._record_progress(cur, positions)
+        return stored
 
 
 def _refused_row(table: str, row: Row, exc: Exception) -> Row:

@@ -2,10 +2,10 @@
 
 Every row is keyed by event time (window start, alert activation, the trade's last event),
 so a replay after a crash rewrites what it wrote before; a batch is one transaction, retried
-with backoff while the database is away (a statement PostgreSQL refuses stops the flow
-instead: retrying it would never end). Transitions are published after the commit and
-acknowledged before the batch is done: at-least-once, keyed by rule, each carrying its
-idempotency key in a header.
+by the policy of ``rttm.db.retry`` (with backoff while the database is away; a statement
+PostgreSQL refuses stops the flow instead: retrying it would never end). Transitions are
+published after the commit and acknowledged before the batch is done: at-least-once, keyed
+by rule, each carrying its idempotency key in a header.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Producer
 
+from rttm import stopping
 from rttm.alerts.engine import Transition
-from rttm.db.connect import CONNECT_TIMEOUT_S, last_line
-from rttm.ingest.writer import BACKOFF_CAP_S, BACKOFF_START_S
+from rttm.db.connect import sink_connection
+from rttm.db.retry import BACKOFF_CAP_S, BACKOFF_START_S, Failure, Retry
 from rttm.metrics.merge import MetricsOutput
 from rttm.outage import OutageLog
 from rttm.registry import ALERT_EVENTS_TOPIC
@@ -60,14 +61,6 @@ MARK_RECOVERED = (
 )
 
 
-def _connection_lost(exc: psycopg.Error) -> bool:
-    """Whether ``exc`` means the server went away (retry) rather than refused a statement."""
-    state = exc.sqlstate
-    return (
-        state is None or state.startswith(("08", "57P")) or isinstance(exc, psycopg.InterfaceError)
-    )
-
-
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
@@ -88,20 +81,15 @@ class MetricsWriter:
         """Commit every row of ``outputs``, then publish their alert transitions."""
         if not outputs:
             return
-        delay = BACKOFF_START_S
+        retry = Retry("a batch of metrics", OUTAGE)
         while True:
             try:
                 self._commit(self._connection(), outputs)
                 break
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                if not _connection_lost(exc):
-                    raise  # a refused statement would be refused forever: stop, loudly
-                OUTAGE.lost(last_line(exc))
-                if self._conn is not None:
+            except psycopg.Error as exc:
+                if retry.after(exc) is Failure.LOST and self._conn is not None:
                     self._conn.close()
                     self._conn = None
-                time.sleep(delay)
-                delay = min(delay * 2, BACKOFF_CAP_S)
         OUTAGE.back()
         self._publish(outputs)
 
@@ -116,11 +104,7 @@ class MetricsWriter:
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                application_name="rttm-metrics", keepalives=1, keepalives_idle=10,
-                keepalives_interval=3, keepalives_count=3,
-            )  # fmt: skip
+            self._conn = sink_connection(self._url, "rttm-metrics")
         return self._conn
 
     @staticmethod
@@ -179,6 +163,7 @@ class MetricsWriter:
                 return
             KAFKA_OUTAGE.lost(f"{len(failed) + left} alert events not acknowledged")
             pending = failed if not left else pending  # unknown which: send all again
+            stopping.abandon("kafka does not acknowledge alert events")
             time.sleep(delay)
             delay = min(delay * 2, BACKOFF_CAP_S)
 
