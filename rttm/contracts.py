@@ -15,9 +15,11 @@ import msgspec
 #: Identifiers (trade ids, service, queue and event-type names) are indexed and used as
 #: keys, so they are bounded well below PostgreSQL's btree row limit (≈ 2.7 kB).
 ID_MAX_CHARS = 256
-#: Free text (messages, reasons) is bounded so one chatty producer cannot bloat the tables;
-#: the whole message is still kept in the rejects table when it breaks the limit.
-TEXT_MAX_CHARS = 65_536
+#: Free text (messages, reasons, error messages) carries stack traces, so it is stored whole
+#: up to far more than a Kafka message holds by default (1 MB): 16 Mi characters. The cap
+#: only guards against a broker configured for huge messages; a longer text is rejected,
+#: and the whole message kept in the rejects table.
+TEXT_MAX_CHARS = 16 * 1024 * 1024
 #: PostgreSQL ``bigint`` and ``integer`` ceilings: a value the column cannot hold is invalid.
 INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1

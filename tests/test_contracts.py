@@ -187,11 +187,15 @@ def test_invalid_utf8_anywhere_is_rejected(topic: str) -> None:
     assert "JSON is malformed" in rejected(topic, in_unknown_field)
 
 
-def test_one_megabyte_text_is_rejected_with_the_limit_named() -> None:
-    huge = "x" * 1_048_576
-    reason = rejected("rttm.log.events", with_field("rttm.log.events", "message", huge))
+def test_a_megabyte_of_text_is_accepted_and_beyond_the_cap_is_rejected_naming_it() -> None:
+    megabyte = "x" * 1_048_576  # more than a default Kafka message holds
+    result = decode("rttm.log.events", encode(with_field("rttm.log.events", "message", megabyte)))
+    assert isinstance(result, Accepted)
+    assert result.event.message == megabyte  # type: ignore[attr-defined]
+    beyond = "x" * (TEXT_MAX_CHARS + 1)
+    reason = rejected("rttm.log.events", with_field("rttm.log.events", "message", beyond))
     assert reason == f"Expected `str` of length <= {TEXT_MAX_CHARS} - at `$.message`"
-    reason = rejected("rttm.trade.events", with_field("rttm.trade.events", "trade_id", huge))
+    reason = rejected("rttm.trade.events", with_field("rttm.trade.events", "trade_id", megabyte))
     assert reason == f"Expected `str` of length <= {ID_MAX_CHARS} - at `$.trade_id`"
 
 

@@ -41,7 +41,7 @@ HOSTILE_TEXT = [
     "\x00",
     "a\x00b",
     "\u2028\u2029\ufeff",
-    "é" * 70_000,  # beyond the contract's 65,536 characters
+    "é" * 70_000,  # a long non-ASCII text, stored whole
     "T" * 257,  # beyond an id's 256
 ]
 HOSTILE_NUMBERS = [-1, 2**31, 2**63 - 1, 2**63, 2**64, 10**30, 1.5, "7", True]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import date, datetime, timedelta
 
@@ -11,7 +12,7 @@ from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
 from rttm.config import KafkaSettings
-from rttm.contracts import TEXT_MAX_CHARS
+from rttm.contracts import ID_MAX_CHARS
 from rttm.db import partitions
 from rttm.registry import BY_NAME, COLUMN_RENAMES, REJECTS_TABLE, TOPICS
 from tests.ingest_helpers import counts, create_topics, ingest, payload, produce, rows
@@ -129,7 +130,7 @@ MALFORMED: list[tuple[str, bytes | None]] = [
     ("naive timestamp", payload({**DESIGN_EXAMPLES[TRADES], "event_time": "2025-12-17T11:05:49"})),
     ("negative offset", payload({**DESIGN_EXAMPLES[TRADES], "offset": -1})),
     ("empty string", payload({**DESIGN_EXAMPLES[TRADES], "service_name": ""})),
-    ("huge text", payload({**DESIGN_EXAMPLES[TRADES], "message": "x" * (TEXT_MAX_CHARS + 1)})),
+    ("id too long", payload({**DESIGN_EXAMPLES[TRADES], "trade_id": "T" * (ID_MAX_CHARS + 1)})),
     ("beyond bigint", payload({**DESIGN_EXAMPLES[TRADES], "offset": 2**63})),
     ("NUL in text", payload({**DESIGN_EXAMPLES[TRADES], "message": "a\x00b"})),
 ]
@@ -205,3 +206,27 @@ def test_days_without_partition_are_created_by_the_sink(
         "rttm_trade_events_default",
     ]
     assert "database unavailable" not in caplog.text
+
+
+def test_stack_traces_in_free_text_are_stored_whole(
+    topics: KafkaSettings, migrated_db: str
+) -> None:
+    trace = "".join(f"  at com.example.Pms.update(Pms.java:{n})\n" for n in range(2_600))
+    reason = trace[:100_000]  # a 100 kB DLQ reason
+    error_message = ("x" * 899_000) + "end"  # close to a default Kafka message's 1 MB
+    log_message = "é" * 400_000  # 800 kB of two-byte UTF-8
+    messages = [
+        ("rttm.dlq.events", b"T1",
+         payload({**DESIGN_EXAMPLES["rttm.dlq.events"], "reason": reason})),
+        ("rttm.error.events", b"svc",
+         payload({**DESIGN_EXAMPLES["rttm.error.events"], "error_message": error_message})),
+        ("rttm.log.events", b"svc", json.dumps(
+            {**DESIGN_EXAMPLES["rttm.log.events"], "message": log_message}, ensure_ascii=False
+        ).encode()),
+    ]  # fmt: skip
+    produce(topics.brokers, messages)
+    ingest(topics, migrated_db)
+    assert counts(migrated_db)["rttm_ingest_rejects"] == 0
+    assert rows(migrated_db, "rttm_dlq_events", ["reason"]) == [(reason,)]
+    assert rows(migrated_db, "rttm_error_events", ["error_message"]) == [(error_message,)]
+    assert rows(migrated_db, "rttm_parsed_logs", ["message"]) == [(log_message,)]

@@ -21,8 +21,8 @@ from benchmarks.simulated import events as simulated
 from rttm.alerts.rules import METRIC_LABELS, load_rules
 from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, QueueMetrics, TradeEvent
 from rttm.metrics.flow import add_engine
-from rttm.metrics.merge import MAX_LABEL_CHARS, MetricsOutput
-from rttm.metrics.points import Point
+from rttm.metrics.merge import MetricsOutput
+from rttm.metrics.points import MAX_LABEL_CHARS, Point
 from tests.metrics_helpers import engine_config, run_engine, series
 
 WINDOW = 10.0

@@ -21,6 +21,7 @@ from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, QueueMetrics, TradeEv
 from rttm.decode import Refusal, validated
 from rttm.ingest.chunks import shard_of
 from rttm.ingest.source import RawBatch
+from rttm.metrics.points import bounded_value
 from rttm.registry import BY_NAME, TopicSpec
 
 #: (trade_id, service, event_type, time)
@@ -65,7 +66,8 @@ def _queue(e: QueueMetrics) -> tuple[str, Snapshot]:
 
 
 def _dlq(e: DlqEvent) -> tuple[str, Dlq]:
-    return e.trade_id, (e.topic_name, e.reason, e.event_time.timestamp())
+    # The reason is a label: cut here, so the engine never holds a stack trace per reason.
+    return e.trade_id, (e.topic_name, bounded_value(e.reason), e.event_time.timestamp())
 
 
 def _error(e: ErrorEvent) -> tuple[str, Error]:

@@ -8,7 +8,6 @@ last ``EXPECT_S``, an alert that is pending or firing), so "TPS dropped to zero"
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from bytewax.operators import StatefulLogic
 
 from rttm.alerts.engine import Alert, AlertEngine, Transition
 from rttm.alerts.rules import Rule
-from rttm.metrics.points import Labels, Point, labels_of
+from rttm.metrics.points import MAX_LABEL_CHARS, Labels, Point, bounded_value, labels_of
 from rttm.metrics.shard import MAX_EMPTY_WINDOWS, EngineConfig, ShardReport
 from rttm.metrics.trades import Recovered, Stuck
 from rttm.metrics.windows import WindowAcc, window_start
@@ -27,8 +26,6 @@ from rttm.metrics.windows import WindowAcc, window_start
 #: is reported as zero, not as nothing.
 EXPECT_S = 900.0
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
-#: Longest label value stored (PostgreSQL's btree key limit is about 2.7 kB).
-MAX_LABEL_CHARS = 200
 
 
 @dataclass(slots=True)
@@ -59,18 +56,10 @@ class MergeState:
 
 
 def bounded(labels: Labels) -> Labels:
-    """Labels with every value cut to ``MAX_LABEL_CHARS``.
-
-    Free text such as a DLQ reason can be 64 KiB, and labels are part of an indexed key. A
-    cut value ends in a short hash of the whole, so different long values stay different.
-    """
+    """Labels with every value cut to ``MAX_LABEL_CHARS`` (see :func:`bounded_value`)."""
     if all(len(value) <= MAX_LABEL_CHARS for _, value in labels):
         return labels
-    return tuple(
-        (name, value if len(value) <= MAX_LABEL_CHARS
-         else f"{value[: MAX_LABEL_CHARS - 10]}…{hashlib.sha1(value.encode()).hexdigest()[:8]}")  # noqa: S324
-        for name, value in labels
-    )  # fmt: skip
+    return tuple((name, bounded_value(value)) for name, value in labels)
 
 
 def _utc(seconds: float) -> datetime:

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 #: Labels as sorted (name, value) pairs: hashable, ordered, cheap to compare.
 Labels = tuple[tuple[str, str], ...]
+#: Longest label value stored (PostgreSQL's btree key limit is about 2.7 kB).
+MAX_LABEL_CHARS = 200
+
+
+def bounded_value(value: str) -> str:
+    """``value`` cut to ``MAX_LABEL_CHARS``, ending in a short hash of the whole.
+
+    Free text such as a DLQ reason can be a stack trace of a megabyte, and label values are
+    part of an indexed key and of the engine's state; different long values stay different.
+    """
+    if len(value) <= MAX_LABEL_CHARS:
+        return value
+    digest = hashlib.sha1(value.encode()).hexdigest()[:8]  # noqa: S324 - a tag, not security
+    return f"{value[: MAX_LABEL_CHARS - 10]}…{digest}"
 
 
 def labels_of(mapping: Mapping[str, object]) -> Labels:
