@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported, untyped
     AdminClient,
     NewTopic,
@@ -21,6 +22,8 @@ DEFAULT_REPLICATION = 1
 #: Seconds an admin request may take before the broker is declared unreachable.
 ADMIN_TIMEOUT_S = 5.0
 _MS_PER_DAY = 86_400_000
+#: A Kafka partition: (topic, partition index).
+Where = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -112,22 +115,54 @@ def describe_topics(settings: KafkaSettings) -> list[TopicInfo]:
     """The registry's topics that exist, with their end offsets (log-end / high watermark)."""
     admin = _admin(settings)
     existing = partition_counts(settings, admin)
-    present = [spec.name for spec in TOPICS if spec.name in existing]
-    request = {
-        TopicPartition(name, part): OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        for name in present
-        for part in range(existing[name])
-    }
-    ends: dict[tuple[str, int], int] = {}
-    if request:
-        futures = admin.list_offsets(request, request_timeout=ADMIN_TIMEOUT_S)
-        for tp, future in futures.items():
-            try:
-                ends[(tp.topic, tp.partition)] = future.result().offset
-            except KafkaException as exc:
-                msg = f"cannot read end offset of {tp.topic}[{tp.partition}]: {exc.args[0].str()}"
-                raise RttmError(msg) from None
+    present = {spec.name: existing[spec.name] for spec in TOPICS if spec.name in existing}
+    ends = _offsets(admin, present, OffsetSpec.latest(), "end")  # type: ignore[no-untyped-call]
     return [
-        TopicInfo(name, existing[name], tuple(ends[(name, p)] for p in range(existing[name])))
-        for name in present
+        TopicInfo(name, count, tuple(ends[(name, p)] for p in range(count)))
+        for name, count in present.items()
     ]
+
+
+def start_offsets(settings: KafkaSettings, partitions: Mapping[str, int]) -> dict[Where, int]:
+    """The oldest offset each partition still holds (its log start: retention moves it)."""
+    spec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+    return _offsets(_admin(settings), partitions, spec, "start")
+
+
+def _offsets(
+    admin: _Admin, partitions: Mapping[str, int], spec: OffsetSpec, what: str
+) -> dict[Where, int]:
+    request = {
+        TopicPartition(name, part): spec
+        for name, count in partitions.items()
+        for part in range(count)
+    }
+    found: dict[Where, int] = {}
+    if not request:
+        return found
+    for tp, future in admin.list_offsets(request, request_timeout=ADMIN_TIMEOUT_S).items():
+        try:
+            found[(tp.topic, tp.partition)] = future.result().offset
+        except KafkaException as exc:
+            msg = f"cannot read {what} offset of {tp.topic}[{tp.partition}]: {exc.args[0].str()}"
+            raise RttmError(msg) from None
+    return found
+
+
+def topic_ids(settings: KafkaSettings, names: Iterable[str]) -> dict[str, str]:
+    """Each topic's id (Kafka >= 2.8): a topic deleted and created again gets a new one.
+
+    Topics the broker gives no id (an older broker answers the all-zero id) are left out.
+    """
+    admin = _admin(settings)
+    futures = admin.describe_topics(TopicCollection(list(names)), request_timeout=ADMIN_TIMEOUT_S)
+    ids: dict[str, str] = {}
+    for name, future in futures.items():
+        try:
+            topic_id = str(future.result().topic_id)
+        except KafkaException as exc:
+            msg = f"cannot describe topic {name} on {settings.brokers}: {exc.args[0].str()}"
+            raise RttmError(msg) from None
+        if topic_id.strip("A=") and topic_id != "None":
+            ids[name] = topic_id
+    return ids

@@ -14,6 +14,7 @@ from psycopg import sql
 from rttm.config import KafkaSettings
 from rttm.contracts import ID_MAX_CHARS
 from rttm.db import partitions
+from rttm.ingest import stats
 from rttm.registry import BY_NAME, COLUMN_RENAMES, REJECTS_TABLE, TOPICS
 from tests.ingest_helpers import counts, create_topics, ingest, payload, produce, rows
 from tests.samples import DESIGN_EXAMPLES
@@ -112,7 +113,13 @@ def test_replaying_every_topic_adds_no_row(topics: KafkaSettings, migrated_db: s
     ingest(topics, migrated_db)
     first = counts(migrated_db)
     assert first == {**{spec.table: 200 for spec in TOPICS}, REJECTS_TABLE: 1}
-    ingest(topics, migrated_db)  # no recovery state: the whole topics again
+    ingest(topics, migrated_db)  # resumes where the database says: nothing new to store
+    assert counts(migrated_db) == first
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        conn.execute("DELETE FROM rttm_ingest_progress")  # positions lost: a full replay
+    read = stats.COUNTERS.read
+    ingest(topics, migrated_db)
+    assert stats.COUNTERS.read - read == len(messages) + 1
     assert counts(migrated_db) == first
 
 

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from rttm.db.migrate import MIGRATIONS_TABLE, migrate, migrations
+from rttm.db.roles import PROGRESS_TABLE, TOPIC_IDS_TABLE
 from rttm.decode import Accepted, decode_message
 from rttm.errors import RttmError
 from rttm.metrics.store import TABLES as METRICS_TABLES
@@ -50,7 +51,8 @@ def test_migrate_creates_the_ingest_and_metrics_tables_with_registry_columns(db:
             " AND tablename NOT LIKE 'rttm_trade_events_%'"
         ).fetchall()
     }
-    assert tables == {*all_tables(), MIGRATIONS_TABLE, "rttm_ingest_progress", *METRICS_TABLES}
+    bookkeeping = {MIGRATIONS_TABLE, PROGRESS_TABLE, TOPIC_IDS_TABLE}
+    assert tables == {*all_tables(), *bookkeeping, *METRICS_TABLES}
 
 
 PG_TYPE_NAMES = {"text": "text", "int4": "integer", "int8": "bigint", "bytea": "bytea",

@@ -47,10 +47,19 @@ def test_the_ingest_grants_are_enough_and_nothing_more(
     workload.produce(kafka.brokers, work)
     as_role = psycopg.conninfo.make_conninfo(migrated_db, user=ingest_role)
     want = {**work.distinct, "rttm_ingest_rejects": work.malformed}
-    for _run in ("first", "replay"):  # the replay takes the merge path (staging tables)
-        result = run_flow_process(flow_env(kafka, as_role))
+    # The first run has three shards; the second folds the third's positions into the two
+    # it has; before the third, the positions are lost, so it replays everything through
+    # the merge path (staging tables).
+    for run, shards in (("first", "3"), ("fewer shards", "2"), ("replay", "2")):
+        if run == "replay":
+            with psycopg.connect(migrated_db, autocommit=True) as admin:
+                admin.execute("DELETE FROM rttm_ingest_progress")
+        result = run_flow_process(flow_env(kafka, as_role, RTTM_SHARDS=shards))
         assert result.returncode == 0, result.stderr[:3000]
         assert counts(migrated_db) == {table: want[table] for table in counts(migrated_db)}
+    with psycopg.connect(migrated_db) as admin:
+        kept = admin.execute("SELECT DISTINCT shard FROM rttm_ingest_progress").fetchall()
+    assert sorted(kept) == [(0,), (1,)]
 
     with psycopg.connect(as_role, autocommit=True) as conn:
         for statement in (

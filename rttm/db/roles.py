@@ -1,10 +1,11 @@
 """The privileges the ingestion needs, and nothing more (``rttm db grant-ingest ROLE``).
 
 The flow writes rows (``INSERT``, through ``COPY`` and ``ON CONFLICT DO NOTHING``), creates
-temporary staging tables for its merge path, records and reads its progress, creates day
-partitions through the owner's ``SECURITY DEFINER`` function (migration 0004), and reads
-which migrations are applied before it starts. It needs no ``SELECT`` on the data, no
-``UPDATE`` or ``DELETE`` on it, and no DDL.
+temporary staging tables for its merge path, records, reads and tidies its own bookkeeping
+(its progress, whose rows of removed shards or of a recreated topic it deletes, and the ids
+of the topics it reads), creates day partitions through the owner's ``SECURITY DEFINER``
+function (migration 0004), and reads which migrations are applied before it starts. It needs
+no ``SELECT`` on the data, no ``UPDATE`` or ``DELETE`` on it, and no DDL.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rttm.registry import REJECTS_TABLE, TOPICS
 #: Tables the ingestion only ever inserts into.
 WRITE_ONLY = (*(spec.table for spec in TOPICS), REJECTS_TABLE)
 PROGRESS_TABLE = "rttm_ingest_progress"
+TOPIC_IDS_TABLE = "rttm_ingest_topics"
 MIGRATIONS_TABLE = "rttm_schema_migrations"
 PARTITION_FUNCTION = "rttm_ensure_trade_event_partition(date)"
 
@@ -31,8 +33,11 @@ def ingest_grants(database: str, schema: str, role: str) -> list[sql.Composed]:
         ),
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), who),
         sql.SQL("GRANT INSERT ON {} TO {}").format(tables, who),
-        sql.SQL("GRANT SELECT, INSERT, UPDATE ON {} TO {}").format(
+        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(
             sql.Identifier(schema, PROGRESS_TABLE), who
+        ),
+        sql.SQL("GRANT SELECT, INSERT, UPDATE ON {} TO {}").format(
+            sql.Identifier(schema, TOPIC_IDS_TABLE), who
         ),
         sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(schema, MIGRATIONS_TABLE), who),
         sql.SQL("GRANT EXECUTE ON FUNCTION {}.{} TO {}").format(

@@ -52,12 +52,14 @@ class Chunk:
         topic: the Kafka topic the batch came from.
         partition: its Kafka partition.
         next_offset: the offset after the batch's last message.
+        first_offset: the offset of the batch's first message.
     """
 
     topic: str
     partition: int
     next_offset: int
     tables: dict[str, list[Row]] = field(default_factory=dict)
+    first_offset: int = field(default=0, kw_only=True)
 
 
 def shard_of(key: str, shards: int) -> int:
@@ -87,7 +89,8 @@ def split_batch(batch: RawBatch, shards: int = DEFAULT_SHARDS) -> list[tuple[str
     topic, partition = batch.topic, batch.partition
     spec = BY_NAME[topic]
     key_of, table = spec.key_of, spec.table
-    chunks = [Chunk(topic, partition, batch.next_offset) for _ in range(shards)]
+    first = (batch.messages[0].offset() or 0) if batch.messages else batch.next_offset
+    chunks = [Chunk(topic, partition, batch.next_offset, first_offset=first) for _ in range(shards)]
     rows: list[list[Row]] = [chunk.tables.setdefault(table, []) for chunk in chunks]
     for message in batch.messages:
         value, offset = message.value(), message.offset() or 0

@@ -29,6 +29,14 @@ class DedupeMemory:
         self.current: set[str] = set()
         self.previous: set[str] = set()
 
+    def remember(self, rows: list[Row], index: int, tag: str = "") -> None:
+        """Note the keys of ``rows`` as seen, dropping none (a replay is written whole)."""
+        current = self.current
+        for row in rows:
+            current.add(tag + row[index])  # type: ignore[operator]
+        if len(current) >= self.generation_size:
+            self.previous, self.current = current, set()
+
     def keep_new(self, rows: list[Row], index: int, tag: str = "") -> list[Row]:
         """The rows whose key (``tag + row[index]``) was not seen recently; remembers them.
 
@@ -65,27 +73,43 @@ _TAGS = {table: f"{n}|" for n, table in enumerate(DEDUPE_INDEX)}
 
 
 class ShardDedupe:
-    """The dedupe memory of one shard, shared by its tables."""
+    """The dedupe memory of one shard, shared by its tables.
+
+    It also remembers how far it has read each Kafka partition. A chunk from below that is
+    a replay (the database was behind a recovery snapshot, so the flow re-reads what the
+    memory saw but the database lacks): its rows all go to the database, whose unique keys
+    decide, instead of being dropped as seen.
+    """
 
     def __init__(self, capacity: int) -> None:
         self.memory = DedupeMemory(capacity)
         self.tags = _TAGS
+        self.read_to: dict[tuple[str, int], int] = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("read_to", {})  # snapshots from before it was kept
         # A snapshot with other tags (or from before memories were shared, one per table)
         # starts afresh: dedupe is an optimisation, the tables' unique keys catch the rest.
         if state.get("tags") != _TAGS:
             memory = state.get("memory")
             capacity = (memory.generation_size * 2 if isinstance(memory, DedupeMemory)
                         else state.get("capacity", DEFAULT_CAPACITY))  # fmt: skip
-            state = {"memory": DedupeMemory(capacity), "tags": _TAGS}
+            state = {"memory": DedupeMemory(capacity), "tags": _TAGS, "read_to": {}}
         self.__dict__.update(state)
 
     def filter(self, chunk: Chunk) -> Chunk:
         """``chunk`` without the rows whose dedupe key its table saw before (in place)."""
         dropped = 0
         memory, tags = self.memory, self.tags
+        where = (chunk.topic, chunk.partition)
+        read_to = self.read_to.get(where, 0)
+        replay = chunk.first_offset < read_to
+        if chunk.next_offset > read_to:
+            self.read_to[where] = chunk.next_offset
         for table, rows in chunk.tables.items():
+            if replay:
+                memory.remember(rows, DEDUPE_INDEX[table], tags[table])
+                continue
             kept = memory.keep_new(rows, DEDUPE_INDEX[table], tags[table])
             dropped += len(rows) - len(kept)
             chunk.tables[table] = kept

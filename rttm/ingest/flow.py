@@ -25,8 +25,9 @@ def build_flow(settings: IngestSettings, *, commit_offsets: bool = True) -> Data
     """The ingestion flow for ``settings`` (see the module docstring)."""
     flow = Dataflow(FLOW_ID)
     source = RttmKafkaSource(
-        settings.kafka_config, settings.topics, settings.partitions, settings.tail
-    )
+        settings.kafka_config, settings.topics, settings.partitions, settings.tail,
+        positions=settings.positions,
+    )  # fmt: skip
     raw = op.input("kafka", flow, source)
     chunks = op.flat_map("decode_and_shard", raw, partial(split_batch, shards=settings.shards))
     unique = op.stateful_map("dedupe", chunks, dedupe_step(settings.dedupe_capacity))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rttm import config
 from rttm.config import ConfigError, KafkaSettings
 from rttm.flow_settings import FlowSettings, check_schema, tail, topic_partitions
 from rttm.ingest.chunks import DEFAULT_SHARDS
 from rttm.ingest.dedupe import DEFAULT_CAPACITY
+from rttm.ingest.resume import resume_positions
+from rttm.kafka_topics import Where
 from rttm.registry import TOPICS, TopicSpec, spec_for
 
 ENV_TOPICS = "RTTM_TOPICS"
@@ -26,6 +28,8 @@ class IngestSettings(FlowSettings):
 
     dedupe_capacity: int = DEFAULT_CAPACITY
     shards: int = DEFAULT_SHARDS
+    #: Where each partition resumes (the database's record; absent: from the beginning).
+    positions: Mapping[Where, int] = field(default_factory=dict)
 
 
 def selected_topics(env: Mapping[str, str]) -> tuple[TopicSpec, ...]:
@@ -62,8 +66,9 @@ def from_env(env: Mapping[str, str] = os.environ) -> IngestSettings:
     kafka = KafkaSettings.from_env(env)
     url = config.database_url(env)
     check_schema(url)
+    partitions = topic_partitions(kafka, topics)
     return IngestSettings(
-        kafka=kafka, database_url=url, topics=topics,
-        partitions=topic_partitions(kafka, topics), tail=follow, dedupe_capacity=capacity,
-        shards=shards,
+        kafka=kafka, database_url=url, topics=topics, partitions=partitions, tail=follow,
+        dedupe_capacity=capacity, shards=shards,
+        positions=resume_positions(kafka, url, partitions, shards),
     )  # fmt: skip

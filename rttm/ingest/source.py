@@ -3,8 +3,9 @@
 Unlike Bytewax's ``KafkaSource``, a partition emits one item per ``consume()`` call — the
 raw librdkafka messages of one Kafka partition — instead of one wrapped object per message:
 wrapping cost as much as decoding and writing together (BYTEWAX-NOTES, "where the time
-goes"). The resume state is the next offset to read; the source never reads the consumer
-group (it resumes from Bytewax recovery) but commits to it after database writes.
+goes"). The resume state is the next offset to read; the ingestion resumes from the
+database's positions (``resume``), the metrics flow from Bytewax recovery or the beginning.
+The consumer groups are never read.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from rttm.errors import RttmError
 from rttm.ingest import stats
+from rttm.ingest.resume import resume_offset
+from rttm.kafka_topics import Where
 from rttm.outage import OutageLog
 from rttm.registry import TopicSpec
 
@@ -173,6 +176,10 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
         tail: keep following (``True``) or stop at each partition's end.
         heartbeat: emit an empty batch, now and then, for a partition read to its end
             (event-time consumers use it to let their watermark pass an idle partition).
+        group_id: the consumer group librdkafka requires (never committed to).
+        positions: where each partition resumes, from the database
+            (:func:`rttm.ingest.resume.resume_positions`), overriding a recovery
+            snapshot's offset; ``None`` resumes from the snapshot or the beginning.
     """
 
     def __init__(
@@ -184,16 +191,18 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
         *,
         heartbeat: bool = False,
         group_id: str = "rttm-ingest-reader",
+        positions: Mapping[Where, int] | None = None,
     ) -> None:
         self._heartbeat = heartbeat
+        self._positions = positions
         self._config = {
             **config,
             "group.id": group_id,  # required by librdkafka; never committed
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "queued.max.messages.kbytes": QUEUED_MAX_KBYTES,
-            # A resume offset that retention deleted (or a recreated topic no longer has)
-            # restarts at the oldest message kept: re-reading is harmless, skipping is not.
+            # An offset that is gone (retention deleted it while the flow ran) restarts at
+            # the oldest message kept: re-reading is harmless, skipping is not.
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": FETCH_WAIT_MS,
             "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
@@ -208,9 +217,13 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
         return list(self._parts)
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PartitionReader:
-        """A reader of ``for_part`` from its resume offset, or from the beginning."""
+        """A reader of ``for_part`` from where it resumes (see the class), else its beginning."""
         index, _, topic = for_part.partition("-")
-        offset = OFFSET_BEGINNING if resume_state is None else resume_state
+        offset: int | None = resume_state
+        if self._positions is not None:
+            where = f"{topic}[{index}]"
+            offset = resume_offset(where, self._positions.get((topic, int(index))), resume_state)
         return _PartitionReader(
-            self._config, topic, int(index), offset, self._tail, self._heartbeat
-        )
+            self._config, topic, int(index), OFFSET_BEGINNING if offset is None else offset,
+            self._tail, self._heartbeat,
+        )  # fmt: skip
