@@ -16,7 +16,7 @@ from psycopg import sql
 
 from rttm.registry import REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
 
-#: Rows per COPY transaction: RTTM's largest batch (``source.CONSUME_BATCH``).
+#: Rows per COPY transaction: RTTM's largest poll (``budget.MAX_POLL``).
 COPY_BATCH = 5_000
 _BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _BINARY_SIGNATURE_LEN = len(_BINARY_SIGNATURE)

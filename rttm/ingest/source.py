@@ -1,16 +1,18 @@
-"""Kafka source of the ingestion: one partition per (topic, Kafka partition), batches out.
+"""Kafka source of both flows: one partition per (topic, Kafka partition), batches out.
 
 Unlike Bytewax's ``KafkaSource``, a partition emits one item per ``consume()`` call — the
 raw librdkafka messages of one Kafka partition — instead of one wrapped object per message:
 wrapping cost as much as decoding and writing together (BYTEWAX-NOTES, "where the time
-goes"). The resume state is the next offset to read; the ingestion resumes from the
-database's positions (``resume``), the metrics flow from Bytewax recovery or the beginning.
-The consumer groups are never read.
+goes"). The partitions of a worker share a read budget per round (``budget``), so catching
+up a backlog on every partition takes bounded memory. The resume state is the next offset
+to read; the ingestion resumes from the database's positions (``resume``), the metrics flow
+from Bytewax recovery or the beginning. The consumer groups are never read.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,15 +24,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from rttm.errors import RttmError
 from rttm.ingest import stats
+from rttm.ingest.budget import ReadBudget
 from rttm.ingest.resume import resume_offset
 from rttm.kafka_topics import Where
 from rttm.outage import OutageLog
 from rttm.registry import TopicSpec
 
 _LOG = logging.getLogger("rttm.ingest.source")
-#: Most messages one ``consume()`` call returns (one Bytewax item).
-CONSUME_BATCH = 5_000
-#: ... on a partition's first call with data: with a backlog on every partition, a first
+#: Most messages a partition's first poll returns: with a backlog on every partition, a first
 #: round of 30 x 5,000 messages kept PostgreSQL idle while it was decoded; 500 brings the
 #: first write 0.3-0.5 s earlier (measured on the 1M benchmark workload).
 FIRST_BATCH = 500
@@ -46,6 +47,10 @@ FETCH_WAIT_MS = 100
 #: would let prefetching alone take gigabytes. 2 MiB is about two fetches ahead: as fast as
 #: 8 MiB here once the fetch backoff below is short, and less memory at peak.
 QUEUED_MAX_KBYTES = 2_048
+#: ... but all partitions together prefetch at most this much (each at least the minimum):
+#: 60 partitions get 1 MiB each, so the prefetch does not grow with the partition count.
+PREFETCH_TOTAL_KBYTES = 64 * 1_024
+PREFETCH_MIN_KBYTES = 256
 #: How long librdkafka waits before fetching again once a partition's prefetch queue was
 #: full (librdkafka's default: 1 s). The queue is drained within milliseconds here, so the
 #: default left a busy partition idle most of each second: end-to-end rate went from ~80k to
@@ -78,6 +83,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         partition: int,
         offset: int,
         tail: bool,
+        budget: ReadBudget,
         heartbeat: bool = False,
     ) -> None:
         self._consumer = Consumer({**config, "enable.partition.eof": not tail})
@@ -87,7 +93,9 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         self._eof = False
         self._idle_until: datetime | None = None
         self._where = f"{topic}[{partition}]"
-        self._batch = FIRST_BATCH
+        self._budget, self._reader = budget, budget.join()
+        self._first = True
+        self._message_bytes = 500.0  # recent average value size, for the byte budget
         self._heartbeat = heartbeat
         self._beat_at = 0.0
 
@@ -119,26 +127,34 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
             if beat:
                 return beat
             raise StopIteration
+        allowed = self._budget.allowance(self._reader, self._message_bytes)
+        if self._first:
+            allowed = min(allowed, FIRST_BATCH)
         # Never block the worker: other partitions (and the sink) share its thread.
-        messages = self._consumer.consume(self._batch, 0)
+        messages = self._consumer.consume(allowed, 0)
         if not messages:
+            self._budget.spent(self._reader, allowed, 0, 0)
             self._idle_until = datetime.now(UTC) + IDLE_POLL
             return self._caught_up()
         self._idle_until = None
         good = []
+        size = 0
         for message in messages:
             error = message.error()
             if error is None:
                 good.append(message)
+                size += len(message)
             elif error.code() == KafkaError._PARTITION_EOF:
                 self._eof = True
             else:
                 self._on_error(error)
+        self._budget.spent(self._reader, allowed, len(messages), size)
         if good or self._eof:  # heard from the broker
             _BROKER.back()
         if not good:
             return []
-        self._batch = CONSUME_BATCH
+        self._first = False
+        self._message_bytes = (self._message_bytes + size / len(good)) / 2
         self._next = (good[-1].offset() or 0) + 1
         # The watermark cached from fetch responses: right on every broker, unlike a
         # ListOffsets request on the local one (DESIGN §7), and free.
@@ -163,6 +179,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         return self._next
 
     def close(self) -> None:
+        self._budget.leave(self._reader)
         self._consumer.close()
 
 
@@ -195,22 +212,28 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
     ) -> None:
         self._heartbeat = heartbeat
         self._positions = positions
+        self._parts = [
+            f"{index}-{spec.name}" for spec in topics for index in range(partitions[spec.name])
+        ]
+        share = PREFETCH_TOTAL_KBYTES // max(len(self._parts), 1)
+        prefetch = max(PREFETCH_MIN_KBYTES, min(QUEUED_MAX_KBYTES, share))
         self._config = {
             **config,
             "group.id": group_id,  # required by librdkafka; never committed
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "queued.max.messages.kbytes": QUEUED_MAX_KBYTES,
+            "queued.max.messages.kbytes": max(
+                PREFETCH_MIN_KBYTES, min(QUEUED_MAX_KBYTES, prefetch)
+            ),
             # An offset that is gone (retention deleted it while the flow ran) restarts at
             # the oldest message kept: re-reading is harmless, skipping is not.
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": FETCH_WAIT_MS,
             "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         }
-        self._parts = [
-            f"{index}-{spec.name}" for spec in topics for index in range(partitions[spec.name])
-        ]
         self._tail = tail
+        self._budgets: dict[int, ReadBudget] = {}  # per worker thread
+        self._lock = threading.Lock()
 
     def list_parts(self) -> list[str]:
         """Every ``partition-topic`` (all are reachable from every worker)."""
@@ -223,7 +246,9 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
         if self._positions is not None:
             where = f"{topic}[{index}]"
             offset = resume_offset(where, self._positions.get((topic, int(index))), resume_state)
+        with self._lock:  # a worker builds its partitions in its own thread
+            budget = self._budgets.setdefault(threading.get_ident(), ReadBudget())
         return _PartitionReader(
             self._config, topic, int(index), OFFSET_BEGINNING if offset is None else offset,
-            self._tail, self._heartbeat,
+            self._tail, budget, self._heartbeat,
         )  # fmt: skip
