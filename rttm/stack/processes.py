@@ -101,6 +101,8 @@ def terminate(
             if (child := _CHILDREN.get(pid)) is not None and child.poll() is not None:
                 del _CHILDREN[pid]
                 return
-            if not pid_alive(pid):
+            if not pid_alive(pid):  # a zombie: reap it if it is ours (else Popen warns at exit)
+                if (child := _CHILDREN.pop(pid, None)) is not None:
+                    child.wait()
                 return
             time.sleep(0.05)
