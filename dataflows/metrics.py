@@ -3,21 +3,36 @@
 Configured by the environment like the ingestion (``RTTM_KAFKA_BROKERS``,
 ``RTTM_DATABASE_URL``, ``RTTM_TAIL``, ``RTTM_KAFKA_CONFIG``) plus ``RTTM_PIPELINE``,
 ``RTTM_ALERT_RULES``, ``RTTM_METRICS_WINDOW``, ``RTTM_METRICS_LATENESS`` and
-``RTTM_METRICS_SHARDS``; a problem ends the process with one line. Under ``-r DIR``, keep
+``RTTM_METRICS_SHARDS``; a problem ends the process with one line. SIGINT and SIGTERM stop
+it cleanly (open windows stay in the state), ending with one line. Under ``-r DIR``, keep
 the window and the shard count the same across restarts.
 """
 
 from __future__ import annotations
 
+import atexit
 import sys
 
-from rttm import logs
+from rttm import logs, stopping
 from rttm.errors import RttmError
+from rttm.metrics import prometheus
 from rttm.metrics.flow import build_flow
+from rttm.metrics.progress import MetricsLine
 from rttm.metrics.settings import from_env
 
 logs.setup()
+prometheus.register()  # served by Bytewax when BYTEWAX_DATAFLOW_API_ENABLED=true
 try:
     flow = build_flow(from_env())
 except RttmError as exc:
     sys.exit(f"rttm: error: {exc}")
+
+
+def _say_where_it_stopped() -> None:
+    received = stopping.received()
+    if received is not None:
+        print(f"{MetricsLine().stop()} | stopped on {received.name}", file=sys.stderr, flush=True)
+
+
+stopping.install()
+atexit.register(_say_where_it_stopped)

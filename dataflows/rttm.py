@@ -2,24 +2,40 @@
 
 Configured only by the environment (``RTTM_KAFKA_BROKERS``, ``RTTM_DATABASE_URL``,
 ``RTTM_TOPICS``, ``RTTM_TAIL``, ``RTTM_SHARDS``, ``RTTM_DEDUPE_CAPACITY``,
-``RTTM_KAFKA_CONFIG``); the servers and the schema are checked before the flow is built,
-and a problem ends the process with one line. Under ``-r DIR``, keep ``RTTM_SHARDS`` the
-same or larger across restarts (``rttm ingest --recovery-dir`` checks it for you).
+``RTTM_KAFKA_CONFIG``); the servers and the schema are checked, and where each partition
+resumes is read from the database, before the flow is built; a problem ends the process with
+one line. SIGINT and SIGTERM stop it cleanly, ending with one line. Under ``-r DIR``, keep
+``RTTM_SHARDS`` the same or larger across restarts (``rttm ingest --recovery-dir`` checks it).
 """
 
 from __future__ import annotations
 
+import atexit
 import sys
 
-from rttm import logs
+from rttm import logs, stopping
 from rttm.errors import RttmError
-from rttm.ingest import prometheus
+from rttm.ingest import progress, prometheus
 from rttm.ingest.flow import build_flow
 from rttm.ingest.settings import from_env
 
 logs.setup()
 prometheus.register()  # served by Bytewax when BYTEWAX_DATAFLOW_API_ENABLED=true
 try:
-    flow = build_flow(from_env())
+    _settings = from_env()
+    flow = build_flow(_settings)
 except RttmError as exc:
     sys.exit(f"rttm: error: {exc}")
+
+
+def _say_where_it_stopped() -> None:
+    received = stopping.received()
+    if received is not None:
+        summary = progress.ProgressLine().stop()
+        names = [spec.name for spec in _settings.topics]
+        line = progress.stopped(summary, received, _settings.database_url, names)
+        print(line, file=sys.stderr, flush=True)
+
+
+stopping.install()
+atexit.register(_say_where_it_stopped)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TextIO
 
@@ -41,3 +42,43 @@ class LiveLine:
         if self._tty:
             self._stream.write("\x1b[2K")
             self._stream.flush()
+
+
+class RateLine:
+    """A :class:`LiveLine` of ``describe(rate)``, the rate of ``total()`` between refreshes.
+
+    Args:
+        describe: the line for a rate (per second); its first ``/s`` is the rate's unit.
+        total: the running count the rate is taken of.
+        started: ``time.monotonic()`` when counting began (for the average at the end).
+        stream: where the line goes.
+    """
+
+    def __init__(
+        self,
+        describe: Callable[[float], str],
+        total: Callable[[], int],
+        started: float,
+        stream: TextIO = sys.stderr,
+    ) -> None:
+        self._describe, self._total, self._started = describe, total, started
+        self._last_count, self._last_time = total(), time.monotonic()
+        self._line = LiveLine(self._render, stream)
+
+    def start(self) -> RateLine:
+        """Begin refreshing; returns self."""
+        self._line.start()
+        return self
+
+    def _render(self) -> str:
+        now, count = time.monotonic(), self._total()
+        rate = (count - self._last_count) / max(now - self._last_time, 1e-9)
+        self._last_count, self._last_time = count, now
+        return self._describe(rate)
+
+    def stop(self) -> str:
+        """Stop refreshing; returns the final summary (average rate over the whole run)."""
+        self._line.stop()
+        elapsed = time.monotonic() - self._started
+        summary = self._describe(self._total() / max(elapsed, 1e-9))
+        return summary.replace("/s", f"/s on average over {elapsed:.1f} s", 1)

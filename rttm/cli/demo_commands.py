@@ -6,7 +6,8 @@ so fake trades and alerts cannot reach a real platform), then runs the simulator
 platform with its injected faults: stuck trades, a lagging consumer, DLQ traffic), the
 ingestion flow, the metrics flow and the dashboard, each as its own process logging to
 ``RTTM_STATE_DIR/demo-logs``. Prints the dashboard's URL; Ctrl-C stops every process and
-the demo's stack, and deletes its data, so each demo starts afresh.
+the demo's stack, and deletes its data, so each demo starts afresh, and says in one line
+how each process ended.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from rttm import config, stack
+from rttm import config, stack, stopping
 from rttm.cli import Subcommands, say
 from rttm.cli.serve_commands import DEFAULT_PORT
 from rttm.errors import RttmError
@@ -76,21 +77,25 @@ def _start(name: str, args: list[str], env: dict[str, str], logs: Path) -> Child
     return Child(name, process, log)
 
 
-def _stop(children: list[Child]) -> None:
+def _stop(children: list[Child]) -> list[str]:
+    """Stop every child as Ctrl-C would; returns how those that did not stop cleanly ended."""
     for child in children:
         if child.process.poll() is None:
             os.killpg(child.process.pid, signal.SIGINT)
     deadline = time.monotonic() + STOP_GRACE_S
+    unclean = []
     for child in children:
         try:
-            child.process.wait(max(0.1, deadline - time.monotonic()))
+            status = child.process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             os.killpg(child.process.pid, signal.SIGKILL)
             child.process.wait()
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
+            unclean.append(f"{child.name} killed after {STOP_GRACE_S:.0f} s")
+            continue
+        # 130: a run with an end of its own (the simulator's duration) that Ctrl-C cut short.
+        if status not in (0, 128 + signal.SIGINT):
+            unclean.append(f"{child.name} exited {status} ({log_tail(child.log, 1)})")
+    return unclean
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -103,8 +108,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise RttmError(msg)
     # Ctrl-C and a plain `kill` both stop the demo cleanly, even when started from a
     # context that ignored SIGINT (a background job).
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stopping.install()
     children: list[Child] = []
     try:
         shutil.rmtree(home, ignore_errors=True)  # a demo starts afresh
@@ -116,31 +120,33 @@ def _demo(args: argparse.Namespace) -> int:
             ("simulator", ["-m", "rttm", "simulate", "--rate", str(args.rate),
                            "--duration", "86400"]),
             ("ingest", ["-m", "rttm", "ingest"]),
-            ("metrics", ["-m", "bytewax.run", "dataflows.metrics"]),
+            ("metrics", ["-m", "rttm", "metrics"]),
             ("dashboard", ["-m", "rttm", "serve", "--port", str(args.port)]),
         ):  # fmt: skip
             children.append(_start(name, command, env, logs))
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not port_answers(args.port):
+        while not port_answers(args.port) and not stopping.requested():
             _check(children)
             if time.monotonic() > deadline:
                 msg = f"the dashboard did not answer on port {args.port} in {START_TIMEOUT_S:.0f} s"
                 raise RttmError(msg)
-            time.sleep(0.2)
-        print(f"RTTM demo running: open http://{LOCALHOST}:{args.port}/", flush=True)
-        say(f"logs in {logs}; Ctrl-C stops the demo")
-        while True:
+            stopping.wait(0.2)
+        if not stopping.requested():
+            print(f"RTTM demo running: open http://{LOCALHOST}:{args.port}/", flush=True)
+            say(f"logs in {logs}; Ctrl-C stops the demo")
+        while not stopping.wait(0.5):
             _check(children)
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        say("stopping the demo")
-        return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _stop(children)
-        stack.down(home, say=say)
+        unclean = _stop(children)
+        stack.down(home)
         shutil.rmtree(home, ignore_errors=True)
+        received = stopping.received()
+        how = f" on {received.name}" if received else ""
+        ended = "; ".join(unclean) if unclean else "every process stopped cleanly"
+        say(f"demo stopped{how}: {ended}; its stack is down and its data deleted")
+    return 1 if unclean else 0
 
 
 def _check(children: list[Child]) -> None:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from datetime import timedelta
+import signal
+from functools import partial
 from pathlib import Path
 
-from bytewax.recovery import RecoveryConfig, init_db_dir
-from bytewax.run import cli_main
-
-from rttm import flow_settings, logs
-from rttm.cli import Subcommands, say
+from rttm import flow_settings, logs, stopping
+from rttm.cli import Subcommands, run_flow, say
 from rttm.emit import Emitter
 from rttm.errors import RttmError
-from rttm.ingest import prometheus
+from rttm.ingest import progress, prometheus
 from rttm.ingest import settings as ingest_settings
 from rttm.ingest.chunks import DEFAULT_SHARDS
 from rttm.ingest.flow import build_flow
@@ -32,23 +30,11 @@ def register(commands: Subcommands) -> None:
         "ingest",
         help="ingest the rttm.* topics into PostgreSQL (the dataflows.rttm flow)",
         description="Run the ingestion dataflow in this process. Same environment as "
-        "`python -m bytewax.run dataflows.rttm`; use that (with -i/-a) for a cluster.",
+        "`python -m bytewax.run dataflows.rttm`; use that (with -i/-a) for a cluster. "
+        "Ctrl-C or SIGTERM stops it cleanly: what was read is written, exit status 0.",
     )
-    ingest.add_argument("-w", "--workers", type=int, default=1,
-                        help="worker threads (default %(default)s)")  # fmt: skip
-    ingest.add_argument("--recovery-dir", type=Path,
-                        help="Bytewax recovery directory (initialised if new)")  # fmt: skip
-    ingest.add_argument("--snapshot-interval", type=float, default=5.0, metavar="SECONDS",
-                        help="epoch length = snapshot interval (default %(default)s)")  # fmt: skip
-    ingest.add_argument("--backup-interval", type=float, default=0.0, metavar="SECONDS",
-                        help="keep older snapshots this long (default %(default)s)")  # fmt: skip
-    ingest.add_argument("--until-caught-up", action="store_true",
-                        help="stop at the end of every partition (RTTM_TAIL=0)")  # fmt: skip
+    run_flow.add_options(ingest)
     ingest.add_argument("--topics", help="comma list of topics (RTTM_TOPICS)")
-    ingest.add_argument(
-        "--metrics-port", type=int, metavar="PORT",
-        help="serve the ingestion's counters for Prometheus on 127.0.0.1:PORT/metrics",
-    )  # fmt: skip
     ingest.add_argument("--lag-interval", type=float, default=10.0, metavar="SECONDS",
                         help="publish RTTM's own consumer-group lag to rttm.queue.metrics "
                         "this often; 0 turns it off (default %(default)s)")  # fmt: skip
@@ -57,20 +43,6 @@ def register(commands: Subcommands) -> None:
 
 #: Written into a recovery directory: the most shards its snapshots hold state for.
 SHARDS_MARKER = "rttm-shards"
-
-
-def _recovery(directory: Path | None, backup_interval: float, shards: int) -> RecoveryConfig | None:
-    if directory is None:
-        return None
-    existing = directory.is_dir() and any(directory.glob("part-*.sqlite3"))
-    if not existing:
-        directory.mkdir(parents=True, exist_ok=True)
-        init_db_dir(directory, 1)  # type: ignore[no-untyped-call]
-        say(f"initialised recovery directory {directory} (1 partition)")
-    _check_shards(directory, shards, existing)
-    return RecoveryConfig(  # type: ignore[no-untyped-call]
-        directory, backup_interval=timedelta(seconds=backup_interval)
-    )
 
 
 def _check_shards(directory: Path, shards: int, existing: bool) -> None:
@@ -100,9 +72,7 @@ def _check_shards(directory: Path, shards: int, existing: bool) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    if args.workers < 1 or args.snapshot_interval <= 0 or args.backup_interval < 0:
-        msg = "--workers must be >= 1, --snapshot-interval > 0 and --backup-interval >= 0"
-        raise RttmError(msg)
+    run_flow.check_options(args)
     env = dict(os.environ)
     if args.until_caught_up:
         env[flow_settings.ENV_TAIL] = "0"
@@ -110,28 +80,30 @@ def _ingest(args: argparse.Namespace) -> int:
         env[ingest_settings.ENV_TOPICS] = args.topics
     logs.setup()
     settings = ingest_settings.from_env(env)
-    names = ", ".join(spec.name for spec in settings.topics)
+    names = [spec.name for spec in settings.topics]
     mode = "until caught up" if not settings.tail else "following (Ctrl-C stops)"
-    say(f"ingesting {names} with {args.workers} worker(s), {mode}")
-    recovery = _recovery(args.recovery_dir, args.backup_interval, settings.shards)
+    say(f"ingesting {', '.join(names)} with {args.workers} worker(s), {mode}")
+    store = run_flow.recovery(args.recovery_dir, args.backup_interval)
+    if store is not None:
+        _check_shards(store.directory, settings.shards, store.existing)
     reporters = _lag_reporters(settings, args.lag_interval)
     if args.metrics_port:
         prometheus.serve(args.metrics_port)
-    progress = ProgressLine().start()
     try:
-        cli_main(  # type: ignore[no-untyped-call]
-            build_flow(settings),
-            workers_per_process=args.workers,
-            epoch_interval=timedelta(seconds=args.snapshot_interval),
-            recovery_config=recovery,
-        )
+        return run_flow.run(
+            build_flow(settings), args, store, ProgressLine(), bounded=not settings.tail,
+            stopped=partial(_stopped, settings.database_url, names),
+        )  # fmt: skip
     finally:
-        say(progress.stop())
         for reporter in reporters:
             reporter.stop()
         if reporters:
             reporters[0].emitter.close(timeout=5)
-    return 0
+
+
+def _stopped(url: str, topics: list[str], summary: str) -> str:
+    received = stopping.received() or signal.SIGTERM
+    return progress.stopped(summary, received, url, topics)
 
 
 def _lag_reporters(settings: IngestSettings, interval: float) -> list[QueueMetricsReporter]:

@@ -93,8 +93,7 @@ ALERT_COLUMNS = ("state", "severity", "rule", "labels", "value", "since", "at")
 def status_screen(data: dict[str, Any]) -> list[Block]:
     """The blocks of ``rttm status``."""
     if data["as_of"] is None:
-        return [Block("no metrics yet: is the metrics flow running? "
-                      "(python -m bytewax.run dataflows.metrics)")]  # fmt: skip
+        return [Block("no metrics yet: is the metrics flow running? (rttm metrics)")]
     tps, trades, dlq = data["tps"], data["trades"], data["dlq"]
     minutes = data["minutes"]
     blocks = [

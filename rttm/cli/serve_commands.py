@@ -6,7 +6,7 @@ import argparse
 
 import uvicorn
 
-from rttm import config
+from rttm import config, stopping
 from rttm.cli import Subcommands, say
 from rttm.metrics.settings import pipeline_from_env
 from rttm.stack.processes import LOCALHOST
@@ -35,5 +35,10 @@ def _serve(args: argparse.Namespace) -> int:
     hosts = None if anywhere else [args.host, "localhost", LOCALHOST]
     app = create_app(url, pipeline_from_env(), allowed_hosts=hosts)
     say(f"dashboard on http://{args.host}:{args.port}/ (API schema: /openapi.json; Ctrl-C stops)")
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then passes the signal on to the
+    # handlers it found: ours, which note it instead of ending the process mid-sentence.
+    stopping.install()
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    received = stopping.received()
+    say(f"dashboard stopped on {received.name}" if received else "dashboard stopped")
     return 0

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rttm import stopping
 from rttm.cli import Subcommands, say
 from rttm.emit import Emitter
 from rttm.errors import RttmError
@@ -84,6 +85,7 @@ def _simulate(args: argparse.Namespace) -> int:
     scenario = scenarios.load(args.scenario)
     emitter = Emitter()
     progress = _Progress(trades, args.duration)
+    stopping.install()  # Ctrl-C or SIGTERM: stop emitting, flush, report what was sent
     line = LiveLine(progress.render).start()
     try:
         summary = run(
@@ -95,7 +97,9 @@ def _simulate(args: argparse.Namespace) -> int:
     _report(summary)
     if args.summary_json:
         args.summary_json.write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
-    return 0 if not summary.emitted.failed and not summary.emitted.dropped else 1
+    if summary.emitted.failed or summary.emitted.dropped:
+        return 1
+    return stopping.status()  # cut short by a signal: 130 or 143
 
 
 def _report(summary: Summary) -> None:

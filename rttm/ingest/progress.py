@@ -1,13 +1,20 @@
-"""The live progress line of ``rttm ingest``: rows/s, rows, rejects, duplicates, lag."""
+"""The live progress line of ``rttm ingest``, and the line a stopped ingestion ends with."""
 
 from __future__ import annotations
 
+import signal
 import sys
-import time
+from collections.abc import Sequence
+from functools import partial
 from typing import TextIO
 
+import psycopg
+
+from rttm.db.connect import last_line
+from rttm.errors import RttmError
+from rttm.ingest.resume import stored_positions
 from rttm.ingest.stats import COUNTERS, Counters
-from rttm.live_line import LiveLine
+from rttm.live_line import RateLine
 
 
 def describe(counters: Counters, rate: float) -> str:
@@ -18,28 +25,19 @@ def describe(counters: Counters, rate: float) -> str:
     )
 
 
-class ProgressLine:
+class ProgressLine(RateLine):
     """:func:`describe` with the rate since the previous refresh, live on ``stream``."""
 
     def __init__(self, stream: TextIO = sys.stderr, counters: Counters = COUNTERS) -> None:
-        self._counters = counters
-        self._last_rows, self._last_time = counters.rows, time.monotonic()
-        self._line = LiveLine(self._render, stream)
+        super().__init__(partial(describe, counters), lambda: counters.rows, counters.started,
+                         stream)  # fmt: skip
 
-    def start(self) -> ProgressLine:
-        """Begin refreshing; returns self."""
-        self._line.start()
-        return self
 
-    def _render(self) -> str:
-        now, rows = time.monotonic(), self._counters.rows
-        rate = (rows - self._last_rows) / max(now - self._last_time, 1e-9)
-        self._last_rows, self._last_time = rows, now
-        return describe(self._counters, rate)
-
-    def stop(self) -> str:
-        """Stop refreshing; returns the final summary (average rate over the whole run)."""
-        self._line.stop()
-        elapsed = time.monotonic() - self._counters.started
-        summary = describe(self._counters, self._counters.rows / max(elapsed, 1e-9))
-        return summary.replace("rows/s", f"rows/s on average over {elapsed:.1f} s", 1)
+def stopped(summary: str, received: signal.Signals, url: str, topics: Sequence[str]) -> str:
+    """``summary`` of a stopped run, with where each topic resumes (from the database)."""
+    try:
+        positions = stored_positions(url, topics)
+    except (RttmError, psycopg.Error) as exc:
+        return f"{summary} | stopped on {received.name}; positions unknown: {last_line(exc)}"
+    where = ", ".join(f"{topic} {positions.get(topic, 0):,}" for topic in topics)
+    return f"{summary} | stopped on {received.name}; stored up to {where} (offsets summed)"

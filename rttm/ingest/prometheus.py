@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from rttm import metrics_port
 from rttm.ingest.stats import COUNTERS
-from rttm.stack.processes import LOCALHOST
 
 
 class IngestCollector(Collector):
@@ -53,4 +53,4 @@ def register() -> None:
 def serve(port: int) -> None:
     """Serve the default registry on 127.0.0.1:``port`` (a daemon thread)."""
     register()
-    start_http_server(port, addr=LOCALHOST)
+    metrics_port.serve(port)

@@ -6,7 +6,8 @@ wrapping cost as much as decoding and writing together (BYTEWAX-NOTES, "where th
 goes"). The partitions of a worker share a read budget per round (``budget``), so catching
 up a backlog on every partition takes bounded memory. The resume state is the next offset
 to read; the ingestion resumes from the database's positions (``resume``), the metrics flow
-from Bytewax recovery or the beginning. The consumer groups are never read.
+from Bytewax recovery or the beginning. The consumer groups are never read. A stop asked
+for (``rttm.stopping``) ends every partition as a bounded run ends at its last message.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from rttm import stopping
 from rttm.errors import RttmError
 from rttm.ingest import stats
 from rttm.ingest.budget import ReadBudget
@@ -120,6 +122,8 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         return [RawBatch(self._topic, self._partition, (), self._next)]
 
     def next_batch(self) -> list[RawBatch]:
+        if stopping.requested():
+            raise StopIteration  # as at the end of a bounded run: what was read gets written
         if self._eof:
             self._beat_at = 0.0
             beat = self._caught_up()

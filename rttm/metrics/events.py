@@ -21,6 +21,7 @@ from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, QueueMetrics, TradeEv
 from rttm.decode import Refusal, validated
 from rttm.ingest.chunks import shard_of
 from rttm.ingest.source import RawBatch
+from rttm.metrics import stats
 from rttm.metrics.points import bounded_value
 from rttm.registry import BY_NAME, TopicSpec
 
@@ -100,6 +101,7 @@ def split_batch(batch: RawBatch, shards: int) -> list[tuple[str, Chunk]]:
         for index in range(shards)
     ]
     high = float("-inf")
+    stats.record_read(len(batch.messages))
     for message in batch.messages:
         value = message.value()
         if not value:

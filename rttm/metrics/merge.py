@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 
 from bytewax.operators import StatefulLogic
 
+from rttm import stopping
 from rttm.alerts.engine import Alert, AlertEngine, Transition
 from rttm.alerts.rules import Rule
+from rttm.metrics import stats
 from rttm.metrics.points import MAX_LABEL_CHARS, Labels, Point, bounded_value, labels_of
 from rttm.metrics.shard import MAX_EMPTY_WINDOWS, EngineConfig, ShardReport
 from rttm.metrics.trades import Recovered, Stuck
@@ -107,7 +109,13 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         return ([out] if out else []), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[list[MetricsOutput], bool]:
-        """End of a bounded run: every window still pending is final."""
+        """End of a bounded run: every window still pending is final.
+
+        Not so when the flow is only stopping: the pending windows stay open in the state
+        (and its last snapshot), to be completed after the restart.
+        """
+        if stopping.requested():
+            return [], StatefulLogic.RETAIN
         out = MetricsOutput()
         if self._state.pending:
             self._finalize(max(self._state.pending) + self._config.window_s, out)
@@ -134,6 +142,7 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         start = state.finalized_until
         if start is None:
             start = min(state.pending)
+        finalized = stuck_open = 0
         while start + length <= limit:
             if start not in state.pending:
                 following = min((s for s in state.pending if s > start), default=limit)
@@ -147,8 +156,13 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             points = self._points(start, start + length, acc)
             out.points.extend(points)
             out.transitions.extend(self._engine.evaluate(points, _utc(start + length)))
+            finalized += 1
+            stuck_open = sum(acc.stuck.values())
             start += length
         state.finalized_until = start
+        if finalized:
+            firing = sum(1 for alert in self._engine.active() if alert.state == "firing")
+            stats.record_finalized(finalized, start, stuck_open, firing)
 
     def _points(self, start: float, end: float, acc: WindowAcc) -> list[Point]:
         state, length = self._state, self._config.window_s

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.operators import StatefulLogic
 
+from rttm import stopping
 from rttm.errors import RttmError
 from rttm.metrics.events import DLQ, ERROR, LOG, QUEUE, TRADE, Chunk
 from rttm.metrics.pipeline import Pipeline
@@ -151,9 +152,12 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
         return self._advance(time.time(), []), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[list[ShardReport], bool]:
-        """End of a bounded run: close every window up to the newest event."""
+        """End of a bounded run: close every window up to the newest event.
+
+        Not when the flow is only stopping: open windows stay open, in the state.
+        """
         state = self._state
-        if math.isinf(state.newest):
+        if math.isinf(state.newest) or stopping.requested():
             return [], StatefulLogic.RETAIN
         end = window_start(state.newest, self._config.window_s) + self._config.window_s
         return [self._close(end, state.newest, [])], StatefulLogic.RETAIN

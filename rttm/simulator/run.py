@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rttm import stopping
 from rttm.emit import EmitCounters, Emitter
 from rttm.simulator.engine import Simulation, Tally
 from rttm.simulator.scenario import Scenario
@@ -59,7 +60,10 @@ def run(
     paced: bool = True,
     on_progress: Callable[[Simulation, int], None] | None = None,
 ) -> Summary:
-    """Simulate and emit every event; ``paced`` keeps simulated time with the wall clock."""
+    """Simulate and emit every event; ``paced`` keeps simulated time with the wall clock.
+
+    A stop asked for (``rttm.stopping``) ends the run early; what was emitted is flushed.
+    """
     simulation = Simulation(
         scenario, seed=seed, start=start, rate=rate, trades=trades, duration=duration
     )
@@ -68,8 +72,10 @@ def run(
     for count, (at, event) in enumerate(simulation.events(), start=1):
         if paced:
             ahead = at - (time.monotonic() - began)
-            if ahead > PACING_SLACK_S:
-                time.sleep(ahead)
+            if ahead > PACING_SLACK_S and stopping.wait(ahead):
+                break
+        if stopping.requested():
+            break
         emit(event)
         if on_progress is not None and count % 256 == 0:
             on_progress(simulation, count)

@@ -1,0 +1,100 @@
+"""What ``rttm ingest`` and ``rttm metrics`` share: options, recovery, a clean stop.
+
+Both run their flow in this process until it ends or a signal stops it cleanly, with a
+live line, and end with one line saying what was done (and where it stopped).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from rttm import stopping
+from rttm.cli import say
+from rttm.errors import RttmError
+from rttm.live_line import RateLine
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The options every flow command has."""
+    parser.add_argument("-w", "--workers", type=int, default=1,
+                        help="worker threads (default %(default)s)")  # fmt: skip
+    parser.add_argument("--recovery-dir", type=Path,
+                        help="Bytewax recovery directory (initialised if new)")  # fmt: skip
+    parser.add_argument("--snapshot-interval", type=float, default=5.0, metavar="SECONDS",
+                        help="epoch length = snapshot interval (default %(default)s)")  # fmt: skip
+    parser.add_argument("--backup-interval", type=float, default=0.0, metavar="SECONDS",
+                        help="keep older snapshots this long (default %(default)s)")  # fmt: skip
+    parser.add_argument("--until-caught-up", action="store_true",
+                        help="stop at the end of every partition (RTTM_TAIL=0)")  # fmt: skip
+    parser.add_argument(
+        "--metrics-port", type=int, metavar="PORT",
+        help="serve the flow's own counters for Prometheus on 127.0.0.1:PORT/metrics",
+    )  # fmt: skip
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse option values that cannot work, in one line."""
+    if args.workers < 1 or args.snapshot_interval <= 0 or args.backup_interval < 0:
+        msg = "--workers must be >= 1, --snapshot-interval > 0 and --backup-interval >= 0"
+        raise RttmError(msg)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A recovery directory ready for Bytewax, and whether it held snapshots already."""
+
+    directory: Path
+    existing: bool
+    config: RecoveryConfig
+
+
+def recovery(directory: Path | None, backup_interval: float) -> Recovery | None:
+    """The recovery store in ``directory``, initialised (one partition) if new."""
+    if directory is None:
+        return None
+    existing = directory.is_dir() and any(directory.glob("part-*.sqlite3"))
+    if not existing:
+        directory.mkdir(parents=True, exist_ok=True)
+        init_db_dir(directory, 1)  # type: ignore[no-untyped-call]
+        say(f"initialised recovery directory {directory} (1 partition)")
+    config = RecoveryConfig(  # type: ignore[no-untyped-call]
+        directory, backup_interval=timedelta(seconds=backup_interval)
+    )
+    return Recovery(directory, existing, config)
+
+
+def run(
+    flow: Dataflow,
+    args: argparse.Namespace,
+    store: Recovery | None,
+    line: RateLine,
+    *,
+    bounded: bool,
+    stopped: Callable[[str], str],
+) -> int:
+    """Run ``flow`` here until it ends or is stopped; print its last line; exit status.
+
+    SIGINT and SIGTERM stop it cleanly (``rttm.stopping``): the live line ends with
+    ``stopped(summary)``, and the status is 0, or 130/143 for a ``bounded`` run cut short.
+    """
+    stopping.install()
+    line.start()
+    try:
+        cli_main(  # type: ignore[no-untyped-call]
+            flow,
+            workers_per_process=args.workers,
+            epoch_interval=timedelta(seconds=args.snapshot_interval),
+            recovery_config=store.config if store is not None else None,
+        )
+    finally:
+        summary = line.stop()
+        say(stopped(summary) if stopping.requested() else summary)
+    return stopping.status(finished=not bounded)

@@ -1,0 +1,53 @@
+"""The metrics flow's own progress for Prometheus, from :mod:`rttm.metrics.stats`.
+
+Served by ``rttm metrics --metrics-port PORT`` (127.0.0.1), or by Bytewax's API server when
+``BYTEWAX_DATAFLOW_API_ENABLED=true`` (``dataflows/metrics.py`` registers it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rttm.metrics.stats import COUNTERS
+
+
+class MetricsFlowCollector(Collector):
+    """Events read and windows finalized since the process started; the engine's view."""
+
+    def collect(self) -> Iterator[Metric]:
+        """Counters, then gauges (the watermark only once a window was finalized)."""
+        yield CounterMetricFamily(
+            "rttm_metrics_events_read", "Messages the metrics flow read", value=COUNTERS.events
+        )
+        yield CounterMetricFamily(
+            "rttm_metrics_windows_finalized", "Windows written", value=COUNTERS.windows
+        )
+        yield GaugeMetricFamily(
+            "rttm_metrics_stuck_trades_open", "Trades stuck in the newest window",
+            value=COUNTERS.stuck_open,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "rttm_metrics_alerts_firing", "Alerts firing", value=COUNTERS.alerts_firing
+        )
+        if COUNTERS.watermark is not None:
+            yield GaugeMetricFamily(
+                "rttm_metrics_watermark_seconds",
+                "Event time up to which every window is final (Unix seconds)",
+                value=COUNTERS.watermark,
+            )
+
+
+_COLLECTOR = MetricsFlowCollector()
+_registered = False
+
+
+def register() -> None:
+    """Add the collector to the default registry (once per process)."""
+    global _registered
+    if not _registered:
+        REGISTRY.register(_COLLECTOR)
+        _registered = True

@@ -1,0 +1,39 @@
+"""Process-local counters of the metrics flow: ``rttm metrics``'s live line and port.
+
+Plain attributes updated from the Bytewax worker threads, as for the ingestion
+(``rttm.ingest.stats``): a display tolerates the rare lost increment. The merge step runs
+on one worker of one process, so in a cluster only that process knows the windows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Counters:
+    """Totals since the process started, and the engine's latest view."""
+
+    events: int = 0  # messages read and decoded (valid or not)
+    windows: int = 0  # windows finalized (written)
+    stuck_open: int = 0  # trades stuck in the newest finalized window
+    alerts_firing: int = 0
+    watermark: float | None = None  # every window ending at or before it is final
+    started: float = field(default_factory=time.monotonic)
+
+
+COUNTERS = Counters()
+
+
+def record_read(count: int) -> None:
+    """The engine decoded ``count`` messages of one batch."""
+    COUNTERS.events += count
+
+
+def record_finalized(windows: int, watermark: float, stuck_open: int, firing: int) -> None:
+    """The merge step finalized ``windows`` windows up to ``watermark`` (epoch seconds)."""
+    COUNTERS.windows += windows
+    COUNTERS.watermark = watermark
+    COUNTERS.stuck_open = stuck_open
+    COUNTERS.alerts_firing = firing
