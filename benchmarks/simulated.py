@@ -29,11 +29,28 @@ _SPEC_OF = {spec.struct: spec for spec in TOPICS}
 
 def events(seconds: float, rate: float, seed: int, *, clean: bool = False) -> list[Message]:
     """A simulated run of the default platform (``clean``: without its injected faults)."""
+    return list(stream(rate, seed, seconds=seconds, clean=clean))
+
+
+def stream(
+    rate: float,
+    seed: int,
+    *,
+    seconds: float | None = None,
+    trades: int | None = None,
+    clean: bool = False,
+) -> Iterator[Message]:
+    """The events of ``events`` one at a time, in time order, none held once yielded.
+
+    The run stops creating trades after ``seconds`` of simulated time or ``trades`` trades
+    (at least one of them), as :class:`Simulation` does.
+    """
     plan = scenario.load()
     if clean:  # no stuck trades, no lagging consumer
         plan = msgspec.structs.replace(plan, stuck=None, lag=())
-    run = Simulation(plan, seed=seed, start=T0, rate=rate, duration=seconds)
-    return [event for _, event in run.events()]
+    run = Simulation(plan, seed=seed, start=T0, rate=rate, duration=seconds, trades=trades)
+    for _, event in run.events():
+        yield event
 
 
 def kafka_messages(run: Iterable[Message]) -> Iterator[tuple[str, bytes, bytes]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,37 +33,57 @@ MALFORMED_SHARE = 0.01
 RETRY_DISTANCE = 200
 
 
+#: One Kafka message: (topic, key, value).
+Msg = tuple[str, bytes, bytes]
+
+
 @dataclass
 class Workload:
-    """What was produced: the ground truth the database is compared with."""
+    """What was produced: the ground truth the database is compared with.
 
-    messages: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    ``build`` keeps the messages; a workload filled by ``stream`` keeps only the counts
+    (``messages`` stays empty), which are complete once the stream is exhausted.
+    """
+
+    messages: list[Msg] = field(default_factory=list)
     distinct: Counter[str] = field(default_factory=Counter)
     malformed: int = 0
     duplicates: int = 0  # resent messages, malformed ones included
+    generated: int = 0  # messages yielded so far, duplicates and malformed included
 
     @property
     def total(self) -> int:
         """Messages produced, duplicates and malformed included."""
-        return len(self.messages)
+        return self.generated
 
 
 def build(count: int, seed: int = 11) -> Workload:
     """``count`` messages (topic, key, value) with the shares above."""
+    work = Workload()
+    work.messages.extend(stream(count, seed, work))
+    return work
+
+
+def stream(count: int, seed: int = 11, work: Workload | None = None) -> Iterator[Msg]:
+    """The messages ``build(count, seed)`` holds, one at a time, in the same order.
+
+    ``work`` (if given) is kept up to date with the running totals as messages are yielded;
+    only the last ``4 * RETRY_DISTANCE`` originals are held, to be sent again.
+    """
+    work = Workload() if work is None else work
     rng = random.Random(seed)
     topics, weights = list(MIX), list(MIX.values())
-    work = Workload()
-    recent: list[tuple[str, bytes, bytes]] = []
-    malformed: set[bytes] = set()
+    recent: list[tuple[Msg, bool]] = []  # originals that may be retried, and if malformed
     n = 0
-    while work.total < count:
+    while work.generated < count:
         draw = rng.random()
         if draw < DUPLICATE_SHARE and recent:
-            again = rng.choice(recent[-RETRY_DISTANCE:])
-            work.messages.append(again)
+            again, was_malformed = rng.choice(recent[-RETRY_DISTANCE:])
             work.duplicates += 1
             # A malformed message sent twice is two rejects: rejects are keyed by offset.
-            work.malformed += again[2] in malformed
+            work.malformed += was_malformed
+            work.generated += 1
+            yield again
             continue
         topic = rng.choices(topics, weights)[0]
         body = payload(topic, rng, n)
@@ -70,19 +91,18 @@ def build(count: int, seed: int = 11) -> Workload:
         n += 1
         spec = BY_NAME[topic]
         key = "-".join(str(body[f]) for f in spec.key_fields).encode()
-        if draw < DUPLICATE_SHARE + MALFORMED_SHARE:
+        malformed = draw < DUPLICATE_SHARE + MALFORMED_SHARE
+        if malformed:
             body[spec.time_field] = body[spec.time_field].removesuffix("Z")  # naive
             work.malformed += 1
         else:
             work.distinct[spec.table] += 1
         message = (topic, key, json.dumps(body).encode())
-        if draw >= DUPLICATE_SHARE and draw < DUPLICATE_SHARE + MALFORMED_SHARE:
-            malformed.add(message[2])
-        work.messages.append(message)
         if len(recent) > 4 * RETRY_DISTANCE:
             del recent[: 2 * RETRY_DISTANCE]
-        recent.append(message)
-    return work
+        recent.append((message, malformed))
+        work.generated += 1
+        yield message
 
 
 def produce(brokers: str, work: Workload, **config: Any) -> None:
@@ -90,16 +110,27 @@ def produce(brokers: str, work: Workload, **config: Any) -> None:
 
     ``config`` adds librdkafka settings (TLS, say).
     """
+    produce_stream(brokers, work.messages, **config)
+
+
+def produce_stream(brokers: str, messages: Iterable[Msg], **config: Any) -> int:
+    """Send ``messages`` in order as they come (none is held); returns how many were sent.
+
+    ``config`` adds librdkafka settings (TLS, say).
+    """
     producer = Producer(
         {"bootstrap.servers": brokers, "linger.ms": 20, "batch.num.messages": 10_000,
          "queue.buffering.max.messages": 500_000, "enable.idempotence": False, **config}
     )  # fmt: skip
-    for topic, key, value in work.messages:
+    sent = 0
+    for topic, key, value in messages:
         send(producer, topic, key, value)
+        sent += 1
     remaining = producer.flush(60)
     if remaining:
-        msg = f"{remaining} messages not delivered"
+        msg = f"{remaining} of {sent} messages not delivered"
         raise RuntimeError(msg)
+    return sent
 
 
 def send(producer: Producer, topic: str, key: bytes, value: bytes, wait: float = 0.05) -> None:
