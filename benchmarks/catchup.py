@@ -1,9 +1,10 @@
 """Catching up a backlog on every partition at once: ``python -m benchmarks.catchup``.
 
 What follows an outage (an hour of RTTM down): the five ``rttm.*`` topics hold a backlog
-on every partition their message keys reach (error and log events are keyed by service, so
-some of theirs stay empty; the count is reported), and a flow started with ``RTTM_TAIL=0``
-reads it all at once, then stops. For each partition layout (``--partitions 30,60``:
+on every partition (messages are spread over the partitions at random, whatever their key:
+keyed by service, error and log events would reach only a few; the count of partitions
+with a backlog is reported), and a flow started with ``RTTM_TAIL=0`` reads it all at once,
+then stops. For each partition layout (``--partitions 30,60``:
 partitions over the five topics, so 6 or 12 per topic), each size (``--events
 1000000,5000000,10000000``) and each flow (``--flows ingest,metrics``), a new broker gets
 the backlog, streamed (nothing is held in memory):
@@ -53,6 +54,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOWS = {"ingest": "dataflows.rttm", "metrics": "dataflows.metrics"}
 TRADE_TOPIC = next(spec.name for spec in TOPICS if spec.struct is TradeEvent)
 WORKLOAD_SEED = 11
+#: librdkafka's partitioner that ignores the key: every partition gets a backlog.
+SPREAD = "random"
 SIMULATION_SEED = 1
 #: Run in the code under test: a fresh database migrated by that code, and where the
 #: packages were imported from (checked against the checkout's directory).
@@ -246,7 +249,9 @@ def migrated_database(code: Code, admin: str) -> str:
 def produce_workload(brokers: str, size: int) -> tuple[int, Check]:
     """Stream the seeded workload; the check compares rows per table with its totals."""
     work = workload.Workload()
-    sent = workload.produce_stream(brokers, workload.stream(size, WORKLOAD_SEED, work))
+    sent = workload.produce_stream(
+        brokers, workload.stream(size, WORKLOAD_SEED, work), partitioner=SPREAD
+    )
     return sent, lambda url: check(url, work)
 
 
@@ -254,7 +259,8 @@ def produce_simulated(brokers: str, size: int) -> tuple[int, Check]:
     """Stream the first ``size`` simulated events; the check counts the trade events."""
     per_topic: Counter[str] = Counter()
     events = itertools.islice(simulated.stream(TRADES_PER_S, SIMULATION_SEED, trades=size), size)
-    sent = workload.produce_stream(brokers, _tally(simulated.kafka_messages(events), per_topic))
+    messages = _tally(simulated.kafka_messages(events), per_topic)
+    sent = workload.produce_stream(brokers, messages, partitioner=SPREAD)
     expected = per_topic[TRADE_TOPIC]
 
     def verify(url: str) -> None:
