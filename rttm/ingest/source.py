@@ -1,19 +1,18 @@
 """Kafka source of both flows: one partition per (topic, Kafka partition), batches out.
 
-Unlike Bytewax's ``KafkaSource``, a partition emits one item per poll — the raw librdkafka
-messages of one Kafka partition that poll brought — instead of one wrapped object per message:
+Unlike Bytewax's ``KafkaSource``, a partition emits one item per ``consume()`` call — the
+raw librdkafka messages of one Kafka partition — instead of one wrapped object per message:
 wrapping cost as much as decoding and writing together (BYTEWAX-NOTES, "where the time
-goes"). The partitions of a worker read through one consumer (``worker_consumer``) within
-a budget per round (``budget``), so catching up a backlog on every partition takes bounded
-memory, whatever the partition count. The resume state is the next offset to read; the
-ingestion resumes from the database's positions (``resume``), the metrics flow
+goes"). The partitions of a worker share a read budget per round (``budget``), so catching
+up a backlog on every partition takes bounded memory. The resume state is the next offset
+to read; the ingestion resumes from the database's positions (``resume``), the metrics flow
 from Bytewax recovery or the beginning. The consumer groups are never read. A stop asked
 for (``rttm.stopping``) ends every partition as a bounded run ends at its last message.
 """
 
 from __future__ import annotations
 
-import itertools
+import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -22,34 +21,55 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Message
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from rttm import stopping
+from rttm.errors import RttmError
 from rttm.ingest import stats
+from rttm.ingest.budget import ReadBudget
 from rttm.ingest.resume import resume_offset
-from rttm.ingest.worker_consumer import BROKER, WorkerConsumer
 from rttm.kafka_topics import Where
+from rttm.outage import OutageLog
 from rttm.registry import TopicSpec
 
+_LOG = logging.getLogger("rttm.ingest.source")
+#: Most messages a partition's first poll returns: with a backlog on every partition, a first
+#: round of 30 x 5,000 messages kept PostgreSQL idle while it was decoded; 500 brings the
+#: first write 0.3-0.5 s earlier (measured on the 1M benchmark workload).
+FIRST_BATCH = 500
 #: How long an idle partition waits before polling again: bounds both the polling cost of
 #: many idle partitions and the latency it adds to the first message after a lull.
 IDLE_POLL = timedelta(milliseconds=10)
-#: How long the broker may hold a fetch for idle partitions (librdkafka: 500 ms). Each
+#: How long the broker may hold a fetch for an idle partition (librdkafka: 500 ms). Each
 #: bounded run waits about this long at its end for the partitions' EOF; and it bounds the
-#: delay of the first message after a lull.
+#: delay of the first message after a lull. 100 ms costs ten small requests a second per
+#: idle partition.
 FETCH_WAIT_MS = 100
-#: How long librdkafka waits before fetching again once the prefetch queue was full
-#: (librdkafka's default: 1 s). The queue is drained within milliseconds here, so the
-#: default left the consumer idle most of each second: end-to-end rate went from ~80k to
+#: librdkafka prefetch per partition consumer; the default (64 MiB) times 30 partitions
+#: would let prefetching alone take gigabytes. 2 MiB is about two fetches ahead: as fast as
+#: 8 MiB here once the fetch backoff below is short, and less memory at peak.
+QUEUED_MAX_KBYTES = 2_048
+#: ... but all partitions together prefetch at most this much (each at least the minimum):
+#: 60 partitions get 1 MiB each, so the prefetch does not grow with the partition count.
+PREFETCH_TOTAL_KBYTES = 64 * 1_024
+PREFETCH_MIN_KBYTES = 256
+#: How long librdkafka waits before fetching again once a partition's prefetch queue was
+#: full (librdkafka's default: 1 s). The queue is drained within milliseconds here, so the
+#: default left a busy partition idle most of each second: end-to-end rate went from ~80k to
 #: ~100k msg/s with 10 ms (benchmarks/README.md, "where the time goes").
 FETCH_QUEUE_BACKOFF_MS = 10
 #: How often a caught-up partition says so when asked for heartbeats (metrics flow).
 HEARTBEAT_S = 0.5
+_FATAL = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+          KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}  # fmt: skip
+
+
+_BROKER = OutageLog(_LOG, "kafka", "waiting for it")
 
 
 @dataclass(frozen=True, slots=True)
 class RawBatch:
-    """Messages of one Kafka partition, in offset order, from one poll."""
+    """Messages of one Kafka partition, in offset order, from one ``consume()`` call."""
 
     topic: str
     partition: int
@@ -60,18 +80,24 @@ class RawBatch:
 class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
     def __init__(
         self,
-        consumer: WorkerConsumer,
-        reader: int,
+        config: Mapping[str, Any],
         topic: str,
         partition: int,
         offset: int,
+        tail: bool,
+        budget: ReadBudget,
         heartbeat: bool = False,
     ) -> None:
-        self._consumer, self._reader = consumer, reader
-        self._inbox = consumer.add(topic, partition, offset)
+        self._consumer = Consumer({**config, "enable.partition.eof": not tail})
+        self._tp = TopicPartition(topic, partition)
+        self._consumer.assign([TopicPartition(topic, partition, offset)])
         self._topic, self._partition, self._next = topic, partition, offset
+        self._eof = False
         self._idle_until: datetime | None = None
         self._where = f"{topic}[{partition}]"
+        self._budget, self._reader = budget, budget.join()
+        self._first = True
+        self._message_bytes = 500.0  # recent average value size, for the byte budget
         self._heartbeat = heartbeat
         self._beat_at = 0.0
 
@@ -82,10 +108,10 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         event-time consumers that this partition holds nothing older than what they saw.
         """
         now = time.monotonic()
-        if not self._heartbeat or now < self._beat_at or BROKER.active:
+        if not self._heartbeat or now < self._beat_at or _BROKER.active:
             return []  # while the broker is away, "read to the end" would be a guess
-        if not self._inbox.eof:
-            watermarks = self._consumer.watermarks(self._topic, self._partition)
+        if not self._eof:
+            watermarks = self._consumer.get_watermark_offsets(self._tp, cached=True)
             if not watermarks or watermarks[1] < 0:
                 return []  # no fetch response yet
             low, high = watermarks
@@ -98,33 +124,57 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
     def next_batch(self) -> list[RawBatch]:
         if stopping.requested():
             raise StopIteration  # as at the end of a bounded run: what was read gets written
-        inbox = self._inbox
-        if not inbox.messages and not inbox.eof:
-            # Never block the worker: other partitions (and the sink) share its thread.
-            self._consumer.poll(self._reader)
-        if inbox.messages:
-            self._idle_until = None
-            return [self._emit()]
-        if inbox.eof:
+        if self._eof:
             self._beat_at = 0.0
             beat = self._caught_up()
             self._heartbeat = False
             if beat:
                 return beat
             raise StopIteration
-        self._idle_until = datetime.now(UTC) + IDLE_POLL
-        return self._caught_up()
-
-    def _emit(self) -> RawBatch:
-        """The inbox's messages as one batch, noting how far the partition has been read."""
-        messages, self._inbox.messages, self._inbox.nbytes = self._inbox.messages, [], 0
-        self._next = (messages[-1].offset() or 0) + 1
+        allowed = self._budget.allowance(self._reader, self._message_bytes)
+        if self._first:
+            allowed = min(allowed, FIRST_BATCH)
+        # Never block the worker: other partitions (and the sink) share its thread.
+        messages = self._consumer.consume(allowed, 0)
+        if not messages:
+            self._budget.spent(self._reader, allowed, 0, 0)
+            self._idle_until = datetime.now(UTC) + IDLE_POLL
+            return self._caught_up()
+        self._idle_until = None
+        good = []
+        size = 0
+        for message in messages:
+            error = message.error()
+            if error is None:
+                good.append(message)
+                size += len(message)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self._eof = True
+            else:
+                self._on_error(error)
+        self._budget.spent(self._reader, allowed, len(messages), size)
+        if good or self._eof:  # heard from the broker
+            _BROKER.back()
+        if not good:
+            return []
+        self._first = False
+        self._message_bytes = (self._message_bytes + size / len(good)) / 2
+        self._next = (good[-1].offset() or 0) + 1
         # The watermark cached from fetch responses: right on every broker, unlike a
         # ListOffsets request on the local one (DESIGN §7), and free.
-        watermarks = self._consumer.watermarks(self._topic, self._partition)
+        watermarks = self._consumer.get_watermark_offsets(
+            TopicPartition(self._topic, self._partition), cached=True
+        )
         high = watermarks[1] if watermarks else self._next
-        stats.record_read(self._where, len(messages), max(high - self._next, 0))
-        return RawBatch(self._topic, self._partition, messages, self._next)
+        stats.record_read(self._where, len(good), max(high - self._next, 0))
+        return [RawBatch(self._topic, self._partition, good, self._next)]
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() in _FATAL or error.fatal():
+            msg = f"kafka error on {self._where}: {error.str()}"
+            raise RttmError(msg)
+        # Transient (broker down, network): librdkafka keeps retrying by itself.
+        _BROKER.lost(f"{self._where}: {error.str()}")
 
     def next_awake(self) -> datetime | None:
         return self._idle_until
@@ -133,7 +183,8 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         return self._next
 
     def close(self) -> None:
-        self._consumer.remove(self._topic, self._partition)
+        self._budget.leave(self._reader)
+        self._consumer.close()
 
 
 class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
@@ -168,11 +219,16 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
         self._parts = [
             f"{index}-{spec.name}" for spec in topics for index in range(partitions[spec.name])
         ]
+        share = PREFETCH_TOTAL_KBYTES // max(len(self._parts), 1)
+        prefetch = max(PREFETCH_MIN_KBYTES, min(QUEUED_MAX_KBYTES, share))
         self._config = {
             **config,
             "group.id": group_id,  # required by librdkafka; never committed
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
+            "queued.max.messages.kbytes": max(
+                PREFETCH_MIN_KBYTES, min(QUEUED_MAX_KBYTES, prefetch)
+            ),
             # An offset that is gone (retention deleted it while the flow ran) restarts at
             # the oldest message kept: re-reading is harmless, skipping is not.
             "auto.offset.reset": "earliest",
@@ -180,8 +236,7 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
             "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         }
         self._tail = tail
-        self._consumers: dict[int, WorkerConsumer] = {}  # per worker thread
-        self._built = itertools.count()
+        self._budgets: dict[int, ReadBudget] = {}  # per worker thread
         self._lock = threading.Lock()
 
     def list_parts(self) -> list[str]:
@@ -196,12 +251,8 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
             where = f"{topic}[{index}]"
             offset = resume_offset(where, self._positions.get((topic, int(index))), resume_state)
         with self._lock:  # a worker builds its partitions in its own thread
-            consumer = self._consumers.get(threading.get_ident())
-            if consumer is None:
-                consumer = WorkerConsumer(self._config, self._tail)
-                self._consumers[threading.get_ident()] = consumer
-            reader = next(self._built)
+            budget = self._budgets.setdefault(threading.get_ident(), ReadBudget())
         return _PartitionReader(
-            consumer, reader, topic, int(index), OFFSET_BEGINNING if offset is None else offset,
-            self._heartbeat,
+            self._config, topic, int(index), OFFSET_BEGINNING if offset is None else offset,
+            self._tail, budget, self._heartbeat,
         )  # fmt: skip
