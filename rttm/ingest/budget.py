@@ -11,10 +11,15 @@ thirty share it. Memory is then bounded by the budget, whatever the partition co
 
 from __future__ import annotations
 
-#: Messages the readers of one worker read per round (all partitions together). Between
-#: the source and the database about four rounds are in flight (decode, two queued batches
-#: per shard, one being written): ~120k rows here (benchmarks/README.md, "catching up").
-ROUND_MESSAGES = 30_000
+#: Messages the readers of one ingestion worker read per round (all partitions together).
+#: Between the source and the database about four rounds are in flight (decode, two queued
+#: batches per shard, one being written): ~60k rows (benchmarks/README.md, "Catching up").
+ROUND_MESSAGES = 15_000
+#: ... of one metrics worker: it holds no rows in flight (a batch becomes a few counters
+#: per shard as soon as it is read), but each batch costs a chunk per shard and a watermark
+#: update, so small polls slowed it by ~10 %, and 60,000 took less memory than 15,000
+#: (bigger chunks, fewer of them queued).
+METRICS_ROUND_MESSAGES = 60_000
 #: Bytes of message values per round: large messages (stack traces) must not let a round of
 #: ROUND_MESSAGES take gigabytes.
 ROUND_BYTES = 32 * 1024 * 1024

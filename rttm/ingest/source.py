@@ -26,7 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from rttm import stopping
 from rttm.errors import RttmError
 from rttm.ingest import stats
-from rttm.ingest.budget import ReadBudget
+from rttm.ingest.budget import ROUND_MESSAGES, ReadBudget
 from rttm.ingest.resume import resume_offset
 from rttm.kafka_topics import Where
 from rttm.outage import OutageLog
@@ -45,14 +45,20 @@ IDLE_POLL = timedelta(milliseconds=10)
 #: delay of the first message after a lull. 100 ms costs ten small requests a second per
 #: idle partition.
 FETCH_WAIT_MS = 100
-#: librdkafka prefetch per partition consumer; the default (64 MiB) times 30 partitions
-#: would let prefetching alone take gigabytes. 2 MiB is about two fetches ahead: as fast as
-#: 8 MiB here once the fetch backoff below is short, and less memory at peak.
-QUEUED_MAX_KBYTES = 2_048
-#: ... but all partitions together prefetch at most this much (each at least the minimum):
-#: 60 partitions get 1 MiB each, so the prefetch does not grow with the partition count.
-PREFETCH_TOTAL_KBYTES = 64 * 1_024
-PREFETCH_MIN_KBYTES = 256
+#: librdkafka prefetch, per partition consumer. Each prefetched message costs about a
+#: kilobyte of librdkafka memory besides its bytes (60 consumers filled to 1 MiB each held
+#: ~270 MB), so all the partitions of a flow share a total, in messages and in bytes: 30
+#: partitions get 2,000 messages (or 2 MiB) each, 60 get 1,000 (or 1 MiB). The librdkafka
+#: defaults (100,000 messages, 64 MiB per partition) would let prefetching alone take
+#: gigabytes.
+PREFETCH_MESSAGES = 60_000
+PREFETCH_KBYTES = 64 * 1_024
+PREFETCH_MIN_MESSAGES = 500
+PREFETCH_KBYTES_RANGE = (256, 2_048)
+#: Most bytes of one partition in one fetch response (librdkafka: 1 MiB). A response stays
+#: in memory until its last message is consumed, so it adds to the prefetch of every
+#: partition (benchmarks/README.md, "Catching up").
+FETCH_PARTITION_BYTES = 512 * 1_024
 #: How long librdkafka waits before fetching again once a partition's prefetch queue was
 #: full (librdkafka's default: 1 s). The queue is drained within milliseconds here, so the
 #: default left a busy partition idle most of each second: end-to-end rate went from ~80k to
@@ -201,6 +207,8 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
         positions: where each partition resumes, from the database
             (:func:`rttm.ingest.resume.resume_positions`), overriding a recovery
             snapshot's offset; ``None`` resumes from the snapshot or the beginning.
+        round_messages: the read budget of each worker, in messages per round
+            (``rttm.ingest.budget``).
     """
 
     def __init__(
@@ -213,22 +221,24 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
         heartbeat: bool = False,
         group_id: str = "rttm-ingest-reader",
         positions: Mapping[Where, int] | None = None,
+        round_messages: int = ROUND_MESSAGES,
     ) -> None:
         self._heartbeat = heartbeat
+        self._round_messages = round_messages
         self._positions = positions
         self._parts = [
             f"{index}-{spec.name}" for spec in topics for index in range(partitions[spec.name])
         ]
-        share = PREFETCH_TOTAL_KBYTES // max(len(self._parts), 1)
-        prefetch = max(PREFETCH_MIN_KBYTES, min(QUEUED_MAX_KBYTES, share))
+        count = max(len(self._parts), 1)
+        low, high = PREFETCH_KBYTES_RANGE
         self._config = {
             **config,
             "group.id": group_id,  # required by librdkafka; never committed
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "queued.max.messages.kbytes": max(
-                PREFETCH_MIN_KBYTES, min(QUEUED_MAX_KBYTES, prefetch)
-            ),
+            "queued.min.messages": max(PREFETCH_MIN_MESSAGES, PREFETCH_MESSAGES // count),
+            "queued.max.messages.kbytes": max(low, min(high, PREFETCH_KBYTES // count)),
+            "fetch.message.max.bytes": FETCH_PARTITION_BYTES,
             # An offset that is gone (retention deleted it while the flow ran) restarts at
             # the oldest message kept: re-reading is harmless, skipping is not.
             "auto.offset.reset": "earliest",
@@ -251,7 +261,9 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
             where = f"{topic}[{index}]"
             offset = resume_offset(where, self._positions.get((topic, int(index))), resume_state)
         with self._lock:  # a worker builds its partitions in its own thread
-            budget = self._budgets.setdefault(threading.get_ident(), ReadBudget())
+            budget = self._budgets.setdefault(
+                threading.get_ident(), ReadBudget(self._round_messages)
+            )
         return _PartitionReader(
             self._config, topic, int(index), OFFSET_BEGINNING if offset is None else offset,
             self._tail, budget, self._heartbeat,

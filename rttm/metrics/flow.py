@@ -16,6 +16,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
 from rttm.alerts.rules import Rule
+from rttm.ingest.budget import METRICS_ROUND_MESSAGES
 from rttm.ingest.source import RawBatch, RttmKafkaSource
 from rttm.metrics.events import split_batch
 from rttm.metrics.merge import MergeLogic, MetricsOutput
@@ -54,7 +55,7 @@ def build_flow(settings: MetricsSettings, *, publish: bool = True) -> Dataflow:
     flow = Dataflow(FLOW_ID)
     source = RttmKafkaSource(
         settings.kafka_config, settings.topics, settings.partitions, settings.tail,
-        heartbeat=True, group_id=READER_GROUP,
+        heartbeat=True, group_id=READER_GROUP, round_messages=METRICS_ROUND_MESSAGES,
     )  # fmt: skip
     raw = op.input("kafka", flow, source)
     outputs = add_engine(raw, settings.engine, settings.rules)
