@@ -83,16 +83,41 @@ def test_positions_of_removed_shards_are_folded_into_the_current_ones(
             )  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="rttm.ingest.resume"):
         positions = resume_positions(kafka, migrated_db, {TRADES: 2}, shards=2)
-    assert positions == {(TRADES, 0): 40}  # shard 2's messages from 40 on were not stored
+    # Shard 2's messages from 40 on were not stored; partition 1, never written, starts at 0.
+    assert positions == {(TRADES, 0): 40, (TRADES, 1): 0}
     assert "positions of shards 2 (RTTM_SHARDS is now 2) folded into the current shards" in (
         caplog.text
     )
-    with psycopg.connect(migrated_db) as conn:
+    assert progress_rows(migrated_db, 0) == [(0, 40), (1, 40)]
+    raised = resume_positions(kafka, migrated_db, {TRADES: 2}, shards=3)
+    assert raised == {(TRADES, 0): 40, (TRADES, 1): 0}
+    assert progress_rows(migrated_db, 0) == [(0, 40), (1, 40), (2, 40)]
+
+
+def progress_rows(url: str, partition: int) -> list[tuple[int, int]]:
+    """(shard, next offset) of the trade topic's ``partition``."""
+    with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT shard, next_offset FROM rttm_ingest_progress ORDER BY shard"
-        ).fetchall()
-    assert rows == [(0, 40), (1, 40)]
-    assert resume_positions(kafka, migrated_db, {TRADES: 2}, shards=3) == {(TRADES, 0): 40}
+            "SELECT shard, next_offset FROM rttm_ingest_progress"
+            " WHERE topic = %s AND kafka_partition = %s ORDER BY shard", (TRADES, partition),
+        ).fetchall()  # fmt: skip
+    return [(int(shard), int(offset)) for shard, offset in rows]
+
+
+def test_every_shard_has_a_position_before_the_flow_starts(
+    kafka: KafkaSettings, migrated_db: str
+) -> None:
+    create_topics(kafka, partitions=1)
+    produce(kafka.brokers, trades(100, "a"))
+    assert resume_positions(kafka, migrated_db, {TRADES: 1}, shards=2) == {(TRADES, 0): 0}
+    assert progress_rows(migrated_db, 0) == [(0, 0), (1, 0)]
+    # A crash after shard 0's first commit, before shard 1's: shard 1's rows below 60 were
+    # never written, so the partition must resume at 0, not at shard 0's position.
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        conn.execute("UPDATE rttm_ingest_progress SET next_offset = 60 WHERE shard = 0")
+    assert resume_positions(kafka, migrated_db, {TRADES: 1}, shards=2) == {(TRADES, 0): 0}
+    ingest(kafka, migrated_db)
+    assert counts(migrated_db)["rttm_trade_events"] == 100
 
 
 def test_an_offset_deleted_by_retention_resumes_at_the_oldest_message_kept(

@@ -2,15 +2,21 @@
 
 Each shard records in ``rttm_ingest_progress``, in the same transaction as its rows, how far
 it has written each partition; the minimum over the shards is where the partition resumes,
-so a restart re-reads nothing that is stored and skips nothing that is not. Before the flow
-starts, the record is checked against the broker:
+so a restart skips nothing that is not stored, and after a clean stop re-reads nothing that
+is (after a crash, what faster shards committed beyond the slowest). Before the flow starts,
+the record is checked against the broker:
 
 - a topic deleted and created again (its topic id changed, ``rttm_ingest_topics``) has its
   positions dropped and is read from its beginning: its offsets started again from 0;
 - a position older than the partition's oldest message (retention deleted the rest)
   resumes at the oldest message kept, with one warning line;
 - positions of shards that ``RTTM_SHARDS`` no longer has are folded into the current shards
-  (each keeps the oldest of the two), so none of their messages is skipped.
+  (each keeps the oldest of the two), so none of their messages is skipped;
+- every shard gets a row for every partition before the flow starts (at the partition's
+  oldest message, or, for a shard added by a larger ``RTTM_SHARDS``, at where the others
+  resume): the minimum is then over all shards, never over the shards that happened to
+  commit first. Otherwise a crash after shard 0's first commit, before shard 1's, would
+  resume past rows that only shard 1 was to write.
 
 A recovery snapshot's offset never overrides it (:func:`resume_offset`): the database is
 the record of what is stored.
@@ -21,10 +27,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
+import psycopg
+
 from rttm import kafka_topics
 from rttm.config import KafkaSettings
 from rttm.db.connect import connect
 from rttm.db.migrate import Conn
+from rttm.db.retry import describe_fault
+from rttm.errors import RttmError
 from rttm.kafka_topics import Where
 
 _LOG = logging.getLogger("rttm.ingest.resume")
@@ -45,7 +55,7 @@ _LOWER = (
 )
 _INSERT = (
     "INSERT INTO rttm_ingest_progress (topic, kafka_partition, shard, next_offset)"
-    " VALUES (%s, %s, %s, %s)"
+    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"  # another process of a cluster did
 )
 _DROP_SHARDS = "DELETE FROM rttm_ingest_progress WHERE topic = ANY(%s) AND shard >= %s"
 _SUMMED = (
@@ -58,22 +68,30 @@ _SUMMED = (
 def resume_positions(
     kafka: KafkaSettings, url: str, partitions: Mapping[str, int], shards: int
 ) -> dict[Where, int]:
-    """The offset each partition resumes at; partitions without a stored position are absent.
+    """The offset each partition of ``partitions`` resumes at (see the module docstring).
 
     Runs in one transaction that locks the topics' progress rows, so the processes of a
     cluster starting together agree (the second sees what the first decided).
     """
     ids = kafka_topics.topic_ids(kafka, partitions)
-    with connect(url) as conn, conn.transaction():
-        rows = conn.execute(_PROGRESS, (list(partitions),)).fetchall()
-        recreated = _note_topic_ids(conn, ids)
-        stored: dict[Where, dict[int, int]] = {}
-        for topic, partition, shard, offset in rows:
-            if topic not in recreated:
-                stored.setdefault((topic, partition), {})[shard] = offset
-        _fold_removed_shards(conn, stored, shards, list(partitions))
+    starts = kafka_topics.start_offsets(kafka, partitions)
+    try:
+        with connect(url) as conn, conn.transaction():
+            rows = conn.execute(_PROGRESS, (list(partitions),)).fetchall()
+            recreated = _note_topic_ids(conn, ids)
+            stored: dict[Where, dict[int, int]] = {}
+            for topic, partition, shard, offset in rows:
+                if topic not in recreated:
+                    stored.setdefault((topic, partition), {})[shard] = offset
+            _fold_removed_shards(conn, stored, shards, list(partitions))
+            _claim_every_shard(conn, stored, starts, shards)
+    except psycopg.Error as exc:
+        message = describe_fault(exc, "the start-up's check of the resume positions")
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            message += " (run `rttm db grant-ingest ROLE` again after `rttm db migrate`)"
+        raise RttmError(message) from None
     positions = {where: min(by_shard.values()) for where, by_shard in stored.items()}
-    return still_kept(positions, kafka_topics.start_offsets(kafka, partitions))
+    return still_kept(positions, starts)
 
 
 def still_kept(positions: Mapping[Where, int], starts: Mapping[Where, int]) -> dict[Where, int]:
@@ -155,6 +173,23 @@ def _fold_removed_shards(
         "positions of shards %s (RTTM_SHARDS is now %d) folded into the current shards",
         ", ".join(map(str, removed)), shards,
     )  # fmt: skip
+
+
+def _claim_every_shard(
+    conn: Conn, stored: dict[Where, dict[int, int]], starts: Mapping[Where, int], shards: int
+) -> None:
+    """Give every shard < ``shards`` a position for every partition (in ``stored`` too).
+
+    A partition nobody wrote yet starts at its oldest message. A shard missing beside
+    others is new (``RTTM_SHARDS`` was raised): it takes where the partition resumes.
+    """
+    for where, oldest in starts.items():
+        by_shard = stored.setdefault(where, {})
+        offset = min(by_shard.values(), default=oldest)
+        for shard in range(shards):
+            if shard not in by_shard:
+                conn.execute(_INSERT, (*where, shard, offset))
+                by_shard[shard] = offset
 
 
 def stored_positions(url: str, topics: Sequence[str]) -> dict[str, int]:
