@@ -2,14 +2,16 @@
 
 A failed transaction is classified by its SQLSTATE:
 
-- **lost**: the connection broke or the server cannot serve now (no SQLSTATE: the socket
-  died; class 08; 57P01 to 57P03, a shutdown or start-up; class 53, out of resources). Reconnect
-  and retry the same batch with capped exponential backoff, for as long as it takes.
+- **lost**: the connection broke or the server cannot serve now (an operational error
+  without SQLSTATE: the socket died; class 08; 57P01 to 57P03, a shutdown or start-up;
+  57P05, an idle session timed out; class 53, out of resources). Reconnect and retry the
+  same batch with capped exponential backoff, for as long as it takes.
 - **conflict**: the transaction lost a race (class 40: serialization failure, deadlock;
   55P03, a lock not available; 57014, cancelled). Retry it ``CONFLICT_RETRIES`` times after
   a short random pause, then wait with the same backoff as for an outage.
-- **fault**: anything else (a missing privilege, a schema changed under the flow, a bug).
-  No retry can mend it: the flow stops with one line that names the SQLSTATE.
+- **fault**: anything else (a missing privilege, a schema changed under the flow, a bug,
+  including psycopg's own client-side errors, which have no SQLSTATE). No retry can mend
+  it: the flow stops with one line that names the SQLSTATE.
 
 A stop asked for during a wait ends the process at once (``rttm.stopping``): the batch is
 not committed, so the next start re-reads it.
@@ -38,7 +40,7 @@ CONFLICT_RETRIES = 3
 #: Longest random pause before each of those retries, so that two writers that collided do
 #: not collide again in step.
 CONFLICT_PAUSE_S = 0.05
-_LOST_STATES = ("08", "57P01", "57P02", "57P03", "53")
+_LOST_STATES = ("08", "57P01", "57P02", "57P03", "57P05", "53")
 _CONFLICT_STATES = ("40", "55P03", "57014")
 
 
@@ -53,7 +55,10 @@ class Failure(enum.Enum):
 def classify(exc: psycopg.Error) -> Failure:
     """The class of ``exc`` by its SQLSTATE."""
     state = exc.sqlstate
-    if isinstance(exc, psycopg.InterfaceError) or state is None or state.startswith(_LOST_STATES):
+    if state is None:  # not the server's answer: a broken connection, or a client-side bug
+        lost = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        return Failure.LOST if lost else Failure.FAULT
+    if state.startswith(_LOST_STATES):
         return Failure.LOST
     if state.startswith(_CONFLICT_STATES):
         return Failure.CONFLICT
@@ -62,7 +67,7 @@ def classify(exc: psycopg.Error) -> Failure:
 
 def describe_fault(exc: psycopg.Error, what: str) -> str:
     """One line for a fault: what was refused, the SQLSTATE and its name, the reason."""
-    state = f"SQLSTATE {exc.sqlstate} {type(exc).__name__}"
+    state = f"SQLSTATE {exc.sqlstate or 'none'} {type(exc).__name__}"
     return f"postgres refused {what} ({state}): {exc.diag.message_primary or last_line(exc)}"
 
 
