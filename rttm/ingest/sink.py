@@ -3,6 +3,10 @@
 Each partition hands its batches to a writer thread, so PostgreSQL inserts one batch while
 the worker decodes the next (psycopg releases the GIL while it waits on the server). The
 queue is short: when the database is slow or down, the worker blocks and Kafka buffers.
+When the writer finds more than one batch queued, it writes them in one transaction: the
+source reads a bounded round at a time (``rttm.ingest.budget``), and a commit per round
+would make PostgreSQL, the bottleneck while catching up, pay the cost of a transaction
+(COPY per table, progress rows, WAL flush) several times as often.
 A snapshot waits until every queued batch is committed, so an epoch is recorded as done
 only once its rows are durable — the recovery contract of a synchronous sink.
 """
@@ -35,18 +39,34 @@ class _ShardPartition(StatefulSinkPartition[Chunk, None]):
         self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            batch = self._queue.get()
+        last = False
+        while not last:
+            chunks, taken, last = self._take()
             try:
-                if batch is None:
-                    return
-                if self._failure is None:
-                    self._writer.write(batch)
+                if chunks and self._failure is None:
+                    self._writer.write(chunks)
             except BaseException as exc:
                 _LOG.exception("writing a batch failed; stopping the flow")
                 self._failure = exc
             finally:
-                self._queue.task_done()
+                for _ in range(taken):
+                    self._queue.task_done()
+
+    def _take(self) -> tuple[list[Chunk], int, bool]:
+        """The next batch joined with every batch queued behind it, in order.
+
+        Returns (chunks, batches taken, whether the closing marker was among them).
+        """
+        batch = self._queue.get()
+        chunks, taken = list(batch or ()), 1
+        while batch is not None:
+            try:
+                batch = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            taken += 1
+            chunks.extend(batch or ())
+        return chunks, taken, batch is None
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
