@@ -8,7 +8,9 @@ away, or takes longer than ``GIVE_UP_S``), ends the process at once: nothing is 
 before it is stored, so the next start re-reads whatever was in flight.
 
 Only a process's entry point calls :func:`install`; library code asks :func:`requested`.
-Without ``install`` (a flow run inside a test), nothing here exits the process.
+Without ``install`` (a flow run inside a test), nothing here exits the process. A process
+that bounds its own stop (the dashboard, the demo waiting for its children) installs
+without the watchdog: a second signal is then only noted.
 """
 
 from __future__ import annotations
@@ -37,28 +39,38 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _requested = threading.Event()
 _received: signal.Signals | None = None
 _installed = False
+_watched = False
 
 
-def install() -> None:
-    """Handle SIGINT and SIGTERM in this process (its entry point calls this once)."""
-    global _installed
+def install(*, watchdog: bool = True) -> None:
+    """Handle SIGINT and SIGTERM in this process (its entry point calls this once).
+
+    With ``watchdog``, a second signal or a stop longer than ``GIVE_UP_S`` exits at once.
+    """
+    global _installed, _watched
     for sig in _SIGNALS:
         signal.signal(sig, _on_signal)
     _installed = True
+    if watchdog and not _watched:
+        # Started here, not in the handler: a signal handler should only set a flag.
+        threading.Thread(target=_watchdog, name="rttm-stop-watchdog", daemon=True).start()
+        _watched = True
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
     global _received
     received = signal.Signals(signum)
     if _requested.is_set():
-        exit_now(f"stopped at once on a second {received.name}", 128 + signum)
+        if _watched:
+            exit_now(f"stopped at once on a second {received.name}", 128 + signum)
+        return  # the process bounds its own stop; the first signal is the one reported
     _received = received
     _requested.set()
-    threading.Thread(target=_watchdog, name="rttm-stop-watchdog", daemon=True).start()
 
 
 def _watchdog() -> None:
     """Say what a slow stop waits for; give up when it takes far too long."""
+    _requested.wait()
     time.sleep(NOTICE_S)
     _LOG.warning(
         "still stopping: waiting for the batches in flight to be committed "
@@ -107,12 +119,13 @@ def _forced_status() -> int:
 
 
 def exit_now(reason: str, code: int) -> NoReturn:
-    """End the process at once with one line: nothing in flight was acknowledged."""
-    print(
-        f"rttm: {reason}: batches in flight were not committed; the next start re-reads them",
-        file=sys.stderr,
-        flush=True,
-    )
+    """End the process at once with one line: nothing in flight was acknowledged.
+
+    Written with ``os.write``: this may run in a signal handler that interrupted a write
+    to ``sys.stderr``, which a buffered write would refuse as reentrant.
+    """
+    line = f"rttm: {reason}: batches in flight were not committed; the next start re-reads them"
+    os.write(sys.stderr.fileno(), (line + "\n").encode())
     os._exit(code)
 
 

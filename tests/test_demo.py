@@ -31,7 +31,10 @@ def processes_with(variable: bytes) -> list[int]:
     return found
 
 
-def test_demo_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_demo_runs_everything_and_stops_cleanly_on_a_signal(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
     env["RTTM_STATE_DIR"] = str(tmp_path / "state")
     # Servers named in the environment are never the demo's: its fake faults stay local.
@@ -59,18 +62,19 @@ def test_demo_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> Non
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as page:
             assert b"<html" in page.read().lower()
     finally:
-        os.killpg(demo.pid, signal.SIGINT)  # as a terminal's Ctrl-C
+        os.killpg(demo.pid, sig)  # as a terminal's Ctrl-C, or a supervisor
         _, err = demo.communicate(timeout=60)
     assert demo.returncode == 0, err
     assert err.strip().splitlines()[-1] == (
-        "demo stopped on SIGINT: every process stopped cleanly; its stack is down and its data"
-        " deleted"
+        f"demo stopped on {sig.name}: every process stopped cleanly; its stack is down and its"
+        " data deleted"
     )
     assert "Traceback" not in err
     home = Path(env["RTTM_STATE_DIR"]) / "demo"  # every process the demo starts has it
     assert processes_with(f"RTTM_STATE_DIR={home}".encode()) == []
     assert not (tmp_path / "state" / "demo").exists()  # its stack and data are gone
     logs = tmp_path / "state" / "demo-logs"
+    # The demo stops its children as Ctrl-C would, whatever stopped it.
     for name, last in (("ingest", "ingest: "), ("metrics", "metrics: "), ("dashboard", "dash")):
         lines = (logs / f"{name}.log").read_text().strip().splitlines()
         assert lines[-1].startswith(last), lines[-3:]

@@ -107,8 +107,9 @@ def _demo(args: argparse.Namespace) -> int:
         msg = f"a demo is already running (its stack is in {home}); stop it first"
         raise RttmError(msg)
     # Ctrl-C and a plain `kill` both stop the demo cleanly, even when started from a
-    # context that ignored SIGINT (a background job).
-    stopping.install()
+    # context that ignored SIGINT (a background job). No watchdog: the teardown bounds
+    # itself (each child is killed after STOP_GRACE_S) and must not be cut short.
+    stopping.install(watchdog=False)
     children: list[Child] = []
     try:
         shutil.rmtree(home, ignore_errors=True)  # a demo starts afresh

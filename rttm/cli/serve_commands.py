@@ -37,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
     say(f"dashboard on http://{args.host}:{args.port}/ (API schema: /openapi.json; Ctrl-C stops)")
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then passes the signal on to the
     # handlers it found: ours, which note it instead of ending the process mid-sentence.
-    stopping.install()
+    stopping.install(watchdog=False)  # uvicorn bounds its shutdown; it re-raises every signal
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     received = stopping.received()
     say(f"dashboard stopped on {received.name}" if received else "dashboard stopped")
