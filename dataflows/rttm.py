@@ -13,12 +13,13 @@ from __future__ import annotations
 import atexit
 import sys
 
-from rttm import logs, stopping
+from rttm import logs, memory, stopping
 from rttm.errors import RttmError
 from rttm.ingest import progress, prometheus
 from rttm.ingest.flow import build_flow
 from rttm.ingest.settings import from_env
 
+memory.tune_malloc()  # before any thread: the pre-flight checks start librdkafka's
 logs.setup()
 prometheus.register()  # served by Bytewax when BYTEWAX_DATAFLOW_API_ENABLED=true
 try:

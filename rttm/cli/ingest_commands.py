@@ -8,7 +8,7 @@ import signal
 from functools import partial
 from pathlib import Path
 
-from rttm import flow_settings, logs, stopping
+from rttm import flow_settings, logs, memory, stopping
 from rttm.cli import Subcommands, run_flow, say
 from rttm.emit import Emitter
 from rttm.errors import RttmError
@@ -72,6 +72,7 @@ def _check_shards(directory: Path, shards: int, existing: bool) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    memory.tune_malloc()  # before any thread: the pre-flight checks start librdkafka's
     run_flow.check_options(args)
     env = dict(os.environ)
     if args.until_caught_up:

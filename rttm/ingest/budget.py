@@ -12,9 +12,11 @@ thirty share it. Memory is then bounded by the budget, whatever the partition co
 from __future__ import annotations
 
 #: Messages the readers of one ingestion worker read per round (all partitions together).
-#: Between the source and the database about four rounds are in flight (decode, two queued
-#: batches per shard, one being written): ~60k rows (benchmarks/README.md, "Catching up").
-ROUND_MESSAGES = 15_000
+#: Between the source and the database a few rounds are in flight (decode, two queued
+#: batches per shard, those being written): ~50k rows. 12,000 caught up as fast as 15,000
+#: and 30,000, the writer joining queued batches into one transaction (benchmarks/README.md,
+#: "Catching up").
+ROUND_MESSAGES = 12_000
 #: ... of one metrics worker: it holds no rows in flight (a batch becomes a few counters
 #: per shard as soon as it is read), but each batch costs a chunk per shard and a watermark
 #: update, so small polls slowed it by ~10 %, and 60,000 took less memory than 15,000
