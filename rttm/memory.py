@@ -4,9 +4,10 @@ librdkafka's threads allocate the messages they fetch and the worker thread free
 so with glibc's defaults (up to eight arenas per core, and a threshold for serving large
 blocks by ``mmap`` that grows up to 32 MiB) freed memory stays spread over many arenas
 and heaps, and the peak RSS of a long catch-up kept growing after the rows in flight had
-stopped growing. Two arenas, and ``mmap`` from 128 KiB on (such blocks go back to the
-system when freed), took the peak of a 5M-message catch-up over 60 partitions from
-384 MB to 322 MB at the same speed (benchmarks/README.md, "Catching up").
+stopped growing (10M messages over 60 partitions: 417 MB). Two arenas, and ``mmap`` from
+128 KiB on (such blocks go back to the system when freed), took the peak of a 5M-message
+catch-up over 60 partitions from 384 MB to 322-352 MB at the same speed, and the 10M one
+to 334 MB (benchmarks/README.md, "Catching up").
 
 Only on glibc, and only before the process starts threads: the arena limit is fixed when
 a second arena is first needed.
