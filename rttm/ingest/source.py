@@ -168,9 +168,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         self._next = (good[-1].offset() or 0) + 1
         # The watermark cached from fetch responses: right on every broker, unlike a
         # ListOffsets request on the local one (DESIGN §7), and free.
-        watermarks = self._consumer.get_watermark_offsets(
-            TopicPartition(self._topic, self._partition), cached=True
-        )
+        watermarks = self._consumer.get_watermark_offsets(self._tp, cached=True)
         high = watermarks[1] if watermarks else self._next
         stats.record_read(self._where, len(good), max(high - self._next, 0))
         return [RawBatch(self._topic, self._partition, good, self._next)]
