@@ -3,10 +3,22 @@
 A paced producer sends a seeded workload (``benchmarks.workload``: duplicates and malformed
 messages included) while the ingestion follows the topics with a Bytewax recovery store.
 Meanwhile, at seeded random moments, the harness kills the flow with SIGKILL and restarts
-it, and stops PostgreSQL for 10-30 s and starts it again. In the end it compares the
-database with the workload's ground truth: per table, no row missing, none doubled, none
-unexpected, and exactly one reject per malformed message. Prints a table and exits 1 on any
-difference. ``tests/test_chaos.py`` runs a small one.
+it, and stops PostgreSQL for 10-30 s and starts it again. The producer keeps sending until
+the last action is done (at least ``--events`` messages), so every action meets a flow
+with work to do.
+
+The report holds what happened, observed, not what was planned:
+
+- each kill: the process was alive, had stored rows since it started, and died of the
+  SIGKILL (not of anything else);
+- each outage: how long PostgreSQL was really down; that the same flow process lived
+  through it and stored rows again afterwards, without a restart; and how many times it
+  said "database unavailable" and "database back" (once each is right);
+- each table against the ground truth: no row missing, none doubled, none unexpected; and
+  the rejects compared one by one (topic, raw key, raw value, reason) with the malformed
+  messages sent.
+
+Prints a table and exits 1 on any difference. ``tests/test_chaos.py`` runs a small one.
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ from confluent_kafka import Producer
 from psycopg import sql
 
 from benchmarks import workload
-from benchmarks.truth import expected_keys, stored_keys
+from benchmarks.truth import Reject, expected_keys, expected_rejects, stored_keys, stored_rejects
 from rttm import kafka_topics
 from rttm.config import KafkaSettings
 from rttm.db import prepare
@@ -40,6 +52,8 @@ from rttm.stack.postgres import PostgresProcess, start_postgres
 from rttm.stack.processes import free_port
 
 CATCH_UP_S = 180.0
+#: How long a restarted flow (or one after an outage) may take to store rows again.
+PROGRESS_S = 60.0
 
 
 @dataclass
@@ -61,27 +75,80 @@ class TableCheck:
         )
 
 
+@dataclass(frozen=True)
+class Kill:
+    """One SIGKILL, as observed."""
+
+    at_s: float
+    pid: int
+    alive: bool  # the process was running when the SIGKILL was sent
+    rows_since_start: int  # rows stored since that process started
+    returncode: int | None  # how it ended: -9 when the SIGKILL did it
+
+    @property
+    def ok(self) -> bool:
+        """It hit a live flow that was storing rows, and the SIGKILL ended it."""
+        return self.alive and self.rows_since_start > 0 and self.returncode == -signal.SIGKILL
+
+
+@dataclass(frozen=True)
+class Outage:
+    """One PostgreSQL outage, as observed."""
+
+    at_s: float
+    down_s: float  # from the server stopped to the server accepting connections again
+    survived: bool  # the flow process of its start lived through it, never restarted
+    stored_after: bool  # ... and stored rows again afterwards
+    said_unavailable: int  # "database unavailable" lines logged meanwhile
+    said_back: int  # "database back" lines logged meanwhile
+
+    @property
+    def ok(self) -> bool:
+        """The flow waited it out and said so once each way."""
+        return self.survived and self.stored_after and self.said_unavailable == self.said_back == 1
+
+
 @dataclass
 class ChaosReport:
     """What was done to the flow and what the database holds afterwards."""
 
-    messages: int
-    kills: int = 0
-    outages: list[float] = field(default_factory=list)
+    messages: int = 0
+    kills: list[Kill] = field(default_factory=list)
+    outages: list[Outage] = field(default_factory=list)
     seconds: float = 0.0
     tables: list[TableCheck] = field(default_factory=list)
+    odd_rejects: list[str] = field(default_factory=list)  # first few differences, described
 
     @property
     def ok(self) -> bool:
-        """Every table matches the ground truth."""
-        return bool(self.tables) and all(check.ok for check in self.tables)
+        """Every action happened as it should and every table matches the ground truth."""
+        return (
+            bool(self.tables)
+            and all(check.ok for check in self.tables)
+            and all(kill.ok for kill in self.kills)
+            and all(outage.ok for outage in self.outages)
+        )
 
     def render(self) -> str:
-        """The result as a text table."""
-        lines = [
-            f"{self.messages:,} messages in {self.seconds:.0f} s; {self.kills} SIGKILLs; "
-            f"{len(self.outages)} PostgreSQL outages "
-            f"({', '.join(f'{s:.0f} s' for s in self.outages) or 'none'})",
+        """The result as text tables."""
+        lines = [f"{self.messages:,} messages in {self.seconds:.0f} s", ""]
+        lines.append(f"{'action':<8} {'at':>6}  observed")
+        lines += [
+            f"{'kill':<8} {k.at_s:>5.1f}s  pid {k.pid} {'running' if k.alive else 'DEAD'}, "
+            f"{k.rows_since_start:,} rows stored since its start; exit {k.returncode}"
+            + ("" if k.ok else "  <- WRONG")
+            for k in self.kills
+        ]
+        lines += [
+            f"{'outage':<8} {o.at_s:>5.1f}s  down {o.down_s:.1f} s; flow "
+            f"{'lived through it' if o.survived else 'DIED'}, "
+            f"{'stored again' if o.stored_after else 'stored NOTHING'} after; said "
+            f"unavailable {o.said_unavailable}x, back {o.said_back}x"
+            + ("" if o.ok else "  <- WRONG")
+            for o in self.outages
+        ]
+        lines += [
+            "",
             f"{'table':<22} {'expected':>9} {'stored':>9} {'missing':>8} {'doubled':>8} "
             f"{'unexpected':>10}",
         ]
@@ -90,6 +157,7 @@ class ChaosReport:
             f"{c.unexpected:>10}"
             for c in self.tables
         ]
+        lines += self.odd_rejects
         lines.append("result: " + ("exact" if self.ok else "DIFFERENCES"))
         return "\n".join(lines)
 
@@ -98,24 +166,65 @@ class _Flow:
     """The ingestion as a subprocess that can be killed and restarted."""
 
     def __init__(self, env: dict[str, str], recovery: Path, log: Path) -> None:
-        self._env, self._recovery, self._log = env, recovery, log
+        self._env, self._recovery, self.log = env, recovery, log
         self.process: subprocess.Popen[bytes] | None = None
+        self.rows_at_start = 0
 
-    def start(self) -> None:
-        with self._log.open("ab") as out:
+    def start(self, rows: int) -> None:
+        self.rows_at_start = rows
+        with self.log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", "bytewax.run", "dataflows.rttm",
                  "-r", str(self._recovery), "-s", "1", "-b", "0"],
                 env=self._env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
 
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
+    def kill(self) -> int | None:
+        """SIGKILL the process; its exit status."""
+        if self.process is None:
+            return None
+        self.process.send_signal(signal.SIGKILL)
+        return self.process.wait(timeout=30)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:]
+
+
+class _Producer(threading.Thread):
+    """Sends the seeded workload at ``rate``: at least ``minimum`` messages, then until told.
+
+    ``work`` keeps every message sent, which is the ground truth.
+    """
+
+    def __init__(self, brokers: str, seed: int, rate: float, minimum: int) -> None:
+        super().__init__(daemon=True)
+        self._brokers, self._seed, self._rate, self._minimum = brokers, seed, rate, minimum
+        self.work = workload.Workload()
+        self.enough = threading.Event()  # set when the harness needs no more
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            producer = Producer({"bootstrap.servers": self._brokers, "linger.ms": 5})
+            messages = workload.stream(10**9, self._seed, self.work)
+            started = time.monotonic()
+            sent = 0
+            while sent < self._minimum or not self.enough.is_set():
+                if sent % 200 == 0:
+                    _sleep_until(started + sent / self._rate)
+                message = next(messages)
+                self.work.messages.append(message)
+                workload.send(producer, *message)
+                producer.poll(0)
+                sent += 1
+            if producer.flush(60):
+                msg = "the producer could not deliver every message"
+                raise RuntimeError(msg)
+        except BaseException as exc:  # raised again by the harness
+            self.error = exc
 
 
 def _table_counts(url: str) -> Counter[str]:
@@ -129,16 +238,29 @@ def _table_counts(url: str) -> Counter[str]:
     return counts
 
 
+def _rows(url: str) -> int:
+    return sum(_table_counts(url).values())
+
+
+def _wait_for_rows(flow: _Flow, url: str, above: int) -> bool:
+    """Whether the current flow process stores more than ``above`` rows in all, in time."""
+    deadline = time.monotonic() + PROGRESS_S
+    while time.monotonic() < deadline and flow.alive():
+        try:
+            if _rows(url) > above:
+                return True
+        except psycopg.OperationalError:
+            pass  # the server is still starting
+        time.sleep(0.2)
+    return False
+
+
 def run(
     events: int, kills: int, outages: int, seed: int, rate: float, outage_s: tuple[float, float]
 ) -> ChaosReport:
     """One chaos run on a private broker and PostgreSQL; see the module docstring."""
     rng = random.Random(seed)
-    work = workload.build(events, seed=seed)
-    truth = expected_keys(work)
-    want = Counter({table: len(keys) for table, keys in truth.items()})
-    want[REJECTS_TABLE] = work.malformed
-    report = ChaosReport(work.total)
+    report = ChaosReport()
     with tempfile.TemporaryDirectory(prefix="rttm-chaos-") as tmp_dir:
         tmp = Path(tmp_dir)
         broker = start_broker(tmp / "broker", free_port())
@@ -158,40 +280,45 @@ def run(
                    "RTTM_TAIL": "1"}  # fmt: skip
             flow = _Flow(env, recovery, tmp / "flow.log")
             started = time.monotonic()
-            flow.start()
-            producer = threading.Thread(
-                target=_produce, args=(kafka.brokers, work, rate), daemon=True
-            )
+            flow.start(0)
+            producer = _Producer(kafka.brokers, seed, rate, events)
             producer.start()
             plan = ["kill"] * kills + ["outage"] * outages
             rng.shuffle(plan)
-            window = work.total / rate
-            ready = started  # each action waits until the flow has run a while again
+            window = events / rate
             for n, action in enumerate(plan):
+                # Each action waits until the flow of the moment has stored rows of its own.
+                if not _wait_for_rows(flow, url, flow.rows_at_start):
+                    msg = f"the flow stored nothing within {PROGRESS_S:.0f} s: {flow.tail()}"
+                    raise RuntimeError(msg)
                 planned = started + window * (n + rng.uniform(0.3, 0.9)) / len(plan)
-                _sleep_until(max(planned, ready + rng.uniform(1.5, 3.0)))
+                _sleep_until(max(planned, time.monotonic() + rng.uniform(0.5, 2.0)))
+                at = time.monotonic() - started
                 if action == "kill":
-                    flow.kill()
-                    report.kills += 1
-                    flow.start()
+                    report.kills.append(_kill(flow, url, at))
                 else:
-                    down = rng.uniform(*outage_s)
-                    servers[-1].stop()
-                    time.sleep(down)
-                    servers.append(start_postgres(tmp / "pg", port))
-                    report.outages.append(down)
-                print(f"chaos: {action} at {time.monotonic() - started:.1f} s", file=sys.stderr)
-                ready = time.monotonic()
+                    report.outages.append(_outage(flow, servers, tmp / "pg", port, url, at,
+                                                  rng.uniform(*outage_s)))  # fmt: skip
+                print(f"chaos: {action} at {at:.1f} s", file=sys.stderr)
+            producer.enough.set()
             producer.join()
+            if producer.error is not None:
+                raise producer.error
+            work = producer.work
+            truth = expected_keys(work.messages)
+            rejects = expected_rejects(work.messages)
+            want = Counter({table: len(keys) for table, keys in truth.items()})
+            want[REJECTS_TABLE] = rejects.total()
             deadline = time.monotonic() + CATCH_UP_S
             while _table_counts(url) != want and time.monotonic() < deadline:
                 if not flow.alive():
-                    msg = f"the flow exited; its log: {(tmp / 'flow.log').read_text()[-2000:]}"
+                    msg = f"the flow exited; its log: {flow.tail()}"
                     raise RuntimeError(msg)
                 time.sleep(0.5)
             report.seconds = time.monotonic() - started
+            report.messages = work.total
             flow.kill()
-            report.tables = _compare(url, truth, work.malformed)
+            report.tables, report.odd_rejects = _compare(url, truth, rejects)
         finally:
             if flow is not None and flow.alive():
                 flow.kill()
@@ -200,25 +327,49 @@ def run(
     return report
 
 
-def _produce(brokers: str, work: workload.Workload, rate: float) -> None:
-    """Send ``work`` at ``rate`` messages per second, in order."""
-    producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5})
-    started = time.monotonic()
-    for n, (topic, key, value) in enumerate(work.messages):
-        if n % 200 == 0:
-            _sleep_until(started + n / rate)
-        workload.send(producer, topic, key, value)
-        producer.poll(0)
-    if producer.flush(60):
-        msg = "the producer could not deliver every message"
-        raise RuntimeError(msg)
+def _kill(flow: _Flow, url: str, at: float) -> Kill:
+    """SIGKILL the running flow and start a new one; what was observed."""
+    assert flow.process is not None
+    pid, alive = flow.process.pid, flow.alive()
+    rows = _rows(url) - flow.rows_at_start
+    # A flow that had died already is reported with its own exit status, not as a kill.
+    returncode = flow.kill() if alive else flow.process.returncode
+    flow.start(_rows(url))
+    return Kill(at, pid, alive, rows, returncode)
+
+
+def _outage(
+    flow: _Flow, servers: list[PostgresProcess], state: Path, port: int, url: str, at: float,
+    down: float,
+) -> Outage:  # fmt: skip
+    """Stop PostgreSQL for ``down`` seconds; watch the flow wait it out."""
+    assert flow.process is not None
+    process = flow.process
+    log_from = flow.log.stat().st_size
+    servers[-1].stop()
+    stopped = time.monotonic()
+    time.sleep(down)
+    servers.append(start_postgres(state, port))
+    down_s = time.monotonic() - stopped
+    rows_then = _rows(url)
+    stored_after = _wait_for_rows(flow, url, rows_then)
+    survived = process.poll() is None
+    said = flow.log.read_bytes()[log_from:].decode(errors="replace")
+    outage = Outage(at, down_s, survived, stored_after, said.count("database unavailable"),
+                    said.count("database back"))  # fmt: skip
+    if not survived:  # keep the run going, so the report shows everything
+        flow.start(rows_then)
+    return outage
 
 
 def _sleep_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.monotonic()))
 
 
-def _compare(url: str, truth: dict[str, set[str]], malformed: int) -> list[TableCheck]:
+def _compare(
+    url: str, truth: dict[str, set[str]], rejects: Counter[Reject]
+) -> tuple[list[TableCheck], list[str]]:
+    """Each table against the truth; the rejects message by message."""
     stored = stored_keys(url)
     checks = []
     for table, keys in stored.items():
@@ -228,17 +379,24 @@ def _compare(url: str, truth: dict[str, set[str]], malformed: int) -> list[Table
             table, len(expected), len(keys), missing=len(expected - distinct),
             doubled=len(keys) - len(distinct), unexpected=len(distinct - expected),
         ))  # fmt: skip
-    rejects = _table_counts(url)[REJECTS_TABLE]
-    checks.append(TableCheck(REJECTS_TABLE, malformed, rejects,
-                             missing=max(malformed - rejects, 0),
-                             unexpected=max(rejects - malformed, 0)))  # fmt: skip
-    return checks
+    kept = stored_rejects(url)
+    missing, unexpected = rejects - kept, kept - rejects
+    checks.append(TableCheck(REJECTS_TABLE, rejects.total(), kept.total(),
+                             missing=missing.total(), unexpected=unexpected.total()))  # fmt: skip
+    odd = [f"reject missing: {r[0]} {r[2]!r:.80} ({r[3]})" for r in list(missing)[:5]]
+    odd += [f"reject unexpected: {r[0]} {r[2]!r:.80} ({r[3]})" for r in list(unexpected)[:5]]
+    return checks, odd
 
 
 def main() -> None:
     """Run it (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos")
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=200_000,
+        help="messages produced at least (more while actions remain)",
+    )
     parser.add_argument("--rate", type=float, default=4_000, help="messages/s produced")
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--outages", type=int, default=2)
