@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -12,7 +14,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
     OffsetSpec,
 )
 
-from rttm.config import KafkaSettings
+from rttm.config import KAFKA_LOG, KafkaSettings
 from rttm.errors import RttmError
 from rttm.registry import OUTPUT_TOPICS, TOPICS
 
@@ -44,15 +46,60 @@ class _Admin(AdminClient):
     """An admin client that keeps librdkafka's last connection error.
 
     A metadata timeout only says "transport failure"; the error callback has the why
-    (refused, TLS certificate not trusted, SASL rejected), which the operator needs.
+    (refused, TLS certificate not trusted, SASL rejected), which the operator needs. A
+    broker that closes the connection unanswered (a plaintext client at a TLS listener)
+    shows only in the log, as a ``FAIL`` line: that is kept too.
     """
 
     def __init__(self, settings: KafkaSettings) -> None:
         self.last_error = ""
-        super().__init__(settings.client_config(error_cb=self._remember))
+        self.last_failure = ""
+        log = logging.Logger(KAFKA_LOG.name)  # librdkafka's lines: noted, then passed on
+        log.addHandler(_Note(self))
+        super().__init__(settings.client_config(error_cb=self._remember, logger=log))
 
     def _remember(self, error: KafkaError) -> None:
-        self.last_error = error.str()
+        # "1/1 brokers are down" follows the error that says why, if there is one.
+        if error.code() == KafkaError._ALL_BROKERS_DOWN and self.last_error:
+            return
+        self.last_error = _without_noise(error.str())
+
+    def why(self, error: KafkaError) -> str:
+        """The best reason known for ``error``, a failed request."""
+        self.poll(0)  # serves the error callback and the log
+        if self.last_failure and self.last_error.endswith("brokers are down"):
+            return f"{self.last_failure} ({_CLOSED_HINT})"
+        return self.last_error or error.str()
+
+
+_CLOSED_HINT = "is it a TLS or SASL listener? set security.protocol in RTTM_KAFKA_CONFIG"
+
+
+class _Note(logging.Handler):
+    """Notes an admin client's last ``Disconnected`` line, then passes every line on."""
+
+    def __init__(self, admin: _Admin) -> None:
+        super().__init__()
+        self._admin = admin
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "Disconnected" in text:
+            self._admin.last_failure = _without_noise(text.split("]: ", 1)[-1])
+        KAFKA_LOG.handle(record)
+
+
+#: What librdkafka wraps a connection error in: the broker's name (the address is in our
+#: message already) and the client's state machine, whose timings vary from run to run.
+_BROKER_PREFIX = re.compile(r"^(?:\w+://)?\S+/(?:bootstrap|\d+): ")
+_STATE_SUFFIX = re.compile(
+    r"\s*\(after \d+ms in state \w+(?:, \d+ identical error\(s\) suppressed)?\)$"
+)
+
+
+def _without_noise(text: str) -> str:
+    """Librdkafka's error text without the broker prefix and the state suffix."""
+    return _STATE_SUFFIX.sub("", _BROKER_PREFIX.sub("", text))
 
 
 def _admin(settings: KafkaSettings) -> _Admin:
@@ -65,9 +112,7 @@ def partition_counts(settings: KafkaSettings, admin: _Admin | None = None) -> di
     try:
         metadata = admin.list_topics(timeout=ADMIN_TIMEOUT_S)
     except KafkaException as exc:
-        error: KafkaError = exc.args[0]
-        admin.poll(0)  # serves the error callback
-        why = admin.last_error or error.str()
+        why = admin.why(exc.args[0])
         msg = f"cannot reach kafka at {settings.brokers} within {ADMIN_TIMEOUT_S:.0f} s: {why}"
         raise RttmError(msg) from None
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}

@@ -10,7 +10,7 @@ import psycopg
 from rttm import config
 from rttm.cli import Subcommands, say
 from rttm.db import partitions, prepare, roles
-from rttm.db.connect import connect, describe, last_line
+from rttm.db.connect import connect, describe, error_cause
 from rttm.db.migrate import applied_versions, migrations
 from rttm.errors import RttmError
 from rttm.metrics import retention
@@ -122,7 +122,7 @@ def _grant_ingest(args: argparse.Namespace) -> int:
         try:
             statements = roles.grant_ingest(conn, args.role)
         except psycopg.Error as exc:
-            msg = f"cannot grant to role {args.role!r} on {describe(url)}: {last_line(exc)}"
+            msg = f"cannot grant to role {args.role!r} on {describe(url)}: {error_cause(exc)}"
             raise RttmError(msg) from None
     for statement in statements:
         print(f"{statement};")

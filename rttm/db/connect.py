@@ -13,10 +13,20 @@ from rttm.errors import RttmError
 CONNECT_TIMEOUT_S = 5
 
 
-def last_line(exc: BaseException) -> str:
-    """The last line of an error (libpq puts the cause there), or its type name."""
-    text = str(exc).strip()
-    return text.splitlines()[-1] if text else type(exc).__name__
+def error_cause(exc: BaseException) -> str:
+    """The cause of an error in one line, or its type name when it has no text.
+
+    libpq writes ``connection to server at "h", port p failed: FATAL:  <cause>`` and may
+    add indented hint lines ("Is the server running on that host…?"): of a psycopg error this
+    keeps the cause alone; the address is in the caller's message already.
+    """
+    lines = [line for line in str(exc).splitlines() if line.strip() and not line[0].isspace()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[-1].strip()
+    if isinstance(exc, psycopg.Error):
+        text = text.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip()
+    return text or type(exc).__name__
 
 
 def describe(url: str) -> str:
@@ -60,5 +70,5 @@ def connect(
         msg = "invalid database url: expected postgresql://user@host:port/dbname"
         raise RttmError(msg) from None
     except psycopg.OperationalError as exc:
-        msg = f"cannot connect to postgres at {describe(url)}: {last_line(exc)}"
+        msg = f"cannot connect to postgres at {describe(url)}: {error_cause(exc)}"
         raise RttmError(msg) from None

@@ -27,7 +27,7 @@ import time
 import psycopg
 
 from rttm import stopping
-from rttm.db.connect import last_line
+from rttm.db.connect import error_cause
 from rttm.outage import OutageLog
 
 _LOG = logging.getLogger("rttm.db.retry")
@@ -68,7 +68,7 @@ def classify(exc: psycopg.Error) -> Failure:
 def describe_fault(exc: psycopg.Error, what: str) -> str:
     """One line for a fault: what was refused, the SQLSTATE and its name, the reason."""
     state = f"SQLSTATE {exc.sqlstate or 'none'} {type(exc).__name__}"
-    return f"postgres refused {what} ({state}): {exc.diag.message_primary or last_line(exc)}"
+    return f"postgres refused {what} ({state}): {exc.diag.message_primary or error_cause(exc)}"
 
 
 class Retry:
@@ -90,19 +90,19 @@ class Retry:
         if failure is Failure.FAULT:
             stopping.fail(describe_fault(exc, self._what))
         if failure is Failure.LOST:
-            self._outage.lost(last_line(exc))
+            self._outage.lost(error_cause(exc))
             stopping.abandon("the database is unavailable")
             self._backoff()
             return failure
         self._conflicts += 1
         if self._conflicts <= CONFLICT_RETRIES:
-            _LOG.debug("%s rolled back (%s); retrying it", self._what, last_line(exc))
+            _LOG.debug("%s rolled back (%s); retrying it", self._what, error_cause(exc))
             stopping.wait(random.uniform(0, CONFLICT_PAUSE_S))  # noqa: S311 - jitter, not crypto
             return failure
         if self._conflicts == CONFLICT_RETRIES + 1:
             _LOG.warning(
                 "%s rolled back %d times (%s); retrying with backoff up to %.0f s",
-                self._what, self._conflicts, last_line(exc), BACKOFF_CAP_S,
+                self._what, self._conflicts, error_cause(exc), BACKOFF_CAP_S,
             )  # fmt: skip
         stopping.abandon("a batch keeps being rolled back")
         self._backoff()

@@ -10,7 +10,7 @@ from typing import TextIO
 
 import psycopg
 
-from rttm.db.connect import last_line
+from rttm.db.connect import error_cause
 from rttm.errors import RttmError
 from rttm.ingest.resume import stored_positions
 from rttm.ingest.stats import COUNTERS, Counters
@@ -38,6 +38,6 @@ def stopped(summary: str, received: signal.Signals, url: str, topics: Sequence[s
     try:
         positions = stored_positions(url, topics)
     except (RttmError, psycopg.Error) as exc:
-        return f"{summary} | stopped on {received.name}; positions unknown: {last_line(exc)}"
+        return f"{summary} | stopped on {received.name}; positions unknown: {error_cause(exc)}"
     where = ", ".join(f"{topic} {positions.get(topic, 0):,}" for topic in topics)
     return f"{summary} | stopped on {received.name}; stored up to {where} (offsets summed)"

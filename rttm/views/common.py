@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from rttm.db.connect import connect, describe, last_line
+from rttm.db.connect import connect, describe, error_cause
 from rttm.errors import RttmError
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -34,7 +34,7 @@ def open_view(url: str) -> Conn:
 def query_failed(url: str, exc: psycopg.Error) -> RttmError:
     """The one-line error of a query that failed after connecting."""
     hint = " (run `rttm db migrate`?)" if isinstance(exc, psycopg.errors.UndefinedTable) else ""
-    return RttmError(f"query failed on postgres at {describe(url)}: {last_line(exc)}{hint}")
+    return RttmError(f"query failed on postgres at {describe(url)}: {error_cause(exc)}{hint}")
 
 
 def iso(moment: datetime | None) -> str | None:
