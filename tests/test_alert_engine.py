@@ -111,6 +111,14 @@ def test_keep_firing_for_countdown_restarts_when_the_condition_holds_again() -> 
     assert engine.active() == ()
 
 
+def test_keep_firing_for_keeps_a_firing_alert_only_not_a_pending_one() -> None:
+    engine = AlertEngine([lag_rule(keep_firing_for_s=60.0)])  # for = 30 s
+    # Pending at 0, cleared at 1: inactive at once (keep_firing_for is for firing alerts),
+    # so the pending that starts again at 2 fires 30 s later, at 5, not at 3.
+    got = run(engine, [500, 50, 500, 500, 500, 500])
+    assert got == [["pending"], ["inactive"], ["pending"], [], [], ["firing"]]
+
+
 def test_an_absent_series_counts_as_false_and_keeps_its_last_value() -> None:
     engine = AlertEngine([lag_rule()])
     engine.evaluate([point(0, 500)], end(0))

@@ -187,6 +187,16 @@ def test_invalid_utf8_anywhere_is_rejected(topic: str) -> None:
     assert "JSON is malformed" in rejected(topic, in_unknown_field)
 
 
+@pytest.mark.parametrize("topic", list(DESIGN_EXAMPLES))
+def test_json_nested_5000_deep_is_rejected_not_raised(topic: str) -> None:
+    deep = b'{"a":' * 5_000 + b"1" + b"}" * 5_000  # beyond msgspec's depth limit
+    too_deep = "JSON is malformed: maximum recursion depth exceeded while deserializing an object"
+    assert rejected(topic, deep) == too_deep
+    in_unknown_field = encode({**DESIGN_EXAMPLES[topic], "note": "DEEP"}).replace(b'"DEEP"', deep)
+    assert rejected(topic, in_unknown_field) == too_deep
+    assert rejected(topic, b"[" * 5_000 + b"]" * 5_000) == "Expected `object`, got `array`"
+
+
 def test_a_megabyte_of_text_is_accepted_and_beyond_the_cap_is_rejected_naming_it() -> None:
     megabyte = "x" * 1_048_576  # more than a default Kafka message holds
     result = decode("rttm.log.events", encode(with_field("rttm.log.events", "message", megabyte)))

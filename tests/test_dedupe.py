@@ -11,6 +11,7 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
+from rttm.ingest import stats
 from rttm.ingest.chunks import DEDUPE_INDEX, Chunk, shard_of
 from rttm.ingest.dedupe import DedupeMemory, ShardDedupe, dedupe_step
 from rttm.ingest.progress import ProgressLine, describe
@@ -82,10 +83,28 @@ def test_a_snapshot_with_other_table_tags_resumes_with_an_empty_memory() -> None
     state.tags = {**state.tags, TABLE: "9|"}  # as if the registry had been reordered
     resumed = pickle.loads(pickle.dumps(state))  # noqa: S301 - our own object
     assert len(resumed.memory) == 0
+    assert resumed.memory.generation_size == 5  # the same capacity, emptied
     assert keys_of(resumed.filter(chunk("e:1"))) == ["e:1"]
     same = pickle.loads(pickle.dumps(ShardDedupe(capacity=10)))  # noqa: S301
     assert same.tags is not None
     assert same.memory.generation_size == 5
+
+
+def test_each_dropped_duplicate_is_counted_once_and_a_replay_drops_none() -> None:
+    state, before = ShardDedupe(capacity=100), stats.COUNTERS.duplicates
+    first = Chunk("rttm.dlq.events", 0, 10, chunk("e:1", "e:2", "e:1").tables, first_offset=7)
+    assert keys_of(state.filter(first)) == ["e:1", "e:2"]
+    assert stats.COUNTERS.duplicates - before == 1
+    later = Chunk("rttm.dlq.events", 0, 12, chunk("e:2", "e:3").tables, first_offset=10)
+    assert keys_of(state.filter(later)) == ["e:3"]
+    assert stats.COUNTERS.duplicates - before == 2
+    # From below what was read (the database was behind a snapshot): all rows go on.
+    replay = Chunk("rttm.dlq.events", 0, 12, chunk("e:1", "e:2", "e:3").tables, first_offset=7)
+    assert keys_of(state.filter(replay)) == ["e:1", "e:2", "e:3"]
+    assert stats.COUNTERS.duplicates - before == 2
+    other = Chunk("rttm.dlq.events", 1, 3, chunk("e:1").tables)  # another partition: new
+    assert keys_of(state.filter(other)) == []
+    assert stats.COUNTERS.duplicates - before == 3
 
 
 def test_same_key_in_two_tables_is_two_rows() -> None:

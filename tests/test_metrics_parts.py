@@ -87,6 +87,18 @@ def test_sketch_quantiles_are_within_its_accuracy_and_merging_equals_one_sketch(
         Sketch().quantile(0.5)
 
 
+def test_sketch_keeps_sub_millisecond_latencies_and_zeroes_only_tiny_or_negative_ones() -> None:
+    for value in (0.0011, 0.005, 0.2, 0.9, 1.0, 3.0, 86_400_000.0):
+        assert Sketch.of([value]).quantile(0.5) == pytest.approx(value, rel=ACCURACY), value
+    for value in (0.001, 0.0009, 0.0, -5.0):  # at or below 1 µs, or a clock step back
+        assert Sketch.of([value]).quantile(0.5) == 0.0, value
+    sketch = Sketch.of([0.0, 0.5, 7.0])
+    assert [sketch.quantile(q) for q in (0.0, 0.34, 0.67, 1.0)] == pytest.approx(
+        [0.0, 0.5, 7.0, 7.0], rel=ACCURACY
+    )
+    assert sketch.count == 3
+
+
 def test_engine_settings_from_the_environment() -> None:
     config = engine_config({"RTTM_METRICS_WINDOW": "1m", "RTTM_METRICS_LATENESS": "2s",
                             "RTTM_METRICS_SHARDS": "4"})  # fmt: skip
