@@ -133,20 +133,20 @@ class ChaosReport:
         """The result as text tables."""
         lines = [f"{self.messages:,} messages in {self.seconds:.0f} s", ""]
         lines.append(f"{'action':<8} {'at':>6}  observed")
-        lines += [
-            f"{'kill':<8} {k.at_s:>5.1f}s  pid {k.pid} {'running' if k.alive else 'DEAD'}, "
-            f"{k.rows_since_start:,} rows stored since its start; exit {k.returncode}"
-            + ("" if k.ok else "  <- WRONG")
+        actions = [
+            (k.at_s, f"{'kill':<8} {k.at_s:>5.1f}s  pid {k.pid} "
+             f"{'running' if k.alive else 'DEAD'}, {k.rows_since_start:,} rows stored since "
+             f"its start; exit {k.returncode}" + ("" if k.ok else "  <- WRONG"))
             for k in self.kills
-        ]
-        lines += [
-            f"{'outage':<8} {o.at_s:>5.1f}s  down {o.down_s:.1f} s; flow "
-            f"{'lived through it' if o.survived else 'DIED'}, "
-            f"{'stored again' if o.stored_after else 'stored NOTHING'} after; said "
-            f"unavailable {o.said_unavailable}x, back {o.said_back}x"
-            + ("" if o.ok else "  <- WRONG")
+        ] + [
+            (o.at_s, f"{'outage':<8} {o.at_s:>5.1f}s  down {o.down_s:.1f} s; flow "
+             f"{'lived through it' if o.survived else 'DIED'}, "
+             f"{'stored again' if o.stored_after else 'stored NOTHING'} after; said "
+             f"unavailable {o.said_unavailable}x, back {o.said_back}x"
+             + ("" if o.ok else "  <- WRONG"))
             for o in self.outages
-        ]
+        ]  # fmt: skip
+        lines += [line for _, line in sorted(actions)]
         lines += [
             "",
             f"{'table':<22} {'expected':>9} {'stored':>9} {'missing':>8} {'doubled':>8} "
