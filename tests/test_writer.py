@@ -1,0 +1,197 @@
+"""The ingestion's writer against a real PostgreSQL, without Kafka: rows, COPY and merge paths.
+
+``ShardWriter`` is what makes a chunk durable. These tests hand it rows built by the real
+decoder and read the tables back column by column: the COPY fast path, the merge path a
+stored row sends it to, the row-by-row salvage of a row PostgreSQL refuses, the progress
+row written in the same transaction, the day partitions and the counters operators read.
+They are the fast tests ``./dev mutate rttm/ingest/writer.py`` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from rttm.db import partitions
+from rttm.decode import decode_message
+from rttm.ingest import stats
+from rttm.ingest.chunks import Chunk, Row, table_row
+from rttm.ingest.writer import MERGE_RUN, PARTITION_HORIZON_DAYS, ShardWriter
+from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
+from tests.samples import DESIGN_EXAMPLES, encode
+
+pytestmark = pytest.mark.integration
+
+TRADES = "rttm.trade.events"
+TRADE_TABLE = BY_NAME[TRADES].table
+_offsets = iter(range(10**9))
+
+
+def event_row(topic: str, **changes: Any) -> tuple[str, Row]:
+    """(table, row) of a valid message of ``topic``, at a new offset of partition 0."""
+    payload = {**DESIGN_EXAMPLES[topic], "event_id": f"ev-{next(_offsets)}", **changes}
+    offset = next(_offsets)
+    return table_row(decode_message(topic, b"k", encode(payload), 0, offset, 1_700_000_000_000))
+
+
+def reject_row(topic: str) -> tuple[str, Row]:
+    return table_row(decode_message(topic, b"k", b"{not json", 0, next(_offsets), 1))
+
+
+def chunk(topic: str, rows: Sequence[tuple[str, Row]], partition: int = 0) -> Chunk:
+    tables: dict[str, list[Row]] = {}
+    for table, row in rows:
+        tables.setdefault(table, []).append(row)
+    return Chunk(topic, partition, next(_offsets), tables)
+
+
+def columns_of(table: str) -> tuple[str, ...]:
+    """The table's columns in the order of the writer's row tuples."""
+    if table == REJECTS_TABLE:
+        return REJECTS_COLUMNS
+    return next(spec.columns for spec in TOPICS if spec.table == table)
+
+
+def stored(url: str, table: str) -> list[tuple[Any, ...]]:
+    """Every row of ``table`` in the writer's column order, by dedupe key."""
+    query = sql.SQL("SELECT {} FROM {} ORDER BY dedupe_key").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns_of(table))), sql.Identifier(table)
+    )
+    with psycopg.connect(url) as conn:
+        return conn.execute(query).fetchall()
+
+
+def progress(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT topic, kafka_partition, shard, next_offset FROM rttm_ingest_progress"
+            " ORDER BY 1, 2, 3"
+        ).fetchall()
+
+
+def by_key(rows: Sequence[tuple[str, Row]], table: str) -> list[Row]:
+    """The rows of ``table`` among ``rows``, ordered as :func:`stored` reads them back."""
+    index = columns_of(table).index("dedupe_key")
+    return sorted((row for t, row in rows if t == table), key=lambda row: str(row[index]))
+
+
+@pytest.fixture
+def writer(migrated_db: str) -> Iterator[ShardWriter]:
+    shard = ShardWriter(migrated_db, 1, None)
+    yield shard
+    shard.close()
+
+
+def counters() -> tuple[int, int]:
+    return stats.COUNTERS.rows, stats.COUNTERS.rejects
+
+
+def test_every_topics_rows_and_rejects_are_copied_column_for_column_with_the_progress(
+    writer: ShardWriter, migrated_db: str
+) -> None:
+    before = counters()
+    written: list[tuple[str, Row]] = []
+    chunks = []
+    for spec in TOPICS:
+        rows = [event_row(spec.name), event_row(spec.name), reject_row(spec.name)]
+        written += rows
+        chunks.append(chunk(spec.name, rows, partition=3))
+    writer.write(chunks)
+    for table in {table for table, _ in written}:
+        assert stored(migrated_db, table) == by_key(written, table), table
+    assert progress(migrated_db) == sorted(
+        (c.topic, 3, 1, c.next_offset) for c in chunks
+    )  # one row per partition written, for this shard, at the chunk's end
+    after = counters()
+    assert (after[0] - before[0], after[1] - before[1]) == (2 * len(TOPICS), len(TOPICS))
+
+
+def test_a_batch_meeting_stored_rows_stores_only_the_new_ones_batch_after_batch(
+    writer: ShardWriter, migrated_db: str
+) -> None:
+    first = [event_row(TRADES) for _ in range(3)]
+    writer.write([chunk(TRADES, first)])
+    before = counters()
+    again = [*first[1:], event_row(TRADES)]  # a replay overlapping what is stored
+    writer.write([chunk(TRADES, again)])
+    assert stored(migrated_db, TRADE_TABLE) == by_key([*first, again[-1]], TRADE_TABLE)
+    assert counters()[0] - before[0] == 1  # the replayed rows are not counted again
+    # The merge path stays on for a run of batches, each stores its new rows and only them.
+    later = [[event_row(TRADES), event_row(TRADES)] for _ in range(MERGE_RUN + 2)]
+    for n, rows in enumerate(later):
+        writer.write([chunk(TRADES, [*rows, first[0]] if n % 2 else rows)])
+    every = [*first, again[-1], *(row for rows in later for row in rows)]
+    assert stored(migrated_db, TRADE_TABLE) == by_key(every, TRADE_TABLE)
+    assert counters()[0] - before[0] == 1 + 2 * len(later)
+
+
+def test_a_row_postgres_refuses_becomes_a_reject_with_its_values_and_the_rest_is_stored(
+    writer: ShardWriter, migrated_db: str
+) -> None:
+    good = [event_row(TRADES), event_row(TRADES)]
+    # The decoder refuses NUL in text; a row with one stands for any row PostgreSQL refuses.
+    table, row = event_row(TRADES)
+    at = columns_of(TRADE_TABLE).index("message")
+    refused = (*row[:at], "text with a NUL \x00 inside", *row[at + 1 :])
+    batch = chunk(TRADES, [good[0], (table, refused), good[1]], partition=2)
+    before = counters()
+    writer.write([batch])
+    assert stored(migrated_db, TRADE_TABLE) == by_key(good, TRADE_TABLE)
+    ((topic, partition, offset, key, raw_key, raw_value, reason),) = stored(
+        migrated_db, REJECTS_TABLE
+    )
+    dedupe_at = columns_of(TRADE_TABLE).index("dedupe_key")
+    assert (topic, partition, offset, key, raw_key) == (
+        TRADES, refused[-2], refused[-1], refused[dedupe_at], None,
+    )  # fmt: skip
+    assert b'"message": "text with a NUL \\u0000 inside"' in raw_value
+    assert reason.startswith(f"{TRADES}[{refused[-2]}]@{refused[-1]}: postgres refused the row: ")
+    assert "0x00" in reason
+    assert progress(migrated_db) == [(TRADES, 2, 1, batch.next_offset)]
+    after = counters()
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 1)
+
+
+def test_day_partitions_are_made_for_the_days_written_within_the_horizon(
+    writer: ShardWriter, migrated_db: str
+) -> None:
+    today = partitions.today()
+    midnight = datetime(today.year, today.month, today.day, tzinfo=UTC)
+
+    def at(days: int, hours: int = 0) -> tuple[str, Row]:
+        moment = midnight + timedelta(days=days, hours=hours)
+        return event_row(TRADES, event_time=moment.isoformat().replace("+00:00", "Z"))
+
+    # A narrow spread makes every day between (20 and 21 are not written), a wide one
+    # (beyond 31 days) only the days present; beyond the horizon the default keeps it.
+    writer.write([chunk(TRADES, [at(19, 23), at(22)])])
+    writer.write([chunk(TRADES, [at(100), at(160)])])
+    writer.write([chunk(TRADES, [at(PARTITION_HORIZON_DAYS + 1), at(-PARTITION_HORIZON_DAYS - 1)])])
+    with psycopg.connect(migrated_db) as conn:
+        made = {
+            name
+            for (name,) in conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'rttm_trade_events'::regclass"
+            ).fetchall()
+        }
+        where = [w for (w,) in conn.execute(
+            "SELECT tableoid::regclass::text FROM rttm_trade_events ORDER BY event_time"
+        ).fetchall()]  # fmt: skip
+
+    def name(days: int) -> str:
+        return f"rttm_trade_events_p{today + timedelta(days=days):%Y%m%d}"
+
+    assert {name(d) for d in (19, 20, 21, 22, 100, 160)} <= made
+    assert not {name(d) for d in (23, 99, 101, 159, 161)} & made
+    assert not {name(d) for d in (PARTITION_HORIZON_DAYS + 1, -PARTITION_HORIZON_DAYS - 1)} & made
+    assert where == [
+        "rttm_trade_events_default",
+        name(19), name(22), name(100), name(160),
+        "rttm_trade_events_default",
+    ]  # fmt: skip
