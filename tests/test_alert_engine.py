@@ -119,6 +119,16 @@ def test_keep_firing_for_keeps_a_firing_alert_only_not_a_pending_one() -> None:
     assert got == [["pending"], ["inactive"], ["pending"], [], [], ["firing"]]
 
 
+def test_of_two_points_of_one_series_the_latest_window_counts_then_a_number_over_nan() -> None:
+    engine = AlertEngine([lag_rule(for_s=0.0)])
+    # A late point of window 0 arrives with window 1's: window 1 decides (50: no alert).
+    assert engine.evaluate([point(1, 50), point(0, 500)], end(1)) == []
+    assert engine.evaluate([point(0, 500), point(1, 50)], end(1)) == []
+    (fired,) = engine.evaluate([point(2, math.nan), point(2, 700)], end(2))
+    assert (fired.state, fired.value) == ("firing", 700.0)
+    assert engine.evaluate([point(3, 900), point(3, math.nan)], end(3)) == []  # still firing
+
+
 def test_an_absent_series_counts_as_false_and_keeps_its_last_value() -> None:
     engine = AlertEngine([lag_rule()])
     engine.evaluate([point(0, 500)], end(0))

@@ -44,6 +44,24 @@ def test_memory_is_bounded_and_forgets_the_oldest_keys() -> None:
     assert first_time(memory, "k0")  # old: forgotten, so let through (the database decides)
 
 
+def test_generations_turn_over_when_full_so_the_oldest_keys_are_forgotten() -> None:
+    memory = DedupeMemory(capacity=10)  # two generations of 5
+    batches = [[(f"b{b}k{n}",) for n in range(5)] for b in range(3)]
+    for batch in batches:
+        assert memory.keep_new(batch, 0) == batch
+        assert len(memory) <= 10
+    assert memory.keep_new([batches[2][0]], 0) == []  # the previous generation: seen
+    assert memory.keep_new([batches[0][0]], 0) == [batches[0][0]]  # two turnovers ago
+
+
+def test_a_memory_of_capacity_one_remembers_the_last_batch_only() -> None:
+    memory = DedupeMemory(capacity=1)
+    for key in ("a", "b", "c"):
+        assert first_time(memory, key)
+    assert not first_time(memory, "c")
+    assert first_time(memory, "a")
+
+
 def test_a_batch_keeps_first_occurrences_and_overshoots_by_at_most_one_batch() -> None:
     memory = DedupeMemory(capacity=10)
     rows: list[tuple[object, ...]] = [(f"k{n % 8}", n) for n in range(16)]
@@ -105,6 +123,30 @@ def test_each_dropped_duplicate_is_counted_once_and_a_replay_drops_none() -> Non
     other = Chunk("rttm.dlq.events", 1, 3, chunk("e:1").tables)  # another partition: new
     assert keys_of(state.filter(other)) == []
     assert stats.COUNTERS.duplicates - before == 3
+
+
+def test_a_replayed_chunk_is_remembered_so_later_repeats_are_dropped() -> None:
+    def dlq(first: int, end: int, *keys: str) -> Chunk:
+        return Chunk("rttm.dlq.events", 0, end, chunk(*keys).tables, first_offset=first)
+
+    state = ShardDedupe(capacity=6)  # generations of 3
+    state.filter(dlq(10, 40, "e:0"))
+    assert keys_of(state.filter(dlq(11, 14, "e:1", "e:2", "e:3"))) == ["e:1", "e:2", "e:3"]
+    assert keys_of(state.filter(dlq(40, 43, "e:1", "e:2", "e:4"))) == ["e:4"]  # remembered
+    # Remembering fills generations like keeping does: two replays later, e:1 is forgotten.
+    state.filter(dlq(14, 17, "e:5", "e:6", "e:7"))
+    state.filter(dlq(17, 20, "e:8", "e:9", "e:10"))
+    assert keys_of(state.filter(dlq(43, 44, "e:1"))) == ["e:1"]
+    assert len(state.memory) <= 6 + 3
+
+
+def test_a_snapshot_from_before_read_positions_were_kept_resumes_with_none() -> None:
+    state = ShardDedupe(capacity=10)
+    state.filter(chunk("e:1"))
+    del state.__dict__["read_to"]  # as such a snapshot was
+    resumed = pickle.loads(pickle.dumps(state))  # noqa: S301 - our own object
+    assert resumed.read_to == {}
+    assert keys_of(resumed.filter(chunk("e:1", "e:2"))) == ["e:2"]  # the memory is kept
 
 
 def test_same_key_in_two_tables_is_two_rows() -> None:

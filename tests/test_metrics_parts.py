@@ -99,6 +99,12 @@ def test_sketch_keeps_sub_millisecond_latencies_and_zeroes_only_tiny_or_negative
     assert sketch.count == 3
 
 
+def test_sketch_size_depends_on_the_spread_of_values_not_their_number() -> None:
+    spread = [10 ** (2 * n / 10_000) for n in range(10_001)]  # 1 ms to 100 ms, densely
+    assert 225 <= len(Sketch.of(spread).buckets) <= 235  # about 230 per factor of 100
+    assert len(Sketch.of(spread * 10).buckets) == len(Sketch.of(spread).buckets)
+
+
 def test_engine_settings_from_the_environment() -> None:
     config = engine_config({"RTTM_METRICS_WINDOW": "1m", "RTTM_METRICS_LATENESS": "2s",
                             "RTTM_METRICS_SHARDS": "4"})  # fmt: skip
