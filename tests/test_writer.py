@@ -9,20 +9,26 @@ They are the fast tests ``./dev mutate rttm/ingest/writer.py`` runs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
+from rttm import kafka_topics
+from rttm.config import KafkaSettings
 from rttm.db import partitions
 from rttm.decode import decode_message
 from rttm.ingest import stats
 from rttm.ingest.chunks import Chunk, Row, table_row
-from rttm.ingest.writer import MERGE_RUN, PARTITION_HORIZON_DAYS, ShardWriter
+from rttm.ingest.offsets import OffsetCommitter
+from rttm.ingest.writer import MERGE_RUN, ShardWriter
 from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
+from rttm.stack.processes import free_port
 from tests.samples import DESIGN_EXAMPLES, encode
 
 pytestmark = pytest.mark.integration
@@ -121,6 +127,7 @@ def test_a_batch_meeting_stored_rows_stores_only_the_new_ones_batch_after_batch(
     writer.write([chunk(TRADES, again)])
     assert stored(migrated_db, TRADE_TABLE) == by_key([*first, again[-1]], TRADE_TABLE)
     assert counters()[0] - before[0] == 1  # the replayed rows are not counted again
+    assert counters()[1] == before[1]  # nor as rejects
     # The merge path stays on for a run of batches, each stores its new rows and only them.
     later = [[event_row(TRADES), event_row(TRADES)] for _ in range(MERGE_RUN + 2)]
     for n, rows in enumerate(later):
@@ -171,7 +178,10 @@ def test_day_partitions_are_made_for_the_days_written_within_the_horizon(
     # (beyond 31 days) only the days present; beyond the horizon the default keeps it.
     writer.write([chunk(TRADES, [at(19, 23), at(22)])])
     writer.write([chunk(TRADES, [at(100), at(160)])])
-    writer.write([chunk(TRADES, [at(PARTITION_HORIZON_DAYS + 1), at(-PARTITION_HORIZON_DAYS - 1)])])
+    writer.write([chunk(TRADES, [at(200), at(231)])])  # 31 days apart: still narrow
+    writer.write([chunk(TRADES, [at(300), at(332)])])  # 32: wide
+    writer.write([chunk(TRADES, [at(400), at(-400)])])  # the horizon: 400 days, both ways
+    writer.write([chunk(TRADES, [at(401), at(-401)])])
     with psycopg.connect(migrated_db) as conn:
         made = {
             name
@@ -187,11 +197,110 @@ def test_day_partitions_are_made_for_the_days_written_within_the_horizon(
     def name(days: int) -> str:
         return f"rttm_trade_events_p{today + timedelta(days=days):%Y%m%d}"
 
-    assert {name(d) for d in (19, 20, 21, 22, 100, 160)} <= made
-    assert not {name(d) for d in (23, 99, 101, 159, 161)} & made
-    assert not {name(d) for d in (PARTITION_HORIZON_DAYS + 1, -PARTITION_HORIZON_DAYS - 1)} & made
+    horizon = 400  # as the README says
+    assert {name(d) for d in (19, 20, 21, 22, 100, 160, 300, 332, horizon, -horizon)} <= made
+    assert {name(d) for d in range(200, 232)} <= made
+    assert not {name(d) for d in (23, 99, 101, 159, 161, 301, 331)} & made
+    assert not {name(d) for d in (horizon + 1, -horizon - 1)} & made
     assert where == [
-        "rttm_trade_events_default",
-        name(19), name(22), name(100), name(160),
-        "rttm_trade_events_default",
+        "rttm_trade_events_default", name(-horizon),
+        name(19), name(22), name(100), name(160), name(200), name(231), name(300), name(332),
+        name(horizon), "rttm_trade_events_default",
     ]  # fmt: skip
+
+
+def test_nothing_to_write_needs_no_connection_and_closing_an_unused_writer_is_quiet() -> None:
+    nowhere = f"postgresql://rttm@127.0.0.1:{free_port()}/rttm"  # nothing listens there
+    idle = ShardWriter(nowhere, 0, None)
+    idle.write([])
+    idle.close()
+
+
+def test_batches_without_trade_events_and_with_a_table_first_met_on_the_merge_path(
+    writer: ShardWriter, migrated_db: str
+) -> None:
+    dlq = [event_row("rttm.dlq.events"), event_row("rttm.dlq.events")]
+    writer.write([chunk("rttm.dlq.events", dlq)])
+    logs = [event_row("rttm.log.events")]
+    # A replayed DLQ row sends the batch to the merge path, where the log table is new.
+    writer.write([chunk("rttm.dlq.events", dlq[:1]), chunk("rttm.log.events", logs)])
+    assert stored(migrated_db, "rttm_dlq_events") == by_key(dlq, "rttm_dlq_events")
+    assert stored(migrated_db, "rttm_parsed_logs") == by_key(logs, "rttm_parsed_logs")
+
+
+def test_the_merge_path_lasts_a_run_of_conflicting_batches_and_ends_at_the_first_clean_one(
+    writer: ShardWriter, migrated_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = event_row(TRADES)
+    writer.write([chunk(TRADES, [seen])])
+    assert staging_tables(migrated_db) == []  # a clean batch: COPY, no staging table
+
+    def batches(replayed: bool, count: int) -> int:
+        """Write ``count`` batches (each with a stored row if ``replayed``); COPYs refused."""
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="rttm.ingest.sink"):
+            for _ in range(count):
+                writer.write([chunk(TRADES, [event_row(TRADES), *([seen] if replayed else [])])])
+        return caplog.text.count("COPY refused")
+
+    assert batches(replayed=True, count=3) == 1  # COPY refused once, then merged
+    assert staging_tables(migrated_db) == ["rttm_stage_rttm_trade_events"]
+    # A clean batch on the merge path ends the run: the next replay tries COPY again.
+    assert batches(replayed=False, count=1) == 0
+    assert batches(replayed=True, count=1) == 1
+    # Replays in a row: COPY is tried again after MERGE_RUN batches.
+    assert batches(replayed=True, count=MERGE_RUN - 1) == 0
+    assert batches(replayed=True, count=1) == 1
+
+
+def staging_tables(url: str) -> list[str]:
+    """The merge path's temporary staging tables, which any session can see in the catalogue."""
+    with psycopg.connect(url) as conn:
+        return [name for (name,) in conn.execute(
+            "SELECT relname FROM pg_class WHERE relpersistence = 't'"
+            " AND relname LIKE 'rttm\\_stage\\_%' ORDER BY 1"
+        ).fetchall()]  # fmt: skip
+
+
+def test_a_connection_the_server_ends_mid_run_is_replaced_and_the_batch_written(
+    writer: ShardWriter, migrated_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = event_row(TRADES)
+    writer.write([chunk(TRADES, [seen])])
+    writer.write([chunk(TRADES, [seen, event_row(TRADES)])])  # on the merge path now
+    before = stats.COUNTERS.retries
+    with psycopg.connect(migrated_db, autocommit=True) as admin:
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'rttm-ingest-shard-1'"
+        ).fetchall()
+    assert ended == [(True,)]
+    last = [seen, event_row(TRADES)]  # the new connection has no staging table yet
+    with caplog.at_level(logging.WARNING, logger="rttm.ingest.sink"):
+        writer.write([chunk(TRADES, last)])
+    assert stats.COUNTERS.retries == before + 1
+    assert caplog.text.count("database unavailable") == caplog.text.count("database back") == 1
+    assert last[1][1] in stored(migrated_db, TRADE_TABLE)
+
+
+def test_offsets_of_the_written_batches_are_committed_to_the_consumer_groups(
+    kafka: KafkaSettings, migrated_db: str
+) -> None:
+    kafka_topics.create_topics(kafka, partitions=2)
+    shard = ShardWriter(migrated_db, 0, OffsetCommitter(kafka.client_config(), shards=1))
+    trades = chunk(TRADES, [event_row(TRADES)], partition=1)
+    dlq = chunk("rttm.dlq.events", [event_row("rttm.dlq.events")], partition=0)
+    shard.write([trades])
+    shard.write([dlq])  # within the commit interval: committed by close() at the latest
+    shard.close()
+    for written in (trades, dlq):
+        consumer = Consumer(
+            kafka.client_config(**{"group.id": BY_NAME[written.topic].consumer_group})
+        )
+        try:
+            (committed,) = consumer.committed(
+                [TopicPartition(written.topic, written.partition)], timeout=10
+            )
+        finally:
+            consumer.close()
+        assert committed.offset == written.next_offset, written.topic

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from rttm.db import partitions
-from rttm.db.connect import sink_connection
+from rttm.db.connect import error_cause, sink_connection
 from rttm.db.migrate import Conn
 from rttm.db.retry import BACKOFF_CAP_S, Failure, Retry
 from rttm.ingest import stats
@@ -190,9 +190,13 @@ class ShardWriter:
         if self._merge_left == 0:
             try:
                 return self._transaction(conn, tables, positions, merge=False)
-            except (psycopg.DataError, psycopg.IntegrityError):
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
                 # Mostly a unique violation (a row exists): redo with the merge path, which
                 # also salvages a batch PostgreSQL refuses for any other reason.
+                _LOG.debug(
+                    "shard %d: COPY refused (%s); merging for up to %d batches",
+                    self._shard, error_cause(exc), MERGE_RUN,
+                )  # fmt: skip
                 self._merge_left = MERGE_RUN
         self._merge_left -= 1
         try:
