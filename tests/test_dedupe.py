@@ -54,6 +54,14 @@ def test_generations_turn_over_when_full_so_the_oldest_keys_are_forgotten() -> N
     assert memory.keep_new([batches[0][0]], 0) == [batches[0][0]]  # two turnovers ago
 
 
+def test_remembering_turns_a_generation_over_exactly_when_it_is_full() -> None:
+    memory = DedupeMemory(capacity=6)  # two generations of 3
+    memory.remember([("a",), ("b",)], 0)
+    assert (memory.current, memory.previous) == ({"a", "b"}, set())
+    memory.remember([("c",)], 0)
+    assert (memory.current, memory.previous) == (set(), {"a", "b", "c"})
+
+
 def test_a_memory_of_capacity_one_remembers_the_last_batch_only() -> None:
     memory = DedupeMemory(capacity=1)
     for key in ("a", "b", "c"):

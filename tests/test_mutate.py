@@ -59,35 +59,35 @@ def mutants() -> dict[str, Mutant]:
     return {m.id.removeprefix("m.py:"): m for m in generate("m.py", SOURCE)}
 
 
-def mutated(mutants: dict[str, Mutant], description: str) -> str:
-    return mutants[description].mutated_line
-
-
-def test_each_operator_changes_its_one_spot(mutants: dict[str, Mutant]) -> None:
-    assert mutated(mutants, "20 <→<=") == "if value <= LIMIT and value not in (3, 4):"
-    assert mutated(mutants, "20 <→>") == "if value > LIMIT and value not in (3, 4):"
-    assert mutated(mutants, "20 not in→in") == "if value < LIMIT and value in (3, 4):"
-    assert mutated(mutants, "20 and→or") == "if value < LIMIT or value not in (3, 4):"
-    assert mutated(mutants, "20 negate if") == "if not (value < LIMIT and value not in (3, 4)):"
-    assert mutated(mutants, "20 3→4") == "if value < LIMIT and value not in (4, 4):"
-    assert mutated(mutants, "20 3→2") == "if value < LIMIT and value not in (2, 4):"
-    assert mutated(mutants, "21 +=→-=") == "total -= value"
-    assert mutated(mutants, "21 delete statement") == "pass"
-    assert mutated(mutants, "23 negate if") == "if total:"  # ``not`` removed, not doubled
-    assert mutated(mutants, "26 negate while") == "while not total > 100:"
-    assert mutated(mutants, "26 >→>=") == "while total >= 100:"
-    assert mutated(mutants, "27 -→+") == "total = total + 100"
-    assert mutated(mutants, "28 return True→return False") == "return False"
-    assert mutated(mutants, "32 negate ternary") == 'text = "yes" if not flag else "no"'
-    assert mutated(mutants, "33 is→is not") == 'return "é" + text if flag is not True else text'
-    assert mutated(mutants, '33 return "é" + text if flag is True…→return None') == "return None"
-    assert mutated(mutants, "15 0.5→1.0") == (
-        "def check(values: Sequence[int], ratio: float = 1.0) -> bool:"
-    )
-    assert mutated(mutants, "15 0.5→0.25") == (
-        "def check(values: Sequence[int], ratio: float = 0.25) -> bool:"
-    )
-    assert mutated(mutants, "12 10→11") == "LIMIT: int = 11"
+@pytest.mark.parametrize(
+    ("description", "line"),
+    [
+        ("20 <→<=", "if value <= LIMIT and value not in (3, 4):"),
+        ("20 <→>", "if value > LIMIT and value not in (3, 4):"),
+        ("20 not in→in", "if value < LIMIT and value in (3, 4):"),
+        ("20 and→or", "if value < LIMIT or value not in (3, 4):"),
+        ("20 negate if", "if not (value < LIMIT and value not in (3, 4)):"),
+        ("20 3→4", "if value < LIMIT and value not in (4, 4):"),
+        ("20 3→2", "if value < LIMIT and value not in (2, 4):"),
+        ("21 +=→-=", "total -= value"),
+        ("21 delete statement", "pass"),
+        ("23 negate if", "if total:"),  # ``not`` removed, not doubled
+        ("26 negate while", "while not total > 100:"),
+        ("26 >→>=", "while total >= 100:"),
+        ("27 -→+", "total = total + 100"),
+        ("28 return True→return False", "return False"),
+        ("32 negate ternary", 'text = "yes" if not flag else "no"'),
+        ("33 is→is not", 'return "é" + text if flag is not True else text'),
+        ('33 return "é" + text if flag is True…→return None', "return None"),
+        ("12 10→11", "LIMIT: int = 11"),
+        ("15 0.5→1.0", "def check(values: Sequence[int], ratio: float = 1.0) -> bool:"),
+        ("15 0.5→0.25", "def check(values: Sequence[int], ratio: float = 0.25) -> bool:"),
+    ],
+)
+def test_each_operator_changes_its_one_spot(
+    mutants: dict[str, Mutant], description: str, line: str
+) -> None:
+    assert mutants[description].mutated_line == line
 
 
 def test_left_alone(mutants: dict[str, Mutant]) -> None:

@@ -271,7 +271,7 @@ def test_a_connection_the_server_ends_mid_run_is_replaced_and_the_batch_written(
     before = stats.COUNTERS.retries
     with psycopg.connect(migrated_db, autocommit=True) as admin:
         ended = admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"  # waits for it
             " WHERE application_name = 'rttm-ingest-shard-1'"
         ).fetchall()
     assert ended == [(True,)]
