@@ -12,7 +12,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from rttm.ingest import stats
-from rttm.ingest.chunks import DEDUPE_INDEX, Chunk, shard_of
+from rttm.ingest.chunks import DEDUPE_INDEX, Chunk, Row, shard_of
 from rttm.ingest.dedupe import DedupeMemory, ShardDedupe, dedupe_step
 from rttm.ingest.progress import ProgressLine, describe
 from rttm.ingest.stats import Counters
@@ -46,7 +46,7 @@ def test_memory_is_bounded_and_forgets_the_oldest_keys() -> None:
 
 def test_generations_turn_over_when_full_so_the_oldest_keys_are_forgotten() -> None:
     memory = DedupeMemory(capacity=10)  # two generations of 5
-    batches = [[(f"b{b}k{n}",) for n in range(5)] for b in range(3)]
+    batches: list[list[Row]] = [[(f"b{b}k{n}",) for n in range(5)] for b in range(3)]
     for batch in batches:
         assert memory.keep_new(batch, 0) == batch
         assert len(memory) <= 10
