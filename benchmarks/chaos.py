@@ -96,7 +96,7 @@ class Outage:
     """One PostgreSQL outage, as observed."""
 
     at_s: float
-    down_s: float  # from the server stopped to the server accepting connections again
+    down_s: float  # from refusing connections (probed; 0 if it never did) to accepting them
     survived: bool  # the flow process of its start lived through it, never restarted
     stored_after: bool  # ... and stored rows again afterwards
     said_unavailable: int  # "database unavailable" lines logged meanwhile
@@ -105,7 +105,12 @@ class Outage:
     @property
     def ok(self) -> bool:
         """The flow waited it out and said so once each way."""
-        return self.survived and self.stored_after and self.said_unavailable == self.said_back == 1
+        return (
+            self.down_s > 0
+            and self.survived
+            and self.stored_after
+            and self.said_unavailable == self.said_back == 1
+        )
 
 
 @dataclass
@@ -242,6 +247,26 @@ def _rows(url: str) -> int:
     return sum(_table_counts(url).values())
 
 
+def _settled_rows(url: str) -> int:
+    """The row count once two reads 0.3 s apart agree (no commit still landing)."""
+    rows = _rows(url)
+    while True:
+        time.sleep(0.3)
+        again = _rows(url)
+        if again == rows:
+            return rows
+        rows = again
+
+
+def _refused(url: str) -> bool:
+    """Whether PostgreSQL at ``url`` refuses connections now."""
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+    except psycopg.OperationalError:
+        return True
+    return False
+
+
 def _wait_for_rows(flow: _Flow, url: str, above: int) -> bool:
     """Whether the current flow process stores more than ``above`` rows in all, in time."""
     deadline = time.monotonic() + PROGRESS_S
@@ -334,7 +359,7 @@ def _kill(flow: _Flow, url: str, at: float) -> Kill:
     rows = _rows(url) - flow.rows_at_start
     # A flow that had died already is reported with its own exit status, not as a kill.
     returncode = flow.kill() if alive else flow.process.returncode
-    flow.start(_rows(url))
+    flow.start(_settled_rows(url))  # a commit sent before the kill may show a moment later
     return Kill(at, pid, alive, rows, returncode)
 
 
@@ -348,13 +373,19 @@ def _outage(
     log_from = flow.log.stat().st_size
     servers[-1].stop()
     stopped = time.monotonic()
-    time.sleep(down)
+    was_down = _refused(url)  # observed, not assumed
+    time.sleep(max(0.0, down - (time.monotonic() - stopped)))
     servers.append(start_postgres(state, port))
-    down_s = time.monotonic() - stopped
+    down_s = time.monotonic() - stopped if was_down else 0.0
     rows_then = _rows(url)
     stored_after = _wait_for_rows(flow, url, rows_then)
     survived = process.poll() is None
+    # "database back" follows the commit the rows showed by a moment: give it that moment.
+    deadline = time.monotonic() + 5.0
     said = flow.log.read_bytes()[log_from:].decode(errors="replace")
+    while stored_after and "database back" not in said and time.monotonic() < deadline:
+        time.sleep(0.1)
+        said = flow.log.read_bytes()[log_from:].decode(errors="replace")
     outage = Outage(at, down_s, survived, stored_after, said.count("database unavailable"),
                     said.count("database back"))  # fmt: skip
     if not survived:  # keep the run going, so the report shows everything

@@ -86,7 +86,8 @@ class _Note(logging.Handler):
         text = record.getMessage()
         if "Disconnected" in text:
             self._admin.last_failure = _without_noise(text.split("]: ", 1)[-1])
-        KAFKA_LOG.handle(record)
+        if KAFKA_LOG.isEnabledFor(record.levelno):  # handle() itself skips the level check
+            KAFKA_LOG.handle(record)
 
 
 #: What librdkafka wraps a connection error in: the broker's name (the address is in our

@@ -34,5 +34,4 @@ def test_kills_and_database_outages_leave_exactly_the_ground_truth() -> None:
     assert not report.odd_rejects, text
     rejects = next(check for check in report.tables if check.table == "rttm_ingest_rejects")
     assert rejects.stored > 200, text  # about 1 % of the messages are malformed
-    assert report.messages >= 25_000
     assert report.ok, text

@@ -11,9 +11,10 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
+from rttm.ingest import settings as ingest_settings
 from rttm.ingest import stats
 from rttm.ingest.chunks import DEDUPE_INDEX, Chunk, Row, shard_of
-from rttm.ingest.dedupe import DedupeMemory, ShardDedupe, dedupe_step
+from rttm.ingest.dedupe import DEFAULT_CAPACITY, DedupeMemory, ShardDedupe, dedupe_step
 from rttm.ingest.progress import ProgressLine, describe
 from rttm.ingest.stats import Counters
 
@@ -67,6 +68,7 @@ def test_a_memory_of_capacity_one_remembers_the_last_batch_only() -> None:
     for key in ("a", "b", "c"):
         assert first_time(memory, key)
     assert not first_time(memory, "c")
+    assert not first_time(memory, "c")  # a batch of nothing new forgets nothing
     assert first_time(memory, "a")
 
 
@@ -189,9 +191,18 @@ def test_shard_of_is_stable_and_spread() -> None:
 def test_progress_line_reports_counters() -> None:
     counters = Counters(read=10, rows=9, rejects=1, duplicates=2, lag={"t[0]": 5, "t[1]": 7})
     assert describe(counters, 1234.4) == (
-        "ingest: 1,234 rows/s | rows 9 | rejects 1 | duplicates dropped 2 | remaining lag 12"
+        "ingest: 1,234 rows/s | read 10 | rows 9 | rejects 1 | duplicates dropped 2"
+        " | remaining lag 12"
     )
     stream = io.StringIO()
     summary = ProgressLine(stream, counters).start().stop()
     assert summary.startswith("ingest: ")
     assert "rows/s on average over" in summary
+
+
+def test_the_default_capacity_is_the_documented_200_000_keys_per_shard() -> None:
+    assert DEFAULT_CAPACITY == 200_000  # README, Configuration: RTTM_DEDUPE_CAPACITY
+    assert ingest_settings.IngestSettings.__dataclass_fields__["dedupe_capacity"].default == (
+        200_000
+    )
+    assert DedupeMemory().generation_size == 100_000

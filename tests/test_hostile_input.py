@@ -136,7 +136,8 @@ def _tables(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str | None]]:
         "SELECT n.nspname, c.relname, CASE WHEN c.relispartition THEN"
         " (SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = c.oid) END"
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        " WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'"
+        " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
         " ORDER BY 1, 2"
     ).fetchall()
 

@@ -9,7 +9,11 @@ They are the fast tests ``./dev mutate rttm/ingest/writer.py`` runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -272,7 +276,7 @@ def test_a_connection_the_server_ends_mid_run_is_replaced_and_the_batch_written(
     with psycopg.connect(migrated_db, autocommit=True) as admin:
         ended = admin.execute(
             "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"  # waits for it
-            " WHERE application_name = 'rttm-ingest-shard-1'"
+            " WHERE application_name = 'rttm-ingest-shard-1' AND datname = current_database()"
         ).fetchall()
     assert ended == [(True,)]
     last = [seen, event_row(TRADES)]  # the new connection has no staging table yet
@@ -304,3 +308,73 @@ def test_offsets_of_the_written_batches_are_committed_to_the_consumer_groups(
         finally:
             consumer.close()
         assert committed.offset == written.next_offset, written.topic
+
+
+class Relay:
+    """A local port that refuses connections until :meth:`open`, then forwards to ``target``."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.port, self._target = free_port(), target
+        self._server: socket.socket | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self._server is not None
+
+    def open(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._serve, args=(self._server,), daemon=True).start()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    def _serve(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65_536):
+            sink.sendall(data)
+    for end in (source, sink):
+        with contextlib.suppress(OSError):
+            end.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_database_down_at_the_first_batch_is_waited_for_then_written(migrated_db: str) -> None:
+    server = psycopg.conninfo.conninfo_to_dict(migrated_db)
+    relay = Relay((str(server["host"]), int(str(server["port"]))))
+    shard = ShardWriter(psycopg.conninfo.make_conninfo(migrated_db, port=str(relay.port)), 2, None)
+    rows = [event_row(TRADES)]
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            shard.write([chunk(TRADES, rows)])
+        except BaseException as exc:
+            failed.append(exc)
+
+    writer_thread = threading.Thread(target=write)
+    writer_thread.start()
+    try:
+        time.sleep(1.0)  # refused, then retried after 0.2 s and 0.4 s: still waiting
+        assert writer_thread.is_alive(), failed
+        relay.open()
+        writer_thread.join(30)
+        assert not writer_thread.is_alive()
+        assert failed == []
+        assert stored(migrated_db, TRADE_TABLE) == by_key(rows, TRADE_TABLE)
+    finally:
+        if not relay.opened:  # let a writer still waiting finish
+            relay.open()
+        writer_thread.join(30)
+        shard.close()
+        relay.close()

@@ -16,15 +16,18 @@ CONNECT_TIMEOUT_S = 5
 def error_cause(exc: BaseException) -> str:
     """The cause of an error in one line, or its type name when it has no text.
 
-    libpq writes ``connection to server at "h", port p failed: FATAL:  <cause>`` and may
-    add indented hint lines ("Is the server running on that host…?"): of a psycopg error this
-    keeps the cause alone; the address is in the caller's message already.
+    Of a server's error, its primary message (no DETAIL, HINT or CONTEXT lines). libpq
+    writes ``connection to server at "h", port p failed: FATAL:  <cause>`` and may add
+    indented hint lines ("Is the server running on that host…?"): of those the cause alone
+    is kept; the address is in the caller's message already.
     """
+    if isinstance(exc, psycopg.Error) and exc.sqlstate and exc.diag.message_primary:
+        return exc.diag.message_primary  # the server's answer, without DETAIL or CONTEXT
     lines = [line for line in str(exc).splitlines() if line.strip() and not line[0].isspace()]
     if not lines:
         return type(exc).__name__
     text = lines[-1].strip()
-    if isinstance(exc, psycopg.Error):
+    if isinstance(exc, psycopg.Error):  # libpq's own: no SQLSTATE, the cause after "failed:"
         text = text.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip()
     return text or type(exc).__name__
 

@@ -20,7 +20,8 @@ from rttm.live_line import RateLine
 def describe(counters: Counters, rate: float) -> str:
     """One line of what the ingestion has done so far."""
     return (
-        f"ingest: {rate:,.0f} rows/s | rows {counters.rows:,} | rejects {counters.rejects:,}"
+        f"ingest: {rate:,.0f} rows/s | read {counters.read:,} | rows {counters.rows:,}"
+        f" | rejects {counters.rejects:,}"
         f" | duplicates dropped {counters.duplicates:,} | remaining lag {counters.remaining_lag:,}"
     )
 
