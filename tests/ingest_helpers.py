@@ -12,14 +12,14 @@ from typing import Any
 
 import psycopg
 from bytewax.testing import run_main
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from psycopg import sql
 
 from rttm import kafka_topics
 from rttm.config import KafkaSettings
 from rttm.ingest import settings as ingest_settings
 from rttm.ingest.flow import build_flow
-from rttm.registry import all_tables
+from rttm.registry import REJECTS_COLUMNS, REJECTS_TABLE, TOPICS, all_tables
 
 Message = tuple[str, bytes | None, bytes | None]
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +83,27 @@ def rows(url: str, table: str, columns: Sequence[str] | None = None) -> list[tup
             sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table)
         )
         return conn.execute(query).fetchall()
+
+
+def row_columns(table: str) -> tuple[str, ...]:
+    """The columns of ``table`` in the order of the writer's row tuples (``table_row``)."""
+    if table == REJECTS_TABLE:
+        return REJECTS_COLUMNS
+    return next(spec.columns for spec in TOPICS if spec.table == table)
+
+
+def committed_offsets(
+    kafka: KafkaSettings, topic: str, group: str, partitions: int = 2
+) -> list[int]:
+    """The group's committed offset of each partition of ``topic`` (-1001: none)."""
+    consumer = Consumer(kafka.client_config(**{"group.id": group}))
+    try:
+        found = consumer.committed(
+            [TopicPartition(topic, p) for p in range(partitions)], timeout=10
+        )
+    finally:
+        consumer.close()
+    return [tp.offset for tp in found]
 
 
 def counts(url: str) -> dict[str, int]:

@@ -32,7 +32,8 @@ from rttm.ingest.chunks import DEDUPE_INDEX, DEFAULT_SHARDS, split_batch, table_
 from rttm.ingest.dedupe import ShardDedupe
 from rttm.ingest.source import RawBatch
 from rttm.ingest.writer import ShardWriter
-from rttm.registry import REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
+from rttm.registry import REJECTS_TABLE, TOPICS
+from tests.ingest_helpers import row_columns
 from tests.samples import DESIGN_EXAMPLES, encode
 
 pytestmark = pytest.mark.integration
@@ -123,7 +124,7 @@ def batches(draw: st.DrawFn) -> RawBatch:
 
 def _stored(conn: psycopg.Connection[Any], table: str, key: object) -> list[tuple[Any, ...]]:
     """The rows of ``table`` with ``key``, in the column order of the writer's row tuples."""
-    columns = REJECTS_COLUMNS if table == REJECTS_TABLE else TABLE_SPEC[table].columns
+    columns = row_columns(table)
     query = sql.SQL("SELECT {} FROM {} WHERE dedupe_key = %s").format(
         sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table)
     )
@@ -140,9 +141,6 @@ def _tables(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str | None]]:
         " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
         " ORDER BY 1, 2"
     ).fetchall()
-
-
-TABLE_SPEC = {spec.table: spec for spec in TOPICS}
 
 
 def test_hostile_batches_through_the_sink_are_each_a_row_or_a_reject(

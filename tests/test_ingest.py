@@ -8,7 +8,6 @@ from datetime import date, datetime, timedelta
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
 from rttm.config import KafkaSettings
@@ -16,7 +15,15 @@ from rttm.contracts import ID_MAX_CHARS
 from rttm.db import partitions
 from rttm.ingest import stats
 from rttm.registry import BY_NAME, COLUMN_RENAMES, REJECTS_TABLE, TOPICS
-from tests.ingest_helpers import counts, create_topics, ingest, payload, produce, rows
+from tests.ingest_helpers import (
+    committed_offsets,
+    counts,
+    create_topics,
+    ingest,
+    payload,
+    produce,
+    rows,
+)
 from tests.samples import DESIGN_EXAMPLES
 
 pytestmark = pytest.mark.integration
@@ -172,13 +179,11 @@ def test_offsets_are_committed_to_each_topics_consumer_group(
     produce(topics.brokers, messages)
     ingest(topics, migrated_db)
     for spec in TOPICS:
-        consumer = Consumer({"bootstrap.servers": topics.brokers, "group.id": spec.consumer_group})
-        committed = consumer.committed([TopicPartition(spec.name, p) for p in range(2)], timeout=10)
-        consumer.close()
+        committed = committed_offsets(topics, spec.name, spec.consumer_group)
         with psycopg.connect(migrated_db) as conn:
             query = sql.SQL("SELECT kafka_partition, max(kafka_offset) + 1 FROM {} GROUP BY 1")
             ends = conn.execute(query.format(sql.Identifier(spec.table))).fetchall()
-        assert {tp.partition: tp.offset for tp in committed if tp.offset >= 0} == dict(ends)
+        assert {p: offset for p, offset in enumerate(committed) if offset >= 0} == dict(ends)
 
 
 def test_topic_subset_ingests_only_those_topics(topics: KafkaSettings, migrated_db: str) -> None:

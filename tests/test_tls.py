@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from benchmarks import workload
 from rttm.config import KafkaSettings
 from rttm.registry import TOPICS
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
-from tests.ingest_helpers import REPO, counts, flow_env, run_flow_process
+from tests.ingest_helpers import REPO, committed_offsets, counts, flow_env, run_flow_process
 from tests.test_ingest_resilience import one_line_failure
 from tests.tls import Certificates, TlsTerminator, make_certificates
 
@@ -104,16 +103,6 @@ def test_ingestion_over_tls_stores_every_event(tls_broker: TlsBroker, migrated_d
             time.sleep(0.2)
         assert min(offsets) >= 0, (spec.name, offsets)  # -1001: nothing committed
         assert sum(offsets) == sent[spec.name], (spec.name, offsets)
-
-
-def committed_offsets(kafka: KafkaSettings, topic: str, group: str) -> list[int]:
-    """The group's committed offset of each of the topic's two partitions."""
-    consumer = Consumer(kafka.client_config(**{"group.id": group}))
-    try:
-        committed = consumer.committed([TopicPartition(topic, p) for p in range(2)], timeout=10)
-    finally:
-        consumer.close()
-    return [tp.offset for tp in committed]
 
 
 def test_untrusted_certificate_fails_fast_with_the_reason(

@@ -20,8 +20,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-from psycopg import sql
 
 from rttm import kafka_topics
 from rttm.config import KafkaSettings
@@ -31,8 +29,10 @@ from rttm.ingest import stats
 from rttm.ingest.chunks import Chunk, Row, table_row
 from rttm.ingest.offsets import OffsetCommitter
 from rttm.ingest.writer import MERGE_RUN, ShardWriter
-from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
+from rttm.registry import BY_NAME, REJECTS_TABLE, TOPICS
 from rttm.stack.processes import free_port
+from tests import ingest_helpers
+from tests.ingest_helpers import committed_offsets, row_columns
 from tests.samples import DESIGN_EXAMPLES, encode
 
 pytestmark = pytest.mark.integration
@@ -60,20 +60,9 @@ def chunk(topic: str, rows: Sequence[tuple[str, Row]], partition: int = 0) -> Ch
     return Chunk(topic, partition, next(_offsets), tables)
 
 
-def columns_of(table: str) -> tuple[str, ...]:
-    """The table's columns in the order of the writer's row tuples."""
-    if table == REJECTS_TABLE:
-        return REJECTS_COLUMNS
-    return next(spec.columns for spec in TOPICS if spec.table == table)
-
-
 def stored(url: str, table: str) -> list[tuple[Any, ...]]:
     """Every row of ``table`` in the writer's column order, by dedupe key."""
-    query = sql.SQL("SELECT {} FROM {} ORDER BY dedupe_key").format(
-        sql.SQL(", ").join(map(sql.Identifier, columns_of(table))), sql.Identifier(table)
-    )
-    with psycopg.connect(url) as conn:
-        return conn.execute(query).fetchall()
+    return ingest_helpers.rows(url, table, row_columns(table))
 
 
 def progress(url: str) -> list[tuple[Any, ...]]:
@@ -86,7 +75,7 @@ def progress(url: str) -> list[tuple[Any, ...]]:
 
 def by_key(rows: Sequence[tuple[str, Row]], table: str) -> list[Row]:
     """The rows of ``table`` among ``rows``, ordered as :func:`stored` reads them back."""
-    index = columns_of(table).index("dedupe_key")
+    index = row_columns(table).index("dedupe_key")
     return sorted((row for t, row in rows if t == table), key=lambda row: str(row[index]))
 
 
@@ -147,7 +136,7 @@ def test_a_row_postgres_refuses_becomes_a_reject_with_its_values_and_the_rest_is
     good = [event_row(TRADES), event_row(TRADES)]
     # The decoder refuses NUL in text; a row with one stands for any row PostgreSQL refuses.
     table, row = event_row(TRADES)
-    at = columns_of(TRADE_TABLE).index("message")
+    at = row_columns(TRADE_TABLE).index("message")
     refused = (*row[:at], "text with a NUL \x00 inside", *row[at + 1 :])
     batch = chunk(TRADES, [good[0], (table, refused), good[1]], partition=2)
     before = counters()
@@ -156,7 +145,7 @@ def test_a_row_postgres_refuses_becomes_a_reject_with_its_values_and_the_rest_is
     ((topic, partition, offset, key, raw_key, raw_value, reason),) = stored(
         migrated_db, REJECTS_TABLE
     )
-    dedupe_at = columns_of(TRADE_TABLE).index("dedupe_key")
+    dedupe_at = row_columns(TRADE_TABLE).index("dedupe_key")
     assert (topic, partition, offset, key, raw_key) == (
         TRADES, refused[-2], refused[-1], refused[dedupe_at], None,
     )  # fmt: skip
@@ -298,16 +287,9 @@ def test_offsets_of_the_written_batches_are_committed_to_the_consumer_groups(
     shard.write([dlq])  # within the commit interval: committed by close() at the latest
     shard.close()
     for written in (trades, dlq):
-        consumer = Consumer(
-            kafka.client_config(**{"group.id": BY_NAME[written.topic].consumer_group})
-        )
-        try:
-            (committed,) = consumer.committed(
-                [TopicPartition(written.topic, written.partition)], timeout=10
-            )
-        finally:
-            consumer.close()
-        assert committed.offset == written.next_offset, written.topic
+        group = BY_NAME[written.topic].consumer_group
+        committed = committed_offsets(kafka, written.topic, group)[written.partition]
+        assert committed == written.next_offset, written.topic
 
 
 class Relay:

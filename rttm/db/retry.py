@@ -68,7 +68,7 @@ def classify(exc: psycopg.Error) -> Failure:
 def describe_fault(exc: psycopg.Error, what: str) -> str:
     """One line for a fault: what was refused, the SQLSTATE and its name, the reason."""
     state = f"SQLSTATE {exc.sqlstate or 'none'} {type(exc).__name__}"
-    return f"postgres refused {what} ({state}): {exc.diag.message_primary or error_cause(exc)}"
+    return f"postgres refused {what} ({state}): {error_cause(exc)}"
 
 
 class Retry:
