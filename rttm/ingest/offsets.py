@@ -36,13 +36,20 @@ class OffsetCommitter:
         self._admin = AdminClient(dict(kafka_config))
         self._shards = shards
         self._pending: set[str] = set()
+        self._touched: set[str] = set()
         self._last = 0.0
         self._futures: list[Future[Any]] = []
         self._warned = False
 
     def written(self, conn: Conn, topics: Iterable[str], *, force: bool = False) -> None:
-        """Note that ``topics`` progressed; commit if the interval passed (or ``force``)."""
-        self._pending.update(topics)
+        """Note that ``topics`` progressed; commit if the interval passed (or ``force``).
+
+        ``force`` (at close) commits every topic this shard ever wrote, not only those since
+        its last commit: the shards commit on their own, so an earlier commit of another
+        shard's, made before this one had written its last rows, may have landed last.
+        """
+        self._touched.update(topics)
+        self._pending.update(self._touched if force else topics)
         if not self._pending or (not force and time.monotonic() - self._last < COMMIT_INTERVAL_S):
             return
         self._check_previous()
