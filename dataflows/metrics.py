@@ -20,18 +20,20 @@ from rttm.metrics.flow import build_flow
 from rttm.metrics.progress import MetricsLine
 from rttm.metrics.settings import from_env
 
-logs.setup()
 prometheus.register()  # served by Bytewax when BYTEWAX_DATAFLOW_API_ENABLED=true
 try:
+    logs.setup()
     flow = build_flow(from_env())
 except RttmError as exc:
-    sys.exit(f"rttm: error: {exc}")
+    logs.write(f"rttm: error: {exc}", "ERROR")
+    sys.exit(1)
 
 
 def _say_where_it_stopped() -> None:
     received = stopping.received()
     if received is not None:
-        print(f"{MetricsLine().stop()} | stopped on {received.name}", file=sys.stderr, flush=True)
+        line = f"{MetricsLine().stop()} | stopped on {received.name}"
+        logs.write(line)
 
 
 stopping.install()

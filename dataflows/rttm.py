@@ -20,13 +20,14 @@ from rttm.ingest.flow import build_flow
 from rttm.ingest.settings import from_env
 
 memory.tune_malloc()  # before any thread: the pre-flight checks start librdkafka's
-logs.setup()
 prometheus.register()  # served by Bytewax when BYTEWAX_DATAFLOW_API_ENABLED=true
 try:
+    logs.setup()
     _settings = from_env()
     flow = build_flow(_settings)
 except RttmError as exc:
-    sys.exit(f"rttm: error: {exc}")
+    logs.write(f"rttm: error: {exc}", "ERROR")
+    sys.exit(1)
 
 
 def _say_where_it_stopped() -> None:
@@ -35,7 +36,7 @@ def _say_where_it_stopped() -> None:
         summary = progress.ProgressLine().stop()
         names = [spec.name for spec in _settings.topics]
         line = progress.stopped(summary, received, _settings.database_url, names)
-        print(line, file=sys.stderr, flush=True)
+        logs.write(line)
 
 
 stopping.install()

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from rttm import logs
+
 #: Seconds between refreshes on a terminal, and between lines when output is a file.
 TTY_INTERVAL_S = 0.5
 LOG_INTERVAL_S = 10.0
@@ -18,7 +20,7 @@ class LiveLine:
 
     def __init__(self, render: Callable[[], str], stream: TextIO = sys.stderr) -> None:
         self._render, self._stream = render, stream
-        self._tty = stream.isatty()
+        self._tty = stream.isatty() and not logs.json_enabled()  # JSON: whole lines
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rttm-live-line", daemon=True)
 
@@ -31,7 +33,10 @@ class LiveLine:
         interval = TTY_INTERVAL_S if self._tty else LOG_INTERVAL_S
         while not self._stop.wait(interval):
             line = self._render()
-            self._stream.write(f"\x1b[2K{line}\r" if self._tty else f"{line}\n")
+            if self._tty:
+                self._stream.write(f"\x1b[2K{line}\r")
+            elif (text := logs.render(line)) is not None:
+                self._stream.write(f"{text}\n")
             self._stream.flush()
 
     def stop(self) -> None:

@@ -24,6 +24,7 @@ import time
 from types import FrameType
 from typing import NoReturn
 
+from rttm import logs
 from rttm.errors import RttmError
 
 _LOG = logging.getLogger("rttm.stop")
@@ -125,7 +126,7 @@ def exit_now(reason: str, code: int) -> NoReturn:
     to ``sys.stderr``, which a buffered write would refuse as reentrant.
     """
     line = f"rttm: {reason}: batches in flight were not committed; the next start re-reads them"
-    os.write(sys.stderr.fileno(), (line + "\n").encode())
+    os.write(sys.stderr.fileno(), (f"{logs.render(line, 'ERROR')}\n").encode())
     os._exit(code)
 
 
@@ -146,6 +147,6 @@ def fail(message: str) -> NoReturn:
     line that matters, and exiting is safe: nothing unwritten was acknowledged.
     """
     if _installed:
-        print(f"rttm: error: {message}", file=sys.stderr, flush=True)
+        logs.write(f"rttm: error: {message}", "ERROR")
         os._exit(EXIT_ERROR)
     raise RttmError(message)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TypeAlias
+
+from rttm import logs
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def say(line: str) -> None:
-    """A progress line for the person at the terminal (stderr, so stdout stays parseable)."""
-    print(line, file=sys.stderr, flush=True)
+    """A progress line for the operator (stderr, so stdout stays parseable; ``rttm.logs``)."""
+    logs.write(line)
