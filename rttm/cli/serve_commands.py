@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 import uvicorn
 
-from rttm import config, stopping
+from rttm import config, logs, stopping
 from rttm.cli import Subcommands, say
 from rttm.metrics.settings import pipeline_from_env
 from rttm.stack.processes import LOCALHOST
@@ -19,7 +20,10 @@ DEFAULT_PORT = 8765
 def register(commands: Subcommands) -> None:
     """Add ``rttm serve``."""
     serve = commands.add_parser(
-        "serve", help="the live web dashboard (JSON API under /api/, /metrics for Prometheus)"
+        "serve",
+        help="the live web dashboard (JSON API under /api/, /metrics for Prometheus)",
+        description="Serve the dashboard, its JSON API, /metrics, and the probes /healthz "
+        "(alive) and /readyz (the database answers). Ctrl-C or SIGTERM stops it.",
     )
     serve.add_argument("--host", default=LOCALHOST,
                        help="address to bind (default 127.0.0.1: this machine only)")  # fmt: skip
@@ -28,6 +32,7 @@ def register(commands: Subcommands) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    logs.setup()
     url = config.database_url()
     with open_view(url):  # fail now, in one line, if the database cannot be reached
         pass
@@ -38,7 +43,10 @@ def _serve(args: argparse.Namespace) -> int:
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then passes the signal on to the
     # handlers it found: ours, which note it instead of ending the process mid-sentence.
     stopping.install(watchdog=False)  # uvicorn bounds its shutdown; it re-raises every signal
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # uvicorn logs through the root logger set up above (RTTM_LOG_FORMAT, RTTM_LOG_LEVEL);
+    # its lines below WARNING (each request, start-up banners) only at DEBUG.
+    quiet = "debug" if logs.level() <= logging.DEBUG else "warning"
+    uvicorn.run(app, host=args.host, port=args.port, log_level=quiet, log_config=None)
     received = stopping.received()
     say(f"dashboard stopped on {received.name}" if received else "dashboard stopped")
     return 0

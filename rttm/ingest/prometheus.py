@@ -3,7 +3,7 @@
 Registered in the process's default registry by ``dataflows/rttm.py``, so Bytewax's API
 server serves it (``BYTEWAX_DATAFLOW_API_ENABLED=true``, port 3030 on every address,
 ``/metrics``);
-``rttm ingest --metrics-port PORT`` serves it on its own.
+``rttm ingest --metrics-port PORT`` serves it on its own (``rttm.metrics_port``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rttm import metrics_port
 from rttm.ingest.stats import COUNTERS
 
 
@@ -48,9 +47,3 @@ def register() -> None:
     if not _registered:
         REGISTRY.register(_COLLECTOR)
         _registered = True
-
-
-def serve(port: int) -> None:
-    """Serve the default registry on 127.0.0.1:``port`` (a daemon thread)."""
-    register()
-    metrics_port.serve(port)

@@ -130,6 +130,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
     def next_batch(self) -> list[RawBatch]:
         if stopping.requested():
             raise StopIteration  # as at the end of a bounded run: what was read gets written
+        stats.record_poll()
         if self._eof:
             self._beat_at = 0.0
             beat = self._caught_up()
@@ -249,6 +250,7 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
 
     def list_parts(self) -> list[str]:
         """Every ``partition-topic`` (all are reachable from every worker)."""
+        stats.record_began()
         return list(self._parts)
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PartitionReader:

@@ -21,6 +21,9 @@ class Counters:
     retries: int = 0  # sink batches retried after losing the database
     lag: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    began: bool = False  # the flow started: its source listed its partitions
+    polled_at: float | None = None  # time.monotonic() of the source's last poll
+    read_at: float | None = None  # ... and of its last message
 
     @property
     def remaining_lag(self) -> int:
@@ -35,6 +38,17 @@ def record_read(where: str, count: int, lag: int) -> None:
     """A source partition read ``count`` messages and is ``lag`` behind its end."""
     COUNTERS.read += count
     COUNTERS.lag[where] = lag
+    COUNTERS.read_at = time.monotonic()
+
+
+def record_began() -> None:
+    """The flow started here (in a cluster: once every peer was connected)."""
+    COUNTERS.began = True
+
+
+def record_poll() -> None:
+    """A source partition asked the broker for messages (the readiness probe's heartbeat)."""
+    COUNTERS.polled_at = time.monotonic()
 
 
 def record_dropped_duplicates(count: int) -> None:

@@ -1,4 +1,4 @@
-"""The dashboard's web app: the page, its JSON API under ``/api/``, and ``/metrics``.
+"""The dashboard's web app: the page, its JSON API under ``/api/``, ``/metrics``, probes.
 
 Every API answer is computed from PostgreSQL on request (a connection each; the page polls
 every 2 s), so several servers, or a server restarted, show the same. FastAPI documents the
@@ -16,12 +16,12 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from rttm import __version__
+from rttm import __version__, health
 from rttm.errors import RttmError
 from rttm.metrics import pipeline as pipelines
 from rttm.metrics.pipeline import Pipeline
@@ -93,6 +93,22 @@ def create_app(
         if found is None:
             raise HTTPException(status_code=404, detail=f"no trade {trade_id!r}")
         return found
+
+    readiness = health.Readiness([health.database(database_url)])
+
+    @app.get("/healthz", summary="Liveness: 200 while the server runs",
+             response_class=PlainTextResponse)  # fmt: skip
+    def get_healthz() -> str:
+        return "ok\n"
+
+    @app.get("/readyz", summary="Readiness: 200 when the database answers, else 503 and why",
+             response_class=PlainTextResponse,
+             responses={503: {"description": "not ready: the reason, one line"}})  # fmt: skip
+    def get_readyz() -> PlainTextResponse:
+        reason = readiness.reason()
+        if reason is None:
+            return PlainTextResponse("ready\n")
+        return PlainTextResponse(f"{reason}\n", status_code=503)
 
     @app.get("/metrics", summary="Prometheus exposition", response_class=Response)
     def get_metrics() -> Response:
