@@ -8,7 +8,7 @@ import signal
 from functools import partial
 from pathlib import Path
 
-from rttm import flow_settings, logs, memory, stopping
+from rttm import flow_settings, health, logs, memory, stopping
 from rttm.cli import Subcommands, run_flow, say
 from rttm.emit import Emitter
 from rttm.errors import RttmError
@@ -29,8 +29,8 @@ def register(commands: Subcommands) -> None:
     ingest = commands.add_parser(
         "ingest",
         help="ingest the rttm.* topics into PostgreSQL (the dataflows.rttm flow)",
-        description="Run the ingestion dataflow in this process. Same environment as "
-        "`python -m bytewax.run dataflows.rttm`; use that (with -i/-a) for a cluster. "
+        description="Run the ingestion dataflow in this process, alone or (-i/-a) as one "
+        "process of a cluster. Same environment as `python -m bytewax.run dataflows.rttm`. "
         "Ctrl-C or SIGTERM stops it cleanly: what was read is written, exit status 0.",
     )
     run_flow.add_options(ingest)
@@ -73,7 +73,7 @@ def _check_shards(directory: Path, shards: int, existing: bool) -> None:
 
 def _ingest(args: argparse.Namespace) -> int:
     memory.tune_malloc()  # before any thread: the pre-flight checks start librdkafka's
-    run_flow.check_options(args)
+    where = run_flow.check_options(args)
     env = dict(os.environ)
     if args.until_caught_up:
         env[flow_settings.ENV_TAIL] = "0"
@@ -84,16 +84,17 @@ def _ingest(args: argparse.Namespace) -> int:
     names = [spec.name for spec in settings.topics]
     mode = "until caught up" if not settings.tail else "following (Ctrl-C stops)"
     say(f"ingesting {', '.join(names)} with {args.workers} worker(s), {mode}")
-    store = run_flow.recovery(args.recovery_dir, args.backup_interval)
+    store = run_flow.recovery(args.recovery_dir, args.backup_interval, where)
     if store is not None:
         _check_shards(store.directory, settings.shards, store.existing)
     reporters = _lag_reporters(settings, args.lag_interval)
-    if args.metrics_port:
-        prometheus.serve(args.metrics_port)
+    prometheus.register()
+    checks = [health.database(settings.database_url), health.broker(settings.kafka)]
     try:
         return run_flow.run(
             build_flow(settings), args, store, ProgressLine(), bounded=not settings.tail,
-            stopped=partial(_stopped, settings.database_url, names),
+            stopped=partial(_stopped, settings.database_url, names), where=where,
+            checks=checks,
         )  # fmt: skip
     finally:
         for reporter in reporters:

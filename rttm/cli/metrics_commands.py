@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from rttm import flow_settings, logs, metrics_port, stopping
+from rttm import flow_settings, health, logs, stopping
 from rttm.cli import Subcommands, run_flow, say
 from rttm.errors import RttmError
 from rttm.metrics import prometheus
@@ -25,8 +25,9 @@ def register(commands: Subcommands) -> None:
     metrics = commands.add_parser(
         "metrics",
         help="compute metrics and evaluate alert rules (the dataflows.metrics flow)",
-        description="Run the metrics and alerts dataflow in this process. Same environment "
-        "as `python -m bytewax.run dataflows.metrics`; use that (with -i/-a) for a cluster. "
+        description="Run the metrics and alerts dataflow in this process, alone or (-i/-a) "
+        "as one process of a cluster. Same environment as "
+        "`python -m bytewax.run dataflows.metrics`. "
         "Ctrl-C or SIGTERM stops it cleanly, keeping open windows in the recovery directory.",
     )
     run_flow.add_options(metrics)
@@ -50,7 +51,7 @@ def _check_layout(directory: Path, engine: EngineConfig, existing: bool) -> None
 
 
 def _metrics(args: argparse.Namespace) -> int:
-    run_flow.check_options(args)
+    where = run_flow.check_options(args)
     env = dict(os.environ)
     if args.until_caught_up:
         env[flow_settings.ENV_TAIL] = "0"
@@ -59,15 +60,14 @@ def _metrics(args: argparse.Namespace) -> int:
     partitions = sum(settings.partitions.values())
     mode = "until caught up" if not settings.tail else "following (Ctrl-C stops)"
     say(f"computing metrics from {partitions} partitions with {args.workers} worker(s), {mode}")
-    store = run_flow.recovery(args.recovery_dir, args.backup_interval)
+    store = run_flow.recovery(args.recovery_dir, args.backup_interval, where)
     if store is not None:
         _check_layout(store.directory, settings.engine, store.existing)
-    if args.metrics_port:
-        prometheus.register()
-        metrics_port.serve(args.metrics_port)
+    prometheus.register()
+    checks = [health.database(settings.database_url), health.broker(settings.kafka)]
     return run_flow.run(
         build_flow(settings), args, store, MetricsLine(), bounded=not settings.tail,
-        stopped=_stopped,
+        stopped=_stopped, where=where, checks=checks,
     )  # fmt: skip
 
 

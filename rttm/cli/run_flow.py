@@ -1,7 +1,8 @@
 """What ``rttm ingest`` and ``rttm metrics`` share: options, recovery, a clean stop.
 
-Both run their flow in this process until it ends or a signal stops it cleanly, with a
-live line, and end with one line saying what was done (and where it stopped).
+Both run their flow in this process (alone, or as one process of a cluster) until it ends
+or a signal stops it cleanly, with a live line, health probes on ``--metrics-port``, and
+end with one line saying what was done (and where it stopped).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from rttm import stopping
+from rttm import cluster, health, metrics_port, stopping
 from rttm.cli import say
+from rttm.cluster import Place
 from rttm.errors import RttmError
+from rttm.ingest import stats
 from rttm.live_line import RateLine
 
 
@@ -36,15 +39,22 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help="stop at the end of every partition (RTTM_TAIL=0)")  # fmt: skip
     parser.add_argument(
         "--metrics-port", type=int, metavar="PORT",
-        help="serve the flow's own counters for Prometheus on 127.0.0.1:PORT/metrics",
+        help="serve the flow's counters (/metrics) and health (/healthz, /readyz) "
+        "on 127.0.0.1:PORT",
     )  # fmt: skip
+    cluster.add_options(parser)
 
 
-def check_options(args: argparse.Namespace) -> None:
-    """Refuse option values that cannot work, in one line."""
+def check_options(args: argparse.Namespace) -> Place | None:
+    """Refuse option values that cannot work, in one line; this process's cluster place."""
     if args.workers < 1 or args.snapshot_interval <= 0 or args.backup_interval < 0:
         msg = "--workers must be >= 1, --snapshot-interval > 0 and --backup-interval >= 0"
         raise RttmError(msg)
+    where = cluster.place(args)
+    if where is not None:
+        cluster.peer_timeout(args)
+        cluster.check_own_address(where)
+    return where
 
 
 @dataclass(frozen=True)
@@ -56,11 +66,23 @@ class Recovery:
     config: RecoveryConfig
 
 
-def recovery(directory: Path | None, backup_interval: float) -> Recovery | None:
-    """The recovery store in ``directory``, initialised (one partition) if new."""
+def recovery(
+    directory: Path | None, backup_interval: float, where: Place | None = None
+) -> Recovery | None:
+    """The recovery store in ``directory``, initialised (one partition) if new.
+
+    A cluster process never initialises one: its parts are made once for the whole cluster
+    (``python -m bytewax.recovery DIR N``, docs/scaling.md), not by whichever starts first.
+    """
     if directory is None:
         return None
     existing = directory.is_dir() and any(directory.glob("part-*.sqlite3"))
+    if not existing and where is not None:
+        count = len(where.addresses)
+        msg = (f"recovery directory {directory} holds no parts; a cluster's are made once, "
+               f"before its first start: python -m bytewax.recovery {directory} {count} "
+               "(docs/scaling.md: recovery layouts)")  # fmt: skip
+        raise RttmError(msg)
     if not existing:
         directory.mkdir(parents=True, exist_ok=True)
         init_db_dir(directory, 1)  # type: ignore[no-untyped-call]
@@ -79,21 +101,42 @@ def run(
     *,
     bounded: bool,
     stopped: Callable[[str], str],
+    where: Place | None,
+    checks: list[health.Check],
 ) -> int:
     """Run ``flow`` here until it ends or is stopped; print its last line; exit status.
 
     SIGINT and SIGTERM stop it cleanly (``rttm.stopping``): the live line ends with
     ``stopped(summary)``, and the status is 0, or 130/143 for a ``bounded`` run cut short.
+    ``checks`` (the servers') and the flow's progress make ``/readyz`` on --metrics-port.
     """
+    if args.metrics_port:
+        readiness = health.Readiness([*checks, health.flow_progress()])
+        metrics_port.serve(args.metrics_port, readiness)
     stopping.install()
+    if where is not None:
+        timeout = cluster.peer_timeout(args)
+        cluster.watch_start(where, timeout, lambda: stats.COUNTERS.began)
+        say(f"process {where.process_id} of a {len(where.addresses)}-process cluster on "
+            f"{where.own_address}; waiting up to {timeout:g} s for the others")  # fmt: skip
     line.start()
     try:
         cli_main(  # type: ignore[no-untyped-call]
             flow,
             workers_per_process=args.workers,
+            process_id=where.process_id if where is not None else None,
+            addresses=list(where.addresses) if where is not None else None,
             epoch_interval=timedelta(seconds=args.snapshot_interval),
             recovery_config=store.config if store is not None else None,
         )
+    except BaseException as exc:
+        # A cluster process whose peer died ends with a Rust panic and a traceback: one
+        # line says what it means instead.
+        if where is not None and type(exc).__name__ == "PanicException":
+            msg = ("another process of the cluster ended, so this one stops too "
+                   f"({exc}); restart the cluster as a whole")  # fmt: skip
+            raise RttmError(msg) from None
+        raise
     finally:
         summary = line.stop()
         say(stopped(summary) if stopping.requested() else summary)
