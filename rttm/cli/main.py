@@ -7,13 +7,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rttm import __version__
+from rttm import __version__, logs, supervisor
 from rttm.cli import (
     db_commands,
     demo_commands,
     ingest_commands,
     metrics_commands,
     rules_commands,
+    run_commands,
     schema_commands,
     serve_commands,
     simulate_commands,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         schema_commands,
         view_commands,
         serve_commands,
+        run_commands,
         demo_commands,
         rules_commands,
     ):
@@ -56,11 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``rttm`` command; returns the exit status."""
+    supervisor.bind_to_parent()
     args = build_parser().parse_args(argv)
     try:
         status: int = args.run(args)
     except RttmError as exc:
-        print(f"rttm: error: {exc}", file=sys.stderr)
+        logs.write(f"rttm: error: {exc}", "ERROR")
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
