@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import re
+import time
+import urllib.error
 import urllib.request
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from rttm import health, metrics_port
+from rttm.errors import RttmError
 from rttm.ingest import prometheus, stats
 from rttm.stack.processes import free_port
 
@@ -33,8 +38,28 @@ def test_counters_and_lag_are_exposed() -> None:
     assert 'rttm_ingest_lag_messages{partition="rttm.trade.events[0]"} 7.0' in after
 
 
-def test_metrics_port_serves_the_default_registry_on_localhost() -> None:
+def test_metrics_port_serves_the_default_registry_and_the_probes_on_localhost() -> None:
     port = free_port()
-    prometheus.serve(port)
+    prometheus.register()
+    reasons: list[str | None] = [None]
+    metrics_port.serve(port, health.Readiness([lambda: reasons[-1]]))
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as answer:
         assert b"rttm_ingest_rows_written_total" in answer.read()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz") as answer:
+        assert (answer.status, answer.read()) == (200, b"ok\n")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz") as answer:
+        assert (answer.status, answer.read()) == (200, b"ready\n")
+    reasons.append("database unavailable: postgres at h:5432/db: refused")
+    time.sleep(health.CACHE_S + 0.1)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz")
+    assert refused.value.code == 503
+    assert refused.value.read() == b"database unavailable: postgres at h:5432/db: refused\n"
+    refused.value.close()
+
+
+def test_a_taken_metrics_port_is_one_line() -> None:
+    port = free_port()
+    metrics_port.serve(port, health.Readiness([]))
+    with pytest.raises(RttmError, match=rf"^cannot serve metrics on 127.0.0.1:{port}: "):
+        metrics_port.serve(port, health.Readiness([]))

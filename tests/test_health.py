@@ -1,0 +1,175 @@
+"""``/healthz`` and ``/readyz`` on every long-running process, against real servers.
+
+The readiness logic is checked on its own first; then the ingestion, the metrics flow and
+the dashboard run as the operator runs them, and their database goes away and comes back.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from benchmarks import workload
+from rttm import health
+from rttm.config import KafkaSettings
+from rttm.ingest.stats import Counters
+from rttm.stack.broker import BrokerProcess
+from rttm.stack.postgres import PostgresProcess, start_postgres
+from rttm.stack.processes import free_port
+from tests.conftest import TEST_POSTGRES_SETTINGS
+from tests.ingest_helpers import create_topics, flow_env
+from tests.test_ingest_resilience import migrated, wait_for
+from tests.test_stop_and_resume import RTTM, start, stop
+
+
+def probe(port: int, path: str) -> tuple[int, str]:
+    """(HTTP status, body) of ``GET path`` on 127.0.0.1:``port``."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def ready(port: int) -> Callable[[], bool]:
+    """Whether the process on ``port`` answers /readyz with 200."""
+    return lambda: probe(port, "/readyz") == (200, "ready\n")
+
+
+def not_ready(port: int) -> Callable[[], bool]:
+    """Whether the process on ``port`` answers /readyz with 503."""
+    return lambda: probe(port, "/readyz")[0] == 503
+
+
+# -- the readiness rules ----------------------------------------------------------------
+
+
+def test_a_flow_is_ready_once_it_polls_and_while_it_reads_or_has_nothing_to_read() -> None:
+    counters = Counters()
+    check = health.flow_progress(counters, stall_s=60)
+    assert check() == "starting: the flow has not begun reading"
+    now = time.monotonic()
+    counters.polled_at = now
+    assert check() is None  # polling, nothing behind: caught up
+    counters.lag = {"rttm.trade.events[0]": 500}
+    counters.started = counters.read_at = now - 30
+    assert check() is None  # behind, but read 30 s ago: making progress
+    counters.read_at = now - 61
+    assert check() == "stalled: 500 messages to read and none read for 61 s"
+    counters.polled_at = now - 75
+    assert check() == "stalled: the flow has not polled its source for 75 s"
+
+
+def test_readiness_gives_the_first_failing_reason_and_reuses_an_answer_for_a_second() -> None:
+    asked: list[str] = []
+
+    def check(name: str, answer: str | None) -> health.Check:
+        def ask() -> str | None:
+            asked.append(name)
+            return answer
+
+        return ask
+
+    ready = health.Readiness([check("db", None), check("broker", "broker unavailable: x"),
+                              check("flow", "starting")])  # fmt: skip
+    assert ready.reason() == "broker unavailable: x"
+    assert asked == ["db", "broker"]
+    assert ready.reason() == "broker unavailable: x"
+    assert asked == ["db", "broker"]  # cached
+    time.sleep(health.CACHE_S + 0.1)
+    ready.reason()
+    assert asked == ["db", "broker", "db", "broker"]
+
+
+def test_the_database_check_names_the_server_and_the_cause_without_the_password() -> None:
+    port = free_port()
+    url = f"postgresql://rttm:S3cr3t@127.0.0.1:{port}/rttm"
+    reason = health.database(url)()
+    assert reason is not None
+    assert reason.startswith(f"database unavailable: postgres at 127.0.0.1:{port}/rttm: ")
+    assert "refused" in reason
+    assert "S3cr3t" not in reason
+
+
+# -- every process, its database away and back --------------------------------------------
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[tuple[Path, int, list[PostgresProcess]]]:
+    """A PostgreSQL this test may stop and start: (state dir, port, [current server])."""
+    port = free_port()
+    servers = [start_postgres(tmp_path / "pg", port, TEST_POSTGRES_SETTINGS)]
+    yield tmp_path / "pg", port, servers
+    for server in servers:
+        if server.is_up():
+            server.stop()
+
+
+@pytest.mark.integration
+def test_every_process_answers_its_probes_and_is_not_ready_while_its_database_is_away(
+    kafka: KafkaSettings,
+    broker: BrokerProcess,
+    own_postgres: tuple[Path, int, list[PostgresProcess]],
+) -> None:
+    state, port, servers = own_postgres
+    url = migrated(servers[0].url())
+    create_topics(kafka)
+    workload.produce(kafka.brokers, workload.build(3_000, seed=4))
+    env = flow_env(kafka, url, RTTM_TAIL="1")
+    ports = {name: free_port() for name in ("ingest", "metrics", "serve")}
+    processes = {
+        "ingest": start([*RTTM, "ingest", "--metrics-port", str(ports["ingest"])], env),
+        "metrics": start([*RTTM, "metrics", "--metrics-port", str(ports["metrics"])], env),
+        "serve": start([*RTTM, "serve", "--port", str(ports["serve"])], env),
+    }
+    try:
+        for name, where in ports.items():
+            wait_for(ready(where))
+            assert probe(where, "/healthz") == (200, "ok\n"), name
+        servers[0].stop()
+        for name, where in ports.items():
+            wait_for(not_ready(where))
+            _, reason = probe(where, "/readyz")
+            assert reason.startswith(f"database unavailable: postgres at 127.0.0.1:{port}/"), name
+            assert len(reason.strip().splitlines()) == 1, reason
+            assert probe(where, "/healthz") == (200, "ok\n"), name  # alive all the same
+        servers.append(start_postgres(state, port, TEST_POSTGRES_SETTINGS))
+        for where in ports.values():
+            wait_for(ready(where))
+        broker.stop()
+        for name in ("ingest", "metrics"):
+            wait_for(not_ready(ports[name]))
+            _, reason = probe(ports[name], "/readyz")
+            assert reason.startswith(f"broker unavailable: kafka at {kafka.brokers}: "), reason
+        assert probe(ports["serve"], "/readyz") == (200, "ready\n")  # it reads no topic
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=30)
+
+
+@pytest.mark.integration
+def test_a_cluster_process_waiting_for_its_peer_is_alive_not_ready_and_stops_on_sigterm(
+    kafka: KafkaSettings, migrated_db: str
+) -> None:
+    create_topics(kafka)
+    metrics_port, own, peer = free_port(), free_port(), free_port()
+    addresses = f"127.0.0.1:{own};127.0.0.1:{peer}"
+    process = start([*RTTM, "ingest", "-i", "0", "-a", addresses, "--peer-timeout", "60",
+                     "--metrics-port", str(metrics_port)],
+                    flow_env(kafka, migrated_db, RTTM_TAIL="1"))  # fmt: skip
+    wait_for(lambda: probe(metrics_port, "/healthz") == (200, "ok\n"))
+    assert probe(metrics_port, "/readyz") == (503, "starting: the flow has not begun reading\n")
+    status, lines = stop(process, signal.SIGTERM)
+    assert status == 0, lines
+    assert lines[-1] == (f"rttm: stopped on SIGTERM before the cluster formed (process 0 "
+                         f"(127.0.0.1:{own}) waited for 127.0.0.1:{peer})")  # fmt: skip

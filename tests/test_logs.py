@@ -1,0 +1,79 @@
+"""Operator logs: ``RTTM_LOG_LEVEL`` and ``RTTM_LOG_FORMAT=json`` (one object per line)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from rttm import logs
+from tests.ingest_helpers import REPO
+
+
+def test_a_json_line_holds_time_level_logger_and_message_and_parses() -> None:
+    record = json.loads(logs.json_line('said "hi"\nthen more', "WARNING", "rttm.x", 0.25))
+    assert record == {"time": "1970-01-01T00:00:00.250Z", "level": "WARNING",
+                      "logger": "rttm.x", "message": 'said "hi"\nthen more'}  # fmt: skip
+
+
+def test_the_json_formatter_keeps_a_traceback_in_one_object() -> None:
+    try:
+        msg = "boom"
+        raise ValueError(msg)
+    except ValueError:
+        record = logging.LogRecord("rttm.sink", logging.ERROR, __file__, 1, "lost %s", ("db",),
+                                   sys.exc_info())  # fmt: skip
+    line = logs.JsonFormatter().format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert (parsed["level"], parsed["logger"], parsed["message"]) == (
+        "ERROR",
+        "rttm.sink",
+        "lost db",
+    )
+    assert parsed["exc_info"].endswith("ValueError: boom")
+
+
+def test_operator_lines_follow_the_level_and_the_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert logs.render("progress") == "progress"
+    monkeypatch.setenv(logs.ENV_LEVEL, "warning")
+    assert logs.render("progress") is None
+    assert logs.render("rttm: error: x", "ERROR") == "rttm: error: x"
+    monkeypatch.setenv(logs.ENV_FORMAT, "json")
+    line = logs.render("rttm: error: x", "ERROR")
+    assert line is not None
+    assert json.loads(line)["message"] == "rttm: error: x"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("RTTM_LOG_LEVEL", "LOUD",
+         "RTTM_LOG_LEVEL='LOUD': expected one of DEBUG, INFO, WARNING, ERROR"),
+        ("RTTM_LOG_FORMAT", "xml", "RTTM_LOG_FORMAT='xml': expected one of text, json"),
+    ],
+)  # fmt: skip
+def test_a_bad_log_setting_is_one_line(variable: str, value: str, expected: str) -> None:
+    for command in (["rttm", "serve"], ["rttm", "ingest"], ["bytewax.run", "dataflows.metrics"]):
+        result = subprocess.run(
+            [sys.executable, "-m", *command], cwd=REPO, capture_output=True, text=True,
+            env={variable: value, "PATH": "/usr/bin:/bin"}, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 1, (command, result.stderr)
+        assert result.stderr.splitlines() == [f"rttm: error: {expected}"], command
+
+
+def test_a_failure_in_json_mode_is_a_json_object() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rttm", "ingest", "-i", "3", "-a", "127.0.0.1:1"], cwd=REPO,
+        capture_output=True, text=True, env={"RTTM_LOG_FORMAT": "json"}, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    record = json.loads(line)
+    assert record["level"] == "ERROR"
+    assert record["message"] == "rttm: error: -i 3 is not an index of the 1 addresses in -a"

@@ -1,0 +1,226 @@
+"""``rttm run`` as an operator uses it, and a flow's cluster as it really behaves.
+
+The supervisor runs real children against the test's broker and PostgreSQL: a child killed
+with SIGKILL comes back, a flow's cluster is restarted as a whole and its tables end exact,
+SIGTERM leaves no process behind, and with ``RTTM_LOG_FORMAT=json`` every line parses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from benchmarks import workload
+from rttm.cli.ingest_commands import LAG_SERVICE_NAME
+from rttm.config import KafkaSettings
+from rttm.stack.processes import free_port
+from tests.ingest_helpers import REPO, counts, create_topics, flow_env
+from tests.test_health import ready
+from tests.test_ingest_resilience import assert_complete, wait_for
+from tests.test_stop_and_resume import RTTM, start
+
+pytestmark = pytest.mark.integration
+
+
+class Supervised:
+    """A running ``rttm run``, its output collected line by line as it comes."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [*RTTM, "run", *args], env=env, cwd=REPO, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every line as the JSON object it must be."""
+        return [json.loads(line) for line in list(self.lines)]
+
+    def own(self, pattern: str) -> list[re.Match[str]]:
+        """The supervisor's own messages matching ``pattern`` (JSON logs)."""
+        found = (re.search(pattern, r["message"]) for r in self.records() if "process" not in r)
+        return [match for match in found if match]
+
+    def pids(self) -> dict[str, int]:
+        """Each child's latest pid, from the supervisor's ``started`` lines."""
+        pids: dict[str, int] = {}
+        for match in self.own(r"^started (.*?)(?: \(restart \d+\))?$"):
+            for name, pid in re.findall(r"([\w-]+) pid (\d+)", match[1]):
+                pids[name] = int(pid)
+        return pids
+
+    def stop(self) -> int:
+        """SIGTERM to the supervisor alone, as systemd (KillMode=mixed) sends it."""
+        self.process.send_signal(signal.SIGTERM)
+        status = self.process.wait(timeout=90)
+        self._reader.join(timeout=10)
+        return status
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self._reader.join(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def forget_own_lag_reports(url: str) -> None:
+    """Delete the queue metrics RTTM's ingestion published about itself (not the workload's)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM rttm_queue_metrics WHERE service_name = %s",
+                     [LAG_SERVICE_NAME])  # fmt: skip
+
+
+def run_env(kafka: KafkaSettings, url: str) -> dict[str, str]:
+    return flow_env(kafka, url, RTTM_TAIL="1", RTTM_LOG_FORMAT="json")
+
+
+def test_rttm_run_restarts_a_killed_child_then_stops_every_child_in_order_on_sigterm(
+    kafka: KafkaSettings, migrated_db: str
+) -> None:
+    create_topics(kafka)
+    first = workload.build(5_000, seed=8)
+    workload.produce(kafka.brokers, first)
+    first_port = free_port()
+    ports = [first_port, first_port + 1]  # ingest takes the first metrics port, metrics the next
+    web = free_port()
+    run = Supervised(["--metrics-port", str(ports[0]), "--port", str(web), "--cluster-port",
+                      str(free_port())], run_env(kafka, migrated_db))  # fmt: skip
+    try:
+        wait_for(lambda: set(run.pids()) == {"ingest", "metrics", "serve"})
+        for port in (*ports, web):
+            wait_for(ready(port))
+        killed = run.pids()["ingest"]
+        os.kill(killed, signal.SIGKILL)
+        wait_for(lambda: run.pids()["ingest"] != killed)
+        assert run.own(r"^ingest exited \(signal SIGKILL\) after [\d.]+ s; restarting ingest "
+                       r"in 1 s \(restart 1\)$")  # fmt: skip
+        second = workload.build(5_000, seed=9)
+        workload.produce(kafka.brokers, second)
+        want = first.distinct["rttm_trade_events"] + second.distinct["rttm_trade_events"]
+        wait_for(lambda: counts(migrated_db)["rttm_trade_events"] == want)
+        children = run.pids()
+        assert all(alive(pid) for pid in children.values())
+        status = run.stop()
+    finally:
+        run.kill()
+    assert status == 0, run.lines[-20:]
+    assert not [name for name, pid in children.items() if alive(pid)]
+    stopped = [m[1] for m in run.own(r"^(\w+) stopped$")]
+    assert stopped == ["ingest", "metrics", "serve"]
+    assert run.own(r"^every child stopped$")
+    forget_own_lag_reports(migrated_db)
+    assert_complete(migrated_db, first, second)
+    records = run.records()  # every line is a JSON object, the children's included
+    assert {r["process"] for r in records if "process" in r} == {"ingest", "metrics", "serve"}
+    assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+    assert not [r for r in records if r["logger"] == "rttm.child"], "a child wrote plain text"
+
+
+def test_rttm_run_restarts_a_flow_cluster_as_a_whole_and_the_tables_end_exact(
+    kafka: KafkaSettings, migrated_db: str, tmp_path: Path
+) -> None:
+    create_topics(kafka)
+    before = workload.build(150_000, seed=10)
+    workload.produce(kafka.brokers, before)
+    args = ["--ingest", "2", "--metrics", "0", "--no-serve", "--recovery-dir",
+            str(tmp_path / "rec"), "--cluster-port", str(free_port())]  # fmt: skip
+    run = Supervised(args, {**run_env(kafka, migrated_db), "RTTM_SHARDS": "2"})
+    try:
+        wait_for(lambda: counts(migrated_db)["rttm_trade_events"] > 0)
+        killed = run.pids()
+        os.kill(killed["ingest-1"], signal.SIGKILL)
+        wait_for(lambda: run.own(r"\(restart 1\)$") != [] and len(run.own("^started")) == 2)
+        restart = run.own(r"^ingest-1 exited \(signal SIGKILL\).*; restarting ingest in 1 s")
+        assert restart, run.lines[-20:]
+        assert not alive(killed["ingest-0"])  # its survivor was ended, then both restarted
+        during = workload.build(20_000, seed=11)
+        workload.produce(kafka.brokers, during)
+        want = before.distinct["rttm_trade_events"] + during.distinct["rttm_trade_events"]
+        wait_for(lambda: counts(migrated_db)["rttm_trade_events"] == want, timeout=120)
+        assert run.stop() == 0, run.lines[-20:]
+    finally:
+        run.kill()
+    forget_own_lag_reports(migrated_db)
+    assert_complete(migrated_db, before, during)
+    stores = sorted(p.relative_to(tmp_path) for p in (tmp_path / "rec").rglob("part-*"))
+    assert stores == [Path("rec/ingest/process-0/part-0.sqlite3"),
+                      Path("rec/ingest/process-1/part-1.sqlite3")]  # fmt: skip
+
+
+def test_rttm_run_never_starts_a_local_stack(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
+    env["RTTM_STATE_DIR"] = str(tmp_path)
+    result = subprocess.run([*RTTM, "run"], env=env, cwd=REPO, capture_output=True, text=True,
+                            timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "rttm: error: rttm run needs RTTM_KAFKA_BROKERS and RTTM_DATABASE_URL: it runs "
+        "against your servers and never starts a local stack (for one: `rttm up`, or "
+        "`rttm demo`)"
+    ]
+
+
+# -- a flow's cluster: peers and addresses ------------------------------------------------
+
+
+def test_a_missing_peer_ends_the_wait_with_one_line(kafka: KafkaSettings, migrated_db: str) -> None:
+    create_topics(kafka)
+    missing, own = free_port(), free_port()
+    began = time.monotonic()
+    addresses = f"127.0.0.1:{missing};127.0.0.1:{own}"
+    process = start([*RTTM, "ingest", "-i", "1", "-a", addresses, "--peer-timeout", "2"],
+                    flow_env(kafka, migrated_db, RTTM_TAIL="1"))  # fmt: skip
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err[-2000:]
+    assert time.monotonic() - began < 20
+    assert err.strip().splitlines()[-1] == (
+        f"rttm: error: the cluster did not form within 2 s: process 1 (127.0.0.1:{own}) "
+        f"waited for 127.0.0.1:{missing}; start every process with the same -a list, and "
+        "check each can reach the others"
+    )
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("addresses", "expected"),
+    [
+        ("127.0.0.1:{port};192.0.2.7:2101",
+         "-a entry 1 (192.0.2.7:2101) is not an address of this host: each process listens "
+         "on its own entry as written, so use an address of its own interfaces (NAT or a "
+         "mapped port cannot be bound)"),
+        ("127.0.0.1:{port}", "-i 1 is not an index of the 1 addresses in -a"),
+        ("127.0.0.1;127.0.0.1:{port}", "-a entry '127.0.0.1': expected HOST:PORT"),
+    ],
+    ids=["not-own-interface", "id-out-of-range", "no-port"],
+)  # fmt: skip
+def test_a_cluster_address_that_cannot_work_is_refused_in_one_line(
+    addresses: str, expected: str
+) -> None:
+    command = [*RTTM, "ingest", "-i", "1", "-a", addresses.format(port=free_port())]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60,
+                            check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"rttm: error: {expected}"]
