@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import select
+import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from rttm import stopping
+from rttm import logs, stopping
 from rttm.errors import RttmError
 
 ENV_PROCESS_ID = "BYTEWAX_PROCESS_ID"
@@ -138,17 +141,29 @@ def watch_start(where: Place, timeout: float, started: Callable[[], bool]) -> No
     """End the process with one line if the cluster has not formed after ``timeout``.
 
     ``started`` says whether the flow began (its source listed its partitions: Bytewax
-    does that only once every peer is connected). Needs :func:`rttm.stopping.install`.
+    does that only once every peer is connected). While Bytewax waits for its peers, no
+    Python signal handler runs, so SIGINT and SIGTERM are watched here too (through the
+    signal wake-up descriptor): a stop before the cluster formed ends the process at once,
+    with nothing to write. Call from the main thread, after :func:`rttm.stopping.install`.
     """
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+    peers = ", ".join(a for i, a in enumerate(where.addresses) if i != where.process_id)
+    waited = f"process {where.process_id} ({where.own_address}) waited for {peers}"
 
     def watch() -> None:
-        if stopping.wait(timeout) or started():
-            return
-        peers = [a for i, a in enumerate(where.addresses) if i != where.process_id]
-        stopping.fail(
-            f"the cluster did not form within {timeout:g} s: process {where.process_id} "
-            f"({where.own_address}) waited for {', '.join(peers)}; start every process "
-            "with the same -a list, and check each can reach the others"
-        )
+        deadline = time.monotonic() + timeout
+        while not started():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                stopping.fail(f"the cluster did not form within {timeout:g} s: {waited}; "
+                              "start every process with the same -a list, and check each "
+                              "can reach the others")  # fmt: skip
+            readable, _, _ = select.select([wake_read], [], [], min(left, 1.0))
+            if readable and (signals := os.read(wake_read, 64)) and not started():
+                name = signal.Signals(signals[0]).name
+                logs.write(f"rttm: stopped on {name} before the cluster formed ({waited})")
+                os._exit(0)
 
     threading.Thread(target=watch, name="rttm-peer-timeout", daemon=True).start()

@@ -110,7 +110,8 @@ class Supervisor:
             self._write(text)
 
     def _write(self, text: str) -> None:
-        with self._out_lock:
+        """One whole line; a closed or failing stderr never stops the supervising."""
+        with self._out_lock, contextlib.suppress(OSError, ValueError):
             sys.stderr.write(f"{text}\n")
             sys.stderr.flush()
 
@@ -192,11 +193,12 @@ class Supervisor:
         if ran >= STABLE_S:
             group.delay = FIRST_DELAY_S
         what = ", ".join(f"{name} exited ({describe_exit(code)})" for name, code in ended)
+        what += f" after {ran:.1f} s"
         rest = [name for name, p in group.running.items() if p.poll() is None]
         if rest:
             what += f"; ending the rest of its cluster ({', '.join(rest)})"
         group.restarts += 1
-        self.say(f"{what} after {ran:.1f} s; restarting {group.name} in {group.delay:g} s "
+        self.say(f"{what}; restarting {group.name} in {group.delay:g} s "
                  f"(restart {group.restarts})", "WARNING")  # fmt: skip
         self._end(group, CRASH_GRACE_S)
         group.start_at = time.monotonic() + group.delay
