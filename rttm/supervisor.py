@@ -2,12 +2,13 @@
 
 What ``rttm run`` does. Children come in groups: the processes of one Bytewax cluster
 form a group, and a group is restarted as a whole (a cluster whose process dies ends its
-other processes within a second, and a process started alone waits for ever for peers
-that already ran). A group that ends without being asked to is restarted after a delay
-that doubles from ``FIRST_DELAY_S`` to ``MAX_DELAY_S``, and falls back once the group has
-run for ``STABLE_S``. Each line a child writes is passed on with its name in front (or, with
-JSON logs, as a ``process`` field). On SIGTERM or SIGINT the groups are stopped one after
-another, each with SIGTERM and up to ``stop_timeout`` seconds to end cleanly, then SIGKILL.
+other processes within a second, and a process started alone would wait, up to its peer
+timeout, for peers that already ran). A group that ends without being asked to is
+restarted after a delay that doubles from ``FIRST_DELAY_S`` to ``MAX_DELAY_S``, and falls
+back once the group has run for ``STABLE_S``. Each line a child writes is passed on with
+its name in front (or, with JSON logs, as a ``process`` field). On SIGTERM or SIGINT the
+groups are stopped one after another, each with SIGTERM and up to ``stop_timeout`` seconds
+to end cleanly, then SIGKILL.
 Children are bound to the supervisor's life (:func:`bind_to_parent`): if it is killed,
 they receive SIGTERM.
 """
@@ -42,6 +43,9 @@ STOP_TIMEOUT_S = 40.0
 #: How long the survivors of a crashed cluster get to end before SIGKILL.
 CRASH_GRACE_S = 5.0
 _PR_SET_PDEATHSIG = 1
+#: Bytewax's cluster settings, never passed on to a child.
+CLUSTER_VARIABLES = frozenset({"BYTEWAX_PROCESS_ID", "BYTEWAX_ADDRESSES", "BYTEWAX_POD_NAME",
+                               "BYTEWAX_STATEFULSET_NAME", "BYTEWAX_HOSTFILE_PATH"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,10 @@ class Supervisor:
     # -- children ------------------------------------------------------------------------
 
     def _start(self, group: Group) -> None:
-        env = {**os.environ, ENV_SUPERVISOR: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        # A child's place in a cluster comes from its command line alone: one inherited
+        # from the supervisor's environment would make every child a process of it.
+        inherited = {k: v for k, v in os.environ.items() if k not in CLUSTER_VARIABLES}
+        env = {**inherited, ENV_SUPERVISOR: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
         for child in group.children:
             process = subprocess.Popen(  # noqa: S603 - our own command lines, no shell
                 child.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from bytewax.recovery import init_db_dir
 
 from benchmarks import workload
 from rttm.cli.ingest_commands import LAG_SERVICE_NAME
@@ -106,8 +107,11 @@ def test_rttm_run_restarts_a_killed_child_then_stops_every_child_in_order_on_sig
     first_port = free_port()
     ports = [first_port, first_port + 1]  # ingest takes the first metrics port, metrics the next
     web = free_port()
+    # A cluster place in the supervisor's environment is not its children's.
+    env = {**run_env(kafka, migrated_db), "BYTEWAX_PROCESS_ID": "1",
+           "BYTEWAX_ADDRESSES": "127.0.0.1:1;127.0.0.1:2"}  # fmt: skip
     run = Supervised(["--metrics-port", str(ports[0]), "--port", str(web), "--cluster-port",
-                      str(free_port())], run_env(kafka, migrated_db))  # fmt: skip
+                      str(free_port())], env)  # fmt: skip
     try:
         wait_for(lambda: set(run.pids()) == {"ingest", "metrics", "serve"})
         for port in (*ports, web):
@@ -170,17 +174,27 @@ def test_rttm_run_restarts_a_flow_cluster_as_a_whole_and_the_tables_end_exact(
                       Path("rec/ingest/process-1/part-1.sqlite3")]  # fmt: skip
 
 
-def test_rttm_run_never_starts_a_local_stack(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, "rttm run needs RTTM_KAFKA_BROKERS and RTTM_DATABASE_URL: it runs against your "
+             "servers and never starts a local stack (for one: `rttm up`, or `rttm demo`)"),
+        ({"RTTM_KAFKA_BROKERS": "127.0.0.1:1", "RTTM_DATABASE_URL": "postgresql://h/d",
+          "RTTM_TAIL": "0"},
+         "RTTM_TAIL=0 makes each flow stop at the end of its partitions, and rttm run would "
+         "restart it for ever: unset it"),
+    ],
+    ids=["no-servers", "bounded-flows"],
+)  # fmt: skip
+def test_rttm_run_refuses_what_it_cannot_supervise_in_one_line(
+    tmp_path: Path, settings: dict[str, str], expected: str
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
-    env["RTTM_STATE_DIR"] = str(tmp_path)
+    env.update(settings, RTTM_STATE_DIR=str(tmp_path))  # a local stack there would be ignored
     result = subprocess.run([*RTTM, "run"], env=env, cwd=REPO, capture_output=True, text=True,
                             timeout=60, check=False)  # fmt: skip
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [
-        "rttm: error: rttm run needs RTTM_KAFKA_BROKERS and RTTM_DATABASE_URL: it runs "
-        "against your servers and never starts a local stack (for one: `rttm up`, or "
-        "`rttm demo`)"
-    ]
+    assert result.stderr.splitlines() == [f"rttm: error: {expected}"]
 
 
 # -- a flow's cluster: peers and addresses ------------------------------------------------
@@ -224,3 +238,47 @@ def test_a_cluster_address_that_cannot_work_is_refused_in_one_line(
                             check=False)  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"rttm: error: {expected}"]
+
+
+def test_a_cluster_sharing_one_recovery_directory_resumes_exact_after_a_kill(
+    kafka: KafkaSettings, migrated_db: str, tmp_path: Path
+) -> None:
+    """The shared-storage layout: every process sees every part (docs/scaling.md)."""
+    create_topics(kafka)
+    before = workload.build(150_000, seed=12)
+    workload.produce(kafka.brokers, before)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    init_db_dir(shared, 2)  # type: ignore[no-untyped-call]
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    env = flow_env(kafka, migrated_db, RTTM_TAIL="1")
+
+    def cluster() -> list[subprocess.Popen[str]]:
+        return [start([*RTTM, "ingest", "-i", str(i), "-a", addresses, "--recovery-dir",
+                       str(shared), "--snapshot-interval", "1", "--lag-interval", "0"], env)
+                for i in range(2)]  # fmt: skip
+
+    first = cluster()
+    wait_for(lambda: counts(migrated_db)["rttm_trade_events"] > 0)
+    first[1].send_signal(signal.SIGKILL)
+    _, err = first[0].communicate(timeout=30)  # the survivor ends by itself, in one line
+    first[1].communicate(timeout=30)
+    assert first[0].returncode == 1
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("rttm: error: another process of the cluster ended, so this one stops too")
+    ), err[-2000:]
+    during = workload.build(20_000, seed=13)
+    workload.produce(kafka.brokers, during)
+    second = cluster()
+    want = before.distinct["rttm_trade_events"] + during.distinct["rttm_trade_events"]
+    try:
+        wait_for(lambda: counts(migrated_db)["rttm_trade_events"] == want, timeout=120)
+    finally:
+        for process in second:
+            process.send_signal(signal.SIGTERM)
+        for process in second:
+            process.communicate(timeout=60)
+    assert [process.returncode for process in second] == [0, 0]
+    assert_complete(migrated_db, before, during)

@@ -30,7 +30,7 @@ def register(commands: Subcommands) -> None:
         "ingest",
         help="ingest the rttm.* topics into PostgreSQL (the dataflows.rttm flow)",
         description="Run the ingestion dataflow in this process, alone or (-i/-a) as one "
-        "process of a cluster. Same environment as `python -m bytewax.run dataflows.rttm`. "
+        "process of a cluster. Same RTTM_* environment as `python -m bytewax.run dataflows.rttm`. "
         "Ctrl-C or SIGTERM stops it cleanly: what was read is written, exit status 0.",
     )
     run_flow.add_options(ingest)

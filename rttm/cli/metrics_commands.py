@@ -26,7 +26,7 @@ def register(commands: Subcommands) -> None:
         "metrics",
         help="compute metrics and evaluate alert rules (the dataflows.metrics flow)",
         description="Run the metrics and alerts dataflow in this process, alone or (-i/-a) "
-        "as one process of a cluster. Same environment as "
+        "as one process of a cluster. Same RTTM_* environment as "
         "`python -m bytewax.run dataflows.metrics`. "
         "Ctrl-C or SIGTERM stops it cleanly, keeping open windows in the recovery directory.",
     )

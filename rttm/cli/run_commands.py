@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bytewax.recovery import init_db_dir
 
-from rttm import config, logs
+from rttm import config, flow_settings, logs
 from rttm.cli import Subcommands, say
 from rttm.cli.serve_commands import DEFAULT_PORT
 from rttm.errors import RttmError
@@ -77,6 +77,10 @@ def _run(args: argparse.Namespace) -> int:
     if missing:
         msg = (f"rttm run needs {' and '.join(missing)}: it runs against your servers and "
                "never starts a local stack (for one: `rttm up`, or `rttm demo`)")  # fmt: skip
+        raise RttmError(msg)
+    if not flow_settings.tail(os.environ):
+        msg = (f"{flow_settings.ENV_TAIL}=0 makes each flow stop at the end of its "
+               "partitions, and rttm run would restart it for ever: unset it")  # fmt: skip
         raise RttmError(msg)
     if min(args.ingest, args.metrics) < 0 or args.workers < 1 or args.stop_timeout <= 0:
         msg = "--ingest and --metrics must be >= 0, --workers >= 1, --stop-timeout > 0"

@@ -30,7 +30,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-w", "--workers", type=int, default=1,
                         help="worker threads (default %(default)s)")  # fmt: skip
     parser.add_argument("--recovery-dir", type=Path,
-                        help="Bytewax recovery directory (initialised if new)")  # fmt: skip
+                        help="Bytewax recovery directory (initialised if new, unless this "
+                        "is a cluster process)")  # fmt: skip
     parser.add_argument("--snapshot-interval", type=float, default=5.0, metavar="SECONDS",
                         help="epoch length = snapshot interval (default %(default)s)")  # fmt: skip
     parser.add_argument("--backup-interval", type=float, default=0.0, metavar="SECONDS",
@@ -80,7 +81,8 @@ def recovery(
     if not existing and where is not None:
         count = len(where.addresses)
         msg = (f"recovery directory {directory} holds no parts; a cluster's are made once, "
-               f"before its first start: python -m bytewax.recovery {directory} {count} "
+               f"before its first start: mkdir -p {directory} && python -m bytewax.recovery "
+               f"{directory} {count} "
                "(docs/scaling.md: recovery layouts)")  # fmt: skip
         raise RttmError(msg)
     if not existing:

@@ -13,7 +13,8 @@ Read from PostgreSQL on each scrape, so any number of servers show the same:
 * ``rttm_stuck_trades_open`` and ``rttm_alerts_firing``.
 
 The ingestion process's own counters (rows written, sink retries, lag) are served by the
-flow itself: ``BYTEWAX_DATAFLOW_API_ENABLED=true`` (see :mod:`rttm.ingest.stats`).
+flow itself: ``--metrics-port`` or ``BYTEWAX_DATAFLOW_API_ENABLED=true``
+(see :mod:`rttm.ingest.stats`).
 """
 
 from __future__ import annotations
