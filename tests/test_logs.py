@@ -57,7 +57,9 @@ def test_operator_lines_follow_the_level_and_the_format(monkeypatch: pytest.Monk
     ],
 )  # fmt: skip
 def test_a_bad_log_setting_is_one_line(variable: str, value: str, expected: str) -> None:
-    for command in (["rttm", "serve"], ["rttm", "ingest"], ["bytewax.run", "dataflows.metrics"]):
+    commands = (["rttm", "serve"], ["rttm", "ingest"], ["rttm", "run"], ["rttm", "simulate"],
+                ["rttm", "demo"], ["bytewax.run", "dataflows.metrics"])  # fmt: skip
+    for command in commands:
         result = subprocess.run(
             [sys.executable, "-m", *command], cwd=REPO, capture_output=True, text=True,
             env={variable: value, "PATH": "/usr/bin:/bin"}, timeout=60, check=False,

@@ -28,6 +28,7 @@ from rttm import config, stack, stopping
 from rttm.cli import Subcommands, say
 from rttm.cli.serve_commands import DEFAULT_PORT
 from rttm.errors import RttmError
+from rttm.logs import setup as setup_logging
 from rttm.stack.processes import LOCALHOST, log_tail, port_answers, port_is_free
 
 STOP_GRACE_S = 10.0
@@ -99,6 +100,7 @@ def _stop(children: list[Child]) -> list[str]:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    setup_logging()
     if not port_is_free(args.port):
         msg = f"port {args.port} is taken (another rttm serve?): choose one with --port"
         raise RttmError(msg)

@@ -13,6 +13,7 @@ from rttm.cli import Subcommands, say
 from rttm.emit import Emitter
 from rttm.errors import RttmError
 from rttm.live_line import LiveLine
+from rttm.logs import setup as setup_logging
 from rttm.simulator import scenario as scenarios
 from rttm.simulator.engine import Simulation
 from rttm.simulator.run import Summary, run
@@ -74,6 +75,7 @@ class _Progress:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    setup_logging()
     if args.rate <= 0:
         msg = "--rate must be > 0 trades per second"
         raise RttmError(msg)
