@@ -1,0 +1,99 @@
+"""A flow process's place in its cluster: options, environment, and the checks before Bytewax."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+
+import pytest
+
+from rttm import cluster
+from rttm.cluster import Place
+from rttm.errors import RttmError
+from rttm.stack.processes import free_port
+
+
+def options(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cluster.add_options(parser)
+    return parser.parse_args(argv)
+
+
+def test_a_process_alone_has_no_place() -> None:
+    assert cluster.place(options(), {}) is None
+
+
+def test_the_options_win_over_the_environment() -> None:
+    env = {"BYTEWAX_PROCESS_ID": "0", "BYTEWAX_ADDRESSES": "h0:1;h1:1;h2:1"}
+    assert cluster.place(options("-i", "1", "-a", "a:2101; b:2101"), env) == Place(
+        1, ("a:2101", "b:2101")
+    )
+    assert cluster.place(options(), env) == Place(0, ("h0:1", "h1:1", "h2:1"))
+    where = cluster.place(options("-i", "2"), env)
+    assert where is not None
+    assert where.own_address == "h2:1"
+
+
+def test_a_statefulset_pod_takes_its_ordinal_as_in_bytewax_run() -> None:
+    env = {"BYTEWAX_POD_NAME": "rttm-ingest-2", "BYTEWAX_STATEFULSET_NAME": "rttm-ingest",
+           "BYTEWAX_ADDRESSES": "a:1;b:1;c:1"}  # fmt: skip
+    assert cluster.place(options(), env) == Place(2, ("a:1", "b:1", "c:1"))
+    with pytest.raises(RttmError, match=r"^BYTEWAX_POD_NAME='x': expected a process index$"):
+        cluster.place(options(), {**env, "BYTEWAX_POD_NAME": "rttm-ingest-x"})
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        (["-i", "0"], {}, "a cluster process needs both -i/--process-id and -a/--addresses"),
+        (["-a", "a:1;b:1"], {}, "a cluster process needs both -i/--process-id and -a/--addresses"),
+        (["-i", "2", "-a", "a:1;b:1"], {}, "-i 2 is not an index of the 2 addresses in -a"),
+        (["-i", "-1", "-a", "a:1"], {}, "-i -1 is not an index of the 1 addresses in -a"),
+        (["-i", "0", "-a", "a:1;b"], {}, "-a entry 'b': expected HOST:PORT"),
+        (["-i", "0", "-a", ":1"], {}, "-a entry ':1': expected HOST:PORT"),
+        (["-i", "0", "-a", "a:x"], {}, "-a entry 'a:x': expected HOST:PORT"),
+        ([], {"BYTEWAX_PROCESS_ID": "one", "BYTEWAX_ADDRESSES": "a:1"},
+         "BYTEWAX_PROCESS_ID='one': expected a process index"),
+    ],
+)  # fmt: skip
+def test_a_place_that_cannot_work_is_one_line(
+    argv: list[str], env: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(RttmError) as error:
+        cluster.place(options(*argv), env)
+    assert str(error.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [([], {}, 120.0), ([], {"RTTM_PEER_TIMEOUT": "7.5"}, 7.5),
+     (["--peer-timeout", "3"], {"RTTM_PEER_TIMEOUT": "7.5"}, 3.0)],
+)  # fmt: skip
+def test_the_peer_timeout_comes_from_the_option_then_the_environment(
+    argv: list[str], env: dict[str, str], expected: float
+) -> None:
+    assert cluster.peer_timeout(options(*argv), env) == expected
+
+
+@pytest.mark.parametrize(("argv", "env"), [(["--peer-timeout", "0"], {}),
+                                           ([], {"RTTM_PEER_TIMEOUT": "soon"}),
+                                           ([], {"RTTM_PEER_TIMEOUT": "-1"})])  # fmt: skip
+def test_a_peer_timeout_that_is_not_a_positive_number_is_refused(
+    argv: list[str], env: dict[str, str]
+) -> None:
+    with pytest.raises(RttmError, match=r"^--peer-timeout / RTTM_PEER_TIMEOUT must be a number"):
+        cluster.peer_timeout(options(*argv), env)
+
+
+def test_an_own_address_of_this_host_passes_and_a_taken_or_foreign_one_is_refused() -> None:
+    port = free_port()
+    cluster.check_own_address(Place(0, (f"127.0.0.1:{port}", "10.1.1.1:1")))
+    with socket.create_server(("127.0.0.1", port)), pytest.raises(RttmError) as taken:
+        cluster.check_own_address(Place(0, (f"127.0.0.1:{port}",)))
+    assert str(taken.value) == (
+        f"-a entry 0 (127.0.0.1:{port}) cannot be listened on: Address already in use"
+    )
+    with pytest.raises(RttmError, match=r"^-a entry 1 \(192\.0\.2\.9:2101\) is not an address "):
+        cluster.check_own_address(Place(1, ("127.0.0.1:1", "192.0.2.9:2101")))
+    with pytest.raises(RttmError, match=r"^-a entry 0 \(no-such-host\.invalid:1\): "):
+        cluster.check_own_address(Place(0, ("no-such-host.invalid:1",)))
