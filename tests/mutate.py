@@ -91,6 +91,9 @@ FAST_TESTS: dict[str, tuple[str, ...]] = {
     "rttm/ingest/dedupe.py": ("tests/test_dedupe.py",),
     "rttm/alerts/engine.py": ("tests/test_alert_engine.py", "tests/test_alert_rules.py"),
     "rttm/metrics/sketch.py": ("tests/test_metrics_parts.py",),
+    "rttm/health.py": ("tests/test_health.py", "tests/test_ingest_prometheus.py"),
+    "rttm/cluster.py": ("tests/test_cluster.py",),
+    "rttm/logs.py": ("tests/test_logs.py",),
     # The writer's code runs only against PostgreSQL: its own tests, 3 s with a server.
     "rttm/ingest/writer.py": ("tests/test_writer.py",),
 }

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -11,6 +14,7 @@ from rttm import cluster
 from rttm.cluster import Place
 from rttm.errors import RttmError
 from rttm.stack.processes import free_port
+from tests.ingest_helpers import REPO
 
 
 def options(*argv: str) -> argparse.Namespace:
@@ -97,3 +101,75 @@ def test_an_own_address_of_this_host_passes_and_a_taken_or_foreign_one_is_refuse
         cluster.check_own_address(Place(1, ("127.0.0.1:1", "192.0.2.9:2101")))
     with pytest.raises(RttmError, match=r"^-a entry 0 \(no-such-host\.invalid:1\): "):
         cluster.check_own_address(Place(0, ("no-such-host.invalid:1",)))
+
+
+def test_a_pod_name_without_its_statefulset_name_is_no_place() -> None:
+    assert cluster.place(options(), {"BYTEWAX_POD_NAME": "rttm-ingest-2"}) is None
+
+
+def test_a_peer_timeout_below_a_second_is_allowed() -> None:
+    assert cluster.peer_timeout(options("--peer-timeout", "0.5"), {}) == 0.5
+
+
+def test_a_port_whose_last_connection_is_in_time_wait_can_be_listened_on_again() -> None:
+    """A cluster restarted right after a crash finds its ports in TIME_WAIT: still usable."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the listening side closes first: its end waits in TIME_WAIT
+    server.close()
+    client.close()
+    cluster.check_own_address(Place(0, (f"127.0.0.1:{port}",)))
+
+
+WATCH = """
+import sys, time
+from rttm import cluster, stopping
+from rttm.cluster import Place
+stopping.install()
+began = sys.argv[1] == "began"
+cluster.watch_start(Place(1, ("127.0.0.1:1", "127.0.0.1:2")), 1.0, lambda: began)
+print("watching", flush=True)
+time.sleep(3)
+print("slept", flush=True)
+"""
+
+
+def watch(mode: str, sig: signal.Signals | None = None) -> subprocess.CompletedProcess[str]:
+    """The start-up watch in a process of its own: ``began`` or not, maybe signalled."""
+    process = subprocess.Popen([sys.executable, "-c", WATCH, mode], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    if sig is not None:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "watching\n"
+        process.send_signal(sig)
+    out, err = process.communicate(timeout=30)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def test_a_cluster_that_does_not_form_in_time_ends_the_process_with_one_line() -> None:
+    ended = watch("waiting")
+    assert ended.returncode == 1
+    assert "slept" not in ended.stdout
+    assert ended.stderr.splitlines() == [
+        "rttm: error: the cluster did not form within 1 s: process 1 (127.0.0.1:2) waited "
+        "for 127.0.0.1:1; start every process with the same -a list, and check each can "
+        "reach the others"
+    ]
+
+
+def test_a_cluster_that_formed_is_left_alone() -> None:
+    ran = watch("began")
+    assert (ran.returncode, ran.stdout, ran.stderr) == (0, "watching\nslept\n", "")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_waiting_for_peers_stops_at_once(sig: signal.Signals) -> None:
+    stopped = watch("waiting", sig)
+    assert stopped.returncode == 0
+    assert "slept" not in stopped.stdout
+    assert stopped.stderr.splitlines() == [
+        f"rttm: stopped on {sig.name} before the cluster formed (process 1 (127.0.0.1:2) "
+        "waited for 127.0.0.1:1)"
+    ]

@@ -99,6 +99,16 @@ def test_the_database_check_names_the_server_and_the_cause_without_the_password(
     assert "S3cr3t" not in reason
 
 
+def test_the_broker_check_answers_while_the_broker_does_and_says_why_when_not(
+    kafka: KafkaSettings,
+) -> None:
+    assert health.broker(kafka)() is None
+    port = free_port()
+    reason = health.broker(KafkaSettings(brokers=f"127.0.0.1:{port}", extra={}))()
+    assert reason is not None
+    assert reason.startswith(f"broker unavailable: kafka at 127.0.0.1:{port}: ")
+
+
 # -- every process, its database away and back --------------------------------------------
 
 

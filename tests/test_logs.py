@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 
@@ -14,8 +15,8 @@ from tests.ingest_helpers import REPO
 
 
 def test_a_json_line_holds_time_level_logger_and_message_and_parses() -> None:
-    record = json.loads(logs.json_line('said "hi"\nthen more', "WARNING", "rttm.x", 0.25))
-    assert record == {"time": "1970-01-01T00:00:00.250Z", "level": "WARNING",
+    record = json.loads(logs.json_line('said "hi"\nthen more', "WARNING", "rttm.x", 61.9995))
+    assert record == {"time": "1970-01-01T00:01:01.999Z", "level": "WARNING",
                       "logger": "rttm.x", "message": 'said "hi"\nthen more'}  # fmt: skip
 
 
@@ -79,3 +80,59 @@ def test_a_failure_in_json_mode_is_a_json_object() -> None:
     record = json.loads(line)
     assert record["level"] == "ERROR"
     assert record["message"] == "rttm: error: -i 3 is not an index of the 1 addresses in -a"
+
+
+SETUP = """
+import logging, sys
+from rttm import logs
+logs.setup()
+logging.getLogger("rttm.sink").warning("database unavailable: %s", "refused")
+logging.getLogger("rttm.sink").debug("a detail")
+logging.getLogger("rttm.kafka").error("librdkafka noise")
+logs.write("progress line")
+"""
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, [r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING rttm.sink: database "
+              r"unavailable: refused$", r"^progress line$"]),
+        ({"RTTM_LOG_LEVEL": "DEBUG"}, [r"WARNING rttm.sink: database unavailable: refused$",
+                                       r"DEBUG rttm.sink: a detail$", r"^progress line$"]),
+        ({"RTTM_LOG_LEVEL": "ERROR"}, []),
+    ],
+    ids=["text", "debug", "error"],
+)  # fmt: skip
+def test_setup_gives_the_process_its_level_and_text_format(
+    settings: dict[str, str], expected: list[str]
+) -> None:
+    lines = run_setup(settings)
+    assert len(lines) == len(expected), lines
+    for line, pattern in zip(lines, expected, strict=True):
+        assert re.search(pattern, line), (line, pattern)
+
+
+def test_setup_in_json_gives_one_object_per_line() -> None:
+    records = [json.loads(line) for line in run_setup({"RTTM_LOG_FORMAT": "json"})]
+    assert [(r["level"], r["logger"], r["message"]) for r in records] == [
+        ("WARNING", "rttm.sink", "database unavailable: refused"),
+        ("INFO", "rttm", "progress line"),
+    ]
+
+
+def run_setup(settings: dict[str, str]) -> list[str]:
+    """stderr lines of a process that sets up its logging with ``settings`` and logs a few."""
+    result = subprocess.run([sys.executable, "-c", SETUP], cwd=REPO, capture_output=True,
+                            text=True, env=settings, timeout=60, check=True)  # fmt: skip
+    return result.stderr.splitlines()
+
+
+def test_a_bad_format_setting_reads_as_text_where_it_cannot_be_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(logs.ENV_FORMAT, "json")
+    assert logs.json_enabled() is True
+    monkeypatch.setenv(logs.ENV_FORMAT, "yaml")
+    assert logs.json_enabled() is False
+    assert logs.render("line") == "line"
