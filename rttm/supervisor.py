@@ -231,5 +231,7 @@ class Supervisor:
             if group.running:
                 clean = self._end(group, self._stop_timeout) and clean
                 self.say(f"{group.name} stopped")
+        if len(self._signals) > 1:
+            clean = False  # the second signal killed whatever still ran
         self.say("every child stopped" + ("" if clean else "; some had to be killed"))
         return 0 if clean else 1

@@ -94,6 +94,7 @@ FAST_TESTS: dict[str, tuple[str, ...]] = {
     "rttm/health.py": ("tests/test_health.py", "tests/test_ingest_prometheus.py"),
     "rttm/cluster.py": ("tests/test_cluster.py",),
     "rttm/logs.py": ("tests/test_logs.py",),
+    "rttm/supervisor.py": ("tests/test_supervisor.py",),
     # The writer's code runs only against PostgreSQL: its own tests, 3 s with a server.
     "rttm/ingest/writer.py": ("tests/test_writer.py",),
 }

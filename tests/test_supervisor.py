@@ -1,0 +1,187 @@
+"""The supervisor behind ``rttm run``, with small Python children instead of RTTM's own.
+
+Each test runs a supervisor in a process of its own (it installs signal handlers and is
+the parent of its children, as under ``rttm run``) and reads its output as it comes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rttm import supervisor
+from tests.ingest_helpers import REPO
+
+DRIVER = """
+import json, sys
+from rttm.supervisor import Child, Group, Supervisor
+spec = json.loads(sys.argv[1])
+groups = [Group(name, tuple(Child(child, (sys.executable, "-c", code))
+                            for child, code in children))
+          for name, children in spec["groups"]]
+sys.exit(Supervisor(groups, spec["stop_timeout"]).run())
+"""
+SLEEP = "import time; print('up', flush=True); time.sleep(600)"
+CRASH = "import sys, time; time.sleep(0.2); sys.exit(3)"
+IGNORE_TERM = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+               "print('up', flush=True); time.sleep(600)")  # fmt: skip
+SLOW_STOP = """
+import signal, sys, time
+def stop(*_):
+    print("asked to stop", flush=True)
+    time.sleep(0.5)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("up", flush=True)
+time.sleep(600)
+"""
+
+
+class Running:
+    """A supervisor process and the lines it wrote so far."""
+
+    def __init__(self, groups: list[tuple[str, list[tuple[str, str]]]], stop_timeout: float = 5,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+        spec = json.dumps({"groups": groups, "stop_timeout": stop_timeout})
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, spec], cwd=REPO, text=True, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(text in line for line in list(self.lines)) < count:
+            assert time.monotonic() < deadline, f"no {text!r} in {self.lines}"
+            time.sleep(0.05)
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    def end(self, timeout: float = 30) -> int:
+        status = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return status
+
+    def pids(self) -> list[int]:
+        """Every child ever started, from the supervisor's ``started`` lines."""
+        started = (line for line in self.lines if line.startswith("started "))
+        return [int(pid) for line in started for pid in re.findall(r" pid (\d+)", line)]
+
+
+def gone(pid: int, within: float = 5) -> bool:
+    deadline = time.monotonic() + within
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_child_that_ends_is_restarted_with_its_cluster_after_a_doubling_delay() -> None:
+    run = Running([("flow", [("a", CRASH), ("b", SLEEP)])])
+    run.wait_for("(restart 2)", count=2)  # its report and its start
+    run.signal(signal.SIGTERM)
+    assert run.end() == 0
+    reports = [line for line in run.lines if "restarting" in line]
+    assert [line.split(" after ")[0] for line in reports] == ["a exited (status 3)"] * 2
+    assert [line.split(" s; ", 1)[1] for line in reports] == [
+        "ending the rest of its cluster (b); restarting flow in 1 s (restart 1)",
+        "ending the rest of its cluster (b); restarting flow in 2 s (restart 2)",
+    ]
+    assert sum(line.startswith("started a pid ") for line in run.lines) == 3
+    assert "b | up" in run.lines
+    assert all(gone(pid) for pid in run.pids())
+
+
+def test_sigterm_stops_the_groups_in_order_and_kills_one_that_does_not_stop() -> None:
+    run = Running([("first", [("f", SLOW_STOP)]), ("second", [("s", IGNORE_TERM)])],
+                  stop_timeout=1)  # fmt: skip
+    run.wait_for("f | up")
+    run.wait_for("s | up")
+    run.signal(signal.SIGTERM)
+    assert run.end() == 1
+    tail = run.lines[run.lines.index("stopping on SIGTERM: first, second, in order") :]
+    assert tail == ["stopping on SIGTERM: first, second, in order", "f | asked to stop",
+                    "first stopped", "s still running after 1 s: killed", "second stopped",
+                    "every child stopped; some had to be killed"]  # fmt: skip
+    assert all(gone(pid) for pid in run.pids())
+    started = [line for line in run.lines if line.startswith("started ")]
+    assert [line.split(" pid ")[0] for line in started] == ["started s", "started f"]
+
+
+def test_a_second_signal_kills_every_child_at_once() -> None:
+    run = Running([("stubborn", [("s", IGNORE_TERM)])], stop_timeout=60)
+    run.wait_for("s | up")
+    run.signal(signal.SIGTERM)
+    run.wait_for("stopping on SIGTERM")
+    began = time.monotonic()
+    run.signal(signal.SIGINT)
+    assert run.end() == 1
+    assert time.monotonic() - began < 5
+    assert run.lines[-1] == "every child stopped; some had to be killed"
+    assert all(gone(pid) for pid in run.pids())
+
+
+def test_children_outlive_no_supervisor_even_one_killed_with_sigkill() -> None:
+    bound = "from rttm.supervisor import bind_to_parent; bind_to_parent(); " + SLEEP
+    run = Running([("bound", [("c", bound)])])
+    run.wait_for("c | up")
+    [child] = run.pids()
+    run.process.send_signal(signal.SIGKILL)
+    run.end()
+    assert gone(child)
+
+
+def test_with_json_logs_every_line_is_an_object_and_a_child_s_carry_its_name() -> None:
+    chatty = ("import json, time; print(json.dumps({'level': 'INFO', 'message': 'mine'}));"
+              "print('plain text', flush=True); time.sleep(600)")  # fmt: skip
+    run = Running([("chat", [("c", chatty)])], env={"RTTM_LOG_FORMAT": "json"})
+    run.wait_for("plain text")
+    run.signal(signal.SIGTERM)
+    assert run.end() == 0
+    records = [json.loads(line) for line in run.lines]
+    from_child = [(r.get("logger"), r["message"], r["process"]) for r in records if "process" in r]
+    assert from_child == [(None, "mine", "c"), ("rttm.child", "plain text", "c")]
+    assert records[-1]["message"] == "every child stopped"
+
+
+@pytest.mark.parametrize(("status", "said"),
+                         [(0, "status 0"), (3, "status 3"), (-9, "signal SIGKILL"),
+                          (-15, "signal SIGTERM"), (-99, "signal 99")])  # fmt: skip
+def test_an_exit_is_described_as_a_status_or_a_signal(status: int, said: str) -> None:
+    assert supervisor.describe_exit(status) == said
+
+
+def test_a_child_s_line_is_marked_with_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = supervisor.Supervisor([])
+    assert text._mark("ingest-0", "ingest: 3 rows/s") == "ingest-0 | ingest: 3 rows/s"
+    monkeypatch.setenv("RTTM_LOG_FORMAT", "json")
+    as_json = supervisor.Supervisor([])
+    marked: dict[str, Any] = json.loads(as_json._mark("x", '{"message": "m", "level": "WARNING"}'))
+    assert marked == {"message": "m", "level": "WARNING", "process": "x"}
+    wrapped = json.loads(as_json._mark("x", "[1, 2]"))  # JSON, but not an object
+    assert (wrapped["logger"], wrapped["message"], wrapped["process"]) == (
+        "rttm.child",
+        "[1, 2]",
+        "x",
+    )
