@@ -24,8 +24,11 @@ from tests.ingest_helpers import REPO
 
 DRIVER = """
 import json, sys
+from rttm import supervisor
 from rttm.supervisor import Child, Group, Supervisor
 spec = json.loads(sys.argv[1])
+for name, value in spec["constants"].items():  # shorter waits than a deployment's
+    setattr(supervisor, name, value)
 groups = [Group(name, tuple(Child(child, (sys.executable, "-c", code))
                             for child, code in children))
           for name, children in spec["groups"]]
@@ -51,20 +54,30 @@ class Running:
     """A supervisor process and the lines it wrote so far."""
 
     def __init__(self, groups: list[tuple[str, list[tuple[str, str]]]], stop_timeout: float = 5,
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
-        spec = json.dumps({"groups": groups, "stop_timeout": stop_timeout})
+                 env: dict[str, str] | None = None,
+                 constants: dict[str, float] | None = None) -> None:  # fmt: skip
+        spec = json.dumps({"groups": groups, "stop_timeout": stop_timeout,
+                           "constants": constants or {}})  # fmt: skip
         self.process = subprocess.Popen(
             [sys.executable, "-c", DRIVER, spec], cwd=REPO, text=True, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )  # fmt: skip
         self.lines: list[str] = []
+        self.times: list[float] = []  # time.monotonic() each line arrived
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
+            self.times.append(time.monotonic())
             self.lines.append(line.rstrip("\n"))
+
+    def when(self, prefix: str) -> list[float]:
+        """When each line starting with ``prefix`` arrived."""
+        return [
+            t for t, line in zip(self.times, self.lines, strict=False) if line.startswith(prefix)
+        ]
 
     def wait_for(self, text: str, count: int = 1, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -108,7 +121,11 @@ def test_a_child_that_ends_is_restarted_with_its_cluster_after_a_doubling_delay(
         "ending the rest of its cluster (b); restarting flow in 1 s (restart 1)",
         "ending the rest of its cluster (b); restarting flow in 2 s (restart 2)",
     ]
-    assert sum(line.startswith("started a pid ") for line in run.lines) == 3
+    starts = run.when("started a pid ")
+    assert len(starts) == 3
+    crashes = run.when("a exited")
+    assert starts[1] - crashes[0] >= 0.9  # each restart waits its delay
+    assert starts[2] - crashes[1] >= 1.9
     assert "b | up" in run.lines
     assert all(gone(pid) for pid in run.pids())
 
@@ -154,7 +171,7 @@ def test_children_outlive_no_supervisor_even_one_killed_with_sigkill() -> None:
 
 def test_with_json_logs_every_line_is_an_object_and_a_child_s_carry_its_name() -> None:
     chatty = ("import json, time; print(json.dumps({'level': 'INFO', 'message': 'mine'}));"
-              "print('plain text', flush=True); time.sleep(600)")  # fmt: skip
+              "print('   '); print('plain text', flush=True); time.sleep(600)")  # fmt: skip
     run = Running([("chat", [("c", chatty)])], env={"RTTM_LOG_FORMAT": "json"})
     run.wait_for("plain text")
     run.signal(signal.SIGTERM)
@@ -185,3 +202,35 @@ def test_a_child_s_line_is_marked_with_its_name(monkeypatch: pytest.MonkeyPatch)
         "[1, 2]",
         "x",
     )
+
+
+def test_a_group_that_ran_long_enough_restarts_after_the_first_delay_again() -> None:
+    run = Running([("flow", [("a", CRASH)])], constants={"STABLE_S": 0.1})
+    run.wait_for("(restart 3)", count=2)
+    run.signal(signal.SIGTERM)
+    assert run.end() == 0
+    delays = [line.split(" in ")[1] for line in run.lines if "restarting" in line]
+    assert delays[:3] == ["1 s (restart 1)", "1 s (restart 2)", "1 s (restart 3)"]
+
+
+def test_a_survivor_that_ignores_sigterm_is_killed_after_the_grace_and_reaped() -> None:
+    run = Running([("flow", [("a", CRASH), ("s", IGNORE_TERM)])], constants={"CRASH_GRACE_S": 0.5})
+    run.wait_for("(restart 1)", count=2)
+    first = run.pids()[1]
+    assert "s still running after 0.5 s: killed" in run.lines
+    assert gone(first, within=0.5)  # reaped by the supervisor, which is still running
+    assert run.process.poll() is None
+    run.signal(signal.SIGINT)
+    run.signal(signal.SIGINT)
+    run.end()
+
+
+def test_no_cluster_setting_of_the_supervisor_reaches_a_child() -> None:
+    show = ("import os, time; print('sees', os.environ.get('BYTEWAX_ADDRESSES'), "
+            "os.environ.get('RTTM_DATABASE_URL'), flush=True); time.sleep(600)")  # fmt: skip
+    env = {"BYTEWAX_ADDRESSES": "h:1;h:2", "BYTEWAX_PROCESS_ID": "1", "RTTM_DATABASE_URL": "x"}
+    run = Running([("one", [("c", show)])], env=env)
+    run.wait_for("c | sees")
+    run.signal(signal.SIGTERM)
+    assert run.end() == 0
+    assert "c | sees None x" in run.lines

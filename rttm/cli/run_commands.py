@@ -55,7 +55,7 @@ def register(commands: Subcommands) -> None:
                      help="dashboard port (default %(default)s)")  # fmt: skip
     run.add_argument("-w", "--workers", type=int, default=1,
                      help="worker threads per flow process (default %(default)s)")  # fmt: skip
-    run.add_argument("--recovery-dir", type=Path,
+    run.add_argument("--recovery-dir", type=Path, metavar="DIR",
                      help="keep each flow process's recovery store under DIR/<flow>/"
                      "process-<i> (made on first use)")  # fmt: skip
     run.add_argument("--metrics-port", type=int, metavar="FIRST",
