@@ -25,6 +25,12 @@ from rttm.errors import RttmError
 
 ENV_PROCESS_ID = "BYTEWAX_PROCESS_ID"
 ENV_ADDRESSES = "BYTEWAX_ADDRESSES"
+ENV_POD_NAME = "BYTEWAX_POD_NAME"
+ENV_STATEFULSET_NAME = "BYTEWAX_STATEFULSET_NAME"
+#: Every variable that gives a process a place in a cluster (``bytewax.run`` also reads a
+#: host file); a supervisor passes none of them on.
+VARIABLES = frozenset({ENV_PROCESS_ID, ENV_ADDRESSES, ENV_POD_NAME, ENV_STATEFULSET_NAME,
+                       "BYTEWAX_HOSTFILE_PATH"})  # fmt: skip
 ENV_PEER_TIMEOUT = "RTTM_PEER_TIMEOUT"
 #: Seconds a cluster process waits for its peers before it gives up.
 DEFAULT_PEER_TIMEOUT_S = 120.0
@@ -67,10 +73,10 @@ def place(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Plac
     process_id = args.process_id
     if process_id is None and (text := env.get(ENV_PROCESS_ID, "").strip()):
         process_id = _integer(ENV_PROCESS_ID, text)
-    if process_id is None and (pod := env.get("BYTEWAX_POD_NAME")):
-        prefix = env.get("BYTEWAX_STATEFULSET_NAME", "") + "-"
+    if process_id is None and (pod := env.get(ENV_POD_NAME)):
+        prefix = env.get(ENV_STATEFULSET_NAME, "") + "-"
         if prefix != "-" and pod.startswith(prefix):
-            process_id = _integer("BYTEWAX_POD_NAME", pod.removeprefix(prefix))
+            process_id = _integer(ENV_POD_NAME, pod.removeprefix(prefix))
     text = args.addresses or env.get(ENV_ADDRESSES, "")
     addresses = tuple(entry.strip() for entry in text.split(";") if entry.strip())
     if process_id is None and not addresses:
@@ -83,9 +89,12 @@ def place(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Plac
         raise RttmError(msg)
     for entry in addresses:
         host, sep, port = entry.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            msg = f"-a entry {entry!r}: expected HOST:PORT"
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            msg = f"-a entry {entry!r}: expected HOST:PORT, the port from 1 to 65535"
             raise RttmError(msg)
+    if len(set(addresses)) < len(addresses):
+        msg = "-a lists an address twice: each process needs its own"
+        raise RttmError(msg)
     return Place(process_id, addresses)
 
 

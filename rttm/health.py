@@ -37,11 +37,18 @@ Check = Callable[[], "str | None"]
 
 
 def database(url: str) -> Check:
-    """The database at ``url`` accepts a new connection and answers a query."""
+    """The database at ``url`` accepts a new connection and answers a query.
+
+    Bounded by ``PROBE_TIMEOUT_S`` at each step: connecting, the query (a statement
+    timeout), and a network path that stops answering (a TCP user timeout).
+    """
+    limit_ms = int(PROBE_TIMEOUT_S * 1000)
 
     def check() -> str | None:
         try:
-            with psycopg.connect(url, connect_timeout=PROBE_TIMEOUT_S) as conn:
+            with psycopg.connect(url, connect_timeout=PROBE_TIMEOUT_S,
+                                 options=f"-c statement_timeout={limit_ms}",
+                                 tcp_user_timeout=limit_ms) as conn:  # fmt: skip
                 conn.execute("SELECT 1")
         except psycopg.Error as exc:
             return f"database unavailable: postgres at {describe(url)}: {error_cause(exc)}"
@@ -50,36 +57,44 @@ def database(url: str) -> Check:
     return check
 
 
-def broker(settings: KafkaSettings) -> Check:
+class _BrokerCheck:
     """The Kafka cluster answers a metadata request (one admin client, made on first use)."""
-    client: list[AdminClient] = []
 
-    def check() -> str | None:
-        if not client:
-            client.append(AdminClient(settings.client_config()))
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self._client: AdminClient | None = None
+
+    def __call__(self) -> str | None:
+        if self._client is None:
+            self._client = AdminClient(self._settings.client_config())
         try:
-            client[0].list_topics(timeout=PROBE_TIMEOUT_S)
+            self._client.list_topics(timeout=PROBE_TIMEOUT_S)
         except KafkaException as exc:
-            return f"broker unavailable: kafka at {settings.brokers}: {exc.args[0].str()}"
+            return f"broker unavailable: kafka at {self._settings.brokers}: {exc.args[0].str()}"
         return None
 
-    return check
+
+def broker(settings: KafkaSettings) -> Check:
+    """The Kafka cluster of ``settings`` answers a metadata request."""
+    return _BrokerCheck(settings)
 
 
 def flow_progress(counters: Counters = COUNTERS, stall_s: float = STALL_S) -> Check:
     """The flow polls its source, and reads or has nothing left to read.
 
     Not ready before its first poll (pre-flight checks, waiting for cluster peers, restoring
-    a recovery snapshot), while its worker is blocked (no poll for ``stall_s``), or while
-    messages wait and none has been read for ``stall_s``.
+    a recovery snapshot), while any of its workers is blocked (no poll for ``stall_s``: a
+    worker's sink and source share its thread), or while messages wait and none has been
+    read for ``stall_s``.
     """
 
     def check() -> str | None:
         now = time.monotonic()
-        if counters.polled_at is None:
+        polls = list(counters.polled.values())
+        if not polls:
             return "starting: the flow has not begun reading"
-        if (quiet := now - counters.polled_at) > stall_s:
-            return f"stalled: the flow has not polled its source for {quiet:.0f} s"
+        if (quiet := now - min(polls)) > stall_s:
+            return f"stalled: a worker has not polled its source for {quiet:.0f} s"
         behind = counters.remaining_lag
         idle = now - (counters.read_at or counters.started)
         if behind and idle > stall_s:
@@ -95,15 +110,23 @@ class Readiness:
     def __init__(self, checks: Sequence[Check]) -> None:
         self._checks = list(checks)
         self._lock = threading.Lock()
-        self._answer: str | None = None
+        self._answer: str | None = "starting: readiness not checked yet"
         self._at = float("-inf")
 
     def reason(self) -> str | None:
-        """None when ready, else the first failing check's reason."""
-        with self._lock:
+        """None when ready, else the first failing check's reason.
+
+        One check runs at a time: a probe that arrives meanwhile gets the last answer
+        instead of waiting, so slow servers never pile probes up in the process.
+        """
+        if not self._lock.acquire(blocking=False):
+            return self._answer
+        try:
             if time.monotonic() - self._at > CACHE_S:
                 self._answer = next(
                     (why for check in self._checks if (why := check()) is not None), None
                 )
                 self._at = time.monotonic()
             return self._answer
+        finally:
+            self._lock.release()

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import IO
 
-from rttm import logs
+from rttm import cluster, logs, stopping
 
 #: Set in each child's environment: the pid of the supervisor it belongs to.
 ENV_SUPERVISOR = "RTTM_SUPERVISOR_PID"
@@ -38,14 +38,13 @@ FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 30.0
 #: A group that ran this long before ending restarts after the first delay again.
 STABLE_S = 60.0
-#: Seconds a group gets to end after SIGTERM: more than a flow's own limit (30 s).
-STOP_TIMEOUT_S = 40.0
+#: Seconds a group gets to end after SIGTERM: more than a flow's own limit.
+STOP_TIMEOUT_S = stopping.GIVE_UP_S + 10.0
+#: Seconds a child's output may take to arrive after the child ended.
+DRAIN_S = 2.0
 #: How long the survivors of a crashed cluster get to end before SIGKILL.
 CRASH_GRACE_S = 5.0
 _PR_SET_PDEATHSIG = 1
-#: Bytewax's cluster settings, never passed on to a child.
-CLUSTER_VARIABLES = frozenset({"BYTEWAX_PROCESS_ID", "BYTEWAX_ADDRESSES", "BYTEWAX_POD_NAME",
-                               "BYTEWAX_STATEFULSET_NAME", "BYTEWAX_HOSTFILE_PATH"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,9 +62,11 @@ class Group:
     name: str
     children: tuple[Child, ...]
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    pumps: list[threading.Thread] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)  # of the last stop
     started_at: float = 0.0
     restarts: int = 0
-    delay: float = FIRST_DELAY_S
+    delay: float = field(default_factory=lambda: FIRST_DELAY_S)
     start_at: float = 0.0  # time.monotonic() of the next start
 
 
@@ -136,7 +137,7 @@ class Supervisor:
         except ValueError:
             record = None
         if not isinstance(record, dict):  # a traceback, a line of Bytewax's own
-            return logs.json_line(line, "INFO", "rttm.child", process=name)
+            return logs.json_line(line, "WARNING", "rttm.child", process=name)
         return json.dumps({**record, "process": name}, ensure_ascii=False)
 
     # -- signals -------------------------------------------------------------------------
@@ -153,18 +154,28 @@ class Supervisor:
     def _start(self, group: Group) -> None:
         # A child's place in a cluster comes from its command line alone: one inherited
         # from the supervisor's environment would make every child a process of it.
-        inherited = {k: v for k, v in os.environ.items() if k not in CLUSTER_VARIABLES}
+        inherited = {k: v for k, v in os.environ.items() if k not in cluster.VARIABLES}
         env = {**inherited, ENV_SUPERVISOR: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
-        for child in group.children:
-            process = subprocess.Popen(  # noqa: S603 - our own command lines, no shell
-                child.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            )  # fmt: skip
-            output: IO[bytes] = process.stdout  # type: ignore[assignment]  # PIPE: never None
-            threading.Thread(target=self._pump, args=(child.name, output),
-                             name=f"rttm-run-{child.name}", daemon=True).start()  # fmt: skip
-            group.running[child.name] = process
         group.started_at = time.monotonic()
+        for child in group.children:
+            try:
+                process = subprocess.Popen(  # noqa: S603 - our own command lines, no shell
+                    child.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                )  # fmt: skip
+            except OSError as exc:  # too many open files, the program gone in an upgrade
+                started = ", ".join(f"{n} pid {p.pid}" for n, p in group.running.items())
+                also = f"; ending {started}" if started else ""
+                self.say(f"cannot start {child.name}: {exc.strerror or exc}{also}", "ERROR")
+                self._end(group, CRASH_GRACE_S)
+                self._schedule(group)
+                return
+            group.running[child.name] = process
+            output: IO[bytes] = process.stdout  # type: ignore[assignment]  # PIPE: never None
+            pump = threading.Thread(target=self._pump, args=(child.name, output),
+                                    name=f"rttm-run-{child.name}", daemon=True)  # fmt: skip
+            pump.start()
+            group.pumps.append(pump)
         pids = ", ".join(f"{name} pid {p.pid}" for name, p in group.running.items())
         again = f" (restart {group.restarts})" if group.restarts else ""
         self.say(f"started {pids}{again}")
@@ -176,7 +187,11 @@ class Supervisor:
                     process.send_signal(sig)
 
     def _end(self, group: Group, timeout: float) -> bool:
-        """SIGTERM the group, wait up to ``timeout``, then SIGKILL; True if all ended in time."""
+        """SIGTERM the group, wait up to ``timeout``, then SIGKILL; True if all ended in time.
+
+        Each child's last lines are passed on before this returns, and its exit status is
+        kept in ``group.statuses``.
+        """
         self._kill(group, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for process in group.running.values():
@@ -188,8 +203,18 @@ class Supervisor:
             self._kill(group, signal.SIGKILL)
             for process in group.running.values():
                 process.wait()
+        for pump in group.pumps:
+            pump.join(DRAIN_S)
+        group.statuses = {name: p.returncode for name, p in group.running.items()}
         group.running.clear()
+        group.pumps.clear()
         return not late
+
+    def _schedule(self, group: Group) -> None:
+        """Start ``group`` again after its delay, and double the next one."""
+        group.restarts += 1
+        group.start_at = time.monotonic() + group.delay
+        group.delay = min(group.delay * 2, MAX_DELAY_S)
 
     def _check(self, group: Group) -> None:
         """Notice a child that ended: end its group and schedule the restart."""
@@ -204,19 +229,18 @@ class Supervisor:
         rest = [name for name, p in group.running.items() if p.poll() is None]
         if rest:
             what += f"; ending the rest of its cluster ({', '.join(rest)})"
-        group.restarts += 1
         self.say(f"{what}; restarting {group.name} in {group.delay:g} s "
-                 f"(restart {group.restarts})", "WARNING")  # fmt: skip
+                 f"(restart {group.restarts + 1})", "WARNING")  # fmt: skip
         self._end(group, CRASH_GRACE_S)
-        group.start_at = time.monotonic() + group.delay
-        group.delay = min(group.delay * 2, MAX_DELAY_S)
+        self._schedule(group)
 
     def run(self) -> int:
         """Start every group, keep them running until a signal, stop them in order."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         for group in reversed(self._groups):  # the last to stop is the first to start
-            self._start(group)
+            if not self._stop.is_set():
+                self._start(group)
         while not self._stop.wait(0.2):
             now = time.monotonic()
             for group in self._groups:
@@ -230,8 +254,16 @@ class Supervisor:
         for group in self._groups:
             if group.running:
                 clean = self._end(group, self._stop_timeout) and clean
-                self.say(f"{group.name} stopped")
+                # Clean: it exited 0, or the SIGTERM it was sent ended it (no handler).
+                failed = {n: code for n, code in group.statuses.items()
+                          if code not in (0, -signal.SIGTERM)}  # fmt: skip
+                if failed:  # it stopped, but not as asked: its exit says why
+                    clean = False
+                    exits = ", ".join(f"{n} ({describe_exit(c)})" for n, c in failed.items())
+                    self.say(f"{group.name} stopped; exited unclean: {exits}", "WARNING")
+                else:
+                    self.say(f"{group.name} stopped")
         if len(self._signals) > 1:
             clean = False  # the second signal killed whatever still ran
-        self.say("every child stopped" + ("" if clean else "; some had to be killed"))
+        self.say("every child stopped" + ("" if clean else "; not every one cleanly"))
         return 0 if clean else 1

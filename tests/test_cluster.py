@@ -7,10 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from rttm import cluster
+from rttm.cli import run_flow
 from rttm.cluster import Place
 from rttm.errors import RttmError
 from rttm.stack.processes import free_port
@@ -21,6 +23,9 @@ def options(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     cluster.add_options(parser)
     return parser.parse_args(argv)
+
+
+PORT_RULE = "expected HOST:PORT, the port from 1 to 65535"
 
 
 def test_a_process_alone_has_no_place() -> None:
@@ -53,9 +58,13 @@ def test_a_statefulset_pod_takes_its_ordinal_as_in_bytewax_run() -> None:
         (["-a", "a:1;b:1"], {}, "a cluster process needs both -i/--process-id and -a/--addresses"),
         (["-i", "2", "-a", "a:1;b:1"], {}, "-i 2 is not an index of the 2 addresses in -a"),
         (["-i", "-1", "-a", "a:1"], {}, "-i -1 is not an index of the 1 addresses in -a"),
-        (["-i", "0", "-a", "a:1;b"], {}, "-a entry 'b': expected HOST:PORT"),
-        (["-i", "0", "-a", ":1"], {}, "-a entry ':1': expected HOST:PORT"),
-        (["-i", "0", "-a", "a:x"], {}, "-a entry 'a:x': expected HOST:PORT"),
+        (["-i", "0", "-a", "a:1;b"], {}, f"-a entry 'b': {PORT_RULE}"),
+        (["-i", "0", "-a", ":1"], {}, f"-a entry ':1': {PORT_RULE}"),
+        (["-i", "0", "-a", "a:x"], {}, f"-a entry 'a:x': {PORT_RULE}"),
+        (["-i", "0", "-a", "a:0"], {}, f"-a entry 'a:0': {PORT_RULE}"),
+        (["-i", "0", "-a", "a:65536"], {}, f"-a entry 'a:65536': {PORT_RULE}"),
+        (["-i", "0", "-a", "a:65535;a:1;a:65535"], {},
+         "-a lists an address twice: each process needs its own"),
         ([], {"BYTEWAX_PROCESS_ID": "one", "BYTEWAX_ADDRESSES": "a:1"},
          "BYTEWAX_PROCESS_ID='one': expected a process index"),
     ],
@@ -129,17 +138,20 @@ from rttm import cluster, stopping
 from rttm.cluster import Place
 stopping.install()
 began = sys.argv[1] == "began"
-cluster.watch_start(Place(1, ("127.0.0.1:1", "127.0.0.1:2")), 1.0, lambda: began)
+cluster.watch_start(Place(1, ("127.0.0.1:1", "127.0.0.1:2")), float(sys.argv[2]), lambda: began)
 print("watching", flush=True)
 time.sleep(3)
 print("slept", flush=True)
 """
 
 
-def watch(mode: str, sig: signal.Signals | None = None) -> subprocess.CompletedProcess[str]:
+def watch(
+    mode: str, sig: signal.Signals | None = None, timeout: float = 1.0
+) -> subprocess.CompletedProcess[str]:
     """The start-up watch in a process of its own: ``began`` or not, maybe signalled."""
-    process = subprocess.Popen([sys.executable, "-c", WATCH, mode], cwd=REPO, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    command = [sys.executable, "-c", WATCH, mode, str(timeout)]
+    process = subprocess.Popen(command, cwd=REPO, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)  # fmt: skip
     if sig is not None:
         assert process.stdout is not None
         assert process.stdout.readline() == "watching\n"
@@ -166,10 +178,26 @@ def test_a_cluster_that_formed_is_left_alone() -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_while_waiting_for_peers_stops_at_once(sig: signal.Signals) -> None:
-    stopped = watch("waiting", sig)
+    stopped = watch("waiting", sig, timeout=60)  # the signal, not the timeout, ends it
     assert stopped.returncode == 0
     assert "slept" not in stopped.stdout
     assert stopped.stderr.splitlines() == [
         f"rttm: stopped on {sig.name} before the cluster formed (process 1 (127.0.0.1:2) "
         "waited for 127.0.0.1:1)"
     ]
+
+
+def test_a_cluster_process_never_makes_a_recovery_store_by_itself(tmp_path: Path) -> None:
+    empty = tmp_path / "rec"
+    with pytest.raises(RttmError) as refused:
+        run_flow.recovery(empty, 0.0, Place(1, ("h:1", "h:2", "h:3")))
+    assert str(refused.value) == (
+        f"recovery directory {empty} holds no parts; a cluster's are made once, before its "
+        f"first start: mkdir -p {empty} && python -m bytewax.recovery {empty} 3 "
+        "(docs/scaling.md: recovery layouts)"
+    )
+    assert not empty.exists()
+    alone = run_flow.recovery(empty, 0.0)  # a process alone makes its own, of one part
+    assert alone is not None
+    assert not alone.existing
+    assert sorted(p.name for p in empty.iterdir()) == ["part-0.sqlite3"]

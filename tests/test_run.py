@@ -24,7 +24,7 @@ from bytewax.recovery import init_db_dir
 from benchmarks import workload
 from rttm.cli.ingest_commands import LAG_SERVICE_NAME
 from rttm.config import KafkaSettings
-from rttm.stack.processes import free_port
+from rttm.stack.processes import free_port, port_is_free
 from tests.ingest_helpers import REPO, counts, create_topics, flow_env
 from tests.test_health import ready
 from tests.test_ingest_resilience import assert_complete, wait_for
@@ -105,6 +105,8 @@ def test_rttm_run_restarts_a_killed_child_then_stops_every_child_in_order_on_sig
     first = workload.build(5_000, seed=8)
     workload.produce(kafka.brokers, first)
     first_port = free_port()
+    while not port_is_free(first_port + 1):
+        first_port = free_port()
     ports = [first_port, first_port + 1]  # ingest takes the first metrics port, metrics the next
     web = free_port()
     # A cluster place in the supervisor's environment is not its children's.
@@ -116,9 +118,13 @@ def test_rttm_run_restarts_a_killed_child_then_stops_every_child_in_order_on_sig
         wait_for(lambda: set(run.pids()) == {"ingest", "metrics", "serve"})
         for port in (*ports, web):
             wait_for(ready(port))
-        killed = run.pids()["ingest"]
+        before = run.pids()
+        killed = before["ingest"]
         os.kill(killed, signal.SIGKILL)
         wait_for(lambda: run.pids()["ingest"] != killed)
+        assert {k: v for k, v in run.pids().items() if k != "ingest"} == {
+            k: v for k, v in before.items() if k != "ingest"
+        }  # only the ingestion was restarted
         assert run.own(r"^ingest exited \(signal SIGKILL\) after [\d.]+ s; restarting ingest "
                        r"in 1 s \(restart 1\)$")  # fmt: skip
         second = workload.build(5_000, seed=9)
@@ -189,12 +195,59 @@ def test_rttm_run_restarts_a_flow_cluster_as_a_whole_and_the_tables_end_exact(
 def test_rttm_run_refuses_what_it_cannot_supervise_in_one_line(
     tmp_path: Path, settings: dict[str, str], expected: str
 ) -> None:
+    assert run_refusal(tmp_path, settings, []) == expected
+
+
+SERVERS = {"RTTM_KAFKA_BROKERS": "127.0.0.1:1", "RTTM_DATABASE_URL": "postgresql://h/d"}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--metrics-port", "65535"],
+         "--metrics-port: the ports 65535 to 65536 are not all within 1 to 65535"),
+        (["--port", "0"], "--port: the ports 0 to 0 are not all within 1 to 65535"),
+        (["--ingest", "2", "--cluster-port", "9000", "--metrics-port", "9001"],
+         "port 9001 is both --cluster-port's and --metrics-port's: move one"),
+        (["--metrics-port", "8764"], "port 8765 is both --metrics-port's and --port's: move one"),
+        (["--ingest", "0", "--metrics", "0", "--no-serve"],
+         "nothing to run: --ingest 0, --metrics 0 and --no-serve"),
+    ],
+)  # fmt: skip
+def test_rttm_run_refuses_ports_that_cannot_work_before_starting_anything(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    assert run_refusal(tmp_path, SERVERS, args) == expected
+
+
+def test_rttm_run_refuses_a_recovery_store_made_for_another_process_count(tmp_path: Path) -> None:
+    for index in range(2):
+        made = tmp_path / "made"
+        made.mkdir(exist_ok=True)
+        (tmp_path / f"rec/ingest/process-{index}").mkdir(parents=True)
+    init_db_dir(made, 2)  # type: ignore[no-untyped-call]
+    for index in range(2):
+        (made / f"part-{index}.sqlite3").rename(
+            tmp_path / f"rec/ingest/process-{index}/part-{index}.sqlite3"
+        )
+    args = ["--ingest", "3", "--recovery-dir", str(tmp_path / "rec")]
+    assert run_refusal(tmp_path, SERVERS, args) == (
+        f"{tmp_path}/rec/ingest holds process-0, process-1, not the store of 3 process(es) "
+        "(process-<i>/part-<i>.sqlite3 for each): keep the process count it was made for, or "
+        "use a new --recovery-dir"
+    )
+
+
+def run_refusal(state: Path, settings: dict[str, str], args: list[str]) -> str:
+    """``rttm run ARGS`` must exit 1 at once with one line: what it says after ``error:``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
-    env.update(settings, RTTM_STATE_DIR=str(tmp_path))  # a local stack there would be ignored
-    result = subprocess.run([*RTTM, "run"], env=env, cwd=REPO, capture_output=True, text=True,
-                            timeout=60, check=False)  # fmt: skip
-    assert result.returncode == 1
-    assert result.stderr.splitlines() == [f"rttm: error: {expected}"]
+    env.update(settings, RTTM_STATE_DIR=str(state))  # a local stack there would be ignored
+    result = subprocess.run([*RTTM, "run", *args], env=env, cwd=REPO, capture_output=True,
+                            text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    [line] = result.stderr.splitlines()
+    assert line.startswith("rttm: error: ")
+    return line.removeprefix("rttm: error: ")
 
 
 # -- a flow's cluster: peers and addresses ------------------------------------------------
@@ -226,7 +279,8 @@ def test_a_missing_peer_ends_the_wait_with_one_line(kafka: KafkaSettings, migrat
          "on its own entry as written, so use an address of its own interfaces (NAT or a "
          "mapped port cannot be bound)"),
         ("127.0.0.1:{port}", "-i 1 is not an index of the 1 addresses in -a"),
-        ("127.0.0.1;127.0.0.1:{port}", "-a entry '127.0.0.1': expected HOST:PORT"),
+        ("127.0.0.1;127.0.0.1:{port}",
+         "-a entry '127.0.0.1': expected HOST:PORT, the port from 1 to 65535"),
     ],
     ids=["not-own-interface", "id-out-of-range", "no-port"],
 )  # fmt: skip

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,9 @@ from rttm.supervisor import Child, Group, Supervisor
 spec = json.loads(sys.argv[1])
 for name, value in spec["constants"].items():  # shorter waits than a deployment's
     setattr(supervisor, name, value)
-groups = [Group(name, tuple(Child(child, (sys.executable, "-c", code))
-                            for child, code in children))
+def argv(code):  # a path stands for a program that cannot be started
+    return (code,) if code.startswith("/") else (sys.executable, "-c", code)
+groups = [Group(name, tuple(Child(child, argv(code)) for child, code in children))
           for name, children in spec["groups"]]
 sys.exit(Supervisor(groups, spec["stop_timeout"]).run())
 """
@@ -111,22 +113,29 @@ def gone(pid: int, within: float = 5) -> bool:
 
 
 def test_a_child_that_ends_is_restarted_with_its_cluster_after_a_doubling_delay() -> None:
-    run = Running([("flow", [("a", CRASH), ("b", SLEEP)])])
+    run = Running([("flow", [("a", CRASH), ("b", SLEEP)])], env={"RTTM_LOG_FORMAT": "json"})
     run.wait_for("(restart 2)", count=2)  # its report and its start
     run.signal(signal.SIGTERM)
     assert run.end() == 0
-    reports = [line for line in run.lines if "restarting" in line]
+    own = [r for r in map(json.loads, run.lines) if "process" not in r]
+    reports = [r["message"] for r in own if "restarting" in r["message"]]
     assert [line.split(" after ")[0] for line in reports] == ["a exited (status 3)"] * 2
     assert [line.split(" s; ", 1)[1] for line in reports] == [
         "ending the rest of its cluster (b); restarting flow in 1 s (restart 1)",
         "ending the rest of its cluster (b); restarting flow in 2 s (restart 2)",
     ]
-    starts = run.when("started a pid ")
+    assert all(r["level"] == "WARNING" for r in own if "restarting" in r["message"])
+
+    def at(record: dict[str, Any]) -> datetime:
+        return datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
+
+    starts = [at(r) for r in own if r["message"].startswith("started a pid ")]
+    crashes = [at(r) for r in own if "restarting" in r["message"]]
     assert len(starts) == 3
-    crashes = run.when("a exited")
-    assert starts[1] - crashes[0] >= 0.9  # each restart waits its delay
-    assert starts[2] - crashes[1] >= 1.9
-    assert "b | up" in run.lines
+    # Each restart waits its delay (the supervisor's own clock, to the millisecond).
+    assert (starts[1] - crashes[0]).total_seconds() >= 0.99
+    assert (starts[2] - crashes[1]).total_seconds() >= 1.99
+    assert ("up", "b") in [(r["message"], r.get("process")) for r in map(json.loads, run.lines)]
     assert all(gone(pid) for pid in run.pids())
 
 
@@ -139,8 +148,9 @@ def test_sigterm_stops_the_groups_in_order_and_kills_one_that_does_not_stop() ->
     assert run.end() == 1
     tail = run.lines[run.lines.index("stopping on SIGTERM: first, second, in order") :]
     assert tail == ["stopping on SIGTERM: first, second, in order", "f | asked to stop",
-                    "first stopped", "s still running after 1 s: killed", "second stopped",
-                    "every child stopped; some had to be killed"]  # fmt: skip
+                    "first stopped", "s still running after 1 s: killed",
+                    "second stopped; exited unclean: s (signal SIGKILL)",
+                    "every child stopped; not every one cleanly"]  # fmt: skip
     assert all(gone(pid) for pid in run.pids())
     started = [line for line in run.lines if line.startswith("started ")]
     assert [line.split(" pid ")[0] for line in started] == ["started s", "started f"]
@@ -155,7 +165,7 @@ def test_a_second_signal_kills_every_child_at_once() -> None:
     run.signal(signal.SIGINT)
     assert run.end() == 1
     assert time.monotonic() - began < 5
-    assert run.lines[-1] == "every child stopped; some had to be killed"
+    assert run.lines[-1] == "every child stopped; not every one cleanly"
     assert all(gone(pid) for pid in run.pids())
 
 
@@ -179,6 +189,7 @@ def test_with_json_logs_every_line_is_an_object_and_a_child_s_carry_its_name() -
     records = [json.loads(line) for line in run.lines]
     from_child = [(r.get("logger"), r["message"], r["process"]) for r in records if "process" in r]
     assert from_child == [(None, "mine", "c"), ("rttm.child", "plain text", "c")]
+    assert [r["level"] for r in records if r.get("logger") == "rttm.child"] == ["WARNING"]
     assert records[-1]["message"] == "every child stopped"
 
 
@@ -234,3 +245,38 @@ def test_no_cluster_setting_of_the_supervisor_reaches_a_child() -> None:
     run.signal(signal.SIGTERM)
     assert run.end() == 0
     assert "c | sees None x" in run.lines
+
+
+def test_a_signal_during_a_restart_delay_starts_nothing_more_and_stops_cleanly() -> None:
+    run = Running([("flow", [("a", CRASH)])], constants={"FIRST_DELAY_S": 30})
+    run.wait_for("restarting flow in 30 s (restart 1)")
+    run.signal(signal.SIGTERM)
+    assert run.end() == 0
+    assert sum(line.startswith("started ") for line in run.lines) == 1
+    assert run.lines[-1] == "every child stopped"
+
+
+def test_a_child_that_exits_unclean_when_stopped_makes_the_exit_status_1() -> None:
+    unclean = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(3)); "
+               "print('up', flush=True); time.sleep(600)")  # fmt: skip
+    run = Running([("flow", [("u", unclean)])])
+    run.wait_for("u | up")
+    run.signal(signal.SIGTERM)
+    assert run.end() == 1
+    assert run.lines[-2:] == ["flow stopped; exited unclean: u (status 3)",
+                              "every child stopped; not every one cleanly"]  # fmt: skip
+
+
+def test_a_child_that_cannot_be_started_is_reported_and_tried_again() -> None:
+    run = Running([("flow", [("ok", SLEEP), ("gone", "/nonexistent/rttm")])])
+    run.wait_for("cannot start gone", count=2)
+    run.signal(signal.SIGTERM)
+    assert run.end() == 0
+    failures = [line for line in run.lines if line.startswith("cannot start gone: ")]
+    # Each time, the child that did start is ended with its group, which is tried again.
+    assert len(failures) >= 2
+    assert all(re.fullmatch(r"cannot start gone: No such file or directory; ending ok pid \d+",
+                            line) for line in failures)  # fmt: skip
+    ended = [int(pid) for line in failures for pid in re.findall(r" pid (\d+)", line)]
+    assert len(set(ended)) == len(ended)
+    assert all(gone(pid) for pid in ended)

@@ -22,7 +22,7 @@ from rttm.cli import Subcommands, say
 from rttm.cli.serve_commands import DEFAULT_PORT
 from rttm.errors import RttmError
 from rttm.stack.processes import LOCALHOST
-from rttm.supervisor import STOP_TIMEOUT_S, Child, Group, Supervisor
+from rttm.supervisor import MAX_DELAY_S, STOP_TIMEOUT_S, Child, Group, Supervisor
 
 #: The flows ``rttm run`` can run, in the order they are stopped (the dashboard after them).
 FLOWS = ("ingest", "metrics")
@@ -38,8 +38,8 @@ def register(commands: Subcommands) -> None:
         "as child processes against the servers RTTM_KAFKA_BROKERS and RTTM_DATABASE_URL "
         "name (never a local stack). Each line a child writes starts with its name. A "
         "child that ends is restarted (a flow's cluster as a whole) after a delay that "
-        "doubles up to 30 s. SIGTERM or Ctrl-C stops the ingestion, then the metrics flow, "
-        "then the dashboard, each cleanly; a second signal kills them at once.",
+        f"doubles up to {MAX_DELAY_S:g} s. SIGTERM or Ctrl-C stops the ingestion, then the "
+        "metrics flow, then the dashboard, each cleanly; a second signal kills them at once.",
     )
     run.add_argument("--ingest", type=int, default=1, metavar="N",
                      help="ingestion processes, as one cluster if > 1; 0: none "
@@ -65,8 +65,8 @@ def register(commands: Subcommands) -> None:
                      help="first of the 127.0.0.1 ports a flow's cluster processes talk "
                      "on (default %(default)s)")  # fmt: skip
     run.add_argument("--stop-timeout", type=float, default=STOP_TIMEOUT_S, metavar="SECONDS",
-                     help="how long each flow gets to stop before it is killed "
-                     "(default %(default)s)")  # fmt: skip
+                     help="how long each group (a flow's processes, the dashboard) gets to "
+                     "stop before it is killed (default %(default)s)")  # fmt: skip
     run.set_defaults(run=_run)
 
 
@@ -85,11 +85,36 @@ def _run(args: argparse.Namespace) -> int:
     if min(args.ingest, args.metrics) < 0 or args.workers < 1 or args.stop_timeout <= 0:
         msg = "--ingest and --metrics must be >= 0, --workers >= 1, --stop-timeout > 0"
         raise RttmError(msg)
+    _check_ports(args)
     groups = _groups(args)
     if not groups:
         msg = "nothing to run: --ingest 0, --metrics 0 and --no-serve"
         raise RttmError(msg)
     return Supervisor(groups, args.stop_timeout).run()
+
+
+def _check_ports(args: argparse.Namespace) -> None:
+    """Refuse, in one line, ports out of range or used twice: each would be a crash loop."""
+    counts = [getattr(args, flow) for flow in FLOWS]
+    offsets = [sum(counts[:i]) for i in range(len(counts))]  # as _groups hands them out
+    ports = {"--cluster-port": [args.cluster_port + offset + i
+                                for offset, count in zip(offsets, counts, strict=True)
+                                if count > 1 for i in range(count)]}  # fmt: skip
+    if args.metrics_port is not None:
+        ports["--metrics-port"] = [args.metrics_port + i for i in range(sum(counts))]
+    if args.serve:
+        ports["--port"] = [args.port]
+    for option, numbers in ports.items():
+        if numbers and not (min(numbers) > 0 and max(numbers) < 65536):
+            msg = f"{option}: the ports {numbers[0]} to {numbers[-1]} are not all within 1 to 65535"
+            raise RttmError(msg)
+    seen: dict[int, str] = {}
+    for option, numbers in ports.items():
+        for number in numbers:
+            if number in seen:
+                msg = f"port {number} is both {seen[number]}'s and {option}'s: move one"
+                raise RttmError(msg)
+            seen[number] = option
 
 
 def _groups(args: argparse.Namespace) -> list[Group]:
@@ -141,11 +166,16 @@ def _recovery_dirs(root: Path, count: int) -> list[Path]:
             directory.mkdir()
             (fresh / f"part-{index}.sqlite3").rename(directory / f"part-{index}.sqlite3")
         fresh.rmdir()
-        say(f"initialised recovery directories {root}/process-0…{count - 1} (a part each)")
+        last = f"…{count - 1}" if count > 1 else ""
+        say(f"initialised recovery directories {root}/process-0{last} (a part each)")
         return wanted
-    complete = all((d / f"part-{i}.sqlite3").exists() for i, d in enumerate(wanted))
-    if len(found) != count or not complete:
-        msg = (f"{root} holds the recovery store of {len(found)} process(es); it cannot be "
-               f"resumed by {count}: keep the count, or use a new --recovery-dir")  # fmt: skip
+    missing = [str(d / f"part-{i}.sqlite3") for i, d in enumerate(wanted)
+               if not (d / f"part-{i}.sqlite3").exists()]  # fmt: skip
+    extra = sorted(set(found) - set(wanted))
+    if missing or extra:
+        names = ", ".join(p.name for p in found)
+        msg = (f"{root} holds {names}, not the store of {count} process(es) "
+               f"(process-<i>/part-<i>.sqlite3 for each): keep the process count it was "
+               "made for, or use a new --recovery-dir")  # fmt: skip
         raise RttmError(msg)
     return wanted

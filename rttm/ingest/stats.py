@@ -6,6 +6,7 @@ the rare lost increment, and a lock on the hot path would cost more than it is w
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ class Counters:
     lag: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     began: bool = False  # the flow started: its source listed its partitions
-    polled_at: float | None = None  # time.monotonic() of the source's last poll
+    polled: dict[int, float] = field(default_factory=dict)  # worker thread: last poll
     read_at: float | None = None  # ... and of its last message
 
     @property
@@ -47,8 +48,8 @@ def record_began() -> None:
 
 
 def record_poll() -> None:
-    """A source partition asked the broker for messages (the readiness probe's heartbeat)."""
-    COUNTERS.polled_at = time.monotonic()
+    """This worker's source asked the broker for messages (the readiness probe's heartbeat)."""
+    COUNTERS.polled[threading.get_ident()] = time.monotonic()
 
 
 def record_dropped_duplicates(count: int) -> None:

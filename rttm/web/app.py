@@ -8,6 +8,7 @@ the Content-Security-Policy forbids it (scripts from this server only, no inline
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,7 @@ from rttm.views import trace as trace_view
 from rttm.views.common import open_view, query_failed
 from rttm.web.prom import DatabaseCollector
 
+_LOG = logging.getLogger("rttm.serve")
 STATIC = Path(str(resources.files(__package__) / "static"))
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
        " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'")  # fmt: skip
@@ -95,6 +97,7 @@ def create_app(
         return found
 
     readiness = health.Readiness([health.database(database_url)])
+    reported: list[str | None] = [None]
 
     @app.get("/healthz", summary="Liveness: 200 while the server runs",
              response_class=PlainTextResponse)  # fmt: skip
@@ -106,9 +109,17 @@ def create_app(
              responses={503: {"description": "not ready: the reason, one line"}})  # fmt: skip
     def get_readyz() -> PlainTextResponse:
         reason = readiness.reason()
+        if reason != reported[0]:  # the whole reason goes to the log, once per change
+            reported[0] = reason
+            if reason is None:
+                _LOG.warning("ready again")
+            else:
+                _LOG.warning("not ready: %s", reason)
         if reason is None:
             return PlainTextResponse("ready\n")
-        return PlainTextResponse(f"{reason}\n", status_code=503)
+        # Only what failed: the server's address and libpq's words stay in the log, since
+        # this port may face more people than the database's does.
+        return PlainTextResponse(f"{reason.split(':')[0]}\n", status_code=503)
 
     @app.get("/metrics", summary="Prometheus exposition", response_class=Response)
     def get_metrics() -> Response:
