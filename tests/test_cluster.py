@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,7 +141,7 @@ stopping.install()
 began = sys.argv[1] == "began"
 cluster.watch_start(Place(1, ("127.0.0.1:1", "127.0.0.1:2")), float(sys.argv[2]), lambda: began)
 print("watching", flush=True)
-time.sleep(3)
+time.sleep(4)
 print("slept", flush=True)
 """
 
@@ -161,11 +162,13 @@ def watch(
 
 
 def test_a_cluster_that_does_not_form_in_time_ends_the_process_with_one_line() -> None:
-    ended = watch("waiting")
+    began = time.monotonic()
+    ended = watch("waiting", timeout=2.0)
+    assert time.monotonic() - began >= 2.0  # it waited the whole timeout
     assert ended.returncode == 1
     assert "slept" not in ended.stdout
     assert ended.stderr.splitlines() == [
-        "rttm: error: the cluster did not form within 1 s: process 1 (127.0.0.1:2) waited "
+        "rttm: error: the cluster did not form within 2 s: process 1 (127.0.0.1:2) waited "
         "for 127.0.0.1:1; start every process with the same -a list, and check each can "
         "reach the others"
     ]
@@ -201,3 +204,14 @@ def test_a_cluster_process_never_makes_a_recovery_store_by_itself(tmp_path: Path
     assert alone is not None
     assert not alone.existing
     assert sorted(p.name for p in empty.iterdir()) == ["part-0.sqlite3"]
+
+
+def test_without_the_cluster_variables_no_place_is_left() -> None:
+    """What a supervisor strips from its children's environment is all a place comes from."""
+    env = {"BYTEWAX_PROCESS_ID": "1", "BYTEWAX_ADDRESSES": "a:1;b:1",
+           "BYTEWAX_POD_NAME": "rttm-ingest-1", "BYTEWAX_STATEFULSET_NAME": "rttm-ingest",
+           "RTTM_PEER_TIMEOUT": "5"}  # fmt: skip
+    assert cluster.place(options(), env) is not None
+    stripped = {k: v for k, v in env.items() if k not in cluster.VARIABLES}
+    assert stripped == {"RTTM_PEER_TIMEOUT": "5"}
+    assert cluster.place(options(), stripped) is None
