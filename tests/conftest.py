@@ -19,7 +19,7 @@ from psycopg import sql
 from rttm.config import KafkaSettings
 from rttm.db import prepare
 from rttm.stack.broker import BrokerProcess, start_broker
-from rttm.stack.postgres import start_postgres
+from rttm.stack.postgres import PostgresProcess, start_postgres
 from rttm.stack.processes import free_port
 
 #: Durability is not what these tests check; skipping fsync keeps DDL-heavy tests fast.
@@ -39,6 +39,17 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         yield server.url("postgres")
     finally:
         server.stop()
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[tuple[Path, int, list[PostgresProcess]]]:
+    """A PostgreSQL this test may stop and start: (state dir, port, [current server])."""
+    port = free_port()
+    servers = [start_postgres(tmp_path / "pg", port, TEST_POSTGRES_SETTINGS)]
+    yield tmp_path / "pg", port, servers
+    for server in servers:
+        if server.is_up():
+            server.stop()
 
 
 def _with_dbname(url: str, dbname: str) -> str:

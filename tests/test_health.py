@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -137,17 +137,6 @@ def test_the_broker_check_answers_while_the_broker_does_and_says_why_when_not(
 
 
 # -- every process, its database away and back --------------------------------------------
-
-
-@pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[tuple[Path, int, list[PostgresProcess]]]:
-    """A PostgreSQL this test may stop and start: (state dir, port, [current server])."""
-    port = free_port()
-    servers = [start_postgres(tmp_path / "pg", port, TEST_POSTGRES_SETTINGS)]
-    yield tmp_path / "pg", port, servers
-    for server in servers:
-        if server.is_up():
-            server.stop()
 
 
 @pytest.mark.integration

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -256,17 +256,6 @@ def test_kill_9_mid_run_then_resume_with_more_shards_stores_each_event_once(
     final = run_flow_process({**env, "RTTM_SHARDS": "3"}, "-r", str(recovery), "-s", "1", "-b", "0")
     assert final.returncode == 0, final.stderr[-2000:]
     assert_complete(migrated_db, work)
-
-
-@pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[tuple[Path, int, list[PostgresProcess]]]:
-    """A PostgreSQL this test may stop and start: (state dir, port, [current server])."""
-    port = free_port()
-    servers = [start_postgres(tmp_path / "pg", port, TEST_POSTGRES_SETTINGS)]
-    yield tmp_path / "pg", port, servers
-    for server in servers:
-        if server.is_up():
-            server.stop()
 
 
 def test_database_outage_loses_nothing_and_the_flow_waits(
