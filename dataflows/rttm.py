@@ -13,9 +13,9 @@ from __future__ import annotations
 import atexit
 import sys
 
-from rttm import logs, memory, stopping
+from rttm import cluster, logs, memory, stopping
 from rttm.errors import RttmError
-from rttm.ingest import progress, prometheus
+from rttm.ingest import progress, prometheus, stats
 from rttm.ingest.flow import build_flow
 from rttm.ingest.settings import from_env
 
@@ -40,4 +40,9 @@ def _say_where_it_stopped() -> None:
 
 
 stopping.install()
+try:  # in a cluster: the own address checked, and a peer that never comes is not waited for
+    cluster.guard(sys.argv[1:], lambda: stats.COUNTERS.began)
+except RttmError as exc:
+    logs.write(f"rttm: error: {exc}", "ERROR")
+    sys.exit(1)
 atexit.register(_say_where_it_stopped)

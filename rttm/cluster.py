@@ -17,7 +17,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rttm import logs, stopping
@@ -96,6 +96,23 @@ def place(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Plac
         msg = "-a lists an address twice: each process needs its own"
         raise RttmError(msg)
     return Place(process_id, addresses)
+
+
+def guard(argv: Sequence[str], started: Callable[[], bool]) -> None:
+    """For a flow module run by ``python -m bytewax.run``: the checks ``rttm ingest`` makes.
+
+    Reads this process's place from ``bytewax.run``'s own ``-i``/``-a`` in ``argv`` (or the
+    environment); alone, it does nothing. Else it checks the own address and starts the
+    peer timeout (``RTTM_PEER_TIMEOUT``). Call from the module, in the main thread, after
+    :func:`rttm.stopping.install`; raises :class:`RttmError` for a place that cannot work.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    add_options(parser)
+    args, _ = parser.parse_known_args(argv)
+    where = place(args)
+    if where is not None:
+        check_own_address(where)
+        watch_start(where, peer_timeout(args), started)
 
 
 def _integer(name: str, text: str) -> int:

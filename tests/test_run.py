@@ -28,7 +28,7 @@ from rttm.stack.processes import free_port, port_is_free
 from tests.ingest_helpers import REPO, counts, create_topics, flow_env
 from tests.test_health import ready
 from tests.test_ingest_resilience import assert_complete, wait_for
-from tests.test_stop_and_resume import RTTM, start
+from tests.test_stop_and_resume import BYTEWAX_RUN, RTTM, start
 
 pytestmark = pytest.mark.integration
 
@@ -253,13 +253,21 @@ def run_refusal(state: Path, settings: dict[str, str], args: list[str]) -> str:
 # -- a flow's cluster: peers and addresses ------------------------------------------------
 
 
-def test_a_missing_peer_ends_the_wait_with_one_line(kafka: KafkaSettings, migrated_db: str) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [[*RTTM, "ingest", "--peer-timeout", "2"], [*BYTEWAX_RUN, "dataflows.rttm"],
+     [*BYTEWAX_RUN, "dataflows.metrics"]],
+    ids=["rttm-ingest", "bytewax-run-rttm", "bytewax-run-metrics"],
+)  # fmt: skip
+def test_a_missing_peer_ends_the_wait_with_one_line(
+    kafka: KafkaSettings, migrated_db: str, command: list[str]
+) -> None:
     create_topics(kafka)
     missing, own = free_port(), free_port()
     began = time.monotonic()
     addresses = f"127.0.0.1:{missing};127.0.0.1:{own}"
-    process = start([*RTTM, "ingest", "-i", "1", "-a", addresses, "--peer-timeout", "2"],
-                    flow_env(kafka, migrated_db, RTTM_TAIL="1"))  # fmt: skip
+    env = flow_env(kafka, migrated_db, RTTM_TAIL="1", RTTM_PEER_TIMEOUT="2")
+    process = start([*command, "-i", "1", "-a", addresses], env)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 1, err[-2000:]
     assert time.monotonic() - began < 20
