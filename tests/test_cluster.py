@@ -215,3 +215,51 @@ def test_without_the_cluster_variables_no_place_is_left() -> None:
     stripped = {k: v for k, v in env.items() if k not in cluster.VARIABLES}
     assert stripped == {"RTTM_PEER_TIMEOUT": "5"}
     assert cluster.place(options(), stripped) is None
+
+
+GUARD = """
+import sys, time
+from rttm import cluster, stopping
+from rttm.errors import RttmError
+stopping.install()
+try:
+    cluster.guard(sys.argv[1:], lambda: False)
+except RttmError as exc:
+    print("refused:", exc, flush=True)
+    sys.exit(2)
+print("guarded", flush=True)
+time.sleep(5)
+print("alone", flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "status", "out", "err"),
+    [
+        (["dataflows.rttm", "-w", "1", "-r", "rec", "-s", "5", "-b", "0"], {}, 0,
+         "guarded\nalone\n", ""),
+        (["dataflows.rttm", "-w", "1", "-i", "1", "-a", "127.0.0.1:1;127.0.0.1:{port}"],
+         {"RTTM_PEER_TIMEOUT": "1"}, 1, "guarded\n",
+         "rttm: error: the cluster did not form within 1 s: process 1 (127.0.0.1:{port}) "
+         "waited for 127.0.0.1:1; start every process with the same -a list, and check each "
+         "can reach the others\n"),
+        (["dataflows.rttm"], {"BYTEWAX_PROCESS_ID": "0", "BYTEWAX_ADDRESSES": "192.0.2.9:{port}"},
+         2, "refused: -a entry 0 (192.0.2.9:{port}) is not an address of this host: each "
+         "process listens on its own entry as written, so use an address of its own interfaces "
+         "(NAT or a mapped port cannot be bound)\n", ""),
+    ],
+    ids=["alone", "peer-missing", "not-own-address"],
+)  # fmt: skip
+def test_a_flow_module_run_by_bytewax_run_guards_its_cluster_start(
+    argv: list[str], env: dict[str, str], status: int, out: str, err: str
+) -> None:
+    port = str(free_port())
+    argv = [arg.replace("{port}", port) for arg in argv]
+    env = {k: v.replace("{port}", port) for k, v in env.items()}
+    result = subprocess.run([sys.executable, "-c", GUARD, *argv], cwd=REPO, text=True,
+                            capture_output=True, env=env, timeout=60, check=False)  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (
+        status,
+        out.replace("{port}", port),
+        err.replace("{port}", port),
+    )
