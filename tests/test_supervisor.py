@@ -6,6 +6,7 @@ the parent of its children, as under ``rttm run``) and reads its output as it co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,21 @@ time.sleep(600)
 """
 
 
+_RUNNING: list[Running] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind() -> Iterator[None]:
+    """After each test, even a failed one: kill what its supervisors and children left."""
+    yield
+    while _RUNNING:
+        run = _RUNNING.pop()
+        for pid in [run.process.pid, *run.pids()]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        run.end()
+
+
 class Running:
     """A supervisor process and the lines it wrote so far."""
 
@@ -64,6 +81,7 @@ class Running:
             [sys.executable, "-c", DRIVER, spec], cwd=REPO, text=True, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )  # fmt: skip
+        _RUNNING.append(self)
         self.lines: list[str] = []
         self.times: list[float] = []  # time.monotonic() each line arrived
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -93,8 +111,8 @@ class Running:
     def end(self, timeout: float = 30) -> int:
         status = self.process.wait(timeout=timeout)
         self._reader.join(timeout=5)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         return status
 
     def pids(self) -> list[int]:
