@@ -93,17 +93,34 @@ def _run(args: argparse.Namespace) -> int:
     return Supervisor(groups, args.stop_timeout).run()
 
 
+def _flow_ports(args: argparse.Namespace) -> dict[str, tuple[list[int], list[int]]]:
+    """Each flow run: the ports of its processes, (cluster ports, metrics ports).
+
+    Handed out in order from ``--cluster-port`` and ``--metrics-port``; a flow of one
+    process still takes its cluster port, unused. The one place that decides them.
+    """
+    ports = {}
+    cluster_port, metrics_port = args.cluster_port, args.metrics_port
+    for flow in FLOWS:
+        count = getattr(args, flow)
+        if count == 0:
+            continue
+        cluster = [cluster_port + i for i in range(count)]
+        metrics = [metrics_port + i for i in range(count)] if metrics_port is not None else []
+        cluster_port += count
+        metrics_port = metrics_port + count if metrics_port is not None else None
+        ports[flow] = (cluster, metrics)
+    return ports
+
+
 def _check_ports(args: argparse.Namespace) -> None:
     """Refuse, in one line, ports out of range or used twice: each would be a crash loop."""
-    counts = [getattr(args, flow) for flow in FLOWS]
-    offsets = [sum(counts[:i]) for i in range(len(counts))]  # as _groups hands them out
-    ports = {"--cluster-port": [args.cluster_port + offset + i
-                                for offset, count in zip(offsets, counts, strict=True)
-                                if count > 1 for i in range(count)]}  # fmt: skip
-    if args.metrics_port is not None:
-        ports["--metrics-port"] = [args.metrics_port + i for i in range(sum(counts))]
-    if args.serve:
-        ports["--port"] = [args.port]
+    flows = _flow_ports(args).values()
+    ports = {
+        "--cluster-port": [p for cluster, _ in flows if len(cluster) > 1 for p in cluster],
+        "--metrics-port": [p for _, metrics in flows for p in metrics],
+        "--port": [args.port] if args.serve else [],
+    }
     for option, numbers in ports.items():
         if numbers and not (min(numbers) > 0 and max(numbers) < 65536):
             msg = f"{option}: the ports {numbers[0]} to {numbers[-1]} are not all within 1 to 65535"
@@ -120,24 +137,19 @@ def _check_ports(args: argparse.Namespace) -> None:
 def _groups(args: argparse.Namespace) -> list[Group]:
     """One group per flow (its processes) and one for the dashboard, in stopping order."""
     groups = []
-    cluster_port, metrics_port = args.cluster_port, args.metrics_port
-    for flow in FLOWS:
-        count = getattr(args, flow)
-        if count == 0:
-            continue
-        places = [f"{LOCALHOST}:{cluster_port + i}" for i in range(count)]
-        cluster_port += count
+    for flow, (cluster, metrics) in _flow_ports(args).items():
+        count = len(cluster)
+        places = ";".join(f"{LOCALHOST}:{port}" for port in cluster)
         stores = _recovery_dirs(args.recovery_dir / flow, count) if args.recovery_dir else None
         children = []
         for index in range(count):
             argv = [sys.executable, "-m", "rttm", flow, "-w", str(args.workers)]
             if count > 1:
-                argv += ["-i", str(index), "-a", ";".join(places)]
+                argv += ["-i", str(index), "-a", places]
             if stores is not None:
                 argv += ["--recovery-dir", str(stores[index])]
-            if metrics_port is not None:
-                argv += ["--metrics-port", str(metrics_port)]
-                metrics_port += 1
+            if metrics:
+                argv += ["--metrics-port", str(metrics[index])]
             name = f"{flow}-{index}" if count > 1 else flow
             children.append(Child(name, tuple(argv)))
         groups.append(Group(flow, tuple(children)))
