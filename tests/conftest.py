@@ -21,6 +21,7 @@ from rttm.db import prepare
 from rttm.stack.broker import BrokerProcess, start_broker
 from rttm.stack.postgres import PostgresProcess, start_postgres
 from rttm.stack.processes import free_port
+from tests.alerting import Alertmanager, WebhookServer
 
 #: Durability is not what these tests check; skipping fsync keeps DDL-heavy tests fast.
 TEST_POSTGRES_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -111,6 +112,30 @@ def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
 def kafka(broker: BrokerProcess) -> KafkaSettings:
     """Client settings for the test's broker."""
     return KafkaSettings(brokers=broker.bootstrap, extra={})
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookServer]:
+    """A webhook receiver on 127.0.0.1 that records what it is sent."""
+    server = WebhookServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path, webhook: WebhookServer) -> Iterator[Alertmanager]:
+    """A real Alertmanager on a free port, routing every alert to ``webhook``."""
+    directory = tmp_path / "alertmanager"
+    directory.mkdir()
+    manager = Alertmanager(directory, webhook.url)
+    manager.start()
+    try:
+        yield manager
+    finally:
+        manager.stop()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -28,6 +28,7 @@ from typing import Literal, TypeAlias
 
 import msgspec
 
+from rttm.alerts import templates
 from rttm.alerts.rules import Rule
 from rttm.metrics.points import Labels, Point
 
@@ -49,7 +50,7 @@ class Transition:
     resolved_at: datetime | None  # the evaluation that resolved it (state "resolved" only)
     at: datetime  # the evaluation that made this transition (a window end)
     severity: str
-    summary: str
+    summary: str  # the rule's summary, its templates filled in
 
     def key(self) -> str:
         """``rule|labels|started_at|state``: the same for a re-evaluated transition.
@@ -208,8 +209,9 @@ def _transition(
         started, resolved_at = before.started_at, at if state == "resolved" else None
     else:
         return None
-    labels = tuple(sorted({**dict(series), **dict(rule.labels)}.items()))
+    merged = {**dict(series), **dict(rule.labels)}
     return Transition(
-        rule=rule.name, labels=labels, state=state, value=value, started_at=started,
-        resolved_at=resolved_at, at=at, severity=rule.severity, summary=rule.summary,
+        rule=rule.name, labels=tuple(sorted(merged.items())), state=state, value=value,
+        started_at=started, resolved_at=resolved_at, at=at, severity=rule.severity,
+        summary=templates.render(rule.summary, value, merged),
     )  # fmt: skip

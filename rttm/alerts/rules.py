@@ -4,7 +4,9 @@ A rules file is a list of ``[[rules]]`` tables with the keys ``name`` (unique,
 ``[A-Za-z][A-Za-z0-9_]*``), ``metric`` (one of ``METRICS``), ``op`` (``> >= < <= == !=``),
 ``threshold`` (a number) and ``severity`` (info, warning, critical), all required, and the
 optional ``match`` (label equality matchers), ``for`` and ``keep_firing_for`` (durations,
-default ``"0s"``), ``summary`` and ``labels`` (extra labels of the alert). The shipped
+default ``"0s"``), ``summary`` and ``description`` (texts that may hold ``{{ $value }}`` and
+``{{ $labels.NAME }}``, see :mod:`rttm.alerts.templates`), ``runbook_url`` (an http(s) link
+sent with the alert) and ``labels`` (extra labels of the alert). The shipped
 ``default_rules.toml`` is an example.
 
 ``check_text`` reports every problem of a file in one pass, each on the line of the
@@ -27,6 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+from rttm.alerts import templates
 from rttm.alerts._lines import KeyLines
 from rttm.durations import parse_duration
 from rttm.errors import RttmError
@@ -82,8 +85,9 @@ _RULE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KEYS: Final = (
     "name", "metric", "match", "op", "threshold", "for", "keep_firing_for", "severity", "summary",
-    "labels",
+    "description", "runbook_url", "labels",
 )  # fmt: skip
+_RUNBOOK_URL = re.compile(r"https?://[^\s/?#]+\S*")
 _REQUIRED: Final = ("name", "metric", "op", "threshold", "severity")
 
 
@@ -103,7 +107,9 @@ class Rule:
     for_s: float = 0.0
     keep_firing_for_s: float = 0.0
     severity: str = "warning"
-    summary: str = ""
+    summary: str = ""  # one line; may hold {{ $value }} and {{ $labels.NAME }}
+    description: str = ""  # more detail, same templates
+    runbook_url: str = ""  # what to do about it: sent as an annotation when set
     labels: Labels = ()  # extra labels of the alert, added to the series labels
 
     def __post_init__(self) -> None:
@@ -285,7 +291,9 @@ class _RuleCheck:
         for_s = self._duration("for")
         keep_firing_for_s = self._duration("keep_firing_for")
         severity = self._string("severity", SEVERITIES)
-        summary = self._string("summary")
+        summary = self._text("summary")
+        description = self._text("description")
+        runbook_url = self._runbook_url()
         match = self._labels("match", metric)
         labels = self._labels("labels", metric)
         if not self.ok or name is None or metric is None or op is None or threshold is None:
@@ -293,7 +301,8 @@ class _RuleCheck:
         return Rule(
             name=name, metric=metric, match=match, op=op, threshold=float(threshold),
             for_s=for_s, keep_firing_for_s=keep_firing_for_s, severity=severity or "warning",
-            summary=summary or "", labels=labels,
+            summary=summary or "", description=description or "", runbook_url=runbook_url or "",
+            labels=labels,
         )  # fmt: skip
 
     def _typed(self, key: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -333,6 +342,18 @@ class _RuleCheck:
             self.problem(f"{key} {value!r} is not one of {' '.join(options)}{hint}", key)
             return None
         return value
+
+    def _text(self, key: str) -> str | None:
+        text = self._string(key)
+        for problem in templates.problems(text or ""):
+            self.problem(f"{key}: {problem}", key)
+        return text
+
+    def _runbook_url(self) -> str | None:
+        url = self._string("runbook_url")
+        if url is not None and not _RUNBOOK_URL.fullmatch(url):
+            self.problem(f"runbook_url {url!r} must be an http:// or https:// link", "runbook_url")
+        return url
 
     def _threshold(self) -> float | None:
         value: float | None = self._typed("threshold", (int, float), "a number")

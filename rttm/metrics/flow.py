@@ -59,6 +59,9 @@ def build_flow(settings: MetricsSettings, *, publish: bool = True) -> Dataflow:
     )  # fmt: skip
     raw = op.input("kafka", flow, source)
     outputs = add_engine(raw, settings.engine, settings.rules)
-    sink = MetricsSink(settings.database_url, settings.kafka_config if publish else None)
+    sink = MetricsSink(
+        settings.database_url, settings.kafka_config if publish else None, settings.delivery,
+        settings.rules,
+    )  # fmt: skip
     op.output("postgres", outputs, sink)
     return flow

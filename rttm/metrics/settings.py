@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rttm import config
+from rttm.alerts import receivers
+from rttm.alerts.receivers import Delivery
 from rttm.alerts.rules import Rule, load_rules
 from rttm.config import ConfigError, KafkaSettings
 from rttm.durations import parse_duration
@@ -33,6 +35,7 @@ class MetricsSettings(FlowSettings):
 
     engine: EngineConfig = field(kw_only=True)
     rules: tuple[Rule, ...] = field(kw_only=True)
+    delivery: Delivery = field(kw_only=True, default_factory=Delivery)
 
 
 def _duration(env: Mapping[str, str], name: str, default: str) -> float:
@@ -76,6 +79,7 @@ def from_env(env: Mapping[str, str] = os.environ) -> MetricsSettings:
     """Resolve and check the settings: configuration files first, then the servers."""
     engine = engine_config(env)
     rules = load_rules(_file(env, ENV_ALERT_RULES))
+    delivery = receivers.from_env(env)
     follow = tail(env)
     kafka = KafkaSettings.from_env(env)
     url = config.database_url(env)
@@ -85,5 +89,5 @@ def from_env(env: Mapping[str, str] = os.environ) -> MetricsSettings:
                         for index in range(count))  # fmt: skip
     return MetricsSettings(
         kafka=kafka, database_url=url, topics=TOPICS, partitions=partitions, tail=follow,
-        engine=replace(engine, sources=sources), rules=rules,
+        engine=replace(engine, sources=sources), rules=rules, delivery=delivery,
     )  # fmt: skip

@@ -5,15 +5,17 @@ so a replay after a crash rewrites what it wrote before; a batch is one transact
 by the policy of ``rttm.db.retry`` (with backoff while the database is away; a statement
 PostgreSQL refuses stops the flow instead: retrying it would never end). Transitions are
 published after the commit and acknowledged before the batch is done: at-least-once, keyed
-by rule, each carrying its idempotency key in a header.
+by rule, each carrying its idempotency key in a header. With receivers configured, the same
+transaction writes the alert outbox, which a :class:`~rttm.alerts.outbox.Sender` per
+process delivers (:mod:`rttm.alerts.outbox`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +24,10 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Producer
 
 from rttm import stopping
+from rttm.alerts import outbox
 from rttm.alerts.engine import Transition
+from rttm.alerts.receivers import Delivery
+from rttm.alerts.rules import Rule
 from rttm.db.connect import sink_connection
 from rttm.db.retry import BACKOFF_CAP_S, BACKOFF_START_S, Failure, Retry
 from rttm.metrics.merge import MetricsOutput
@@ -31,7 +36,7 @@ from rttm.registry import ALERT_EVENTS_TOPIC
 
 _LOG = logging.getLogger("rttm.metrics.sink")
 #: The tables of migration 0005 this sink writes.
-TABLES = ("rttm_metrics", "rttm_alerts", "rttm_stuck_trades")
+TABLES = ("rttm_metrics", "rttm_alerts", "rttm_stuck_trades", "rttm_alert_outbox")
 #: How long closing the sink waits for the broker to take the last alert events.
 FLUSH_TIMEOUT_S = 10.0
 OUTAGE = OutageLog(
@@ -65,17 +70,24 @@ def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _labels(labels: Sequence[tuple[str, str]]) -> str:
-    return json.dumps(dict(labels), sort_keys=True)
+_labels = outbox.labels_json
 
 
 class MetricsWriter:
     """One connection (and producer); writes :class:`MetricsOutput` batches durably."""
 
-    def __init__(self, url: str, kafka_config: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        kafka_config: Mapping[str, Any] | None,
+        delivery: Delivery | None = None,
+        notified: Callable[[], None] = lambda: None,
+    ) -> None:
         self._url = url
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._producer = Producer(dict(kafka_config)) if kafka_config is not None else None
+        self._delivery = delivery
+        self._notified = notified  # called after a commit that queued notifications
 
     def write(self, outputs: Sequence[MetricsOutput]) -> None:
         """Commit every row of ``outputs``, then publish their alert transitions."""
@@ -84,13 +96,15 @@ class MetricsWriter:
         retry = Retry("a batch of metrics", OUTAGE)
         while True:
             try:
-                self._commit(self._connection(), outputs)
+                queued = self._commit(self._connection(), outputs, self._delivery)
                 break
             except psycopg.Error as exc:
                 if retry.after(exc) is Failure.LOST and self._conn is not None:
                     self._conn.close()
                     self._conn = None
         OUTAGE.back()
+        if queued:
+            self._notified()
         self._publish(outputs)
 
     def close(self) -> None:
@@ -109,8 +123,11 @@ class MetricsWriter:
 
     @staticmethod
     def _commit(
-        conn: psycopg.Connection[tuple[Any, ...]], outputs: Sequence[MetricsOutput]
-    ) -> None:
+        conn: psycopg.Connection[tuple[Any, ...]],
+        outputs: Sequence[MetricsOutput],
+        delivery: Delivery | None,
+    ) -> bool:
+        """One transaction of every row; returns whether it queued notifications."""
         points = [
             (p.metric, p.window_start, _labels(p.labels), p.window_end, p.value)
             for out in outputs
@@ -133,14 +150,20 @@ class MetricsWriter:
             for out in outputs
             for r in out.recovered
         ]
+        notices = []
+        if delivery is not None and delivery.receivers:
+            notices = outbox.outbox_rows(
+                (t for out in outputs for t in out.transitions), delivery, datetime.now(UTC)
+            )
         with conn.transaction(), conn.cursor() as cur:
             batches: list[tuple[str, list[tuple[Any, ...]]]] = [
                 (UPSERT_POINT, points), (INSERT_TRANSITION, transitions),
-                (INSERT_STUCK, stuck), (MARK_RECOVERED, recovered),
+                (INSERT_STUCK, stuck), (MARK_RECOVERED, recovered), (outbox.ENQUEUE, notices),
             ]  # fmt: skip
             for statement, rows in batches:
                 if rows:
                     cur.executemany(statement, rows)
+        return bool(notices)
 
     def _publish(self, outputs: Sequence[MetricsOutput]) -> None:
         """Hand every transition to the broker and wait until each is acknowledged.
@@ -185,22 +208,53 @@ class MetricsWriter:
 
 
 class _Partition(StatelessSinkPartition[MetricsOutput]):
-    def __init__(self, writer: MetricsWriter) -> None:
-        self._writer = writer
+    def __init__(self, writer: MetricsWriter, release: Callable[[], None]) -> None:
+        self._writer, self._release = writer, release
 
     def write_batch(self, items: list[MetricsOutput]) -> None:
         self._writer.write(items)
 
     def close(self) -> None:
         self._writer.close()
+        self._release()
 
 
 class MetricsSink(DynamicSink[MetricsOutput]):
-    """A writer per worker (only the merge step's worker gets items)."""
+    """A writer per worker (only the merge step's worker gets items).
 
-    def __init__(self, database_url: str, kafka_config: Mapping[str, Any] | None) -> None:
+    With receivers in ``delivery``, the process runs one alert :class:`~outbox.Sender`
+    while any of its partitions is open.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        kafka_config: Mapping[str, Any] | None,
+        delivery: Delivery | None = None,
+        rules: Sequence[Rule] = (),
+    ) -> None:
         self._url, self._kafka_config = database_url, kafka_config
+        self._delivery, self._rules = delivery, tuple(rules)
+        self._lock = threading.Lock()
+        self._sender: outbox.Sender | None = None
+        self._open = 0
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
         """A partition with its own connection and producer."""
-        return _Partition(MetricsWriter(self._url, self._kafka_config))
+        with self._lock:
+            if self._sender is None and self._delivery is not None and self._delivery.receivers:
+                self._sender = outbox.Sender(self._url, self._delivery, self._rules)
+                self._sender.start()
+            self._open += 1
+            notified = self._sender.wake if self._sender is not None else lambda: None
+        writer = MetricsWriter(self._url, self._kafka_config, self._delivery, notified)
+        return _Partition(writer, self._release)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._open -= 1
+            sender = self._sender if self._open == 0 else None
+            if sender is not None:
+                self._sender = None
+        if sender is not None:
+            sender.stop()

@@ -9,13 +9,14 @@ from rttm.views.common import ALERT_COLUMNS, Conn, alert
 #: The latest transition of each alert series (rule, labels): a newer activation of the
 #: series supersedes an older one even if that one was never closed (an engine restarted
 #: without its recovery store does not know to close it).
+LATEST_PER_SERIES = f"""
+SELECT DISTINCT ON (rule, labels) {ALERT_COLUMNS}
+FROM rttm_alerts
+ORDER BY rule, labels, at DESC, started_at DESC,
+         array_position(ARRAY['pending', 'firing', 'resolved', 'inactive'], state) DESC
+"""  # noqa: S608 - a constant column list, no input
 _CURRENT = f"""
-SELECT * FROM (
-    SELECT DISTINCT ON (rule, labels) {ALERT_COLUMNS}
-    FROM rttm_alerts
-    ORDER BY rule, labels, at DESC, started_at DESC,
-             array_position(ARRAY['pending', 'firing', 'resolved', 'inactive'], state) DESC
-) latest
+SELECT * FROM ({LATEST_PER_SERIES}) latest
 WHERE state IN ('pending', 'firing')
 ORDER BY array_position(ARRAY['critical', 'warning', 'info'], severity), started_at
 """  # noqa: S608 - a constant column list, no input

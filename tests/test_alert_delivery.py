@@ -1,0 +1,260 @@
+"""Alert delivery through the outbox to a real Alertmanager and a webhook server.
+
+The metrics sink's writer stores transitions as the flow does; a :class:`Sender` delivers
+them. Receivers go away and come back, refuse, come in pairs; history stays quiet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from rttm.alerts import outbox
+from rttm.alerts.engine import Transition
+from rttm.alerts.notifications import SIGNATURE_HEADER, fingerprint
+from rttm.alerts.receivers import Delivery, from_env
+from rttm.alerts.rules import Rule
+from rttm.metrics.merge import MetricsOutput
+from rttm.metrics.store import MetricsWriter
+from tests.alerting import Alertmanager, WebhookServer, wait_for
+
+pytestmark = pytest.mark.integration
+
+STUCK_RULE = Rule(
+    name="TradeStuck", metric="stuck_trades", op=">", threshold=0, severity="critical",
+    summary="{{ $value }} trades stuck after {{ $labels.stage }}",
+    description="No terminal event at {{ $labels.service }} within the allowed time.",
+    runbook_url="https://runbooks.example/rttm/trade-stuck",
+)  # fmt: skip
+LABELS = (("service", "pms-core"), ("stage", "positioned"))
+DASHBOARD = "http://rttm.example:8000"
+
+
+def transition(
+    state: str, at: datetime, started: datetime | None = None, **extra: Any
+) -> Transition:
+    started = started or at
+    fields: dict[str, Any] = {
+        "rule": "TradeStuck", "labels": LABELS, "state": state, "value": 2.0,
+        "started_at": started, "resolved_at": at if state == "resolved" else None, "at": at,
+        "severity": "critical", "summary": "2 trades stuck after positioned",
+    }  # fmt: skip
+    fields.update(extra)
+    return Transition(**fields)
+
+
+def write(url: str, delivery: Delivery, *transitions: Transition) -> None:
+    writer = MetricsWriter(url, None, delivery)
+    writer.write([MetricsOutput(transitions=list(transitions))])
+    writer.close()
+
+
+def outbox_rows(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT receiver, state, status, attempts, last_error IS NOT NULL"
+            " FROM rttm_alert_outbox ORDER BY id"
+        ).fetchall()
+
+
+@pytest.fixture
+def sender_for(migrated_db: str) -> Iterator[Any]:
+    made: list[outbox.Sender] = []
+
+    def make(delivery: Delivery) -> outbox.Sender:
+        sender = outbox.Sender(migrated_db, delivery, [STUCK_RULE])
+        made.append(sender)
+        return sender
+
+    yield make
+    for sender in made:
+        sender.stop(timeout=1)
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def test_a_firing_alert_reaches_alertmanager_with_its_labels_annotations_and_link(
+    migrated_db: str, alertmanager: Alertmanager, webhook: WebhookServer, sender_for: Any
+) -> None:
+    delivery = from_env(
+        {"RTTM_ALERTMANAGER_URL": alertmanager.url, "RTTM_DASHBOARD_URL": DASHBOARD}
+    )
+    with psycopg.connect(migrated_db) as conn:
+        conn.execute(
+            "INSERT INTO rttm_stuck_trades VALUES ('T/1 x', now(), 'positioned', 'pms-core',"
+            " 'POSITION_UPDATED', now(), NULL)"
+        )
+    started = now() - timedelta(seconds=20)
+    write(migrated_db, delivery, transition("firing", started))
+    sender = sender_for(delivery)
+    assert sender.run_once()
+
+    [held] = alertmanager.alerts()
+    assert held["labels"] == {
+        "alertname": "TradeStuck", "severity": "critical", "service": "pms-core",
+        "stage": "positioned", "source": "rttm",
+    }  # fmt: skip
+    assert held["annotations"] == {
+        "summary": "2 trades stuck after positioned",
+        "description": "No terminal event at pms-core within the allowed time.",
+        "runbook_url": "https://runbooks.example/rttm/trade-stuck",
+    }
+    assert held["generatorURL"] == f"{DASHBOARD}/#trade=T%2F1%20x"
+    assert held["status"]["state"] == "active"
+    assert held["fingerprint"] == fingerprint(held["labels"])
+    assert datetime.fromisoformat(held["startsAt"]) == started
+    assert datetime.fromisoformat(held["endsAt"]) > now() + timedelta(minutes=3)  # 4 resends
+    assert outbox_rows(migrated_db) == [
+        (f"alertmanager {alertmanager.url}", "firing", "delivered", 0, False)
+    ]
+
+    resolved_at = now()
+    write(migrated_db, delivery, transition("resolved", resolved_at, started))
+    assert sender.run_once()
+    assert alertmanager.alerts() == []  # resolved: Alertmanager lists it no longer
+    notified = wait_for(lambda: [p for p in webhook.payloads() if p["status"] == "resolved"])
+    assert notified[0]["alerts"][0]["labels"]["alertname"] == "TradeStuck"
+    assert datetime.fromisoformat(notified[0]["alerts"][0]["endsAt"]) == resolved_at
+
+
+def test_an_alert_that_fires_while_alertmanager_is_down_arrives_when_it_is_back(
+    migrated_db: str, alertmanager: Alertmanager, sender_for: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    delivery = from_env({"RTTM_ALERTMANAGER_URL": alertmanager.url})
+    alertmanager.stop()
+    write(migrated_db, delivery, transition("firing", now()))
+    sender = sender_for(delivery)
+    with caplog.at_level(logging.WARNING, "rttm.alerts.delivery"):
+        sender.run_once()
+        sender.run_once()  # within the backoff: no second call, no second log line
+    [(_, _, status, attempts, has_error)] = outbox_rows(migrated_db)
+    assert (status, attempts, has_error) == ("due", 1, True)
+    outage = [r.getMessage() for r in caplog.records]
+    assert len(outage) == 1, outage
+    assert "unavailable" in outage[0]
+
+    alertmanager.start()
+
+    def delivered() -> bool:
+        sender.run_once()
+        return bool(outbox_rows(migrated_db)[0][2] == "delivered")
+
+    wait_for(delivered, timeout=15)
+    assert [a["labels"]["alertname"] for a in alertmanager.alerts()] == ["TradeStuck"]
+
+
+def test_an_ha_pair_of_alertmanagers_both_receive_every_alert(
+    migrated_db: str, alertmanager: Alertmanager, tmp_path: Any, webhook: WebhookServer,
+    sender_for: Any,
+) -> None:  # fmt: skip
+    (tmp_path / "second").mkdir()
+    second = Alertmanager(tmp_path / "second", webhook.url)
+    second.start()
+    try:
+        delivery = from_env({"RTTM_ALERTMANAGER_URL": f"{alertmanager.url}, {second.url}"})
+        write(migrated_db, delivery, transition("firing", now()))
+        sender_for(delivery).run_once()
+        for manager in (alertmanager, second):
+            assert [a["labels"]["alertname"] for a in manager.alerts()] == ["TradeStuck"]
+        assert [row[2] for row in outbox_rows(migrated_db)] == ["delivered", "delivered"]
+    finally:
+        second.stop()
+
+
+def test_the_webhook_gets_version_4_payloads_signed_with_the_secret(
+    migrated_db: str, webhook: WebhookServer, sender_for: Any
+) -> None:
+    secret = "s3cret"  # noqa: S105 - the test's own
+    delivery = from_env({"RTTM_ALERT_WEBHOOK_URL": webhook.url, "RTTM_ALERT_WEBHOOK_SECRET": secret,
+                         "RTTM_DASHBOARD_URL": DASHBOARD})  # fmt: skip
+    sender = sender_for(delivery)
+    started = now() - timedelta(seconds=30)
+    write(migrated_db, delivery, transition("firing", started))
+    assert sender.run_once()
+    write(migrated_db, delivery, transition("resolved", now(), started))
+    assert sender.run_once()
+
+    assert len(webhook.received) == 2
+    for request in webhook.received:
+        expected = "sha256=" + hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
+        assert request.headers[SIGNATURE_HEADER.lower()] == expected
+    firing, resolved = webhook.payloads()
+    assert firing["version"] == "4"
+    assert firing["status"] == "firing"
+    assert resolved["status"] == "resolved"
+    assert firing["groupLabels"] == {"alertname": "TradeStuck"}
+    assert firing["commonLabels"]["source"] == "rttm"
+    assert firing["externalURL"] == DASHBOARD
+    assert {"receiver", "groupKey", "truncatedAlerts", "commonAnnotations"} <= firing.keys()
+    [alert] = firing["alerts"]
+    assert alert["status"] == "firing"
+    assert alert["endsAt"] == "0001-01-01T00:00:00Z"
+    assert alert["fingerprint"] == fingerprint(alert["labels"])
+    assert resolved["alerts"][0]["status"] == "resolved"
+
+
+def test_a_receiver_that_refuses_is_reported_once_and_not_retried(
+    migrated_db: str, webhook: WebhookServer, sender_for: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    webhook.status = 400
+    delivery = from_env({"RTTM_ALERT_WEBHOOK_URL": webhook.url})
+    write(migrated_db, delivery, transition("firing", now()))
+    sender = sender_for(delivery)
+    with caplog.at_level(logging.ERROR, "rttm.alerts.delivery"):
+        for _ in range(3):
+            sender.run_once()
+    assert len(webhook.received) == 1
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("SELECT status, last_error FROM rttm_alert_outbox").fetchall() == [
+            ("refused", "HTTP 400: bad payload")
+        ]
+    [report] = [r.getMessage() for r in caplog.records]
+    assert "refused 1 alert(s) (TradeStuck): HTTP 400: bad payload" in report
+
+
+def test_history_older_than_the_horizon_is_stored_but_sent_to_nobody(
+    migrated_db: str, alertmanager: Alertmanager, webhook: WebhookServer, sender_for: Any
+) -> None:
+    delivery = from_env({"RTTM_ALERTMANAGER_URL": alertmanager.url,
+                         "RTTM_ALERT_WEBHOOK_URL": webhook.url})  # fmt: skip
+    yesterday = now() - timedelta(days=1)
+    write(migrated_db, delivery, transition("firing", yesterday),
+          transition("resolved", yesterday + timedelta(minutes=5), yesterday))  # fmt: skip
+    sender_for(delivery).run_once()
+    assert {row[2] for row in outbox_rows(migrated_db)} == {"history"}
+    assert alertmanager.alerts() == []
+    assert webhook.received == []
+
+
+def test_one_sender_per_database_works_at_a_time(
+    migrated_db: str, webhook: WebhookServer, sender_for: Any
+) -> None:
+    delivery = from_env({"RTTM_ALERT_WEBHOOK_URL": webhook.url})
+    first, second = sender_for(delivery), sender_for(delivery)
+    assert first.run_once()
+    assert not second.run_once()
+    first.stop(timeout=1)  # its session ends, and the lock with it
+    assert second.run_once()
+
+
+def test_a_replay_of_a_transition_queues_nothing_new(
+    migrated_db: str, webhook: WebhookServer, sender_for: Any
+) -> None:
+    delivery = from_env({"RTTM_ALERT_WEBHOOK_URL": webhook.url})
+    sender = sender_for(delivery)
+    firing = transition("firing", now())
+    write(migrated_db, delivery, firing)
+    assert sender.run_once()
+    write(migrated_db, delivery, firing)  # the flow replays the window after a crash
+    assert sender.run_once()
+    assert len(webhook.received) == 1
+    assert [row[2] for row in outbox_rows(migrated_db)] == ["delivered"]
