@@ -221,16 +221,23 @@ def test_a_receiver_that_refuses_is_reported_once_and_not_retried(
     assert "refused 1 alert(s) (TradeStuck): HTTP 400: bad payload" in report
 
 
-def test_history_older_than_the_horizon_is_stored_but_sent_to_nobody(
+def test_a_replayed_day_of_history_is_stored_but_sent_to_nobody(
     migrated_db: str, alertmanager: Alertmanager, webhook: WebhookServer, sender_for: Any
 ) -> None:
     delivery = from_env({"RTTM_ALERTMANAGER_URL": alertmanager.url,
                          "RTTM_ALERT_WEBHOOK_URL": webhook.url})  # fmt: skip
-    yesterday = now() - timedelta(days=1)
-    write(migrated_db, delivery, transition("firing", yesterday),
-          transition("resolved", yesterday + timedelta(minutes=5), yesterday))  # fmt: skip
-    sender_for(delivery).run_once()
-    assert {row[2] for row in outbox_rows(migrated_db)} == {"history"}
+    day_ago = now() - timedelta(days=1)
+    day: list[Transition] = []
+    for hour in range(24):  # a stuck trade each hour of yesterday, cleared five minutes later
+        started = day_ago + timedelta(hours=hour)
+        day += [transition("firing", started),
+                transition("resolved", started + timedelta(minutes=5), started)]  # fmt: skip
+    write(migrated_db, delivery, *day)
+    sender = sender_for(delivery)
+    assert sender.run_once()
+    rows = outbox_rows(migrated_db)
+    assert len(rows) == 24 * 2 * 2  # every transition, for each receiver
+    assert {row[2] for row in rows} == {"history"}
     assert alertmanager.alerts() == []
     assert webhook.received == []
 
@@ -258,3 +265,37 @@ def test_a_replay_of_a_transition_queues_nothing_new(
     assert sender.run_once()
     assert len(webhook.received) == 1
     assert [row[2] for row in outbox_rows(migrated_db)] == ["delivered"]
+
+
+def add_window(url: str, start: datetime) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO rttm_metrics (metric, window_start, labels, window_end, value)"
+            " VALUES ('events', %s, '{}', %s, 1)",
+            (start, start + timedelta(seconds=10)),
+        )
+
+
+def test_firing_alerts_are_resent_while_the_flow_is_live_and_not_while_it_catches_up(
+    migrated_db: str, alertmanager: Alertmanager, sender_for: Any
+) -> None:
+    delivery = from_env({"RTTM_ALERTMANAGER_URL": alertmanager.url, "RTTM_ALERT_RESEND": "1s"})
+    started = now() - timedelta(hours=2)  # fired long ago, still firing: a history row
+    write(migrated_db, delivery, transition("firing", started))
+    add_window(migrated_db, now() - timedelta(hours=1))  # the flow is an hour behind
+    sender = sender_for(delivery)
+    assert sender.run_once()
+    assert alertmanager.alerts() == []
+
+    add_window(migrated_db, now() - timedelta(seconds=10))  # caught up with the present
+    wait_for(lambda: sender.run_once() and alertmanager.alerts(), timeout=5)
+    [first] = alertmanager.alerts()
+    assert datetime.fromisoformat(first["startsAt"]) == started
+    assert [row[2] for row in outbox_rows(migrated_db)] == ["delivered"]
+
+    def extended() -> bool:
+        sender.run_once()
+        [again] = alertmanager.alerts()
+        return datetime.fromisoformat(again["endsAt"]) > datetime.fromisoformat(first["endsAt"])
+
+    wait_for(extended, timeout=5)

@@ -28,6 +28,7 @@ from rttm.kafka_topics import partition_counts
 from rttm.registry import ALERT_EVENTS_TOPIC
 from rttm.simulator import scenario
 from rttm.simulator.engine import Simulation
+from tests.alerting import Alertmanager, WebhookServer
 from tests.ingest_helpers import REPO, create_topics, flow_env, produce
 from tests.test_ingest_resilience import migrated
 
@@ -80,11 +81,13 @@ def alert_events(kafka: KafkaSettings) -> list[dict[str, Any]]:
 
 
 def test_metrics_flow_matches_the_simulation_and_a_replay_changes_nothing(
-    kafka: KafkaSettings, migrated_db: str
+    kafka: KafkaSettings, migrated_db: str, alertmanager: Alertmanager, webhook: WebhookServer
 ) -> None:
     create_topics(kafka)
     events = simulate(kafka, seconds=90, rate=30)
-    env = flow_env(kafka, migrated_db)
+    # Receivers are configured, but the run is history (March 2026): nobody is paged.
+    env = flow_env(kafka, migrated_db, RTTM_ALERTMANAGER_URL=alertmanager.url,
+                   RTTM_ALERT_WEBHOOK_URL=webhook.url)  # fmt: skip
 
     first = run_metrics(env)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -106,6 +109,12 @@ def test_metrics_flow_matches_the_simulation_and_a_replay_changes_nothing(
     published = alert_events(kafka)
     stored = table(migrated_db, "SELECT rule, state FROM rttm_alerts")
     assert sorted((e["rule"], e["state"]) for e in published) == sorted(stored)
+    owed = table(migrated_db, "SELECT receiver, rule, state, status FROM rttm_alert_outbox")
+    notifying = [(rule, state) for rule, state in stored if state in ("firing", "resolved")]
+    assert sorted((rule, state) for _, rule, state, _ in owed) == sorted(notifying * 2)
+    assert {status for *_, status in owed} == {"history"}
+    assert alertmanager.alerts() == []
+    assert webhook.received == []
 
     before = metrics_rows(migrated_db)
     again = run_metrics(env)
