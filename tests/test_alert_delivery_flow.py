@@ -133,8 +133,11 @@ def test_a_flow_killed_before_delivering_delivers_after_its_restart_once(
 
     def stuck_firing() -> list[dict[str, Any]]:
         alerts = [a for p in webhook.payloads() for a in p["alerts"]]
-        return [a for a in alerts
-                if a["labels"]["alertname"] == "TradeStuck" and a["status"] == "firing"]  # fmt: skip
+        return [
+            a
+            for a in alerts
+            if a["labels"]["alertname"] == "TradeStuck" and a["status"] == "firing"
+        ]
 
     wait_for(stuck_firing, timeout=60)
     time.sleep(3)  # time for a second delivery to show, were there one
