@@ -35,3 +35,20 @@ def parse_duration(text: str) -> float:
         msg = f"invalid duration {text!r}: units go from largest to smallest, each once ('1h30m')"
         raise ValueError(msg)
     return sum(float(number) * _UNITS[unit] for number, unit in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as :func:`parse_duration` and Prometheus read it: ``1m30s``, ``500ms``, ``0s``.
+
+    Whole units from days down to milliseconds; a remainder below 1 ms is dropped.
+    """
+    millis = round(seconds * 1000)
+    if millis <= 0:
+        return "0s"
+    parts = []
+    for unit in ("d", "h", "m", "s", "ms"):
+        size = round(_UNITS[unit] * 1000)
+        count, millis = divmod(millis, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

@@ -1,19 +1,23 @@
-"""``rttm rules``: check alert-rules files and run their unit tests."""
+"""``rttm rules``: check alert-rules files, run their unit tests, export them for Prometheus."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
-from rttm.alerts import rule_tests, rules
-from rttm.cli import Subcommands
+from rttm.alerts import prometheus_rules, rule_tests, rules
+from rttm.cli import Subcommands, say
+from rttm.errors import RttmError
+from rttm.metrics.settings import ENV_ALERT_RULES
 
 DEFAULT_RULES = "the shipped default rules"
 
 
 def register(commands: Subcommands) -> None:
-    """Add ``rttm rules check [FILE...]`` and ``rttm rules test [FILE...]``."""
-    parser = commands.add_parser("rules", help="check alert rules and run their tests")
+    """Add ``rttm rules check|test [FILE...]`` and ``rttm rules export --prometheus OUT``."""
+    parser = commands.add_parser("rules", help="check alert rules, run their tests, export them")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = actions.add_parser(
         "check",
@@ -31,6 +35,17 @@ def register(commands: Subcommands) -> None:
     )
     test.add_argument("files", nargs="*", type=Path, metavar="FILE")
     test.set_defaults(run=_test)
+    export = actions.add_parser(
+        "export",
+        help="write the rules as Prometheus alerting rules over rttm serve's /metrics",
+        description="Writes RULES (default: $RTTM_ALERT_RULES, else the shipped rules) as a "
+        "Prometheus rules file, for a Prometheus that scrapes `rttm serve`. A rule Prometheus "
+        "cannot evaluate as RTTM does is exported as its nearest equivalent, with a comment.",
+    )
+    export.add_argument("--prometheus", type=Path, required=True, metavar="OUT",
+                        help="the file to write ('-': standard output)")  # fmt: skip
+    export.add_argument("rules", nargs="?", type=Path, metavar="RULES")
+    export.set_defaults(run=_export)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -62,3 +77,22 @@ def _test(args: argparse.Namespace) -> int:
         else:
             print(f"{path}: PASS")
     return status
+
+
+def _export(args: argparse.Namespace) -> int:
+    source: Path | None = args.rules
+    if source is None and os.environ.get(ENV_ALERT_RULES, "").strip():
+        source = Path(os.environ[ENV_ALERT_RULES].strip())
+    found = rules.load_rules(source)
+    text = prometheus_rules.export(found, str(source) if source else DEFAULT_RULES)
+    if str(args.prometheus) == "-":
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.prometheus.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        msg = f"cannot write {args.prometheus}: {exc.strerror}"
+        raise RttmError(msg) from None
+    say(f"wrote {len(found)} rules to {args.prometheus} (check: promtool check rules "
+        f"{args.prometheus})")  # fmt: skip
+    return 0

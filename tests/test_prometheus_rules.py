@@ -1,0 +1,95 @@
+"""``rttm rules export --prometheus``: promtool accepts the file, and Prometheus fires the
+exported rules with the same labels and the same annotation text as RTTM renders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from rttm.alerts import templates
+from rttm.alerts.rules import load_rules
+from tests.ingest_helpers import REPO
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("promtool")
+    assert binary, "promtool is not installed: run ./dev setup (Debian package prometheus)"
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def export(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rttm", "rules", "export", "--prometheus", str(out), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_promtool_accepts_the_exported_shipped_rules(tmp_path: Path) -> None:
+    out = tmp_path / "rttm.rules.yml"
+    result = export(out)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote 9 rules to {out}" in result.stderr
+    checked = promtool("check", "rules", str(out))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 9 rules found" in checked.stdout
+    text = out.read_text()
+    assert "# Not expressible in PromQL: RTTM finds stuck trades per trade" in text
+    assert 'expr: "rttm_e2e_latency_ms{quantile=\\"p99\\"} > 5000"' in text
+
+
+def test_prometheus_fires_the_exported_rules_with_rttms_labels_and_text(tmp_path: Path) -> None:
+    rules_file = tmp_path / "rules.toml"
+    rules_file.write_text(
+        '[[rules]]\nname = "LagHuge"\nmetric = "queue_lag"\nmatch = { topic = "trade-valid" }\n'
+        'op = ">"\nthreshold = 1e6\nfor = "1m"\nkeep_firing_for = "30s"\nseverity = "critical"\n'
+        'summary = "{{ $labels.service }} lags {{ $value }} on {{ $labels.topic }}"\n'
+        'description = "partition {{$labels.partition}}, missing label \\"{{ $labels.nope }}\\""\n'
+        'runbook_url = "https://runbooks.example/lag"\nlabels = { team = "pms" }\n'
+        '\n[[rules]]\nname = "DlqShare"\nmetric = "dlq_ratio"\nop = ">="\nthreshold = 0.25\n'
+        'severity = "warning"\nsummary = "DLQ share {{ $value }}"\n'
+    )  # fmt: skip
+    out = tmp_path / "exported.yml"
+    assert export(out, str(rules_file)).returncode == 0
+    lag, dlq = load_rules(rules_file)
+    lag_labels = {"service": "pms-core", "topic": "trade-valid", "partition": "3"}
+    series = 'rttm_queue_lag{service="pms-core",topic="trade-valid",partition="3"}'
+
+    def expected(rule_value: float, labels: dict[str, str], rule: object) -> dict[str, str]:
+        found = {name: templates.render(getattr(rule, name), rule_value, labels)
+                 for name in ("summary", "description")}  # fmt: skip
+        found["runbook_url"] = rule.runbook_url
+        return {name: text for name, text in found.items() if text}
+
+    test = {
+        "rule_files": [str(out)],
+        "evaluation_interval": "10s",
+        "tests": [{
+            "interval": "10s",
+            "input_series": [
+                {"series": series, "values": "1234567x12"},
+                {"series": "rttm_dlq_ratio", "values": "0.25x3"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "30s", "alertname": "LagHuge", "exp_alerts": []},  # still pending
+                {"eval_time": "70s", "alertname": "LagHuge", "exp_alerts": [{
+                    "exp_labels": {**lag_labels, "severity": "critical", "team": "pms"},
+                    "exp_annotations": expected(1234567.0, lag_labels, lag),
+                }]},
+                {"eval_time": "10s", "alertname": "DlqShare", "exp_alerts": [{
+                    "exp_labels": {"severity": "warning"},
+                    "exp_annotations": expected(0.25, {}, dlq),
+                }]},
+            ],
+        }],
+    }  # fmt: skip
+    assert expected(1234567.0, lag_labels, lag)["summary"] == (
+        "pms-core lags 1.234567e+06 on trade-valid"  # Go's formatting of the value
+    )
+    test_file = tmp_path / "test.yml"
+    test_file.write_text(json.dumps(test))  # JSON is YAML
+    result = promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
