@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from rttm.alerts import templates
-from rttm.alerts.rules import load_rules
+from rttm.alerts.rules import Rule, load_rules
 from tests.ingest_helpers import REPO
 
 
@@ -57,10 +57,12 @@ def test_prometheus_fires_the_exported_rules_with_rttms_labels_and_text(tmp_path
     lag_labels = {"service": "pms-core", "topic": "trade-valid", "partition": "3"}
     series = 'rttm_queue_lag{service="pms-core",topic="trade-valid",partition="3"}'
 
-    def expected(rule_value: float, labels: dict[str, str], rule: object) -> dict[str, str]:
-        found = {name: templates.render(getattr(rule, name), rule_value, labels)
-                 for name in ("summary", "description")}  # fmt: skip
-        found["runbook_url"] = rule.runbook_url
+    def expected(rule_value: float, labels: dict[str, str], rule: Rule) -> dict[str, str]:
+        found = {
+            "summary": templates.render(rule.summary, rule_value, labels),
+            "description": templates.render(rule.description, rule_value, labels),
+            "runbook_url": rule.runbook_url,
+        }
         return {name: text for name, text in found.items() if text}
 
     test = {
