@@ -30,6 +30,8 @@ STAGES = ("created", "captured", "validated", "positioned", "analysed", "ranked"
 #: Each service's TPS in the newest seeded window; the page shows their sum, "15.0".
 TPS_PER_SERVICE = 2.5
 SCRIPT_MESSAGE = "<script>alert(1)</script>"
+#: A receiver's answer is its own text, markup included: the page shows it as text.
+DELIVERY_ERROR = "HTTP 503: <b>maintenance</b>"
 MARKUP_REASON = '<img src=x onerror="alert(2)">'
 DLQ_TOPIC = "trade-dlq"
 
@@ -48,6 +50,12 @@ INSERT INTO rttm_trade_events (event_id, trade_id, service_name, event_type, eve
     source_queue, target_queue, topic_name, queue_partition, queue_offset, event_time, message,
     dedupe_key, kafka_partition, kafka_offset)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, %s)
+"""
+#: The TradeStuck notification, failed twice at an Alertmanager that answers 503.
+INSERT_OUTBOX = """
+INSERT INTO rttm_alert_outbox (receiver, rule, labels, started_at, state, status, attempts,
+    last_error)
+VALUES ('alertmanager http://am.example:9093', 'TradeStuck', %s, %s, 'firing', 'due', 2, %s)
 """
 INSERT_DLQ = """
 INSERT INTO rttm_dlq_events (trade_id, service_name, topic_name, reason, event_time, dedupe_key,
@@ -229,5 +237,6 @@ def seed(url: str, now: datetime | None = None) -> Seeded:
         cur.executemany(INSERT_ALERT, alerts)
         cur.execute(INSERT_STUCK, (stuck, stuck_last, "positioned", "pms-core",
                                    "POSITION_UPDATED", detected))  # fmt: skip
+        cur.execute(INSERT_OUTBOX, (stuck_labels, detected, DELIVERY_ERROR))
     return Seeded(completed=completed, rejected=rejected, stuck=stuck, last_window=newest,
                   tps_now=TPS_PER_SERVICE * len(SERVICES))  # fmt: skip

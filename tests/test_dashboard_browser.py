@@ -31,6 +31,7 @@ from playwright.sync_api import (
 from rttm.stack.processes import LOCALHOST, free_port
 from rttm.web.app import create_app
 from tests.dashboard_data import (
+    DELIVERY_ERROR,
     MARKUP_REASON,
     SCRIPT_MESSAGE,
     WINDOW,
@@ -156,7 +157,11 @@ def test_status_panels_update_live(dashboard: Dashboard) -> None:
     expect(page.locator("#tps-now")).to_have_text(f"{seeded.tps_now:.1f}")
     expect(page.locator("#stuck-list")).to_contain_text(seeded.stuck)
     expect(page.locator("#alerts-firing")).to_contain_text("TradeStuck")
-    expect(page.locator("#alerts-firing .badge")).to_have_text("critical")
+    expect(page.locator("#alerts-firing .alert-head .badge")).to_have_text("critical")
+    expect(page.locator("#alerts-firing")).to_contain_text(
+        f"notification retrying {DELIVERY_ERROR}"
+    )
+    expect(page.locator("#alerts-firing b")).to_have_count(0)
     expect(page.locator("#firing-count")).to_have_text("1 firing")
     expect(page.locator("#alerts-pending")).to_contain_text("nothing pending")
     expect(page.locator("#alerts-recent tr")).to_have_count(3)

@@ -58,12 +58,20 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def manager_labels(rule: str, labels: Mapping[str, str], severity: str) -> dict[str, str]:
+    """The Alertmanager labels of an alert: ``alertname``, ``severity``, ``source="rttm"``.
+
+    Then its own labels, empty values dropped (to Prometheus, an empty label is none).
+    """
+    found = {name: value for name, value in labels.items() if value}
+    found.update(alertname=rule, severity=severity)
+    found.update((SOURCE_LABEL,))
+    return dict(sorted(found.items()))
+
+
 def alert_labels(record: AlertRecord) -> dict[str, str]:
-    """The Alertmanager labels: empty values dropped (Prometheus: an empty label is none)."""
-    labels = {name: value for name, value in record.labels.items() if value}
-    labels.update(alertname=record.rule, severity=record.severity)
-    labels.update((SOURCE_LABEL,))
-    return dict(sorted(labels.items()))
+    """:func:`manager_labels` of a stored transition."""
+    return manager_labels(record.rule, record.labels, record.severity)
 
 
 def alert_annotations(record: AlertRecord, rule: Rule | None) -> dict[str, str]:

@@ -137,8 +137,8 @@ def _receiver(kind: Kind, name: str, raw: str) -> Receiver:
     return Receiver(kind, url, base)
 
 
-def from_env(env: Mapping[str, str] = os.environ) -> Delivery:
-    """The delivery settings of the environment (none configured: nothing is sent)."""
+def alertmanagers(env: Mapping[str, str] = os.environ) -> tuple[Receiver, ...]:
+    """The Alertmanagers of ``RTTM_ALERTMANAGER_URL`` (none: an empty tuple)."""
     managers = tuple(
         _receiver("alertmanager", ENV_ALERTMANAGER, part)
         for part in env.get(ENV_ALERTMANAGER, "").split(",")
@@ -147,6 +147,12 @@ def from_env(env: Mapping[str, str] = os.environ) -> Delivery:
     if len({m.base for m in managers}) != len(managers):
         msg = f"{ENV_ALERTMANAGER}: the same Alertmanager is listed twice"
         raise ConfigError(msg)
+    return managers
+
+
+def from_env(env: Mapping[str, str] = os.environ) -> Delivery:
+    """The delivery settings of the environment (none configured: nothing is sent)."""
+    managers = alertmanagers(env)
     raw_webhook = env.get(ENV_WEBHOOK, "").strip()
     webhook = _receiver("webhook", ENV_WEBHOOK, raw_webhook) if raw_webhook else None
     secret = env.get(ENV_WEBHOOK_SECRET, "")

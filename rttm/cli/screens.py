@@ -88,6 +88,24 @@ def alert_rows(alerts: Sequence[dict[str, Any]]) -> list[Sequence[object]]:
 
 
 ALERT_COLUMNS = ("state", "severity", "rule", "labels", "value", "since", "at")
+ACTIVE_COLUMNS = (*ALERT_COLUMNS, "delivery", "silenced")
+
+
+def active_alert_rows(alerts: Sequence[dict[str, Any]]) -> list[Sequence[object]]:
+    """Rows of the active-alerts table: an alert's row, its delivery and its silences."""
+    return [
+        (
+            *row,
+            _delivery(a),
+            "-" if a["silenced_by"] is None else ", ".join(a["silenced_by"]) or "no",
+        )
+        for row, a in zip(alert_rows(alerts), alerts, strict=True)
+    ]
+
+
+def _delivery(alert: dict[str, Any]) -> str:
+    shown = alert["delivery"] or "-"
+    return f"{shown} ({alert['delivery_error']})" if alert["delivery_error"] else shown
 
 
 def status_screen(data: dict[str, Any]) -> list[Block]:
@@ -182,6 +200,6 @@ def trace_screen(data: dict[str, Any]) -> list[Block]:
 def alerts_screen(data: dict[str, Any]) -> list[Block]:
     """The blocks of ``rttm alerts``."""
     return [
-        Block("active alerts", ALERT_COLUMNS, alert_rows(data["firing"] + data["pending"])),
+        Block("active alerts", ACTIVE_COLUMNS, active_alert_rows(data["firing"] + data["pending"])),
         Block("recent transitions", ALERT_COLUMNS, alert_rows(data["recent"])),
     ]

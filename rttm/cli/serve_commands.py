@@ -8,6 +8,7 @@ import logging
 import uvicorn
 
 from rttm import config, logs, stopping
+from rttm.alerts import receivers
 from rttm.cli import Subcommands, say
 from rttm.metrics.settings import pipeline_from_env
 from rttm.stack.processes import LOCALHOST
@@ -33,12 +34,13 @@ def register(commands: Subcommands) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     logs.setup()
+    managers = receivers.alertmanagers()  # a bad URL fails here, in one line
     url = config.database_url()
     with open_view(url):  # fail now, in one line, if the database cannot be reached
         pass
     anywhere = args.host in ("0.0.0.0", "::")  # noqa: S104 - the user asked for it
     hosts = None if anywhere else [args.host, "localhost", LOCALHOST]
-    app = create_app(url, pipeline_from_env(), allowed_hosts=hosts)
+    app = create_app(url, pipeline_from_env(), allowed_hosts=hosts, alertmanagers=managers)
     say(f"dashboard on http://{args.host}:{args.port}/ (API schema: /openapi.json; Ctrl-C stops)")
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then passes the signal on to the
     # handlers it found: ours, which note it instead of ending the process mid-sentence.

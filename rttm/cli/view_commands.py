@@ -1,13 +1,16 @@
 """``rttm trace`` / ``status`` / ``alerts``: what an operator looks at, in the terminal.
 
 Tables in a terminal, plain text when piped, ``--json`` for scripts; ``--watch`` redraws
-every ``--interval`` seconds until Ctrl-C.
+every ``--interval`` seconds until Ctrl-C. ``rttm alerts silence`` creates a silence in
+Alertmanager.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +20,9 @@ import psycopg
 from rich.console import Console
 
 from rttm import config
-from rttm.cli import Subcommands, screens
+from rttm.alerts import receivers, silences
+from rttm.cli import Subcommands, say, screens
+from rttm.durations import format_duration, parse_duration
 from rttm.errors import RttmError
 from rttm.metrics.settings import pipeline_from_env
 from rttm.views import alerts, status, trace
@@ -66,11 +71,53 @@ def register(commands: Subcommands) -> None:
                             help="period of the averages and counts (default 15)")  # fmt: skip
     _common(status_cmd)
     status_cmd.set_defaults(run=_status)
-    alerts_cmd = commands.add_parser("alerts", help="firing and pending alerts, recent changes")
+    alerts_cmd = commands.add_parser(
+        "alerts", help="firing and pending alerts, recent changes; silence alerts",
+        description="Active alerts with how their notification went (delivered, retrying, "
+        "queued, refused, history, not configured) and, with RTTM_ALERTMANAGER_URL set, the "
+        "Alertmanager silences muting them; then the latest transitions.",
+    )  # fmt: skip
     alerts_cmd.add_argument("--limit", type=bounded(int, 1, 1000), default=50,
                             help="recent transitions shown (1-1000)")  # fmt: skip
     _common(alerts_cmd)
     alerts_cmd.set_defaults(run=_alerts)
+    actions = alerts_cmd.add_subparsers(dest="action", metavar="ACTION", required=False)
+    silence = actions.add_parser(
+        "silence", help="silence a rule's alerts in Alertmanager (RTTM_ALERTMANAGER_URL)",
+        description="Creates a silence in Alertmanager for RTTM's alerts of RULE whose labels "
+        "equal every LABEL=VALUE given, and prints its id.",
+    )  # fmt: skip
+    silence.add_argument("rule", metavar="RULE", help="the rule's name (alertname)")
+    silence.add_argument("matchers", nargs="*", type=_matcher, metavar="LABEL=VALUE",
+                         help="only alerts with this label value")  # fmt: skip
+    silence.add_argument("--for", dest="duration", type=_duration, required=True, metavar="D",
+                         help="how long, such as 30m or 2h")  # fmt: skip
+    silence.add_argument("--comment", required=True, help="why (shown in Alertmanager)")
+    silence.add_argument("--author", default=None,
+                         help="who (default: the login name)")  # fmt: skip
+    silence.set_defaults(run=_silence)
+
+
+_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _matcher(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not _LABEL_NAME.fullmatch(name):
+        msg = f"expected LABEL=VALUE with a label name [A-Za-z_][A-Za-z0-9_]*, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return name, value
+
+
+def _duration(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        msg = f"must be longer than 0s, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return seconds
 
 
 def _show(
@@ -111,4 +158,18 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _alerts(args: argparse.Namespace) -> int:
-    return _show(args, lambda conn: alerts.alerts(conn, args.limit), screens.alerts_screen)
+    lookup = silences.SilencedLookup(receivers.alertmanagers())
+    return _show(
+        args, lambda conn: alerts.alerts(conn, args.limit, lookup.silenced()), screens.alerts_screen
+    )
+
+
+def _silence(args: argparse.Namespace) -> int:
+    author = args.author or getpass.getuser()
+    silence_id, manager = silences.create(
+        receivers.alertmanagers(), args.rule, dict(args.matchers), args.duration, args.comment,
+        author,
+    )  # fmt: skip
+    print(silence_id, flush=True)
+    say(f"silenced {args.rule} for {format_duration(args.duration)} in {manager.name}")
+    return 0

@@ -23,6 +23,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from rttm import __version__, health
+from rttm.alerts.receivers import Receiver
+from rttm.alerts.silences import SilencedLookup
 from rttm.errors import RttmError
 from rttm.metrics import pipeline as pipelines
 from rttm.metrics.pipeline import Pipeline
@@ -42,11 +44,13 @@ def create_app(
     database_url: str,
     pipeline: Pipeline | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    alertmanagers: Sequence[Receiver] = (),
 ) -> FastAPI:
     """The app for the database at ``database_url`` (the pipeline names trade stages).
 
     ``allowed_hosts``: the ``Host`` headers to answer (a page of another site that rebinds
-    its name to 127.0.0.1 must not read the API); None answers any.
+    its name to 127.0.0.1 must not read the API); None answers any. ``alertmanagers``: where
+    ``/api/alerts`` learns which alerts are silenced.
     """
     stages = pipeline or pipelines.load()
     about = "Real-time trade monitoring: status, alerts and trade traces."
@@ -58,6 +62,7 @@ def create_app(
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(database_url))
+    silenced = SilencedLookup(alertmanagers)
 
     @app.middleware("http")
     async def security_headers(
@@ -85,7 +90,7 @@ def create_app(
     @app.get("/api/alerts", summary="Firing and pending alerts, and recent transitions")
     def get_alerts(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
         with open_view(database_url) as conn:
-            return alert_view.alerts(conn, limit)
+            return alert_view.alerts(conn, limit, silenced.silenced())
 
     @app.get("/api/trace/{trade_id:path}", summary="One trade's timeline across services",
              responses={404: {"description": "no event of this trade is stored"}})  # fmt: skip

@@ -119,6 +119,8 @@
   const STATE = { firing: "badge-bad", pending: "badge-warn", resolved: "badge-ok", inactive: "badge-muted" };
   const OUTCOME = { completed: "badge-ok", rejected: "badge-bad", "in flight": "badge-info" };
   const EVENT_STATUS = { SUCCESS: "badge-ok", FAILURE: "badge-bad", FAILED: "badge-bad", RETRY: "badge-warn" };
+  // How an alert's notification went (see rttm/views/alerts.py).
+  const DELIVERY = { delivered: "badge-ok", retrying: "badge-warn", queued: "badge-info", refused: "badge-bad", history: "badge-muted", "not configured": "badge-muted" };
   const LEVEL = { ERROR: "badge-bad", FATAL: "badge-bad", WARN: "badge-warn", WARNING: "badge-warn", INFO: "badge-info" };
 
   function badge(value, classes) {
@@ -336,6 +338,18 @@
         el("span", { class: "labels", text: fmtLabels(a.labels) })),
       a.summary ? el("div", { text: a.summary }) : null,
       el("div", { class: "alert-meta", text: `${value}${value ? " \u00b7 " : ""}since ${fmtStamp(a.started_at)}` }),
+      deliveryLine(a),
+    );
+  }
+
+  /** Where the alert's notification is, and whether Alertmanager silences it (firing only). */
+  function deliveryLine(a) {
+    if (!a.delivery) return null;
+    const silences = Array.isArray(a.silenced_by) ? a.silenced_by : [];
+    return el("div", { class: "alert-meta" },
+      "notification ", badge(a.delivery, DELIVERY),
+      a.delivery_error ? el("span", { class: "hint", title: a.delivery_error, text: ` ${a.delivery_error}` }) : null,
+      silences.length ? el("span", null, " ", el("span", { class: "badge badge-muted", title: `silence ${silences.join(", ")}`, text: "silenced" })) : null,
     );
   }
 
