@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +27,9 @@ from rttm.alerts.receivers import Delivery, from_env
 from rttm.alerts.rules import Rule
 from rttm.metrics.merge import MetricsOutput
 from rttm.metrics.store import MetricsWriter
+from rttm.stack.processes import free_port
 from tests.alerting import Alertmanager, WebhookServer, wait_for
+from tests.ingest_helpers import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -299,3 +305,72 @@ def test_firing_alerts_are_resent_while_the_flow_is_live_and_not_while_it_catche
         return datetime.fromisoformat(again["endsAt"]) > datetime.fromisoformat(first["endsAt"])
 
     wait_for(extended, timeout=5)
+
+
+def rttm(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
+    return subprocess.run(
+        [sys.executable, "-m", "rttm", *args], env={**clean, **env}, cwd=REPO,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_a_silence_made_with_rttm_is_listed_by_alertmanager_and_shown_by_rttm_alerts(
+    migrated_db: str, alertmanager: Alertmanager, sender_for: Any
+) -> None:
+    delivery = from_env({"RTTM_ALERTMANAGER_URL": alertmanager.url})
+    write(migrated_db, delivery, transition("firing", now()))
+    assert sender_for(delivery).run_once()
+
+    made = rttm("alerts", "silence", "TradeStuck", "stage=positioned", "--for", "2h",
+                "--comment", "fix being deployed", "--author", "ops@example",
+                RTTM_ALERTMANAGER_URL=alertmanager.url)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    silence_id = made.stdout.strip()
+    assert f"silenced TradeStuck for 2h in alertmanager {alertmanager.url}" in made.stderr
+    [silence] = alertmanager.silences()
+    assert silence["id"] == silence_id
+    assert silence["status"]["state"] == "active"
+    assert (silence["comment"], silence["createdBy"]) == ("fix being deployed", "ops@example")
+    assert sorted((m["name"], m["value"], m["isEqual"]) for m in silence["matchers"]) == [
+        ("alertname", "TradeStuck", True), ("source", "rttm", True),
+        ("stage", "positioned", True),
+    ]  # fmt: skip
+    lasts = datetime.fromisoformat(silence["endsAt"]) - datetime.now(UTC)
+    assert timedelta(hours=2) - timedelta(seconds=30) < lasts <= timedelta(hours=2)
+    [held] = alertmanager.alerts()
+    assert held["status"]["state"] == "suppressed"
+    assert held["status"]["silencedBy"] == [silence_id]
+
+    shown = rttm("alerts", "--json", RTTM_DATABASE_URL=migrated_db,
+                 RTTM_ALERTMANAGER_URL=alertmanager.url)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    [firing] = json.loads(shown.stdout)["firing"]
+    assert (firing["delivery"], firing["silenced_by"]) == ("delivered", [silence_id])
+    table = rttm("alerts", RTTM_DATABASE_URL=migrated_db, RTTM_ALERTMANAGER_URL=alertmanager.url)
+    assert silence_id in table.stdout
+    assert "delivered" in table.stdout
+
+
+OPTIONS = ("--comment", "c", "--for", "1h")
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "error"),
+    [
+        ({}, (), "rttm: error: no Alertmanager to silence in: set RTTM_ALERTMANAGER_URL"),
+        ({"RTTM_ALERTMANAGER_URL": "localhost:9093"}, (),
+         "rttm: error: RTTM_ALERTMANAGER_URL: scheme 'localhost' in 'localhost:9093':"
+         " use http:// or https://"),
+        ({"RTTM_ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}"}, (),
+         "rttm: error: cannot reach any Alertmanager: alertmanager http://127.0.0.1:"),
+        ({}, ("stage", *OPTIONS), "argument LABEL=VALUE: expected LABEL=VALUE"),
+        ({}, ("--comment", "c", "--for", "soon"), "argument --for: invalid duration 'soon'"),
+    ],
+)  # fmt: skip
+def test_silence_mistakes_fail_in_one_line(
+    env: dict[str, str], args: tuple[str, ...], error: str
+) -> None:
+    result = rttm("alerts", "silence", "TradeStuck", *(args or OPTIONS), **env)
+    assert result.returncode != 0
+    assert error in result.stderr.strip().splitlines()[-1]

@@ -147,3 +147,21 @@ def test_a_flow_killed_before_delivering_delivers_after_its_restart_once(
         ).fetchall()
     assert rows == [("delivered",)]
     assert len(stuck_firing()) == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("-m", "bytewax.run", "dataflows.metrics"), ("-m", "rttm", "metrics"),
+     ("-m", "rttm", "serve", "--port", "0")],
+)  # fmt: skip
+def test_a_bad_receiver_url_stops_the_start_in_one_line(
+    kafka: KafkaSettings, migrated_db: str, command: tuple[str, ...]
+) -> None:
+    env = flow_env(kafka, migrated_db, RTTM_ALERTMANAGER_URL="http://ops:pw@am:9093,am-2:9093")
+    result = subprocess.run([sys.executable, *command], env=env, cwd=REPO, capture_output=True,
+                            text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "rttm: error: RTTM_ALERTMANAGER_URL: scheme 'am-2' in 'am-2:9093': use http:// or https://"
+    )
+    assert "pw" not in result.stderr

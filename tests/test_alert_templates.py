@@ -1,0 +1,101 @@
+"""Alert text templates, the new rule keys, and the delivery settings' one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from rttm.alerts import templates
+from rttm.alerts.receivers import from_env
+from rttm.alerts.rules import Problem, check_text
+from rttm.config import ConfigError
+from tests.test_alert_rules import GOOD
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1.0, "1"), (0.25, "0.25"), (12000.0, "12000"), (123456.0, "123456"), (1e6, "1e+06"),
+        (1234567.0, "1.234567e+06"), (0.0001, "0.0001"), (0.00001, "1e-05"), (-3.5, "-3.5"),
+        (0.0, "0"), (0.1 + 0.2, "0.30000000000000004"), (float("nan"), "NaN"),
+        (float("inf"), "+Inf"), (float("-inf"), "-Inf"), (1e21, "1e+21"),
+    ],
+)  # fmt: skip
+def test_values_print_as_go_prints_a_float64(value: float, text: str) -> None:
+    assert templates.format_value(value) == text
+
+
+def test_labels_and_the_value_fill_in_and_a_missing_label_is_empty() -> None:
+    text = "{{ $labels.service }} lags {{$value}} on {{  $labels.topic  }}{{ $labels.nope }}."
+    assert templates.render(text, 12.5, {"service": "pms", "topic": "t"}) == "pms lags 12.5 on t."
+    assert templates.problems(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{{ .Value }}", "unsupported template '{{ .Value }}'"),
+        ("{{ $value | humanize }}", "unsupported template '{{ $value | humanize }}'"),
+        ("{{ $labels.bad-name }}", "unsupported template"),
+        ("open {{ $value", "unbalanced '{{' or '}}'"),
+        ("close }}", "unbalanced '{{' or '}}'"),
+    ],
+)  # fmt: skip
+def test_other_actions_are_problems(text: str, problem: str) -> None:
+    [found] = templates.problems(text)
+    assert problem in found
+
+
+def test_rules_check_templates_and_runbook_links_on_their_lines() -> None:
+    text = (GOOD + 'summary = "lag {{ .Value }}"\ndescription = "ok {{ $value }}"\n'
+            'runbook_url = "ftp://runbooks/lag"\n')  # fmt: skip
+    assert check_text(text) == [
+        Problem(7, "rule 'LagHigh': summary: unsupported template '{{ .Value }}':"
+                   " use {{ $value }} or {{ $labels.NAME }}"),
+        Problem(9, "rule 'LagHigh': runbook_url 'ftp://runbooks/lag' must be an http:// or"
+                   " https:// link"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"RTTM_ALERTMANAGER_URL": "am:9093"},
+         "RTTM_ALERTMANAGER_URL: scheme 'am' in 'am:9093': use http:// or https://"),
+        ({"RTTM_ALERTMANAGER_URL": "ftp://user:pw@am"},
+         "RTTM_ALERTMANAGER_URL: scheme 'ftp' in 'ftp://am': use http:// or https://"),
+        ({"RTTM_ALERTMANAGER_URL": "http://am:99999"},
+         "RTTM_ALERTMANAGER_URL: cannot parse 'http://am:99999': Port out of range 0-65535"),
+        ({"RTTM_ALERTMANAGER_URL": "http://a:1,http://a:1"},
+         "RTTM_ALERTMANAGER_URL: the same Alertmanager is listed twice"),
+        ({"RTTM_ALERT_WEBHOOK_URL": "https:///hook"},
+         "RTTM_ALERT_WEBHOOK_URL: no host in 'https:///hook': write it as http://HOST:PORT"),
+        ({"RTTM_ALERT_WEBHOOK_SECRET": "x"},
+         "RTTM_ALERT_WEBHOOK_SECRET is set but RTTM_ALERT_WEBHOOK_URL is not: set both or"
+         " neither"),
+        ({"RTTM_DASHBOARD_URL": "rttm.example"},
+         "RTTM_DASHBOARD_URL: no scheme in 'rttm.example': use http:// or https://"),
+        ({"RTTM_ALERT_HORIZON": "5"}, "RTTM_ALERT_HORIZON: invalid duration '5'"),
+        ({"RTTM_ALERT_RESEND": "0s"}, "RTTM_ALERT_RESEND must be longer than 0s, got '0s'"),
+    ],
+)  # fmt: skip
+def test_delivery_settings_fail_in_one_line_without_credentials(
+    env: dict[str, str], error: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        from_env(env)
+    assert str(caught.value).startswith(error)
+    assert "\n" not in str(caught.value)
+    assert "pw" not in str(caught.value)
+
+
+def test_delivery_settings_name_receivers_without_credentials() -> None:
+    delivery = from_env({"RTTM_ALERTMANAGER_URL": "http://ops:pw@am-1:9093/, https://am-2",
+                         "RTTM_ALERT_WEBHOOK_URL": "https://chat.example/hook?room=ops"})  # fmt: skip
+    assert [r.name for r in delivery.receivers] == [
+        "alertmanager http://am-1:9093/", "alertmanager https://am-2",
+        "webhook https://chat.example/hook?room=ops",
+    ]  # fmt: skip
+    assert delivery.alertmanagers[0].headers() == {"Authorization": "Basic b3BzOnB3"}
+    assert delivery.alertmanagers[1].headers() == {}
+    assert "pw" not in repr(delivery)
+    assert (delivery.horizon_s, delivery.resend_s, delivery.valid_for_s) == (300, 60, 240)
