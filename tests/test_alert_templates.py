@@ -89,8 +89,9 @@ def test_delivery_settings_fail_in_one_line_without_credentials(
 
 
 def test_delivery_settings_name_receivers_without_credentials() -> None:
-    delivery = from_env({"RTTM_ALERTMANAGER_URL": "http://ops:pw@am-1:9093/, https://am-2",
-                         "RTTM_ALERT_WEBHOOK_URL": "https://chat.example/hook?room=ops"})  # fmt: skip
+    env = {"RTTM_ALERTMANAGER_URL": "http://ops:pw@am-1:9093/, https://am-2",
+           "RTTM_ALERT_WEBHOOK_URL": "https://chat.example/hook?room=ops"}  # fmt: skip
+    delivery = from_env(env)
     assert [r.name for r in delivery.receivers] == [
         "alertmanager http://am-1:9093/", "alertmanager https://am-2",
         "webhook https://chat.example/hook?room=ops",
