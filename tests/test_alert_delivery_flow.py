@@ -7,6 +7,7 @@ fires the shipped ``TradeStuck`` rule within seconds, and resolves when the trad
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from tests.alerting import Alertmanager, WebhookServer, wait_for
 from tests.ingest_helpers import REPO, create_topics, flow_env, produce
 
 pytestmark = pytest.mark.integration
+ARTIFACTS = Path(__file__).parent / "artifacts"
 DASHBOARD = "http://rttm.example:8000"
 TRADE = "T-STUCK-1"
 
@@ -102,10 +104,14 @@ def test_a_stuck_trade_fires_trade_stuck_in_alertmanager_and_resolves_when_it_mo
     )
     assert alert["generatorURL"] == f"{DASHBOARD}/#trade={TRADE}"
     assert alert["status"]["state"] == "active"
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "alertmanager-alerts.json").write_text(json.dumps(alertmanager.alerts(), indent=2))
 
     publish(kafka, event("validation-service", "VALIDATION_FAILED", "FAILURE"))
-    wait_for(stuck_resolved, timeout=60)
+    resolved = wait_for(stuck_resolved, timeout=60)[0]
     assert fired() == []
+    # What Alertmanager's own webhook receiver sent on resolution: kept for the record.
+    (ARTIFACTS / "alertmanager-resolved-webhook.json").write_text(json.dumps(resolved, indent=2))
 
 
 def test_a_flow_killed_before_delivering_delivers_after_its_restart_once(

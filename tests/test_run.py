@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,14 @@ class Supervised:
             for name, pid in re.findall(r"([\w-]+) pid (\d+)", match[1]):
                 pids[name] = int(pid)
         return pids
+
+    def wait(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+        """``wait_for``, failing with the latest output: what the supervisor was doing."""
+        try:
+            wait_for(condition, timeout)
+        except AssertionError:
+            raise AssertionError("\n".join(["condition not met in time; latest output:",
+                                              *self.lines[-30:]])) from None  # fmt: skip
 
     def stop(self) -> int:
         """SIGTERM to the supervisor alone, as systemd (KillMode=mixed) sends it."""
@@ -162,7 +171,7 @@ def test_rttm_run_restarts_a_flow_cluster_as_a_whole_and_the_tables_end_exact(
         wait_for(lambda: counts(migrated_db)["rttm_trade_events"] > 0)
         killed = run.pids()
         os.kill(killed["ingest-1"], signal.SIGKILL)
-        wait_for(lambda: run.own(r"\(restart 1\)$") != [] and len(run.own("^started")) == 2)
+        run.wait(lambda: run.own(r"\(restart 1\)$") != [] and len(run.own("^started")) == 2)
         restart = run.own(r"^ingest-1 exited \(signal SIGKILL\).*; restarting ingest in 1 s")
         assert restart, run.lines[-20:]
         assert not alive(killed["ingest-0"])  # its survivor was ended, then both restarted
