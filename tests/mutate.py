@@ -95,6 +95,9 @@ FAST_TESTS: dict[str, tuple[str, ...]] = {
     "rttm/cluster.py": ("tests/test_cluster.py",),
     "rttm/logs.py": ("tests/test_logs.py",),
     "rttm/supervisor.py": ("tests/test_supervisor.py",),
+    "rttm/alerts/templates.py": ("tests/test_alert_templates.py", "tests/test_alert_rules.py"),
+    "rttm/alerts/receivers.py": ("tests/test_alert_templates.py",),
+    "rttm/alerts/notifications.py": ("tests/test_alert_notifications.py",),
     # The writer's code runs only against PostgreSQL: its own tests, 3 s with a server.
     "rttm/ingest/writer.py": ("tests/test_writer.py",),
 }

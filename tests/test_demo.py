@@ -40,6 +40,9 @@ def test_demo_runs_everything_and_stops_cleanly_on_a_signal(
     # Servers named in the environment are never the demo's: its fake faults stay local.
     env["RTTM_KAFKA_BROKERS"] = f"127.0.0.1:{free_port()}"
     env["RTTM_DATABASE_URL"] = f"postgresql://nobody@127.0.0.1:{free_port()}/prod"
+    # Nor are its receivers: the demo's injected faults must page nobody.
+    hook = f"RTTM_ALERT_WEBHOOK_URL=http://127.0.0.1:{free_port()}/oncall"
+    env["RTTM_ALERT_WEBHOOK_URL"] = hook.partition("=")[2]
     port = free_port()
     demo = subprocess.Popen(
         [sys.executable, "-m", "rttm", "demo", "--port", str(port), "--rate", "40"],
@@ -61,6 +64,9 @@ def test_demo_runs_everything_and_stops_cleanly_on_a_signal(
         assert status["as_of"] is not None, "no metrics reached the dashboard within 60 s"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as page:
             assert b"<html" in page.read().lower()
+        assert processes_with(hook.encode()) == [demo.pid]  # none of its children has it
+        links = processes_with(f"RTTM_DASHBOARD_URL=http://127.0.0.1:{port}".encode())
+        assert len(links) == 4  # simulator, flows, dashboard: alerts link to this dashboard
     finally:
         os.killpg(demo.pid, sig)  # as a terminal's Ctrl-C, or a supervisor
         _, err = demo.communicate(timeout=60)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -32,6 +33,20 @@ from tests.test_ingest_resilience import assert_complete, wait_for
 from tests.test_stop_and_resume import BYTEWAX_RUN, RTTM, start
 
 pytestmark = pytest.mark.integration
+
+
+def listen_ports(count: int) -> int:
+    """The first of ``count`` free consecutive ports below the kernel's ephemeral range.
+
+    A cluster restarted by ``rttm run`` listens on the same ports again; a port of the
+    ephemeral range may meanwhile be the local end of another test's client connection,
+    and then cannot be listened on (as 2101, the default, never is).
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        first = random.randrange(10_000, max(10_001, low - count))  # noqa: S311 - not a secret
+        if all(port_is_free(first + i) for i in range(count)):
+            return first
 
 
 class Supervised:
@@ -165,7 +180,7 @@ def test_rttm_run_restarts_a_flow_cluster_as_a_whole_and_the_tables_end_exact(
     before = workload.build(150_000, seed=10)
     workload.produce(kafka.brokers, before)
     args = ["--ingest", "2", "--metrics", "0", "--no-serve", "--recovery-dir",
-            str(tmp_path / "rec"), "--cluster-port", str(free_port())]  # fmt: skip
+            str(tmp_path / "rec"), "--cluster-port", str(listen_ports(2))]  # fmt: skip
     run = Supervised(args, {**run_env(kafka, migrated_db), "RTTM_SHARDS": "2"})
     try:
         wait_for(lambda: counts(migrated_db)["rttm_trade_events"] > 0)

@@ -307,18 +307,22 @@ class Sender:
             )
             for record in records
         ]
+        groups: dict[str, list[int]] = {}  # one payload per alertname, as Alertmanager's
+        for index, entry in enumerate(entries):
+            groups.setdefault(entry["labels"]["alertname"], []).append(index)
+        external = self._delivery.dashboard_url or ""
         results: list[tuple[Answer, list[int]]] = []
-        for payload in notifications.webhook_payloads(entries, self._delivery.dashboard_url or ""):
-            members = [entries.index(entry) for entry in payload["alerts"]]
+        for members in groups.values():
+            [payload] = notifications.webhook_payloads([entries[i] for i in members], external)
             body = json.dumps(payload).encode()
             headers = receiver.headers()
             if self._delivery.webhook_secret is not None:
                 headers[notifications.SIGNATURE_HEADER] = notifications.signature(
                     self._delivery.webhook_secret, body
                 )
-            results.append((call("POST", receiver.endpoint(), headers=headers, body=body),
-                            members))  # fmt: skip
-            if results[-1][0].outcome is Outcome.FAILED:
+            answer = call("POST", receiver.endpoint(), headers=headers, body=body)
+            results.append((answer, members))
+            if answer.outcome is Outcome.FAILED:
                 break  # the receiver is away: the other groups wait with it
         return results
 

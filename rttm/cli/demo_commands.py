@@ -2,7 +2,8 @@
 
 Brings up a stack of its own (``rttm up`` in ``RTTM_STATE_DIR/demo``: broker, PostgreSQL,
 migrations, topics — never the servers ``RTTM_KAFKA_BROKERS``/``RTTM_DATABASE_URL`` name,
-so fake trades and alerts cannot reach a real platform), then runs the simulator (the DESIGN
+nor the alert receivers of ``RTTM_ALERTMANAGER_URL``/``RTTM_ALERT_WEBHOOK_URL``, so fake
+trades and alerts cannot reach a real platform or page anyone), then runs the simulator (the DESIGN
 platform with its injected faults: stuck trades, a lagging consumer, DLQ traffic), the
 ingestion flow, the metrics flow and the dashboard, each as its own process logging to
 ``RTTM_STATE_DIR/demo-logs``. Prints the dashboard's URL; Ctrl-C stops every process and
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from rttm import config, stack, stopping
+from rttm.alerts import receivers
 from rttm.cli import Subcommands, say
 from rttm.cli.serve_commands import DEFAULT_PORT
 from rttm.errors import RttmError
@@ -55,10 +57,16 @@ def register(commands: Subcommands) -> None:
     demo.set_defaults(run=_demo)
 
 
+#: Settings of the real platform a demo must not see: its servers and its alert receivers.
+_NOT_FOR_DEMOS = (
+    config.ENV_BROKERS, config.ENV_DATABASE_URL, receivers.ENV_ALERTMANAGER,
+    receivers.ENV_WEBHOOK, receivers.ENV_WEBHOOK_SECRET, receivers.ENV_DASHBOARD,
+)  # fmt: skip
+
+
 def _stack_env(home: Path) -> dict[str, str]:
     """The environment of a fresh local stack in ``home`` (``rttm up``)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in (config.ENV_BROKERS, config.ENV_DATABASE_URL)}  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_FOR_DEMOS}
     env[config.ENV_STATE_DIR] = str(home)
     up = subprocess.run([sys.executable, "-m", "rttm", "up", "--partitions", "3"], env=env,
                         capture_output=True, text=True, check=False)  # fmt: skip
@@ -116,6 +124,7 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         shutil.rmtree(home, ignore_errors=True)  # a demo starts afresh
         env = _stack_env(home)
+        env[receivers.ENV_DASHBOARD] = f"http://{LOCALHOST}:{args.port}"  # links in alerts
         logs = config.state_dir() / "demo-logs"  # kept after the demo, for a look back
         logs.mkdir(parents=True, exist_ok=True)
         say(f"demo stack up in {home}; starting the simulator, flows and dashboard")
