@@ -44,7 +44,7 @@ def listen_ports(count: int) -> int:
     """
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     while True:
-        first = random.randrange(10_000, max(10_001, low - count))  # noqa: S311 - not a secret
+        first = random.randrange(10_000, max(10_001, low - count))
         if all(port_is_free(first + i) for i in range(count)):
             return first
 
