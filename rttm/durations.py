@@ -37,6 +37,15 @@ def parse_duration(text: str) -> float:
     return sum(float(number) * _UNITS[unit] for number, unit in parts)
 
 
+def parse_positive_duration(text: str) -> float:
+    """:func:`parse_duration`, refusing zero: for intervals and lifetimes."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        msg = f"must be longer than 0s, got {text!r}"
+        raise ValueError(msg)
+    return seconds
+
+
 def format_duration(seconds: float) -> str:
     """``seconds`` as :func:`parse_duration` and Prometheus read it: ``1m30s``, ``500ms``, ``0s``.
 

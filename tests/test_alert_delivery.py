@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,11 +21,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from rttm.alerts import outbox
 from rttm.alerts.engine import Transition
 from rttm.alerts.notifications import SIGNATURE_HEADER, fingerprint
 from rttm.alerts.receivers import Delivery, from_env
 from rttm.alerts.rules import Rule
+from rttm.alerts.sender import Sender
 from rttm.metrics.merge import MetricsOutput
 from rttm.metrics.store import MetricsWriter
 from rttm.stack.processes import free_port
@@ -72,10 +73,10 @@ def outbox_rows(url: str) -> list[tuple[Any, ...]]:
 
 @pytest.fixture
 def sender_for(migrated_db: str) -> Iterator[Any]:
-    made: list[outbox.Sender] = []
+    made: list[Sender] = []
 
-    def make(delivery: Delivery) -> outbox.Sender:
-        sender = outbox.Sender(migrated_db, delivery, [STUCK_RULE])
+    def make(delivery: Delivery) -> Sender:
+        sender = Sender(migrated_db, delivery, [STUCK_RULE])
         made.append(sender)
         return sender
 
@@ -360,8 +361,8 @@ OPTIONS = ("--comment", "c", "--for", "1h")
     [
         ({}, (), "rttm: error: no Alertmanager to silence in: set RTTM_ALERTMANAGER_URL"),
         ({"RTTM_ALERTMANAGER_URL": "localhost:9093"}, (),
-         "rttm: error: RTTM_ALERTMANAGER_URL: scheme 'localhost' in 'localhost:9093':"
-         " use http:// or https://"),
+         "rttm: error: RTTM_ALERTMANAGER_URL: 'localhost:9093' is not a URL: write it as"
+         " http://HOST:PORT"),
         ({"RTTM_ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}"}, (),
          "rttm: error: cannot reach any Alertmanager: alertmanager http://127.0.0.1:"),
         ({}, ("stage", *OPTIONS), "argument LABEL=VALUE: expected LABEL=VALUE"),
@@ -374,3 +375,52 @@ def test_silence_mistakes_fail_in_one_line(
     result = rttm("alerts", "silence", "TradeStuck", *(args or OPTIONS), **env)
     assert result.returncode != 0
     assert error in result.stderr.strip().splitlines()[-1]
+
+
+def test_starts_at_is_when_the_alert_turned_firing_as_prometheus_sends_it(
+    migrated_db: str, alertmanager: Alertmanager, sender_for: Any
+) -> None:
+    delivery = from_env({"RTTM_ALERTMANAGER_URL": alertmanager.url})
+    pending_since = now() - timedelta(minutes=2)
+    fired = pending_since + timedelta(minutes=1)
+    write(migrated_db, delivery, transition("pending", pending_since),
+          transition("firing", fired, pending_since))  # fmt: skip
+    assert sender_for(delivery).run_once()
+    [held] = alertmanager.alerts()
+    assert datetime.fromisoformat(held["startsAt"]) == fired
+
+
+def test_one_bad_alert_is_refused_alone_and_never_resent_while_the_rest_go_through(
+    migrated_db: str, alertmanager: Alertmanager, sender_for: Any
+) -> None:
+    delivery = from_env({"RTTM_ALERTMANAGER_URL": alertmanager.url, "RTTM_ALERT_RESEND": "1s"})
+    bad = transition("firing", now(), labels=(("bad-name", "x"),))  # not a Prometheus label name
+    write(migrated_db, delivery, transition("firing", now()), bad)
+    add_window(migrated_db, now() - timedelta(seconds=10))
+    sender = sender_for(delivery)
+    assert sender.run_once()
+    with psycopg.connect(migrated_db) as conn:
+        outcome = conn.execute(
+            "SELECT labels->>'bad-name', status, last_error LIKE 'HTTP 400: %%'"
+            " FROM rttm_alert_outbox ORDER BY id"
+        ).fetchall()
+    assert outcome == [(None, "delivered", None), ("x", "refused", True)]
+    assert [a["labels"]["stage"] for a in alertmanager.alerts()] == ["positioned"]
+    time.sleep(1.1)
+    assert sender.run_once()  # a resend round: the refused alert is not sent again
+    assert [row[2] for row in outbox_rows(migrated_db)] == ["delivered", "refused"]
+
+
+def test_resends_skip_rules_that_are_gone_and_rows_of_removed_receivers_are_dropped(
+    migrated_db: str, alertmanager: Alertmanager, webhook: WebhookServer, sender_for: Any
+) -> None:
+    old = from_env({"RTTM_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/gone"})
+    write(migrated_db, old, transition("firing", now(), rule="Retired"))
+    add_window(migrated_db, now() - timedelta(seconds=10))
+    delivery = from_env({"RTTM_ALERTMANAGER_URL": alertmanager.url})
+    assert sender_for(delivery).run_once()
+    assert alertmanager.alerts() == []  # "Retired" is not a rule any more: it lapses
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("SELECT status, last_error FROM rttm_alert_outbox").fetchall() == [
+            ("dropped", "its receiver is no longer configured")
+        ]

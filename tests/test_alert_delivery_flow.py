@@ -168,6 +168,7 @@ def test_a_bad_receiver_url_stops_the_start_in_one_line(
                             text=True, timeout=60, check=False)  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "rttm: error: RTTM_ALERTMANAGER_URL: scheme 'am-2' in 'am-2:9093': use http:// or https://"
+        "rttm: error: RTTM_ALERTMANAGER_URL entry 2: 'am-2:9093' is not a URL: write it as"
+        " http://HOST:PORT"
     )
     assert "pw" not in result.stderr

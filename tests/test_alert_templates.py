@@ -60,22 +60,30 @@ def test_rules_check_templates_and_runbook_links_on_their_lines() -> None:
     ("env", "error"),
     [
         ({"RTTM_ALERTMANAGER_URL": "am:9093"},
-         "RTTM_ALERTMANAGER_URL: scheme 'am' in 'am:9093': use http:// or https://"),
+         "RTTM_ALERTMANAGER_URL: 'am:9093' is not a URL: write it as http://HOST:PORT"),
+        ({"RTTM_ALERTMANAGER_URL": "ops:pw@am:9093"},
+         "RTTM_ALERTMANAGER_URL: (not shown: it holds an @) is not a URL"),
         ({"RTTM_ALERTMANAGER_URL": "ftp://user:pw@am"},
-         "RTTM_ALERTMANAGER_URL: scheme 'ftp' in 'ftp://am': use http:// or https://"),
+         "RTTM_ALERTMANAGER_URL: scheme 'ftp' is not supported: use http:// or https://"),
         ({"RTTM_ALERTMANAGER_URL": "http://am:99999"},
-         "RTTM_ALERTMANAGER_URL: cannot parse 'http://am:99999': Port out of range 0-65535"),
-        ({"RTTM_ALERTMANAGER_URL": "http://a:1,http://a:1"},
+         "RTTM_ALERTMANAGER_URL: the port of http://am is not a number from 0 to 65535"),
+        ({"RTTM_ALERTMANAGER_URL": "http://ops:p/w@am:9093"},  # "/" in a password: still hidden
+         "RTTM_ALERTMANAGER_URL: the port is not a number from 0 to 65535"),
+        ({"RTTM_ALERTMANAGER_URL": "http://a:1, http://a:1/"},
          "RTTM_ALERTMANAGER_URL: the same Alertmanager is listed twice"),
+        ({"RTTM_ALERTMANAGER_URL": "http://a:1, a:2"},
+         "RTTM_ALERTMANAGER_URL entry 2: 'a:2' is not a URL"),
         ({"RTTM_ALERT_WEBHOOK_URL": "https:///hook"},
-         "RTTM_ALERT_WEBHOOK_URL: no host in 'https:///hook': write it as http://HOST:PORT"),
+         "RTTM_ALERT_WEBHOOK_URL: no host in the URL: write it as https://HOST:PORT"),
         ({"RTTM_ALERT_WEBHOOK_SECRET": "x"},
          "RTTM_ALERT_WEBHOOK_SECRET is set but RTTM_ALERT_WEBHOOK_URL is not: set both or"
          " neither"),
         ({"RTTM_DASHBOARD_URL": "rttm.example"},
-         "RTTM_DASHBOARD_URL: no scheme in 'rttm.example': use http:// or https://"),
+         "RTTM_DASHBOARD_URL: 'rttm.example' is not a URL"),
+        ({"RTTM_DASHBOARD_URL": "https://ops:pw@rttm.example"},
+         "RTTM_DASHBOARD_URL: write it without user:password@"),
         ({"RTTM_ALERT_HORIZON": "5"}, "RTTM_ALERT_HORIZON: invalid duration '5'"),
-        ({"RTTM_ALERT_RESEND": "0s"}, "RTTM_ALERT_RESEND must be longer than 0s, got '0s'"),
+        ({"RTTM_ALERT_RESEND": "0s"}, "RTTM_ALERT_RESEND: must be longer than 0s, got '0s'"),
     ],
 )  # fmt: skip
 def test_delivery_settings_fail_in_one_line_without_credentials(
@@ -88,15 +96,20 @@ def test_delivery_settings_fail_in_one_line_without_credentials(
     assert "pw" not in str(caught.value)
 
 
-def test_delivery_settings_name_receivers_without_credentials() -> None:
-    env = {"RTTM_ALERTMANAGER_URL": "http://ops:pw@am-1:9093/, https://am-2",
-           "RTTM_ALERT_WEBHOOK_URL": "https://chat.example/hook?room=ops"}  # fmt: skip
+def test_delivery_settings_name_receivers_without_credentials_or_tokens() -> None:
+    env = {"RTTM_ALERTMANAGER_URL": "http://ops:pw@am-1:9093/prefix/, https://am-2",
+           "RTTM_ALERT_WEBHOOK_URL": "https://chat.example/hooks/T0KEN?room=ops"}  # fmt: skip
     delivery = from_env(env)
     assert [r.name for r in delivery.receivers] == [
-        "alertmanager http://am-1:9093/", "alertmanager https://am-2",
-        "webhook https://chat.example/hook?room=ops",
+        "alertmanager http://am-1:9093/…", "alertmanager https://am-2:443",
+        "webhook https://chat.example:443/…",
     ]  # fmt: skip
-    assert delivery.alertmanagers[0].headers() == {"Authorization": "Basic b3BzOnB3"}
-    assert delivery.alertmanagers[1].headers() == {}
+    first, second = delivery.alertmanagers
+    assert first.endpoint("/api/v2/alerts") == "http://am-1:9093/prefix/api/v2/alerts"
+    assert second.endpoint("/api/v2/alerts") == "https://am-2/api/v2/alerts"
+    assert delivery.receivers[2].endpoint() == "https://chat.example/hooks/T0KEN?room=ops"
+    assert first.headers() == {"Authorization": "Basic b3BzOnB3"}
+    assert second.headers() == {}
     assert "pw" not in repr(delivery)
+    assert "T0KEN" not in repr(delivery)
     assert (delivery.horizon_s, delivery.resend_s, delivery.valid_for_s) == (300, 60, 240)

@@ -165,7 +165,9 @@ def test_concurrent_creators_of_the_same_days_do_not_collide(migrated_db: str) -
     assert sorted(day for result in created for day in result) == days
 
 
-def test_prune_also_drops_old_metrics_ended_alerts_and_old_stuck_trades(db: Conn) -> None:
+def test_prune_also_drops_old_metrics_ended_alerts_their_outbox_and_old_stuck_trades(
+    db: Conn,
+) -> None:
     today = partitions.today()
     old = datetime.combine(today - timedelta(days=40), datetime.min.time(), UTC)
     new = datetime.combine(today, datetime.min.time(), UTC)
@@ -178,15 +180,22 @@ def test_prune_also_drops_old_metrics_ended_alerts_and_old_stuck_trades(db: Conn
     db.execute(alert, ("Ended", old, "firing", old))
     db.execute(alert, ("Ended", old, "resolved", old + timedelta(minutes=5)))
     db.execute(alert, ("StillFiring", old, "firing", old))  # active: its history stays
+    owed = ("INSERT INTO rttm_alert_outbox (receiver, rule, labels, started_at, state, status)"
+            " VALUES ('webhook http://h:80', %s, '{}', %s, %s, 'delivered')")  # fmt: skip
+    for rule, state in (("Ended", "firing"), ("Ended", "resolved"), ("StillFiring", "firing"),
+                        ("Orphan", "firing")):  # fmt: skip
+        db.execute(owed, (rule, old, state))
     stuck = ("INSERT INTO rttm_stuck_trades (trade_id, last_event_time, stage, service_name,"
              " last_event_type, detected_at) VALUES (%s, %s, 's', 'x', 'T', %s)")  # fmt: skip
     db.execute(stuck, ("OLD", old, old))
     db.execute(stuck, ("NEW", new, new))
     cutoff = today - timedelta(days=30)
-    expected = {"rttm_metrics": 1, "rttm_alerts": 2, "rttm_stuck_trades": 1}
+    expected = {"rttm_alert_outbox": 3, "rttm_metrics": 1, "rttm_alerts": 2,
+                "rttm_stuck_trades": 1}  # fmt: skip
     assert retention.prune_results(db, cutoff, dry_run=True) == expected
     assert db.execute("SELECT count(*) FROM rttm_metrics").fetchone() == (2,)
     assert retention.prune_results(db, cutoff) == expected
     assert db.execute("SELECT rule FROM rttm_alerts").fetchall() == [("StillFiring",)]
+    assert db.execute("SELECT rule FROM rttm_alert_outbox").fetchall() == [("StillFiring",)]
     assert db.execute("SELECT trade_id FROM rttm_stuck_trades").fetchall() == [("NEW",)]
     assert db.execute("SELECT count(*) FROM rttm_metrics").fetchone() == (1,)

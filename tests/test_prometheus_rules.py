@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from rttm.alerts import templates
+from rttm.alerts.notifications import manager_labels
 from rttm.alerts.rules import Rule, load_rules
 from tests.ingest_helpers import REPO
 
@@ -65,6 +66,11 @@ def test_prometheus_fires_the_exported_rules_with_rttms_labels_and_text(tmp_path
         }
         return {name: text for name, text in found.items() if text}
 
+    def rttm_labels(rule: Rule, labels: dict[str, str]) -> dict[str, str]:
+        # What RTTM sends Alertmanager (promtool adds alertname itself).
+        sent = manager_labels(rule.name, {**labels, **dict(rule.labels)}, rule.severity)
+        return {name: value for name, value in sent.items() if name != "alertname"}
+
     test = {
         "rule_files": [str(out)],
         "evaluation_interval": "10s",
@@ -77,11 +83,11 @@ def test_prometheus_fires_the_exported_rules_with_rttms_labels_and_text(tmp_path
             "alert_rule_test": [
                 {"eval_time": "30s", "alertname": "LagHuge", "exp_alerts": []},  # still pending
                 {"eval_time": "70s", "alertname": "LagHuge", "exp_alerts": [{
-                    "exp_labels": {**lag_labels, "severity": "critical", "team": "pms"},
+                    "exp_labels": rttm_labels(lag, lag_labels),
                     "exp_annotations": expected(1234567.0, lag_labels, lag),
                 }]},
                 {"eval_time": "10s", "alertname": "DlqShare", "exp_alerts": [{
-                    "exp_labels": {"severity": "warning"},
+                    "exp_labels": rttm_labels(dlq, {}),
                     "exp_annotations": expected(0.25, {}, dlq),
                 }]},
             ],

@@ -2,11 +2,15 @@
 
 The standard library's ``urllib`` is enough for a few POSTs a minute and adds no
 dependency. HTTPS uses the system's CA store (``SSL_CERT_FILE`` points elsewhere).
+Redirects are not followed: urllib would turn the POST into a bodiless GET and carry the
+credentials and the signature to another address; a 3xx is reported as refused, with
+where it pointed.
 """
 
 from __future__ import annotations
 
 import enum
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -18,6 +22,14 @@ TIMEOUT_S: Final = 5.0
 #: 4xx answers that mean "not now" rather than "never": retried like an outage.
 _RETRYABLE_4XX: Final = frozenset({408, 425, 429})
 _ANSWER_CHARS: Final = 300
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *_args: object, **_kwargs: object) -> None:
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 class Outcome(enum.Enum):
@@ -54,16 +66,20 @@ def call(
     for name, value in (headers or {}).items():
         request.add_header(name, value)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=timeout) as response:
             return Answer(Outcome.SENT, f"HTTP {response.status}", response.read())
     except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            where = exc.headers.get("Location", "nowhere")
+            return Answer(Outcome.REFUSED, f"HTTP {exc.code}: redirect to {where} not followed")
         text = _one_line(exc.read())
         detail = f"HTTP {exc.code}" + (f": {text}" if text else "")
         refused = 400 <= exc.code < 500 and exc.code not in _RETRYABLE_4XX
         return Answer(Outcome.REFUSED if refused else Outcome.FAILED, detail)
     except urllib.error.URLError as exc:
         return Answer(Outcome.FAILED, str(getattr(exc.reason, "strerror", None) or exc.reason))
-    except (OSError, ValueError) as exc:  # timeouts, resets, a malformed answer
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        # timeouts, resets, an answer that is not HTTP or is cut short
         return Answer(Outcome.FAILED, str(exc) or type(exc).__name__)
 
 

@@ -4,7 +4,8 @@ An :class:`AlertRecord` is one stored transition (a row of ``rttm_alerts``); it 
 
 * an alert of Alertmanager's ``POST /api/v2/alerts``: labels ``alertname``, ``severity``,
   the alert's labels and ``source="rttm"``; annotations ``summary``, ``description`` and
-  ``runbook_url`` rendered from the rule; ``startsAt``; ``endsAt`` in the future while it
+  ``runbook_url`` rendered from the rule; ``startsAt`` when it turned firing (as
+  Prometheus sends it); ``endsAt`` in the future while it
   fires (Alertmanager resolves it by itself if RTTM stops sending) and the resolution time
   once resolved; ``generatorURL`` into the dashboard;
 * the same alert inside a webhook payload in the format of Alertmanager's webhook receiver
@@ -24,7 +25,9 @@ from urllib.parse import quote
 from rttm.alerts import templates
 from rttm.alerts.rules import Rule
 
-SOURCE_LABEL: Final = ("source", "rttm")
+#: The label every RTTM alert carries, so routes and silences can pick RTTM's alerts out.
+SOURCE_NAME: Final = "source"
+SOURCE_VALUE: Final = "rttm"
 #: The header that carries the webhook body's HMAC-SHA256, as ``sha256=<hex>``.
 SIGNATURE_HEADER: Final = "X-RTTM-Signature-256"
 WEBHOOK_RECEIVER: Final = "rttm"
@@ -45,6 +48,7 @@ class AlertRecord:
     value: float
     severity: str
     summary: str  # as stored: used when the rule is gone from the rules file
+    fired_at: datetime | None = None  # when it turned firing (None: at started_at)
     trade_id: str | None = None  # a stuck trade of the alert (TradeStuck), for the link
 
     @property
@@ -65,7 +69,7 @@ def manager_labels(rule: str, labels: Mapping[str, str], severity: str) -> dict[
     """
     found = {name: value for name, value in labels.items() if value}
     found.update(alertname=rule, severity=severity)
-    found.update((SOURCE_LABEL,))
+    found[SOURCE_NAME] = SOURCE_VALUE
     return dict(sorted(found.items()))
 
 
@@ -103,7 +107,7 @@ def manager_alert(
     alert = {
         "labels": alert_labels(record),
         "annotations": alert_annotations(record, rule),
-        "startsAt": iso(record.started_at),
+        "startsAt": iso(record.fired_at or record.started_at),
         "endsAt": iso(end),
     }
     if link := generator_url(record, dashboard_url):
@@ -136,7 +140,7 @@ def webhook_alert(
         "status": "firing" if firing else "resolved",
         "labels": labels,
         "annotations": alert_annotations(record, rule),
-        "startsAt": iso(record.started_at),
+        "startsAt": iso(record.fired_at or record.started_at),
         "endsAt": _ZERO_TIME if firing or record.resolved_at is None else iso(record.resolved_at),
         "generatorURL": generator_url(record, dashboard_url),
         "fingerprint": fingerprint(labels),

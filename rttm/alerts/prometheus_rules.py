@@ -2,8 +2,9 @@
 
 For teams that evaluate alerts in their own Prometheus, scraping ``rttm serve``'s
 ``/metrics``: each rule becomes ``rttm_<metric>{match} OP threshold`` with the same ``for``,
-``keep_firing_for``, labels and annotations (the templates are Prometheus' own syntax, so
-they render the same). Where Prometheus cannot see what RTTM sees, the rule says so in a
+``keep_firing_for``, labels (with ``source="rttm"``, so routes and silences made for RTTM's
+alerts apply) and annotations (the templates are Prometheus' own syntax, so they render
+the same). Where Prometheus cannot see what RTTM sees, the rule says so in a
 comment above it (:data:`NOTES`) and exports the nearest equivalent.
 """
 
@@ -14,10 +15,11 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Final
 
+from rttm.alerts.notifications import SOURCE_NAME, SOURCE_VALUE
 from rttm.alerts.rules import Rule
 from rttm.alerts.templates import format_value
 from rttm.durations import format_duration
-from rttm.web.prom import PREFIX
+from rttm.metrics.points import SERIES_PREFIX
 
 GROUP: Final = "rttm"
 
@@ -49,7 +51,7 @@ def _string(text: str) -> str:
 def expression(rule: Rule) -> str:
     """The PromQL condition of ``rule``."""
     matchers = ",".join(f"{name}={_string(value)}" for name, value in rule.match)
-    selector = PREFIX + rule.metric + (f"{{{matchers}}}" if matchers else "")
+    selector = SERIES_PREFIX + rule.metric + (f"{{{matchers}}}" if matchers else "")
     return f"{selector} {rule.op} {format_value(rule.threshold)}"
 
 
@@ -61,7 +63,7 @@ def _rule(rule: Rule) -> list[str]:
     if rule.keep_firing_for_s:
         lines.append(f"        keep_firing_for: {format_duration(rule.keep_firing_for_s)}")
     lines.append("        labels:")
-    labels = {**dict(rule.labels), "severity": rule.severity}
+    labels = {**dict(rule.labels), "severity": rule.severity, SOURCE_NAME: SOURCE_VALUE}
     lines += [f"          {name}: {_string(value)}" for name, value in sorted(labels.items())]
     annotations = {"summary": rule.summary, "description": rule.description,
                    "runbook_url": rule.runbook_url}  # fmt: skip

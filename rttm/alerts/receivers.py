@@ -4,8 +4,9 @@
 ``RTTM_ALERT_WEBHOOK_URL`` with the optional ``RTTM_ALERT_WEBHOOK_SECRET``,
 ``RTTM_DASHBOARD_URL`` (links in the alerts), ``RTTM_ALERT_HORIZON`` (transitions older
 than this are stored but not sent) and ``RTTM_ALERT_RESEND`` (how often firing alerts are
-sent to Alertmanager again). A URL may carry ``user:password@`` for HTTP basic auth; it is
-never logged or stored, only its credential-free form is.
+sent to Alertmanager again). A URL may carry ``user:password@`` for HTTP basic auth, and a
+webhook's path or query may be a secret token: logs, errors and the outbox name a receiver
+by its kind, scheme, host and port only (``webhook https://chat.example:443/…``).
 
 Every problem is a one-line :class:`ConfigError` at start-up; an unreachable receiver is
 not one: the outbox waits for it.
@@ -21,7 +22,7 @@ from typing import Final, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from rttm.config import ConfigError
-from rttm.durations import parse_duration
+from rttm.durations import parse_duration, parse_positive_duration
 
 ENV_ALERTMANAGER = "RTTM_ALERTMANAGER_URL"
 ENV_WEBHOOK = "RTTM_ALERT_WEBHOOK_URL"
@@ -43,17 +44,21 @@ class Receiver:
     """One place notifications go to."""
 
     kind: Kind
-    url: str = field(repr=False)  # as configured: may hold credentials
-    base: str  # the URL without credentials
+    url: str = field(repr=False)  # as configured: may hold credentials and tokens
+    where: str  # scheme://host:port, and "/…" if a path or query follows: nothing secret
 
     @property
     def name(self) -> str:
-        """``KIND URL``, credentials left out: how the outbox and the logs name it."""
-        return f"{self.kind} {self.base}"
+        """``KIND WHERE``: how the outbox, the logs and the errors name it."""
+        return f"{self.kind} {self.where}"
 
     def endpoint(self, path: str = "") -> str:
-        """The URL to call: the base, plus ``path`` below it (Alertmanager's API)."""
-        return self.base.rstrip("/") + path if path else self.base
+        """The URL to call, without credentials; ``path`` goes below its own path."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = _netloc(host, parts.port)
+        joined = parts.path.rstrip("/") + path if path else parts.path
+        return urlunsplit((parts.scheme, netloc, joined, parts.query, ""))
 
     def headers(self) -> dict[str, str]:
         """``Authorization`` for basic auth when the URL holds ``user:password@``."""
@@ -86,65 +91,68 @@ class Delivery:
         return 4 * self.resend_s
 
 
-def parse_url(name: str, raw: str) -> tuple[str, str]:
-    """``(url, base)`` of an http(s) URL from ``name``; anything else is a ``ConfigError``.
+def _netloc(host: str, port: int | None) -> str:
+    return (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
 
-    ``base`` is the URL without credentials, also used in the error messages.
+
+def parse_url(name: str, raw: str) -> tuple[str, str]:
+    """``(url, where)`` of an http(s) URL from ``name``; anything else is a ``ConfigError``.
+
+    ``where`` is scheme://host:port (the scheme's default port written out), with ``/…``
+    when a path or query follows, since that may be secret. Errors never show what may
+    be credentials.
     """
     text = raw.strip()
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        msg = f"{name}: cannot parse {_masked(text)!r}: {exc}"
-        raise ConfigError(msg) from None
+    hidden = "@" in text  # user:password@, or worse: a password with "/" in it
+    if "://" not in text:
+        shown = "(not shown: it holds an @)" if hidden else repr(text)
+        msg = f"{name}: {shown} is not a URL: write it as http://HOST:PORT"
+        raise ConfigError(msg)
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        msg = f"{name}: scheme {scheme!r} is not supported: use http:// or https://"
+        raise ConfigError(msg)
     host = parts.hostname or ""
-    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
-    base = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-    if parts.scheme not in ("http", "https"):
-        scheme = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
-        msg = f"{name}: {scheme} in {base or _masked(text)!r}: use http:// or https://"
-        raise ConfigError(msg)
+    try:
+        port = parts.port
+    except ValueError:
+        of = "" if hidden else f" of {scheme}://{host}"
+        msg = f"{name}: the port{of} is not a number from 0 to 65535"
+        raise ConfigError(msg) from None
     if not host:
-        msg = f"{name}: no host in {base!r}: write it as http://HOST:PORT"
+        msg = f"{name}: no host in the URL: write it as {scheme}://HOST:PORT"
         raise ConfigError(msg)
-    return text, base
-
-
-def _masked(text: str) -> str:
-    # Keeps a password out of an error about a URL that did not parse.
-    scheme, sep, rest = text.partition("://")
-    if "@" in rest.split("/", 1)[0]:
-        rest = "***@" + rest.split("@", 1)[1]
-    return scheme + sep + rest
+    default = 443 if scheme == "https" else 80
+    where = f"{scheme}://{_netloc(host, port if port is not None else default)}"
+    if parts.path not in ("", "/") or parts.query:
+        where += "/…"
+    return text, where
 
 
 def _duration(env: Mapping[str, str], name: str, default: str) -> float:
     raw = env.get(name, "").strip() or default
     try:
-        seconds = parse_duration(raw)
+        return parse_positive_duration(raw)
     except ValueError as exc:
         msg = f"{name}: {exc}"
         raise ConfigError(msg) from None
-    if seconds <= 0:
-        msg = f"{name} must be longer than 0s, got {raw!r}"
-        raise ConfigError(msg)
-    return seconds
 
 
 def _receiver(kind: Kind, name: str, raw: str) -> Receiver:
-    url, base = parse_url(name, raw)
-    return Receiver(kind, url, base)
+    url, where = parse_url(name, raw)
+    return Receiver(kind, url, where)
 
 
 def alertmanagers(env: Mapping[str, str] = os.environ) -> tuple[Receiver, ...]:
     """The Alertmanagers of ``RTTM_ALERTMANAGER_URL`` (none: an empty tuple)."""
+    parts = [part for part in env.get(ENV_ALERTMANAGER, "").split(",") if part.strip()]
     managers = tuple(
-        _receiver("alertmanager", ENV_ALERTMANAGER, part)
-        for part in env.get(ENV_ALERTMANAGER, "").split(",")
-        if part.strip()
-    )
-    if len({m.base for m in managers}) != len(managers):
+        _receiver("alertmanager", f"{ENV_ALERTMANAGER} entry {n}" if len(parts) > 1
+                  else ENV_ALERTMANAGER, part)
+        for n, part in enumerate(parts, 1)
+    )  # fmt: skip
+    if len({m.name for m in managers}) != len(managers):
         msg = f"{ENV_ALERTMANAGER}: the same Alertmanager is listed twice"
         raise ConfigError(msg)
     return managers
@@ -160,9 +168,18 @@ def from_env(env: Mapping[str, str] = os.environ) -> Delivery:
         msg = f"{ENV_WEBHOOK_SECRET} is set but {ENV_WEBHOOK} is not: set both or neither"
         raise ConfigError(msg)
     raw_dashboard = env.get(ENV_DASHBOARD, "").strip()
-    dashboard = parse_url(ENV_DASHBOARD, raw_dashboard)[1] if raw_dashboard else None
+    dashboard = _dashboard(raw_dashboard) if raw_dashboard else None
     return Delivery(
         alertmanagers=managers, webhook=webhook, webhook_secret=secret.encode() or None,
         dashboard_url=dashboard, horizon_s=_duration(env, ENV_HORIZON, DEFAULT_HORIZON),
         resend_s=_duration(env, ENV_RESEND, DEFAULT_RESEND),
     )  # fmt: skip
+
+
+def _dashboard(raw: str) -> str:
+    """The dashboard's URL as links need it (checked like a receiver's; no credentials)."""
+    url, _ = parse_url(ENV_DASHBOARD, raw)
+    if urlsplit(url).username is not None:
+        msg = f"{ENV_DASHBOARD}: write it without user:password@ (it is put in every alert)"
+        raise ConfigError(msg)
+    return url

@@ -82,7 +82,8 @@ OPS: Final[Mapping[str, Callable[[float, float], bool]]] = MappingProxyType({
 SEVERITIES: Final = ("info", "warning", "critical")
 
 _RULE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: A Prometheus label name.
+LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KEYS: Final = (
     "name", "metric", "match", "op", "threshold", "for", "keep_firing_for", "severity", "summary",
     "description", "runbook_url", "labels",
@@ -383,7 +384,7 @@ class _RuleCheck:
             if key == "match" and known is not None and name not in known:
                 hint = _suggest(name, known) or f" (its labels: {', '.join(sorted(known))})"
                 self.problem(f"match.{name} is not a label of {metric}{hint}", key, name)
-            elif key == "labels" and not _LABEL_NAME.fullmatch(name):
+            elif key == "labels" and not LABEL_NAME.fullmatch(name):
                 self.problem(f"labels.{name}: not a label name [A-Za-z_][A-Za-z0-9_]*", key, name)
             elif key == "labels" and known is not None and name in known:
                 self.problem(

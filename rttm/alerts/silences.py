@@ -17,7 +17,7 @@ from typing import Final
 from urllib.parse import urlencode
 
 from rttm.alerts.http_client import Outcome, call
-from rttm.alerts.notifications import SOURCE_LABEL, iso
+from rttm.alerts.notifications import SOURCE_NAME, SOURCE_VALUE, iso
 from rttm.alerts.receivers import ALERTS_PATH, ENV_ALERTMANAGER, SILENCES_PATH, Receiver
 from rttm.errors import RttmError
 
@@ -43,7 +43,7 @@ def create(
         msg = f"no Alertmanager to silence in: set {ENV_ALERTMANAGER}"
         raise RttmError(msg)
     start = datetime.now(UTC)
-    labels = {**matchers, "alertname": rule, SOURCE_LABEL[0]: SOURCE_LABEL[1]}
+    labels = {**matchers, "alertname": rule, SOURCE_NAME: SOURCE_VALUE}
     body = {
         "matchers": [{"name": name, "value": value, "isRegex": False, "isEqual": True}
                      for name, value in sorted(labels.items())],
@@ -56,7 +56,12 @@ def create(
     for manager in managers:
         answer = call("POST", manager.endpoint(SILENCES_PATH), body, manager.headers())
         if answer.outcome is Outcome.SENT:
-            return str(json.loads(answer.body)["silenceID"]), manager
+            try:
+                return str(json.loads(answer.body)["silenceID"]), manager
+            except (ValueError, KeyError, TypeError):
+                msg = (f"{manager.name} answered {answer.detail} without a silence id:"
+                       " is it an Alertmanager?")  # fmt: skip
+                raise RttmError(msg) from None
         if answer.outcome is Outcome.REFUSED:
             msg = f"{manager.name} refused the silence: {answer.detail}"
             raise RttmError(msg)
@@ -94,14 +99,17 @@ class SilencedLookup:
             return self._known
 
     def _ask(self) -> dict[str, list[str]] | None:
-        query = urlencode({"filter": f'{SOURCE_LABEL[0]}="{SOURCE_LABEL[1]}"', "active": "false",
-                           "silenced": "true", "inhibited": "false"})  # fmt: skip
+        query = urlencode({"filter": f'{SOURCE_NAME}="{SOURCE_VALUE}"', "active": "false",
+                           "silenced": "true", "inhibited": "true"})  # fmt: skip
         for manager in self._managers:
             answer = call("GET", manager.endpoint(ALERTS_PATH) + "?" + query,
                           headers=manager.headers(), timeout=LOOKUP_TIMEOUT_S)  # fmt: skip
             if answer.outcome is Outcome.SENT:
-                return {
-                    alert["fingerprint"]: list(alert["status"].get("silencedBy") or [])
-                    for alert in json.loads(answer.body)
-                }
+                try:
+                    return {
+                        str(alert["fingerprint"]): list(alert["status"].get("silencedBy") or [])
+                        for alert in json.loads(answer.body)
+                    }
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    return None  # not Alertmanager's answer: not known
         return None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -21,8 +20,9 @@ from rich.console import Console
 
 from rttm import config
 from rttm.alerts import receivers, silences
+from rttm.alerts.rules import LABEL_NAME
 from rttm.cli import Subcommands, say, screens
-from rttm.durations import format_duration, parse_duration
+from rttm.durations import format_duration, parse_positive_duration
 from rttm.errors import RttmError
 from rttm.metrics.settings import pipeline_from_env
 from rttm.views import alerts, status, trace
@@ -98,12 +98,9 @@ def register(commands: Subcommands) -> None:
     silence.set_defaults(run=_silence)
 
 
-_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
 def _matcher(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
-    if not sep or not _LABEL_NAME.fullmatch(name):
+    if not sep or not LABEL_NAME.fullmatch(name):
         msg = f"expected LABEL=VALUE with a label name [A-Za-z_][A-Za-z0-9_]*, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return name, value
@@ -111,13 +108,9 @@ def _matcher(text: str) -> tuple[str, str]:
 
 def _duration(text: str) -> float:
     try:
-        seconds = parse_duration(text)
+        return parse_positive_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        msg = f"must be longer than 0s, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return seconds
 
 
 def _show(

@@ -2,8 +2,8 @@
 
 ``rttm db prune --keep-days N`` drops what is older than N days before today: metrics
 windows; alert instances that ended (a pending or firing one keeps its whole history, however
-old); stuck-trade rows whose last event is that old (the trade's events are pruned with their
-partition anyway).
+old), with their outbox rows; stuck-trade rows whose last event is that old (the trade's
+events are pruned with their partition anyway).
 """
 
 from __future__ import annotations
@@ -15,6 +15,15 @@ import psycopg
 
 #: table -> (rows to delete given a cutoff %(cutoff)s); each is one statement.
 _OLD = {
+    # First, while the alert rows that date them are still there.
+    "rttm_alert_outbox": (
+        "FROM rttm_alert_outbox o WHERE EXISTS ("
+        " SELECT 1 FROM rttm_alerts b WHERE b.rule = o.rule AND b.labels = o.labels"
+        " AND b.started_at = o.started_at AND b.state IN ('resolved', 'inactive')"
+        " AND b.at < %(cutoff)s)"
+        " OR NOT EXISTS (SELECT 1 FROM rttm_alerts a WHERE a.rule = o.rule"
+        " AND a.labels = o.labels AND a.started_at = o.started_at)"
+    ),
     "rttm_metrics": "FROM rttm_metrics WHERE window_start < %(cutoff)s",
     "rttm_alerts": (
         "FROM rttm_alerts a WHERE a.at < %(cutoff)s AND EXISTS ("

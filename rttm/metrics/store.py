@@ -6,8 +6,8 @@ by the policy of ``rttm.db.retry`` (with backoff while the database is away; a s
 PostgreSQL refuses stops the flow instead: retrying it would never end). Transitions are
 published after the commit and acknowledged before the batch is done: at-least-once, keyed
 by rule, each carrying its idempotency key in a header. With receivers configured, the same
-transaction writes the alert outbox, which a :class:`~rttm.alerts.outbox.Sender` per
-process delivers (:mod:`rttm.alerts.outbox`).
+transaction writes the alert outbox, which a :class:`~rttm.alerts.sender.Sender` per
+process delivers.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from rttm.alerts import outbox
 from rttm.alerts.engine import Transition
 from rttm.alerts.receivers import Delivery
 from rttm.alerts.rules import Rule
+from rttm.alerts.sender import Sender
 from rttm.db.connect import sink_connection
 from rttm.db.retry import BACKOFF_CAP_S, BACKOFF_START_S, Failure, Retry
 from rttm.metrics.merge import MetricsOutput
@@ -70,9 +71,6 @@ def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-_labels = outbox.labels_json
-
-
 class MetricsWriter:
     """One connection (and producer); writes :class:`MetricsOutput` batches durably."""
 
@@ -94,9 +92,10 @@ class MetricsWriter:
         if not outputs:
             return
         retry = Retry("a batch of metrics", OUTAGE)
+        computed = datetime.now(UTC)  # before any wait for the database: their age is now's
         while True:
             try:
-                queued = self._commit(self._connection(), outputs, self._delivery)
+                queued = self._commit(self._connection(), outputs, self._delivery, computed)
                 break
             except psycopg.Error as exc:
                 if retry.after(exc) is Failure.LOST and self._conn is not None:
@@ -126,15 +125,16 @@ class MetricsWriter:
         conn: psycopg.Connection[tuple[Any, ...]],
         outputs: Sequence[MetricsOutput],
         delivery: Delivery | None,
+        computed: datetime,
     ) -> bool:
         """One transaction of every row; returns whether it queued notifications."""
         points = [
-            (p.metric, p.window_start, _labels(p.labels), p.window_end, p.value)
+            (p.metric, p.window_start, outbox.labels_json(p.labels), p.window_end, p.value)
             for out in outputs
             for p in out.points
         ]
         transitions = [
-            (t.rule, _labels(t.labels), t.started_at, t.state, t.at, t.value, t.severity,
+            (t.rule, outbox.labels_json(t.labels), t.started_at, t.state, t.at, t.value, t.severity,
              t.summary, t.resolved_at)
             for out in outputs
             for t in out.transitions
@@ -153,7 +153,7 @@ class MetricsWriter:
         notices = []
         if delivery is not None and delivery.receivers:
             notices = outbox.outbox_rows(
-                (t for out in outputs for t in out.transitions), delivery, datetime.now(UTC)
+                (t for out in outputs for t in out.transitions), delivery, computed
             )
         with conn.transaction(), conn.cursor() as cur:
             batches: list[tuple[str, list[tuple[Any, ...]]]] = [
@@ -222,7 +222,7 @@ class _Partition(StatelessSinkPartition[MetricsOutput]):
 class MetricsSink(DynamicSink[MetricsOutput]):
     """A writer per worker (only the merge step's worker gets items).
 
-    With receivers in ``delivery``, the process runs one alert :class:`~outbox.Sender`
+    With receivers in ``delivery``, the process runs one alert :class:`~rttm.alerts.sender.Sender`
     while any of its partitions is open.
     """
 
@@ -236,14 +236,14 @@ class MetricsSink(DynamicSink[MetricsOutput]):
         self._url, self._kafka_config = database_url, kafka_config
         self._delivery, self._rules = delivery, tuple(rules)
         self._lock = threading.Lock()
-        self._sender: outbox.Sender | None = None
+        self._sender: Sender | None = None
         self._open = 0
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
         """A partition with its own connection and producer."""
         with self._lock:
             if self._sender is None and self._delivery is not None and self._delivery.receivers:
-                self._sender = outbox.Sender(self._url, self._delivery, self._rules)
+                self._sender = Sender(self._url, self._delivery, self._rules)
                 self._sender.start()
             self._open += 1
             notified = self._sender.wake if self._sender is not None else lambda: None

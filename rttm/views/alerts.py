@@ -12,18 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rttm.alerts import outbox
 from rttm.alerts.notifications import fingerprint, manager_labels
-from rttm.views.common import ALERT_COLUMNS, Conn, alert
+from rttm.alerts.stored import ALERT_COLUMNS, LATEST_PER_SERIES
+from rttm.views.common import Conn, alert
 
-#: The latest transition of each alert series (rule, labels): a newer activation of the
-#: series supersedes an older one even if that one was never closed (an engine restarted
-#: without its recovery store does not know to close it).
-LATEST_PER_SERIES = f"""
-SELECT DISTINCT ON (rule, labels) {ALERT_COLUMNS}
-FROM rttm_alerts
-ORDER BY rule, labels, at DESC, started_at DESC,
-         array_position(ARRAY['pending', 'firing', 'resolved', 'inactive'], state) DESC
-"""  # noqa: S608 - a constant column list, no input
 _CURRENT = f"""
 SELECT latest.*, sent.statuses, sent.attempts, sent.last_error
 FROM ({LATEST_PER_SERIES}) latest
@@ -41,17 +34,21 @@ _RECENT = f"SELECT {ALERT_COLUMNS} FROM rttm_alerts ORDER BY at DESC, rule LIMIT
 
 
 def delivery_state(state: str, statuses: Sequence[str] | None, attempts: int | None) -> str | None:
-    """How the firing notification of an alert went, from its outbox rows' statuses."""
+    """How the firing notification of an alert went, from its outbox rows' statuses.
+
+    With several receivers: ``refused`` if one refused it, else ``retrying`` or ``queued``
+    while one still owes it, else ``delivered`` if one took it.
+    """
     if state != "firing":
         return None
-    found = set(statuses or ())
+    found = set(statuses or ()) - {outbox.SUPERSEDED, outbox.DROPPED}
     if not found:
         return "not configured"
-    for status, shown in (("refused", "refused"), ("due", "retrying" if attempts else "queued"),
-                          ("history", "history")):  # fmt: skip
-        if status in found:
-            return shown
-    return "delivered"
+    if outbox.REFUSED in found:
+        return "refused"
+    if outbox.DUE in found:
+        return "retrying" if attempts else "queued"
+    return "delivered" if outbox.DELIVERED in found else "history"
 
 
 def _active_alert(

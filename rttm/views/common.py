@@ -12,7 +12,6 @@ from rttm.db.connect import connect, describe, error_cause
 from rttm.errors import RttmError
 
 Conn = psycopg.Connection[dict[str, Any]]
-ALERT_COLUMNS = "rule, labels, state, value, severity, summary, started_at, at, resolved_at"
 
 
 #: A view that takes longer than this is cut off (the page polls every 2 s).

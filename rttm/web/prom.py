@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from rttm.metrics.points import SERIES_PREFIX
 from rttm.views.alerts import active
 from rttm.views.common import open_view
 
@@ -55,7 +56,7 @@ _REJECTS = (
     "SELECT greatest(reltuples, 0) AS n FROM pg_class WHERE oid = 'rttm_ingest_rejects'::regclass"
 )
 _STUCK = "SELECT count(*) AS n FROM rttm_stuck_trades WHERE recovered_at IS NULL"
-PREFIX = "rttm_"
+PREFIX = SERIES_PREFIX
 
 
 class DatabaseCollector(Collector):
