@@ -99,8 +99,8 @@ def test_a_stuck_trade_fires_trade_stuck_in_alertmanager_and_resolves_when_it_mo
     }  # fmt: skip
     assert alert["annotations"]["summary"].startswith("Trades stopped after a stage")
     assert alert["annotations"]["description"] == (
-        "1 trades have had no event for longer than the allowed time after stage captured"
-        " (trade-capture-service)."
+        "Stuck after stage captured at trade-capture-service: 1 trade(s) with no event within"
+        " the allowed time."
     )
     assert alert["generatorURL"] == f"{DASHBOARD}/#trade={TRADE}"
     assert alert["status"]["state"] == "active"

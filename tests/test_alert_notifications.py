@@ -7,6 +7,7 @@ import hmac
 from datetime import UTC, datetime, timedelta
 
 from rttm.alerts.notifications import (
+    SIGNATURE_HEADER,
     AlertRecord,
     fingerprint,
     firing_until,
@@ -70,6 +71,15 @@ def test_a_resolved_alert_ends_at_its_resolution_and_a_gone_rule_keeps_its_store
     assert "generatorURL" not in alert
 
 
+def test_an_alert_is_one_rule_labels_and_activation_whatever_its_state() -> None:
+    assert (
+        record().identity
+        == record("resolved").identity
+        == ("QueueLagHigh", (("empty", ""), ("service", "pms"), ("topic", "t")), START)
+    )
+    assert webhook_alert(record(), RULE, None)["generatorURL"] == ""  # no dashboard: no link
+
+
 def test_a_stuck_trade_links_to_its_trace() -> None:
     stuck = AlertRecord(
         rule="TradeStuck", labels={"stage": "positioned"}, started_at=START, state="firing",
@@ -105,6 +115,7 @@ def test_webhook_payloads_group_by_alertname_as_alertmanager_does() -> None:
     assert gone["alerts"][0]["annotations"] == {}
 
 
-def test_the_signature_is_the_bodys_hmac_sha256() -> None:
+def test_the_signature_is_the_bodys_hmac_sha256_in_the_documented_header() -> None:
+    assert SIGNATURE_HEADER == "X-RTTM-Signature-256"  # what receivers were told to check
     body = b'{"version": "4"}'
     assert signature(b"k", body) == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rttm.alerts import templates
-from rttm.alerts.receivers import from_env
+from rttm.alerts.receivers import Delivery, from_env
 from rttm.alerts.rules import Problem, check_text
 from rttm.config import ConfigError
 from tests.test_alert_rules import GOOD
@@ -16,7 +16,8 @@ from tests.test_alert_rules import GOOD
     [
         (1.0, "1"), (0.25, "0.25"), (12000.0, "12000"), (123456.0, "123456"), (1e6, "1e+06"),
         (1234567.0, "1.234567e+06"), (0.0001, "0.0001"), (0.00001, "1e-05"), (-3.5, "-3.5"),
-        (0.0, "0"), (0.1 + 0.2, "0.30000000000000004"), (float("nan"), "NaN"),
+        (0.0, "0"), (-0.0, "-0"), (1_200_000.0, "1.2e+06"), (0.1 + 0.2, "0.30000000000000004"),
+        (float("nan"), "NaN"),
         (float("inf"), "+Inf"), (float("-inf"), "-Inf"), (1e21, "1e+21"),
     ],
 )  # fmt: skip
@@ -28,6 +29,7 @@ def test_labels_and_the_value_fill_in_and_a_missing_label_is_empty() -> None:
     text = "{{ $labels.service }} lags {{$value}} on {{  $labels.topic  }}{{ $labels.nope }}."
     assert templates.render(text, 12.5, {"service": "pms", "topic": "t"}) == "pms lags 12.5 on t."
     assert templates.problems(text) == []
+    assert templates.render("{{ .Value }} {{$value}}", 2, {}) == "{{ .Value }} 2"  # unchecked
 
 
 @pytest.mark.parametrize(
@@ -97,17 +99,21 @@ def test_delivery_settings_fail_in_one_line_without_credentials(
 
 
 def test_delivery_settings_name_receivers_without_credentials_or_tokens() -> None:
-    env = {"RTTM_ALERTMANAGER_URL": "http://ops:pw@am-1:9093/prefix/, https://am-2",
-           "RTTM_ALERT_WEBHOOK_URL": "https://chat.example/hooks/T0KEN?room=ops"}  # fmt: skip
+    env = {"RTTM_ALERTMANAGER_URL": "http://ops:pw@am-1:9093/prefix/, https://am-2, http://am-3",
+           "RTTM_ALERT_WEBHOOK_URL": "https://chat.example/hooks/T0KEN?room=ops",
+           "RTTM_ALERT_WEBHOOK_SECRET": "s3",
+           "RTTM_DASHBOARD_URL": "https://rttm.example/"}  # fmt: skip
     delivery = from_env(env)
     assert [r.name for r in delivery.receivers] == [
         "alertmanager http://am-1:9093/…", "alertmanager https://am-2:443",
-        "webhook https://chat.example:443/…",
+        "alertmanager http://am-3:80", "webhook https://chat.example:443/…",
     ]  # fmt: skip
-    first, second = delivery.alertmanagers
+    first, second, _ = delivery.alertmanagers
     assert first.endpoint("/api/v2/alerts") == "http://am-1:9093/prefix/api/v2/alerts"
     assert second.endpoint("/api/v2/alerts") == "https://am-2/api/v2/alerts"
-    assert delivery.receivers[2].endpoint() == "https://chat.example/hooks/T0KEN?room=ops"
+    assert delivery.receivers[3].endpoint() == "https://chat.example/hooks/T0KEN?room=ops"
+    assert (delivery.webhook_secret, delivery.dashboard_url) == (b"s3", "https://rttm.example/")
+    assert from_env({}) == Delivery()  # nothing configured: nothing sent
     assert first.headers() == {"Authorization": "Basic b3BzOnB3"}
     assert second.headers() == {}
     assert "pw" not in repr(delivery)

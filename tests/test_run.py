@@ -213,8 +213,12 @@ def test_rttm_run_restarts_a_flow_cluster_as_a_whole_and_the_tables_end_exact(
           "RTTM_TAIL": "0"},
          "RTTM_TAIL=0 makes each flow stop at the end of its partitions, and rttm run would "
          "restart it for ever: unset it"),
+        ({"RTTM_KAFKA_BROKERS": "127.0.0.1:1", "RTTM_DATABASE_URL": "postgresql://h/d",
+          "RTTM_ALERT_WEBHOOK_URL": "hooks.example/rttm"},
+         "RTTM_ALERT_WEBHOOK_URL: 'hooks.example/rttm' is not a URL: write it as"
+         " http://HOST:PORT"),
     ],
-    ids=["no-servers", "bounded-flows"],
+    ids=["no-servers", "bounded-flows", "bad-receiver"],
 )  # fmt: skip
 def test_rttm_run_refuses_what_it_cannot_supervise_in_one_line(
     tmp_path: Path, settings: dict[str, str], expected: str

@@ -103,7 +103,7 @@ def manager_alert(
     record: AlertRecord, rule: Rule | None, dashboard_url: str | None, ends_at: datetime
 ) -> dict[str, Any]:
     """The alert as ``POST /api/v2/alerts`` takes it; ``ends_at`` applies while it fires."""
-    end = record.resolved_at if record.state == "resolved" and record.resolved_at else ends_at
+    end = record.resolved_at or ends_at  # only a resolved transition has a resolution time
     alert = {
         "labels": alert_labels(record),
         "annotations": alert_annotations(record, rule),
@@ -135,13 +135,12 @@ def webhook_alert(
 ) -> dict[str, Any]:
     """The alert as an entry of a webhook payload (``endsAt`` zero while it fires)."""
     labels = alert_labels(record)
-    firing = record.state != "resolved" or record.resolved_at is None
     return {
-        "status": "firing" if firing else "resolved",
+        "status": "firing" if record.resolved_at is None else "resolved",
         "labels": labels,
         "annotations": alert_annotations(record, rule),
         "startsAt": iso(record.fired_at or record.started_at),
-        "endsAt": _ZERO_TIME if firing or record.resolved_at is None else iso(record.resolved_at),
+        "endsAt": _ZERO_TIME if record.resolved_at is None else iso(record.resolved_at),
         "generatorURL": generator_url(record, dashboard_url),
         "fingerprint": fingerprint(labels),
     }
@@ -176,10 +175,8 @@ def webhook_payloads(entries: Sequence[dict[str, Any]], external_url: str) -> li
 
 def _common(label_sets: Iterable[Mapping[str, str]]) -> dict[str, str]:
     sets = list(label_sets)
-    if not sets:
-        return {}
-    shared = dict(sets[0])
-    for other in sets[1:]:
+    shared = dict(sets[0])  # a group has at least one alert
+    for other in sets:
         shared = {k: v for k, v in shared.items() if other.get(k) == v}
     return dict(sorted(shared.items()))
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from bytewax.recovery import init_db_dir
 
 from rttm import config, flow_settings, logs
+from rttm.alerts import receivers
 from rttm.cli import Subcommands, say
 from rttm.cli.serve_commands import DEFAULT_PORT
 from rttm.errors import RttmError
@@ -82,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         msg = (f"{flow_settings.ENV_TAIL}=0 makes each flow stop at the end of its "
                "partitions, and rttm run would restart it for ever: unset it")  # fmt: skip
         raise RttmError(msg)
+    receivers.from_env(os.environ)  # a bad alert receiver now, not in a restart loop
     if min(args.ingest, args.metrics) < 0 or args.workers < 1 or args.stop_timeout <= 0:
         msg = "--ingest and --metrics must be >= 0, --workers >= 1, --stop-timeout > 0"
         raise RttmError(msg)
