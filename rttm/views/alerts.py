@@ -4,7 +4,7 @@ Each active alert carries ``delivery``: how its firing notification went, from t
 (``delivered``, ``retrying``, ``queued``, ``refused``, ``history`` — fired on data older than
 the horizon, not sent —, ``not configured`` — no receiver when it fired —, or ``None`` while
 pending, which is never sent), ``delivery_error`` (the last failure or refusal), and
-``silenced_by`` (the Alertmanager silences muting it; ``None`` when not known).
+``silenced_by`` (the Alertmanager silences muting it; ``None`` when not known or pending).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _active_alert(
     shown = alert(row)
     shown["delivery"] = delivery_state(row["state"], row["statuses"], row["attempts"])
     shown["delivery_error"] = row["last_error"] if shown["delivery"] != "delivered" else None
-    if silenced is None:
+    if silenced is None or row["state"] != "firing":  # a pending alert is not in Alertmanager
         shown["silenced_by"] = None
     else:
         key = fingerprint(manager_labels(row["rule"], row["labels"], row["severity"]))
