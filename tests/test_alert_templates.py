@@ -47,6 +47,15 @@ def test_other_actions_are_problems(text: str, problem: str) -> None:
     assert problem in found
 
 
+def test_rule_labels_may_not_set_what_rttm_sets() -> None:
+    text = GOOD + 'labels = { severity = "page", team = "pms", source = "x" }\n'
+    assert check_text(text) == [
+        Problem(7, "rule 'LagHigh': labels.severity: set it with the rule's severity key"),
+        Problem(7, "rule 'LagHigh': labels.source: RTTM marks its alerts source=\"rttm\" for"
+                   " routes and silences"),
+    ]  # fmt: skip
+
+
 def test_rules_check_templates_and_runbook_links_on_their_lines() -> None:
     text = (GOOD + 'summary = "lag {{ .Value }}"\ndescription = "ok {{ $value }}"\n'
             'runbook_url = "ftp://runbooks/lag"\n')  # fmt: skip

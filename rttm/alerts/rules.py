@@ -88,6 +88,12 @@ _KEYS: Final = (
     "name", "metric", "match", "op", "threshold", "for", "keep_firing_for", "severity", "summary",
     "description", "runbook_url", "labels",
 )  # fmt: skip
+#: Labels every alert gets from RTTM, which a rule's ``labels`` may not set.
+_SET_BY_RTTM: Final[Mapping[str, str]] = MappingProxyType({
+    "alertname": "every alert is named after its rule",
+    "severity": "set it with the rule's severity key",
+    "source": 'RTTM marks its alerts source="rttm" for routes and silences',
+})  # fmt: skip
 _RUNBOOK_URL = re.compile(r"https?://[^\s/?#]+\S*")
 _REQUIRED: Final = ("name", "metric", "op", "threshold", "severity")
 
@@ -386,6 +392,8 @@ class _RuleCheck:
                 self.problem(f"match.{name} is not a label of {metric}{hint}", key, name)
             elif key == "labels" and not LABEL_NAME.fullmatch(name):
                 self.problem(f"labels.{name}: not a label name [A-Za-z_][A-Za-z0-9_]*", key, name)
+            elif key == "labels" and name in _SET_BY_RTTM:
+                self.problem(f"labels.{name}: {_SET_BY_RTTM[name]}", key, name)
             elif key == "labels" and known is not None and name in known:
                 self.problem(
                     f"labels.{name} would replace the series label {name} of {metric}", key, name

@@ -36,7 +36,7 @@ from rttm.outage import OutageLog
 from rttm.registry import ALERT_EVENTS_TOPIC
 
 _LOG = logging.getLogger("rttm.metrics.sink")
-#: The tables of migration 0005 this sink writes.
+#: The tables this sink writes (migrations 0005 and 0007).
 TABLES = ("rttm_metrics", "rttm_alerts", "rttm_stuck_trades", "rttm_alert_outbox")
 #: How long closing the sink waits for the broker to take the last alert events.
 FLUSH_TIMEOUT_S = 10.0
