@@ -6,7 +6,10 @@ The servers come from the same code as ``rttm up`` (``rttm.stack``). Set
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,30 +30,45 @@ from tests.alerting import Alertmanager, WebhookServer
 TEST_POSTGRES_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
+@contextlib.contextmanager
+def postgres_home() -> Iterator[Path]:
+    """A folder for a test PostgreSQL's state, outside pytest's temporary root.
+
+    As root, PostgreSQL runs as its own user and needs o+x on every folder above its data;
+    each new pytest session makes its temporary root private again (0700), which would
+    pull the floor from under a server another session is still running.
+    """
+    home = Path(tempfile.mkdtemp(prefix="rttm-test-pg-"))
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_admin_url() -> Iterator[str]:
     """A superuser URL of a running PostgreSQL: ``RTTM_TEST_DATABASE_URL`` or one we start."""
     if url := os.environ.get("RTTM_TEST_DATABASE_URL"):
         yield url
         return
-    server = start_postgres(
-        tmp_path_factory.mktemp("pg"), free_port(), settings=TEST_POSTGRES_SETTINGS
-    )
-    try:
-        yield server.url("postgres")
-    finally:
-        server.stop()
+    with postgres_home() as home:
+        server = start_postgres(home, free_port(), settings=TEST_POSTGRES_SETTINGS)
+        try:
+            yield server.url("postgres")
+        finally:
+            server.stop()
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[tuple[Path, int, list[PostgresProcess]]]:
+def own_postgres() -> Iterator[tuple[Path, int, list[PostgresProcess]]]:
     """A PostgreSQL this test may stop and start: (state dir, port, [current server])."""
     port = free_port()
-    servers = [start_postgres(tmp_path / "pg", port, TEST_POSTGRES_SETTINGS)]
-    yield tmp_path / "pg", port, servers
-    for server in servers:
-        if server.is_up():
-            server.stop()
+    with postgres_home() as home:
+        servers = [start_postgres(home / "pg", port, TEST_POSTGRES_SETTINGS)]
+        yield home / "pg", port, servers
+        for server in servers:
+            if server.is_up():
+                server.stop()
 
 
 def _with_dbname(url: str, dbname: str) -> str:
