@@ -46,11 +46,13 @@ class Received:
 class WebhookServer:
     """An HTTP server on 127.0.0.1 that records POSTs and answers ``status`` (200 default).
 
-    ``stop()`` closes the port (a receiver that is down); ``start()`` opens the same port.
+    ``statuses``, when given, are answered first, one per request. ``stop()`` closes the
+    port (a receiver that is down); ``start()`` opens the same port.
     """
 
     port: int = field(default_factory=free_port)
     status: int = 200
+    statuses: list[int] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
@@ -66,9 +68,10 @@ class WebhookServer:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 owner.received.append(Received(self.path, headers, body))
-                self.send_response(owner.status)
+                status = owner.statuses.pop(0) if owner.statuses else owner.status
+                self.send_response(status)
                 self.end_headers()
-                self.wfile.write(b"bad payload" if owner.status >= 400 else b"ok")
+                self.wfile.write(b"bad payload" if status >= 400 else b"ok")
 
             def log_message(self, *_args: Any) -> None:
                 pass

@@ -98,6 +98,8 @@ FAST_TESTS: dict[str, tuple[str, ...]] = {
     "rttm/alerts/templates.py": ("tests/test_alert_templates.py", "tests/test_alert_rules.py"),
     "rttm/alerts/receivers.py": ("tests/test_alert_templates.py",),
     "rttm/alerts/notifications.py": ("tests/test_alert_notifications.py",),
+    # The sender's tests need PostgreSQL and start an Alertmanager each: about 30 s a run.
+    "rttm/alerts/sender.py": ("tests/test_alert_delivery.py",),
     # The writer's code runs only against PostgreSQL: its own tests, 3 s with a server.
     "rttm/ingest/writer.py": ("tests/test_writer.py",),
 }
@@ -105,7 +107,7 @@ FAST_TESTS: dict[str, tuple[str, ...]] = {
 #: of them starts one PostgreSQL for all its workers (``RTTM_TEST_DATABASE_URL``; each test
 #: makes its own database, and starts its own broker if it needs one) and selects
 #: ``-m "not slow"`` instead of ``"not integration"``.
-SERVER_TESTS = frozenset({"tests/test_writer.py"})
+SERVER_TESTS = frozenset({"tests/test_writer.py", "tests/test_alert_delivery.py"})
 ALL_FAST_TESTS = ("tests",)
 #: What the tests import or read, copied into each worker's private tree.
 COPIED = ("rttm", "dataflows", "tests", "benchmarks", "sql", "pyproject.toml", "README.md")

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from rttm.alerts import sender as sender_module
 from rttm.alerts.engine import Transition
 from rttm.alerts.notifications import SIGNATURE_HEADER, fingerprint
 from rttm.alerts.receivers import Delivery, from_env
@@ -28,9 +29,12 @@ from rttm.alerts.rules import Rule
 from rttm.alerts.sender import Sender
 from rttm.metrics.merge import MetricsOutput
 from rttm.metrics.store import MetricsWriter
+from rttm.stack.postgres import start_postgres
 from rttm.stack.processes import free_port
 from tests.alerting import Alertmanager, WebhookServer, wait_for
+from tests.conftest import TEST_POSTGRES_SETTINGS
 from tests.ingest_helpers import REPO
+from tests.test_ingest_resilience import migrated
 
 pytestmark = pytest.mark.integration
 
@@ -221,9 +225,9 @@ def test_a_receiver_that_refuses_is_reported_once_and_not_retried(
             sender.run_once()
     assert len(webhook.received) == 1
     with psycopg.connect(migrated_db) as conn:
-        assert conn.execute("SELECT status, last_error FROM rttm_alert_outbox").fetchall() == [
-            ("refused", "HTTP 400: bad payload")
-        ]
+        assert conn.execute(
+            "SELECT status, attempts, last_error FROM rttm_alert_outbox"
+        ).fetchall() == [("refused", 1, "HTTP 400: bad payload")]
     [report] = [r.getMessage() for r in caplog.records]
     assert "refused 1 alert(s) (TradeStuck): HTTP 400: bad payload" in report
 
@@ -406,21 +410,188 @@ def test_one_bad_alert_is_refused_alone_and_never_resent_while_the_rest_go_throu
         ).fetchall()
     assert outcome == [(None, "delivered", None), ("x", "refused", True)]
     assert [a["labels"]["stage"] for a in alertmanager.alerts()] == ["positioned"]
+    delivered_at = "SELECT delivered_at FROM rttm_alert_outbox WHERE status = 'delivered'"
+    with psycopg.connect(migrated_db) as conn:
+        [(before,)] = conn.execute(delivered_at).fetchall()
     time.sleep(1.1)
-    assert sender.run_once()  # a resend round: the refused alert is not sent again
+    assert sender.run_once()  # a resend round: the valid alert again, the refused one not
     assert [row[2] for row in outbox_rows(migrated_db)] == ["delivered", "refused"]
+    with psycopg.connect(migrated_db) as conn:
+        [(after,)] = conn.execute(delivered_at).fetchall()
+    assert after > before
 
 
 def test_resends_skip_rules_that_are_gone_and_rows_of_removed_receivers_are_dropped(
-    migrated_db: str, alertmanager: Alertmanager, webhook: WebhookServer, sender_for: Any
-) -> None:
+    migrated_db: str, alertmanager: Alertmanager, sender_for: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
     old = from_env({"RTTM_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/gone"})
     write(migrated_db, old, transition("firing", now(), rule="Retired"))
     add_window(migrated_db, now() - timedelta(seconds=10))
     delivery = from_env({"RTTM_ALERTMANAGER_URL": alertmanager.url})
-    assert sender_for(delivery).run_once()
+    with caplog.at_level(logging.WARNING, "rttm.alerts.delivery"):
+        assert sender_for(delivery).run_once()
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 undelivered alert notifications dropped: their receivers are no longer configured"
+    ]
     assert alertmanager.alerts() == []  # "Retired" is not a rule any more: it lapses
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute("SELECT status, last_error FROM rttm_alert_outbox").fetchall() == [
             ("dropped", "its receiver is no longer configured")
         ]
+
+
+def test_the_backoff_doubles_from_one_second_to_thirty_and_a_success_resets_it() -> None:
+    receiver = from_env({"RTTM_ALERT_WEBHOOK_URL": "http://h/"}).receivers[0]
+    backoff = sender_module._Backoff(receiver)
+    assert backoff.ready()
+    waits = []
+    for _ in range(7):
+        backoff.failed("down")
+        waits.append(round(backoff.next_at - time.monotonic()))
+    assert waits == [1, 2, 4, 8, 16, 30, 30]  # README: "backoff from 1 s up to 30 s"
+    assert not backoff.ready()
+    backoff.worked()
+    assert backoff.ready()
+    backoff.failed("down again")
+    assert round(backoff.next_at - time.monotonic()) == 1
+
+
+def test_the_thread_delivers_what_is_due_and_stop_ends_it_after_a_last_round(
+    migrated_db: str, webhook: WebhookServer
+) -> None:
+    delivery = from_env({"RTTM_ALERT_WEBHOOK_URL": webhook.url})
+    sender = Sender(migrated_db, delivery, [STUCK_RULE])
+    sender.start()
+    try:
+        write(migrated_db, delivery, transition("firing", now() - timedelta(minutes=1)))
+        sender.wake()
+        wait_for(lambda: len(webhook.received) == 1, timeout=10)
+        write(migrated_db, delivery, transition("resolved", now(), now() - timedelta(minutes=1)))
+    finally:
+        sender.stop(timeout=10)  # the last round sends the resolution written just before
+    assert [p["status"] for p in webhook.payloads()] == ["firing", "resolved"]
+    assert sender._thread is not None
+    assert not sender._thread.is_alive()
+    assert sender._conn is None  # closed: its session, and the advisory lock, are gone
+
+
+def alerts_posted(server: WebhookServer) -> list[list[str]]:
+    """The alertnames of each list posted to a stand-in Alertmanager."""
+    return [[a["labels"]["alertname"] for a in r.json()] for r in server.received]
+
+
+def test_alertmanager_gets_one_list_per_round_and_a_refused_list_alert_by_alert(
+    migrated_db: str, webhook: WebhookServer, sender_for: Any
+) -> None:
+    # The webhook server stands in for Alertmanager, to count what it is sent.
+    stand_in = from_env({"RTTM_ALERTMANAGER_URL": webhook.url.removesuffix("/hook")})
+    sender = sender_for(stand_in)
+    assert sender.run_once()
+    assert webhook.received == []  # nothing due, no live window: nothing posted
+    write(migrated_db, stand_in, transition("firing", now()), transition("firing", now(), rule="B"))
+    assert sender.run_once()
+    assert [r.path for r in webhook.received] == ["/api/v2/alerts"]
+    assert alerts_posted(webhook) == [["TradeStuck", "B"]]  # in the order they were queued
+
+    webhook.received.clear()
+    webhook.statuses = [400, 503]  # the list refused; then, alert by alert, an outage
+    write(migrated_db, stand_in, transition("firing", now(), rule="C"),
+          transition("firing", now(), rule="D"))  # fmt: skip
+    assert sender.run_once()
+    assert alerts_posted(webhook) == [["C", "D"], ["C"]]  # stops at the failure
+    with psycopg.connect(migrated_db) as conn:
+        owed = conn.execute("SELECT rule, status, attempts FROM rttm_alert_outbox"
+                            " WHERE rule IN ('C', 'D') ORDER BY rule").fetchall()  # fmt: skip
+    assert owed == [("C", "due", 1), ("D", "due", 0)]
+
+
+def test_the_webhook_waits_for_a_receiver_that_fails_and_sends_only_the_latest_state(
+    migrated_db: str, webhook: WebhookServer, sender_for: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    delivery = from_env({"RTTM_ALERT_WEBHOOK_URL": webhook.url})
+    started = now() - timedelta(minutes=1)
+    write(migrated_db, delivery, transition("firing", started),
+          transition("firing", now(), rule="Other"))  # fmt: skip
+    webhook.status = 503
+    sender = sender_for(delivery)
+    with caplog.at_level(logging.WARNING, "rttm.alerts.delivery"):
+        assert sender.run_once()
+        assert len(webhook.received) == 1  # one payload per rule: the second waits
+        write(migrated_db, delivery, transition("resolved", now(), started))  # resolved meanwhile
+        webhook.status = 200
+        webhook.received.clear()
+        wait_for(lambda: sender.run_once() and len(webhook.received) == 2, timeout=10)
+    sent = {p["groupLabels"]["alertname"]: p["status"] for p in webhook.payloads()}
+    assert sent == {"TradeStuck": "resolved", "Other": "firing"}
+    with psycopg.connect(migrated_db) as conn:
+        rows = conn.execute(
+            "SELECT rule, state, status FROM rttm_alert_outbox ORDER BY id"
+        ).fetchall()
+    assert rows == [("TradeStuck", "firing", "superseded"), ("Other", "firing", "delivered"),
+                    ("TradeStuck", "resolved", "delivered")]  # fmt: skip
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("unavailable: HTTP 503" in m for m in messages), messages
+    assert any(
+        m.startswith(f"webhook http://127.0.0.1:{webhook.port}/… back after") for m in messages
+    )
+
+
+def test_a_database_outage_ends_rounds_quietly_and_delivery_resumes_when_it_is_back(
+    own_postgres: Any, webhook: WebhookServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    state, port, servers = own_postgres
+    url = migrated(servers[0].url())
+    delivery = from_env({"RTTM_ALERT_WEBHOOK_URL": webhook.url})
+    write(url, delivery, transition("firing", now()))
+    sender = Sender(url, delivery, [STUCK_RULE])
+    try:
+        servers[0].stop()
+        with caplog.at_level(logging.WARNING, "rttm.alerts.delivery"):
+            assert not sender.run_once()  # no exception: the round ends, the thread goes on
+            assert not sender.run_once()
+            servers.append(start_postgres(state, port, TEST_POSTGRES_SETTINGS))
+            assert sender.run_once()
+    finally:
+        sender.stop(timeout=5)
+    assert len(webhook.received) == 1
+    lost, back = [r.getMessage() for r in caplog.records]
+    assert lost.startswith("database (alert outbox) unavailable: ")
+    assert back.startswith("database (alert outbox) back after ")
+
+
+def test_resends_keep_to_their_interval(
+    migrated_db: str, webhook: WebhookServer, sender_for: Any
+) -> None:
+    stand_in = from_env({"RTTM_ALERTMANAGER_URL": webhook.url.removesuffix("/hook")})
+    write(migrated_db, stand_in, transition("firing", now()))
+    add_window(migrated_db, now() - timedelta(seconds=10))
+    sender = sender_for(stand_in)
+    assert sender.run_once()  # the due notification, then the first resend round
+    assert alerts_posted(webhook) == [["TradeStuck"], ["TradeStuck"]]
+    assert sender.run_once()
+    assert sender.run_once()
+    assert len(webhook.received) == 2  # the next resend is a minute away
+
+
+def test_resends_wait_out_the_backoff_of_an_alertmanager_that_is_away(
+    migrated_db: str, webhook: WebhookServer, sender_for: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    stand_in = from_env({"RTTM_ALERTMANAGER_URL": webhook.url.removesuffix("/hook"),
+                         "RTTM_ALERT_RESEND": "1s"})  # fmt: skip
+    write(migrated_db, stand_in, transition("firing", now() - timedelta(hours=1)))  # history
+    add_window(migrated_db, now() - timedelta(seconds=10))
+    webhook.status = 503
+    sender = sender_for(stand_in)
+    with caplog.at_level(logging.WARNING, "rttm.alerts.delivery"):
+        assert sender.run_once()  # resend: 503, back off 1 s
+        time.sleep(1.1)
+        assert sender.run_once()  # resend: 503, back off 2 s
+        time.sleep(1.1)
+        assert sender.run_once()  # a resend is due, but the backoff is not over: no call
+        assert len(webhook.received) == 2
+        webhook.status = 200
+        wait_for(lambda: sender.run_once() and len(webhook.received) == 3, timeout=10)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2, messages  # gone once, back once
+    assert messages[1].startswith(f"alertmanager http://127.0.0.1:{webhook.port} back after")
