@@ -75,6 +75,7 @@ def test_the_shipped_defaults_load_and_pass_the_checker() -> None:
     assert list(rules) == [
         "QueueLagHigh", "QueueLagGrowing", "ConsumerStalled", "ConsumerStopped", "DlqRateHigh",
         "ErrorRateHigh", "TradeStuck", "TradesStopped", "EndToEndLatencyHigh",
+        "CardinalityExceeded",
     ]  # fmt: skip
     lag = rules["QueueLagHigh"]
     assert (lag.metric, lag.op, lag.threshold, lag.for_s, lag.severity) == (
@@ -88,7 +89,7 @@ def test_the_shipped_defaults_load_and_pass_the_checker() -> None:
 
 
 def test_metrics_and_their_labels() -> None:
-    assert len(METRICS) == 26
+    assert len(METRICS) == 29
     assert METRIC_LABELS["queue_lag"] == {"service", "topic", "partition"}
     assert METRIC_LABELS["dlq_ratio"] == frozenset()
 
@@ -333,7 +334,7 @@ def test_malformed_rule_tests_are_errors(
 
 def test_cli_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "check"]) == 0
-    assert capsys.readouterr().out == "the shipped default rules: 9 rules OK\n"
+    assert capsys.readouterr().out == "the shipped default rules: 10 rules OK\n"
     good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
     good.write_text(GOOD)
     bad.write_text(GOOD.replace("queue_lag", "queue_lagg") + "colour = 1\n")

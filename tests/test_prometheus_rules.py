@@ -32,10 +32,10 @@ def test_promtool_accepts_the_exported_shipped_rules(tmp_path: Path) -> None:
     out = tmp_path / "rttm.rules.yml"
     result = export(out)
     assert result.returncode == 0, result.stderr
-    assert f"wrote 9 rules to {out}" in result.stderr
+    assert f"wrote 10 rules to {out}" in result.stderr
     checked = promtool("check", "rules", str(out))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 9 rules found" in checked.stdout
+    assert "SUCCESS: 10 rules found" in checked.stdout
     text = out.read_text()
     assert "# Not expressible in PromQL: RTTM finds stuck trades per trade" in text
     assert 'expr: "rttm_e2e_latency_ms{quantile=\\"p99\\"} > 5000"' in text

@@ -15,6 +15,12 @@ The semantics are Prometheus' alerting rules, evaluated once per metrics window 
 
 Only changes of state produce transitions. The result depends on the points and their times,
 never on the order of the points.
+
+A rule has at most ``max_per_rule`` active instances: when more series meet its condition,
+the active ones go on, the worst new ones take the free places but one, and the others are
+watched together as one instance whose label values are ``__other__`` (valued at the worst
+of them), so that a producer that invents a series per message raises one alert, not
+thousands.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import msgspec
 
 from rttm.alerts import templates
 from rttm.alerts.rules import Rule
+from rttm.metrics import stats
+from rttm.metrics.limits import OTHER, STRUCTURAL, Limits, other_labels
 from rttm.metrics.points import Labels, Point
 
 TransitionState: TypeAlias = Literal["pending", "firing", "resolved", "inactive"]
@@ -86,6 +94,10 @@ class Alert:
     failing_since: datetime | None = None  # firing, condition failing since (keep_firing_for)
 
 
+def _is_other(series: Labels) -> bool:
+    return all(value == OTHER for name, value in series if name not in STRUCTURAL)
+
+
 def format_labels(labels: Labels) -> str:
     """``{name="value",...}``, values quoted as JSON strings: one text per label set."""
     return "{" + ",".join(f"{name}={json.dumps(value)}" for name, value in labels) + "}"
@@ -109,9 +121,19 @@ class AlertEngine:
         rules: the rules to evaluate; names must be unique.
         state: a ``snapshot()`` of an earlier engine, to continue from it (alerts of rules
             that no longer exist are dropped).
+        max_per_rule: active instances per rule at most (see the module docstring).
     """
 
-    def __init__(self, rules: Iterable[Rule], state: Iterable[Alert] | None = None) -> None:
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        state: Iterable[Alert] | None = None,
+        max_per_rule: int = Limits.alerts_per_rule,
+    ) -> None:
+        if max_per_rule < 2:
+            msg = f"max_per_rule must be at least 2, got {max_per_rule}"
+            raise ValueError(msg)
+        self._max_per_rule = max_per_rule
         ordered = sorted(rules, key=lambda rule: rule.name)
         self.rules = {rule.name: rule for rule in ordered}
         if len(self.rules) != len(ordered):
@@ -139,16 +161,36 @@ class AlertEngine:
                 series[point.labels] = point
         transitions: list[Transition] = []
         for rule in self.rules.values():
-            values = {
+            values = self._capped(rule, {
                 labels: point.value
                 for labels, point in latest.get(rule.metric, {}).items()
                 if rule.matches(labels)
-            }
+            })  # fmt: skip
             for series_labels in sorted(values.keys() | self._alerts[rule.name].keys()):
                 change = self._step(rule, series_labels, values.get(series_labels), at)
                 if change is not None:
                     transitions.append(change)
         return transitions
+
+    def _capped(self, rule: Rule, values: dict[Labels, float]) -> dict[Labels, float]:
+        """``values`` with the new holding series beyond the rule's cap as one ``__other__``."""
+        active = self._alerts[rule.name]
+        if len(values) + len(active) <= self._max_per_rule:
+            return values
+        named = sum(1 for series in active if not _is_other(series))
+        new = [s for s, v in values.items() if s not in active and rule.holds(v)]
+        room = max(self._max_per_rule - 1 - named, 0)
+        if len(new) <= room:
+            return values
+        down = rule.op in ("<", "<=")  # the worst value is the least
+        new.sort(key=lambda s: ((values[s] if down else -values[s]), s))
+        overflow = new[room:]
+        kept = {s: v for s, v in values.items() if s not in set(overflow)}
+        other = other_labels(overflow[0])
+        worst = [values[s] for s in overflow] + ([kept[other]] if other in kept else [])
+        kept[other] = min(worst) if down else max(worst)
+        stats.record_alerts_folded(rule.name, len(overflow))
+        return kept
 
     def _step(
         self, rule: Rule, series: Labels, value: float | None, at: datetime

@@ -68,6 +68,9 @@ METRIC_LABELS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
     "late_events": _labels("topic"),  # events later than the allowed lateness, per window
     "invalid_messages": _labels("topic"),  # messages rejected by the contracts, per window
     "future_events": _labels("topic"),  # events dated > 5 min past the wall clock, ignored
+    "cardinality_exceeded": _labels("metric label"),  # label sets folded into __other__
+    "trades_untracked": _labels(),  # in-flight trades let go for space (RTTM_METRICS_MAX_TRADES)
+    "partitions_untracked": _labels(),  # queue partitions let go for space
 })  # fmt: skip
 
 #: The metric names a rule may watch: exactly what the metrics engine emits.

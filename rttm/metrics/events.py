@@ -22,7 +22,7 @@ from rttm.decode import Refusal, validated
 from rttm.ingest.chunks import shard_of
 from rttm.ingest.source import RawBatch
 from rttm.metrics import stats
-from rttm.metrics.points import bounded_value
+from rttm.metrics.reasons import reason_group
 from rttm.registry import BY_NAME, TopicSpec
 
 #: (trade_id, service, event_type, time)
@@ -67,8 +67,9 @@ def _queue(e: QueueMetrics) -> tuple[str, Snapshot]:
 
 
 def _dlq(e: DlqEvent) -> tuple[str, Dlq]:
-    # The reason is a label: cut here, so the engine never holds a stack trace per reason.
-    return e.trade_id, (e.topic_name, bounded_value(e.reason), e.event_time.timestamp())
+    # The reason is a label: grouped and cut here, so the engine never holds a stack trace,
+    # or one series per trade id, per reason (the DLQ rows keep the exact text).
+    return e.trade_id, (e.topic_name, reason_group(e.reason), e.event_time.timestamp())
 
 
 def _error(e: ErrorEvent) -> tuple[str, Error]:

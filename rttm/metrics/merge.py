@@ -18,8 +18,9 @@ from bytewax.operators import StatefulLogic
 from rttm import stopping
 from rttm.alerts.engine import Alert, AlertEngine, Transition
 from rttm.alerts.rules import Rule
-from rttm.metrics import stats
+from rttm.metrics import limits, stats
 from rttm.metrics.points import MAX_LABEL_CHARS, Labels, Point, bounded_value, labels_of
+from rttm.metrics.reasons import ReasonBook
 from rttm.metrics.shard import MAX_EMPTY_WINDOWS, EngineConfig, ShardReport
 from rttm.metrics.trades import Recovered, Stuck
 from rttm.metrics.windows import WindowAcc, window_start
@@ -50,7 +51,7 @@ class MergeState:
     frontiers: dict[str, float] = field(default_factory=dict)
     pending: dict[float, WindowAcc] = field(default_factory=dict)
     finalized_until: float | None = None
-    dlq_depth: dict[tuple[str, str], int] = field(default_factory=dict)  # (topic, reason)
+    dlq: ReasonBook | None = None  # DLQ depth per topic and reason (made by MergeLogic)
     services_seen: dict[str, float] = field(default_factory=dict)  # service -> window end
     started_seen: float | None = None  # end of the last window with a started trade
     alerts: tuple[Alert, ...] = ()
@@ -64,20 +65,46 @@ def bounded(labels: Labels) -> Labels:
     return tuple((name, bounded_value(value)) for name, value in labels)
 
 
+def _book(caps: limits.Limits, old: dict[tuple[str, str], int]) -> ReasonBook:
+    """A DLQ book, holding the depths of a snapshot made before there was one."""
+    book = ReasonBook(caps.dlq_reasons, caps.series)
+    for (topic, reason), count in sorted(old.items(), key=lambda kv: -kv[1]):
+        book.add(topic, reason, count)
+    return book
+
+
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
 class _Points:
-    """Collects the points of one window."""
+    """Collects the points of one window; at most ``cap`` label sets per metric stay named."""
 
-    def __init__(self, start: float, end: float) -> None:
-        self.start, self.end = _utc(start), _utc(end)
-        self.points: list[Point] = []
+    def __init__(self, start: float, end: float, cap: int) -> None:
+        self.start, self.end, self.cap = _utc(start), _utc(end), cap
+        self.by_metric: dict[str, list[Point]] = {}
 
     def add(self, metric: str, value: float, **labels: object) -> None:
-        self.points.append(Point(metric, bounded(labels_of(labels)), self.start, self.end,
-                                 float(value)))  # fmt: skip
+        point = Point(metric, bounded(labels_of(labels)), self.start, self.end, float(value))
+        found = self.by_metric.get(metric)
+        if found is None:
+            self.by_metric[metric] = [point]
+        else:
+            found.append(point)
+
+    def points(self) -> list[Point]:
+        """Every point, each metric folded to the cap, plus ``cardinality_exceeded`` points."""
+        out: list[Point] = []
+        exceeded: list[Point] = []
+        for metric, found in self.by_metric.items():
+            kept, folded = limits.fold(metric, found, self.cap)
+            out.extend(kept)
+            if folded is not None:
+                stats.record_folded(metric, folded.dropped)
+                exceeded.append(Point("cardinality_exceeded", (("label", folded.label),
+                                      ("metric", metric)), self.start, self.end,
+                                      float(folded.dropped)))  # fmt: skip
+        return out + exceeded
 
 
 class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
@@ -91,7 +118,11 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         if resume is not None:
             config.check_layout(self._state.layout, "merge")
         self._state.layout = config.layout()
-        self._engine = AlertEngine(rules, self._state.alerts)
+        caps = config.limits
+        if self._state.dlq is None:
+            self._state.dlq = _book(caps, getattr(self._state, "dlq_depth", {}))
+        self._state.dlq.cap, self._state.dlq.topics = caps.dlq_reasons, caps.series
+        self._engine = AlertEngine(rules, self._state.alerts, max_per_rule=caps.alerts_per_rule)
 
     def on_item(self, value: ShardReport) -> tuple[list[MetricsOutput], bool]:
         """Take a shard's report; finalize the windows every shard has now closed."""
@@ -166,13 +197,15 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
 
     def _points(self, start: float, end: float, acc: WindowAcc) -> list[Point]:
         state, length = self._state, self._config.window_s
-        window = _Points(start, end)
+        window = _Points(start, end, self._config.limits.series)
         add = window.add
         per_service: dict[str, int] = {}
+        expected, room = state.services_seen, self._config.limits.series
         for (service, event_type), count in sorted(acc.events.items()):
             add("events", count, service=service, event_type=event_type)
             per_service[service] = per_service.get(service, 0) + count
-            state.services_seen[service] = end
+            if service in expected or len(expected) < room:  # beyond the cap: not expected
+                expected[service] = end
         for service, seen in sorted(state.services_seen.items()):
             if seen > end - EXPECT_S:
                 add("tps", per_service.get(service, 0) / length, service=service)
@@ -197,18 +230,9 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             for name, q in QUANTILES:
                 add("e2e_latency_ms", acc.e2e.quantile(q), quantile=name)
         self._queue_points(acc, add)
-        dlq_window: dict[str, int] = {}
-        for (topic, reason), count in sorted(acc.dlq.items()):
-            add("dlq_events", count, topic=topic, reason=reason)
-            dlq_window[topic] = dlq_window.get(topic, 0) + count
-            total = state.dlq_depth[(topic, reason)] = (
-                state.dlq_depth.get((topic, reason), 0) + count
-            )
-            add("dlq_depth_by_reason", total, topic=topic, reason=reason)  # when it changes
-        depth: dict[str, int] = {}
-        for (topic, _), total in state.dlq_depth.items():
-            depth[topic] = depth.get(topic, 0) + total
-        for topic, total in sorted(depth.items()):
+        dlq_window = self._dlq_points(acc, add)
+        assert state.dlq is not None  # noqa: S101 - made in __init__
+        for topic, total in sorted(state.dlq.by_topic().items()):
             add("dlq_depth", total, topic=topic)
             add("dlq_rate", dlq_window.get(topic, 0) / length, topic=topic)
         if acc.started:
@@ -235,7 +259,26 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             add("invalid_messages", count, topic=topic)
         for topic, count in sorted(acc.future.items()):
             add("future_events", count, topic=topic)
-        return window.points
+        if acc.untracked_trades:
+            add("trades_untracked", acc.untracked_trades)
+        if acc.untracked_partitions:
+            add("partitions_untracked", acc.untracked_partitions)
+        return window.points()
+
+    def _dlq_points(self, acc: WindowAcc, add: Callable[..., None]) -> dict[str, int]:
+        """DLQ events and depth per named reason (most frequent first); events per topic."""
+        book = self._state.dlq
+        assert book is not None  # noqa: S101 - made in __init__
+        named: dict[tuple[str, str], int] = {}
+        for (topic, reason), count in sorted(acc.dlq.items(), key=lambda kv: (-kv[1], kv[0])):
+            key = book.add(topic, reason, count)
+            named[key] = named.get(key, 0) + count
+        per_topic: dict[str, int] = {}
+        for (topic, reason), count in sorted(named.items()):
+            add("dlq_events", count, topic=topic, reason=reason)
+            add("dlq_depth_by_reason", book.depth[topic][reason], topic=topic, reason=reason)
+            per_topic[topic] = per_topic.get(topic, 0) + count
+        return per_topic
 
     def _queue_points(self, acc: WindowAcc, add: Callable[..., None]) -> None:
         pipeline = self._config.pipeline

@@ -33,6 +33,27 @@ class MetricsFlowCollector(Collector):
         yield GaugeMetricFamily(
             "rttm_metrics_alerts_firing", "Alerts firing", value=COUNTERS.alerts_firing
         )
+        dropped = CounterMetricFamily(
+            "rttm_series_dropped", "Label sets folded into __other__ by the series cap",
+            labels=["metric"],
+        )  # fmt: skip
+        for metric, count in sorted(COUNTERS.series_dropped.items()):
+            dropped.add_metric([metric], count)
+        yield dropped
+        folded = CounterMetricFamily(
+            "rttm_alerts_folded", "Series watched as one __other__ alert by the per-rule cap",
+            labels=["rule"],
+        )  # fmt: skip
+        for rule, count in sorted(COUNTERS.alerts_folded.items()):
+            folded.add_metric([rule], count)
+        yield folded
+        evicted = CounterMetricFamily(
+            "rttm_metrics_state_evicted", "Trades and queue partitions let go for space",
+            labels=["state"],
+        )  # fmt: skip
+        for state, count in sorted(COUNTERS.evicted.items()):
+            evicted.add_metric([state], count)
+        yield evicted
         if COUNTERS.watermark is not None:
             yield GaugeMetricFamily(
                 "rttm_metrics_watermark_seconds",

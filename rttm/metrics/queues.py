@@ -11,6 +11,10 @@ end. The status follows Burrow's evaluation over a sliding window of snapshots:
   behind);
 * OK — otherwise.
 
+At most ``capacity`` partitions are tracked: a snapshot of a new one beyond it lets go the
+least recently reported ones (counted once, ``take_evicted``), so that a producer that
+reports a new partition in every snapshot cannot exhaust memory.
+
 Lag in seconds is the lag divided by the consume rate over the window (how long the
 backlog takes to drain at the current pace); with a lag and no progress it is how long the
 consumed offset has not moved, a lower bound of the oldest unconsumed message's age.
@@ -20,8 +24,10 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 from dataclasses import dataclass, field
 
+from rttm.metrics import stats
 from rttm.metrics.events import Snapshot
 from rttm.metrics.windows import OK, STALL, STOP, WARN, QueueGauge
 
@@ -36,6 +42,12 @@ FORGET_AFTER_S = 86_400.0
 MIN_TREND_SNAPSHOTS = 3
 #: A consumed offset that has not moved over snapshots spanning this long: STALL.
 STALL_AFTER_S = 30.0
+
+#: Partitions tracked per shard unless the engine says otherwise (``Limits.partitions``).
+DEFAULT_CAPACITY = 5_000
+#: When full, tracking is cut to this share of the capacity in one pass.
+EVICT_TO = 0.9
+_LOG = logging.getLogger("rttm.metrics")
 
 Point = tuple[float, int, int]  # (time, produced offset, consumed offset)
 
@@ -66,12 +78,19 @@ class QueueTracker:
     #: partition -> (consumed offset, when it was first seen there): how long a stalled
     #: consumer has not moved, beyond the snapshots kept.
     moved: dict[tuple[str, str, int], tuple[int, float]] = field(default_factory=dict)
+    capacity: int = DEFAULT_CAPACITY
+    evicted: int = 0  # partitions let go for space since the last ``take_evicted``
 
     def add(self, snapshot: Snapshot) -> None:
         """Record one snapshot (out-of-order arrivals are put in place)."""
         service, topic, partition, produced, consumed, moment = snapshot
         key = (service, topic, partition)
-        points = self.parts.setdefault(key, [])
+        points = self.parts.pop(key, None)  # re-inserted: the most recently reported last
+        if points is None:
+            points = []
+            if len(self.parts) >= self.capacity:
+                self._evict()
+        self.parts[key] = points
         point = (moment, produced, consumed)
         if not points or moment >= points[-1][0]:
             points.append(point)
@@ -79,6 +98,25 @@ class QueueTracker:
                 self.moved[key] = (consumed, moment)
         else:
             bisect.insort(points, point)
+
+    def take_evicted(self) -> int:
+        """Partitions let go for space since the last call (each is counted once)."""
+        count, self.evicted = self.evicted, 0
+        return count
+
+    def _evict(self) -> None:
+        excess = len(self.parts) - int(self.capacity * EVICT_TO) + 1
+        for key in list(itertools.islice(self.parts, excess)):
+            del self.parts[key]
+            self.moved.pop(key, None)
+        if not self.evicted and not stats.COUNTERS.evicted.get("partitions"):
+            _LOG.warning(
+                "more than %d queue partitions on a shard: the least recently reported are no"
+                " longer tracked (counted in partitions_untracked; raise"
+                " RTTM_METRICS_MAX_PARTITIONS)", self.capacity,
+            )  # fmt: skip
+        self.evicted += excess
+        stats.record_evicted("partitions", excess)
 
     def gauges(self, end: float) -> list[QueueGauge]:
         """Every partition's state at ``end`` (snapshots before it); prunes old ones."""

@@ -15,6 +15,7 @@ from rttm.config import ConfigError, KafkaSettings
 from rttm.durations import parse_duration
 from rttm.flow_settings import FlowSettings, check_schema, tail, topic_partitions
 from rttm.metrics import pipeline
+from rttm.metrics.limits import Limits
 from rttm.metrics.shard import EngineConfig
 from rttm.registry import TOPICS
 
@@ -59,7 +60,7 @@ def pipeline_from_env(env: Mapping[str, str] = os.environ) -> pipeline.Pipeline:
 
 
 def engine_config(env: Mapping[str, str] = os.environ) -> EngineConfig:
-    """Window, lateness, shards and pipeline from the environment (no servers needed)."""
+    """Window, lateness, shards, pipeline and caps from the environment (no servers needed)."""
     window = _duration(env, ENV_WINDOW, DEFAULT_WINDOW)
     if window < 1 or not window.is_integer():
         msg = f"{ENV_WINDOW} must be a whole number of seconds, at least 1s, got {window:g}s"
@@ -72,6 +73,7 @@ def engine_config(env: Mapping[str, str] = os.environ) -> EngineConfig:
     return EngineConfig(
         pipeline=pipeline_from_env(env),
         window_s=window, lateness_s=lateness, shards=int(raw_shards),
+        limits=Limits.from_env(env),
     )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from bytewax.operators import StatefulLogic
 from rttm import stopping
 from rttm.errors import RttmError
 from rttm.metrics.events import DLQ, ERROR, LOG, QUEUE, TRADE, Chunk
+from rttm.metrics.limits import Limits
 from rttm.metrics.pipeline import Pipeline
 from rttm.metrics.queues import QueueTracker
 from rttm.metrics.trades import REMEMBER_ENDED_S, Recovered, Stuck, TradeTracker
@@ -57,6 +58,11 @@ class EngineConfig:
     #: Every source partition ("topic/partition"): none may be passed by the watermark
     #: before it has reported once (data or a heartbeat).
     sources: frozenset[str] = frozenset()
+    limits: Limits = field(default_factory=Limits)
+
+    def shard_share(self, total: int) -> int:
+        """One shard's part of a whole-engine cap."""
+        return max(total // self.shards, 1)
 
     def layout(self) -> tuple[float, int]:
         """What recovered state depends on: windows and shard routing must not change."""
@@ -125,6 +131,8 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
                 self._state.trades = TradeTracker(config.pipeline)
             self._state.trades.pipeline = config.pipeline
         self._state.layout, self._state.stages = config.layout(), stages
+        self._state.trades.capacity = config.shard_share(config.limits.trades)
+        self._state.queues.capacity = config.shard_share(config.limits.partitions)
 
     # -- Bytewax hooks ------------------------------------------------------------------
 
@@ -310,6 +318,8 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
             state.future_unplaced.clear()
             acc.queues = queues.gauges(end)
             acc.stuck = dict(trades.stuck_now)
+            acc.untracked_trades = trades.take_evicted()
+            acc.untracked_partitions = queues.take_evicted()
             closed.append((start, acc))
             start = end
         state.closed_until = start

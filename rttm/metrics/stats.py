@@ -20,6 +20,12 @@ class Counters:
     stuck_open: int = 0  # trades stuck in the newest finalized window
     alerts_firing: int = 0
     watermark: float | None = None  # every window ending at or before it is final
+    #: Label sets folded into ``__other__`` per metric (the series cap), since the start.
+    series_dropped: dict[str, int] = field(default_factory=dict)
+    #: Series of each alert rule watched together as one ``__other__`` alert (the cap).
+    alerts_folded: dict[str, int] = field(default_factory=dict)
+    #: Trades and queue partitions let go for space (the state caps), since the start.
+    evicted: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -37,3 +43,18 @@ def record_finalized(windows: int, watermark: float, stuck_open: int, firing: in
     COUNTERS.watermark = watermark
     COUNTERS.stuck_open = stuck_open
     COUNTERS.alerts_firing = firing
+
+
+def record_folded(metric: str, dropped: int) -> None:
+    """``dropped`` label sets of ``metric`` were folded into ``__other__`` in a window."""
+    COUNTERS.series_dropped[metric] = COUNTERS.series_dropped.get(metric, 0) + dropped
+
+
+def record_evicted(state: str, count: int) -> None:
+    """``count`` entries of ``state`` ("trades", "partitions") were let go for space."""
+    COUNTERS.evicted[state] = COUNTERS.evicted.get(state, 0) + count
+
+
+def record_alerts_folded(rule: str, count: int) -> None:
+    """``count`` series of ``rule`` were watched as its ``__other__`` alert in a window."""
+    COUNTERS.alerts_folded[rule] = COUNTERS.alerts_folded.get(rule, 0) + count

@@ -1,18 +1,26 @@
 """Where each in-flight trade is: stage moves, hop and end-to-end latency, stuck trades.
 
 A trade is tracked from its first event until a terminal one (then forgotten, so state is
-bounded by the trades in flight). A trade whose last event is not terminal and that sees no
-further event for its stage's ``stuck_after`` of event time is stuck; a later event recovers
-it. Deadlines sit in a heap ordered by time and are checked as the watermark passes them; a
-deadline made stale by a newer event is skipped when it comes up.
+bounded by the trades in flight), and at most ``capacity`` trades are tracked: beyond it the
+least recently active ones are let go, counted once (``take_evicted``) and logged, so that
+never-completed trades cannot exhaust memory; their events stay in the tables.
+
+A trade whose last event is not terminal and that sees no further event for its stage's
+``stuck_after`` of event time is stuck; a later event recovers it. Deadlines sit in a heap
+ordered by time and are checked as the watermark passes them; a deadline made stale by a
+newer event is skipped when it comes up.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
+import logging
+import sys
 from collections import deque
 from dataclasses import dataclass, field
 
+from rttm.metrics import stats
 from rttm.metrics.events import Trade
 from rttm.metrics.pipeline import Pipeline
 from rttm.metrics.sketch import Sketch
@@ -25,6 +33,12 @@ FORGET_STUCK_AFTER_S = 86_400.0
 REMEMBER_ENDED_S = 300.0
 
 _CHECK, _FORGET = 0, 1
+#: Trades tracked per shard unless the engine says otherwise (``Limits.trades``).
+DEFAULT_CAPACITY = 125_000
+#: When full, tracking is cut to this share of the capacity in one pass (cheaper than one
+#: eviction per new trade).
+EVICT_TO = 0.9
+_LOG = logging.getLogger("rttm.metrics")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +94,8 @@ class TradeTracker:
     ended: dict[str, float] = field(default_factory=dict)
     ended_order: deque[tuple[float, str]] = field(default_factory=deque)
     stuck_now: dict[tuple[str, str], int] = field(default_factory=dict)  # (stage, service)
+    capacity: int = DEFAULT_CAPACITY  # trades tracked at most (live, and ended remembered)
+    evicted: int = 0  # trades let go for space since the last ``take_evicted``
 
     def observe(self, event: Trade, acc: WindowAcc | None) -> Recovered | None:
         """Apply one trade event; its latencies and outcome go into ``acc`` (None: late)."""
@@ -95,8 +111,12 @@ class TradeTracker:
             if created is not None and acc is not None:
                 acc.started += 1
             index = move[0] if move is not None and move[1] else -1
-            state = self.live[trade_id] = _Live(index, moment, created, event_type, service)
+            state = self.live[trade_id] = _Live(index, moment, created, sys.intern(event_type),
+                                                sys.intern(service))  # fmt: skip
+            if len(self.live) > self.capacity:
+                self._evict()
         else:
+            self.live[trade_id] = self.live.pop(trade_id)  # most recently active last
             if state.stuck and moment > state.last:  # not a redelivery of its last event
                 recovered = Recovered(trade_id, state.last, moment)
                 self._unstick(state)
@@ -109,7 +129,8 @@ class TradeTracker:
                     sketch.add((moment - state.entered) * 1000)
                 state.stage, state.entered = move[0], moment
             if moment >= state.last:
-                state.last_type, state.service, state.last = event_type, service, moment
+                state.last_type, state.last = sys.intern(event_type), moment
+                state.service = sys.intern(service)
         if event_type in pipeline.completed:
             if acc is not None:
                 acc.completed += 1
@@ -123,7 +144,43 @@ class TradeTracker:
         else:
             stuck_after = pipeline.stages[self._stage_index(state)].stuck_after_s
             heapq.heappush(self.deadlines, (state.last + stuck_after, trade_id, state.last, _CHECK))
+            if len(self.deadlines) > 4 * len(self.live) + 10_000:
+                self._compact_deadlines()
         return recovered
+
+    def take_evicted(self) -> int:
+        """Trades let go for space since the last call (each is counted once)."""
+        count, self.evicted = self.evicted, 0
+        return count
+
+    def _evict(self) -> None:
+        """Let the least recently active trades go, down to ``EVICT_TO`` of the capacity."""
+        excess = len(self.live) - int(self.capacity * EVICT_TO)
+        for trade_id in list(itertools.islice(self.live, excess)):
+            state = self.live.pop(trade_id)
+            if state.stuck:
+                self._unstick(state)
+        if not self.evicted and not stats.COUNTERS.evicted.get("trades"):
+            _LOG.warning(
+                "more than %d trades in flight on a shard: the least recently active are no"
+                " longer tracked (counted in trades_untracked; raise RTTM_METRICS_MAX_TRADES)",
+                self.capacity,
+            )
+        self.evicted += excess
+        stats.record_evicted("trades", excess)
+        self._compact_deadlines()
+
+    def _compact_deadlines(self) -> None:
+        """One deadline per tracked trade: those of ended, moved or let-go trades dropped."""
+        heap = []
+        for trade_id, state in self.live.items():
+            if state.stuck:
+                heap.append((state.last + FORGET_STUCK_AFTER_S, trade_id, state.last, _FORGET))
+            else:
+                after = self.pipeline.stages[self._stage_index(state)].stuck_after_s
+                heap.append((state.last + after, trade_id, state.last, _CHECK))
+        heapq.heapify(heap)
+        self.deadlines = heap
 
     def due(self, until: float) -> list[Stuck]:
         """Trades whose deadline is at or before ``until`` (event time): now stuck."""
@@ -177,3 +234,7 @@ class TradeTracker:
             self._unstick(state)
         self.ended[trade_id] = moment
         self.ended_order.append((moment, trade_id))
+        if len(self.ended_order) > self.capacity:  # remembered for less than REMEMBER_ENDED_S
+            old_moment, old_id = self.ended_order.popleft()
+            if self.ended.get(old_id) == old_moment:
+                del self.ended[old_id]

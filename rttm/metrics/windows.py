@@ -64,6 +64,8 @@ class WindowAcc:
     future: dict[str, int] = field(default_factory=dict)  # topic: dated beyond the clock
     queues: list[QueueGauge] = field(default_factory=list)
     stuck: dict[tuple[str, str], int] = field(default_factory=dict)  # (stage, service) now
+    untracked_trades: int = 0  # trades let go for space (the engine's cap) in the window
+    untracked_partitions: int = 0  # queue partitions let go for space in the window
 
     def merge(self, other: WindowAcc) -> None:
         """Add another shard's accumulator of the same window."""
@@ -85,3 +87,5 @@ class WindowAcc:
         _add(self.future, other.future)
         self.queues.extend(other.queues)
         _add(self.stuck, other.stuck)
+        self.untracked_trades += other.untracked_trades
+        self.untracked_partitions += other.untracked_partitions
