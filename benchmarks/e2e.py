@@ -113,10 +113,12 @@ def fresh_database(admin_url: str) -> str:
     return url
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+def timed(
+    command: list[str], env: dict[str, str], cwd: Path | None = None
+) -> tuple[float, float, float]:
     """Run ``command``; returns its seconds, peak RSS in MB and CPU seconds (alone)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL)  # noqa: S603
     peak = 0.0
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
