@@ -132,7 +132,7 @@ def test_trade_tracker_lets_go_of_the_least_recently_active_and_counts_each_once
     assert "keep" in tracker.live
     assert "T9999" in tracker.live
     assert evicted + len(tracker.live) == 10_001
-    assert len(tracker.deadlines) <= 4 * len(tracker.live) + 10_000
+    assert len(tracker.deadlines) <= 2 * len(tracker.live) + 10_001
     stuck = tracker.due(1000.0)  # every tracked trade is found stuck, exactly once
     assert tracker.due(1000.0) == []
     assert len(stuck) == len(tracker.live)

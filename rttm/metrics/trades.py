@@ -144,7 +144,7 @@ class TradeTracker:
         else:
             stuck_after = pipeline.stages[self._stage_index(state)].stuck_after_s
             heapq.heappush(self.deadlines, (state.last + stuck_after, trade_id, state.last, _CHECK))
-            if len(self.deadlines) > 4 * len(self.live) + 10_000:
+            if len(self.deadlines) > 2 * len(self.live) + 10_000:
                 self._compact_deadlines()
         return recovered
 
@@ -168,7 +168,6 @@ class TradeTracker:
             )
         self.evicted += excess
         stats.record_evicted("trades", excess)
-        self._compact_deadlines()
 
     def _compact_deadlines(self) -> None:
         """One deadline per tracked trade: those of ended, moved or let-go trades dropped."""
