@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,7 @@ from tests.dashboard_data import (
     add_tps_window,
     seed,
 )
+from tests.test_trace_pages import T0, put_events
 
 pytestmark = pytest.mark.integration
 
@@ -218,4 +220,37 @@ def test_trade_search_stuck_trade_and_unknown_trade(dashboard: Dashboard) -> Non
     expect(page.locator("#trace-error")).to_be_visible()
     expect(page.locator("#trace-error")).to_have_text("no trade 'NO-SUCH-TRADE'")
     expect(trace.locator(".trace-event")).to_have_count(0)
+    dashboard.assert_clean()
+
+
+def test_a_hot_trade_pages_older_events_and_fetches_whole_messages(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    trace = page.locator("#trace")
+    text = "<b>markup</b>" + "m" * 3000  # cut by the API at 2,000 characters
+    events = [("pms-core", "POSITION_UPDATED", T0 + timedelta(milliseconds=n // 4),
+               f"{n:04d} {text}", n % 2, n) for n in range(1200)]  # fmt: skip
+    put_events(dashboard.db_url, "T-HOT", events)
+
+    page.fill("#trade-search", "T-HOT")
+    page.press("#trade-search", "Enter")
+    expect(trace.locator(".trace-event")).to_have_count(500)
+    expect(trace.locator(".trace-count")).to_have_text("showing the newest 500 of 1,200 events")
+    page.screenshot(path=ARTIFACTS / "dashboard-trace-hot.png")
+    trace.locator(".trace-older").click()
+    expect(trace.locator(".trace-event")).to_have_count(1000)
+    trace.locator(".trace-older").click()
+    expect(trace.locator(".trace-event")).to_have_count(1200)
+    expect(trace.locator(".trace-count")).to_have_text("showing all 1,200 events")
+    expect(trace.locator(".trace-older")).to_be_hidden()
+    expect(trace.locator(".trace-event").first).to_contain_text("start")
+
+    oldest = trace.locator(".trace-event .message").first
+    whole = min(events, key=lambda e: (e[2], e[4], e[5]))[3]
+    expect(oldest.locator(".trace-more")).to_have_text(
+        f"show whole message ({len(whole):,} characters)"
+    )
+    expect(oldest.locator(".clip")).to_have_text(whole[:2000] + " \u2026")
+    oldest.locator(".trace-more").click()
+    expect(oldest).to_have_text(whole)
+    assert trace.locator("b, script, img").count() == 0
     dashboard.assert_clean()

@@ -7,6 +7,7 @@ so ``grep`` and ``awk`` work on them. ``--json`` bypasses this module entirely.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,12 +24,21 @@ _STATUS_STYLE = {"OK": "green", "WARN": "yellow", "STALL": "red", "STOP": "bold 
 
 @dataclass
 class Block:
-    """A titled table (``columns`` and ``rows``) or, without columns, a titled line."""
+    """A titled table (``columns`` and ``rows``) or, without columns, a titled line.
+
+    ``more``: rows the view left out (its ``omitted``), said under the table.
+    """
 
     title: str
     columns: Sequence[str] = ()
     rows: list[Sequence[object]] = field(default_factory=list)
     empty: str = "none"
+    more: int = 0
+
+
+def more_line(count: int) -> str:
+    """What a table says under its rows about those the view left out."""
+    return f"and {count:,} more"
 
 
 def _cell(value: object) -> str:
@@ -58,6 +68,8 @@ def render(blocks: Sequence[Block], out: Any = None) -> None:
             if not block.rows:
                 table.add_row(block.empty, *[""] * (len(block.columns) - 1))
             console.print(table)
+            if block.more:
+                console.print(Text(f"  {more_line(block.more)}", style="dim"))
         return
     for block in blocks:
         stream.write(block.title + "\n")
@@ -74,6 +86,8 @@ def render(blocks: Sequence[Block], out: Any = None) -> None:
                 + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                 + "\n"
             )
+        if block.more:
+            stream.write(f"  {more_line(block.more)}\n")
         stream.write("\n")
 
 
@@ -112,7 +126,7 @@ def status_screen(data: dict[str, Any]) -> list[Block]:
     """The blocks of ``rttm status``."""
     if data["as_of"] is None:
         return [Block("no metrics yet: is the metrics flow running? (rttm metrics)")]
-    tps, trades, dlq = data["tps"], data["trades"], data["dlq"]
+    tps, trades, dlq, omitted = data["tps"], data["trades"], data["dlq"], data["omitted"]
     minutes = data["minutes"]
     blocks = [
         Block(f"as of {data['as_of']} (windows of {data['window_seconds']:g} s)"),
@@ -125,6 +139,7 @@ def status_screen(data: dict[str, Any]) -> list[Block]:
             "TPS by service",
             ("service", "now", f"avg {minutes} min"),
             [(s["service"], s["now"], s["avg"]) for s in tps["by_service"]],
+            more=tps["omitted"]["by_service"],
         ),
         Block(
             "consumers",
@@ -140,12 +155,19 @@ def status_screen(data: dict[str, Any]) -> list[Block]:
                 )
                 for c in data["consumers"]
             ],
+            more=omitted["consumers"],
         ),
-        Block("DLQ", ("topic", "depth"), [(d["topic"], d["depth"]) for d in dlq["depth"]]),
+        Block(
+            "DLQ",
+            ("topic", "depth"),
+            [(d["topic"], d["depth"]) for d in dlq["depth"]],
+            more=dlq["omitted"]["depth"],
+        ),
         Block(
             "errors",
             ("service", f"errors {minutes} min", "per s now"),
             [(e["service"], e["errors"], e["rate"]) for e in data["errors"]],
+            more=omitted["errors"],
         ),
         Block(
             "stuck trades",
@@ -160,11 +182,13 @@ def status_screen(data: dict[str, Any]) -> list[Block]:
                 )
                 for s in data["stuck"]
             ],
+            more=omitted["stuck"],
         ),
         Block(
             "alerts",
             ALERT_COLUMNS,
             alert_rows(data["alerts"]["firing"] + data["alerts"]["pending"]),
+            more=sum(data["alerts"]["omitted"].values()),
         ),
     ]
     latency = data["latency"]["e2e"]
@@ -174,32 +198,72 @@ def status_screen(data: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-def trace_screen(data: dict[str, Any]) -> list[Block]:
-    """The blocks of ``rttm trace``."""
+def _cut_text(entry: dict[str, Any], name: str) -> object:
+    """A listed text, marked when the view cut it (the API's ``/api/text`` has it whole)."""
+    text = entry[name]
+    if entry.get(f"{name}_truncated"):
+        return f"{text} \u2026 [cut, {entry[f'{name}_length']:,} chars in all]"
+    return text
+
+
+def _listed(title: str, shown: int, total: int) -> str:
+    """A list's title, saying when it holds only the newest of its entries."""
+    return title if shown >= total else f"{title} (newest {shown:,} of {total:,})"
+
+
+def trace_page_line(data: dict[str, Any], again: str, newest: bool = True) -> str:
+    """Which events the page shows, and the command of the next older page."""
+    shown, total = len(data["events"]), data["total"]
+    if newest and data["next"] is None:
+        return f"showing all {total:,} events"
+    line = f"showing the newest {shown:,} of {total:,} events" if newest else (
+        f"showing {shown:,} older events of {total:,}")  # fmt: skip
+    if data["next"] is None:
+        return f"{line}; no older events"
+    return f"{line}; older: {again} --before {data['next']}"
+
+
+def trace_screen(
+    data: dict[str, Any], again: str | None = None, newest: bool = True
+) -> list[Block]:
+    """The blocks of ``rttm trace``; ``again`` is the command that showed them, for paging."""
     stuck = data["stuck"]
     state = data["outcome"]
     if stuck and not stuck["recovered_at"]:
         state = f"STUCK at {stuck['stage']} ({stuck['service']}) since {stuck['last_event_time']}"
+    again = again or f"rttm trace {shlex.quote(data['trade_id'])}"
     return [
         Block(f"trade {data['trade_id']}: {state}; stage {data['stage'] or '-'}"),
         Block("timeline", ("time", "service", "event", "status", "hop", "+ms", "message"),
               [(e["time"], e["service"], e["event_type"], e["status"],
                 f"{e['source_queue'] or '-'} -> {e['target_queue'] or '-'}",
-                e["since_previous_ms"], e["message"]) for e in data["events"]]),
-        Block("DLQ", ("time", "service", "topic", "reason"),
-              [(d["time"], d["service"], d["topic"], d["reason"]) for d in data["dlq"]]),
-        Block("errors", ("time", "service", "type", "message"),
-              [(e["time"], e["service"], e["error_type"], e["error_message"])
+                e["since_previous_ms"], _cut_text(e, "message")) for e in data["events"]]),
+        Block(_listed("DLQ", len(data["dlq"]), data["dlq_total"]),
+              ("time", "service", "topic", "reason"),
+              [(d["time"], d["service"], d["topic"], _cut_text(d, "reason")) for d in data["dlq"]]),
+        Block(_listed("errors", len(data["errors"]), data["errors_total"]),
+              ("time", "service", "type", "message"),
+              [(e["time"], e["service"], e["error_type"], _cut_text(e, "error_message"))
                for e in data["errors"]]),
-        Block("logs", ("time", "service", "level", "category", "message"),
-              [(g["time"], g["service"], g["level"], g["category"], g["message"])
+        Block(_listed("logs", len(data["logs"]), data["logs_total"]),
+              ("time", "service", "level", "category", "message"),
+              [(g["time"], g["service"], g["level"], g["category"], _cut_text(g, "message"))
                for g in data["logs"]]),
+        Block(trace_page_line(data, again, newest)),
     ]  # fmt: skip
 
 
 def alerts_screen(data: dict[str, Any]) -> list[Block]:
     """The blocks of ``rttm alerts``."""
+    omitted = data["omitted"]
     return [
-        Block("active alerts", ACTIVE_COLUMNS, active_alert_rows(data["firing"] + data["pending"])),
-        Block("recent transitions", ALERT_COLUMNS, alert_rows(data["recent"])),
+        Block(
+            "active alerts",
+            ACTIVE_COLUMNS,
+            active_alert_rows(data["firing"] + data["pending"]),
+            more=omitted["firing"] + omitted["pending"],
+        ),
+        Block(
+            "recent transitions", ALERT_COLUMNS, alert_rows(data["recent"]), more=omitted["recent"]
+        ),
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from rttm.cli import Subcommands, say, screens
 from rttm.durations import format_duration, parse_positive_duration
 from rttm.errors import RttmError
 from rttm.metrics.settings import pipeline_from_env
-from rttm.views import alerts, status, trace
+from rttm.views import alerts, limits, status, trace
 from rttm.views.common import Conn, open_view, query_failed
 
 WATCH_INTERVAL_S = 2.0
@@ -58,10 +59,24 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _max_entries(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-entries", type=bounded(int, *limits.MAX_ENTRIES_RANGE), metavar="N",
+        help="entries per section, the worst first; the rest are counted ('and N more') "
+        f"(default ${limits.ENV_MAX_ENTRIES} or {limits.DEFAULT_MAX_ENTRIES})",
+    )  # fmt: skip
+
+
 def register(commands: Subcommands) -> None:
     """Add ``rttm trace``, ``rttm status`` and ``rttm alerts``."""
     trace_cmd = commands.add_parser("trace", help="one trade's timeline across services")
     trace_cmd.add_argument("trade_id", metavar="TRADE_ID")
+    trace_cmd.add_argument("--limit", type=bounded(int, 1, trace.MAX_LIMIT),
+                           default=trace.DEFAULT_LIMIT,
+                           help=f"events shown, the newest (default {trace.DEFAULT_LIMIT}, "
+                           f"at most {trace.MAX_LIMIT})")  # fmt: skip
+    trace_cmd.add_argument("--before", metavar="CURSOR",
+                           help="the older page that the last line names")  # fmt: skip
     _common(trace_cmd)
     trace_cmd.set_defaults(run=_trace)
     status_cmd = commands.add_parser(
@@ -69,6 +84,7 @@ def register(commands: Subcommands) -> None:
     )
     status_cmd.add_argument("--minutes", type=bounded(int, 1, 1440), default=status.DEFAULT_MINUTES,
                             help="period of the averages and counts (default 15)")  # fmt: skip
+    _max_entries(status_cmd)
     _common(status_cmd)
     status_cmd.set_defaults(run=_status)
     alerts_cmd = commands.add_parser(
@@ -79,6 +95,7 @@ def register(commands: Subcommands) -> None:
     )  # fmt: skip
     alerts_cmd.add_argument("--limit", type=bounded(int, 1, 1000), default=50,
                             help="recent transitions shown (1-1000)")  # fmt: skip
+    _max_entries(alerts_cmd)
     _common(alerts_cmd)
     alerts_cmd.set_defaults(run=_alerts)
     actions = alerts_cmd.add_subparsers(dest="action", metavar="ACTION", required=False)
@@ -143,17 +160,34 @@ def _show(
 
 def _trace(args: argparse.Namespace) -> int:
     stages = pipeline_from_env()
-    return _show(args, lambda conn: trace.trace(conn, args.trade_id, stages), screens.trace_screen)
+    try:
+        before = None if args.before is None else trace.decode_cursor(args.before)
+    except trace.BadCursor as exc:
+        raise RttmError(str(exc)) from None
+    again = f"rttm trace {shlex.quote(args.trade_id)}"
+    if args.limit != trace.DEFAULT_LIMIT:
+        again += f" --limit {args.limit}"
+    return _show(
+        args,
+        lambda conn: trace.trace(conn, args.trade_id, stages, args.limit, before),
+        lambda data: screens.trace_screen(data, again, newest=before is None),
+    )
 
 
 def _status(args: argparse.Namespace) -> int:
-    return _show(args, lambda conn: status.status(conn, args.minutes), screens.status_screen)
+    entries = limits.max_entries(args.max_entries)
+    return _show(
+        args, lambda conn: status.status(conn, args.minutes, entries), screens.status_screen
+    )
 
 
 def _alerts(args: argparse.Namespace) -> int:
     lookup = silences.SilencedLookup(receivers.alertmanagers())
+    entries = limits.max_entries(args.max_entries)
     return _show(
-        args, lambda conn: alerts.alerts(conn, args.limit, lookup.silenced()), screens.alerts_screen
+        args,
+        lambda conn: alerts.alerts(conn, args.limit, lookup.silenced(), entries),
+        screens.alerts_screen,
     )
 
 

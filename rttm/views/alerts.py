@@ -15,22 +15,42 @@ from typing import Any
 from rttm.alerts import outbox
 from rttm.alerts.notifications import fingerprint, manager_labels
 from rttm.alerts.stored import ALERT_COLUMNS, LATEST_PER_SERIES
+from rttm.views.budget import DEFAULT_BUDGET_S, Deadline
 from rttm.views.common import Conn, alert
+from rttm.views.limits import DEFAULT_MAX_ENTRIES
 
+#: The active alerts, at most ``%(cap)s`` per state (most severe, then longest standing,
+#: first), each with ``total``: how many of its state are active. The outbox is joined to
+#: the kept ones only.
 _CURRENT = f"""
-SELECT latest.*, sent.statuses, sent.attempts, sent.last_error
-FROM ({LATEST_PER_SERIES}) latest
+WITH latest AS ({LATEST_PER_SERIES}),
+ranked AS (
+    SELECT latest.*,
+           array_position(ARRAY['critical', 'warning', 'info'], latest.severity) AS severity_rank,
+           count(*) OVER (PARTITION BY latest.state) AS total,
+           row_number() OVER (
+               PARTITION BY latest.state
+               ORDER BY array_position(ARRAY['critical', 'warning', 'info'], latest.severity),
+                        latest.started_at, latest.rule, latest.labels) AS n
+    FROM latest WHERE latest.state IN ('pending', 'firing')
+),
+kept AS (SELECT * FROM ranked WHERE n <= %(cap)s)
+SELECT kept.*, sent.statuses, sent.attempts, sent.last_error
+FROM kept
 LEFT JOIN LATERAL (
     SELECT array_agg(DISTINCT o.status) AS statuses, max(o.attempts) AS attempts,
            max(o.last_error) AS last_error
     FROM rttm_alert_outbox o
-    WHERE o.rule = latest.rule AND o.labels = latest.labels
-      AND o.started_at = latest.started_at AND o.state = 'firing'
+    WHERE o.rule = kept.rule AND o.labels = kept.labels
+      AND o.started_at = kept.started_at AND o.state = 'firing'
 ) sent ON true
-WHERE latest.state IN ('pending', 'firing')
-ORDER BY array_position(ARRAY['critical', 'warning', 'info'], latest.severity), latest.started_at
+ORDER BY kept.severity_rank, kept.started_at, kept.rule, kept.labels
 """  # noqa: S608 - a constant column list, no input
-_RECENT = f"SELECT {ALERT_COLUMNS} FROM rttm_alerts ORDER BY at DESC, rule LIMIT %s"  # noqa: S608
+_RECENT = f"""
+SELECT {ALERT_COLUMNS} FROM rttm_alerts
+ORDER BY at DESC, rule, labels, started_at DESC, state LIMIT %(cap)s
+"""  # noqa: S608 - a constant column list, no input
+_TRANSITIONS = "SELECT count(*) AS n FROM rttm_alerts"
 
 
 def delivery_state(state: str, statuses: Sequence[str] | None, attempts: int | None) -> str | None:
@@ -66,22 +86,38 @@ def _active_alert(
 
 
 def active(
-    conn: Conn, silenced: Mapping[str, Sequence[str]] | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """``{"firing": [...], "pending": [...]}``, most severe first.
+    conn: Conn, silenced: Mapping[str, Sequence[str]] | None = None,
+    max_entries: int = DEFAULT_MAX_ENTRIES, deadline: Deadline | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``{"firing": [...], "pending": [...], "omitted": {"firing": n, "pending": n}}``.
 
+    At most ``max_entries`` of each state, most severe first; ``omitted`` counts the rest.
     ``silenced`` maps Alertmanager fingerprints to silence ids (None: not known).
     """
-    rows = [_active_alert(row, silenced) for row in conn.execute(_CURRENT).fetchall()]
-    return {
-        "firing": [a for a in rows if a["state"] == "firing"],
-        "pending": [a for a in rows if a["state"] == "pending"],
-    }
+    deadline = deadline or Deadline(DEFAULT_BUDGET_S, "alerts")
+    rows = deadline.execute(conn, _CURRENT, {"cap": max_entries})
+    result: dict[str, Any] = {"firing": [], "pending": [], "omitted": {}}
+    totals = {"firing": 0, "pending": 0}
+    for row in rows:
+        result[row["state"]].append(_active_alert(row, silenced))
+        totals[row["state"]] = int(row["total"])
+    result["omitted"] = {state: totals[state] - len(result[state]) for state in totals}
+    return result
 
 
 def alerts(
-    conn: Conn, limit: int = 50, silenced: Mapping[str, Sequence[str]] | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """Active alerts and the ``limit`` latest transitions, newest first."""
-    recent = [alert(row) for row in conn.execute(_RECENT, (limit,)).fetchall()]
-    return {**active(conn, silenced), "recent": recent}
+    conn: Conn, limit: int = 50, silenced: Mapping[str, Sequence[str]] | None = None,
+    max_entries: int = DEFAULT_MAX_ENTRIES, deadline: Deadline | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Active alerts and the latest transitions (``limit``, at most ``max_entries``).
+
+    ``omitted`` counts the active alerts left out (``firing``, ``pending``) and the older
+    transitions not listed (``recent``).
+    """
+    deadline = deadline or Deadline(DEFAULT_BUDGET_S, "alerts")
+    shown = min(limit, max_entries)
+    recent = [alert(row) for row in deadline.execute(conn, _RECENT, {"cap": shown})]
+    total = deadline.execute(conn, _TRANSITIONS)[0]["n"] if len(recent) == shown else len(recent)
+    now = active(conn, silenced, max_entries, deadline)
+    omitted = {**now["omitted"], "recent": int(total) - len(recent)}
+    return {**now, "recent": recent, "omitted": omitted}

@@ -1,171 +1,171 @@
 """One screen of platform health: TPS, trades, latency, consumers, DLQ, errors, stuck, alerts.
 
-Everything comes from the metrics windows of the last ``minutes`` before the newest window
-(one indexed range read, aggregated here), plus open stuck trades and active alerts.
+Everything comes from the metrics windows of the last ``minutes`` before the newest window,
+plus open stuck trades and active alerts. Each section is aggregated and capped in
+PostgreSQL (:mod:`rttm.views.status_queries`), so the rows read into Python are bounded by
+``max_entries``, not by what a producer wrote.
+
+Capped lists keep their worst entries (highest status or lag, most events, most recent) and
+say how many they left out in the ``omitted`` object next to them: ``status["omitted"]``
+(``consumers``, ``errors``, ``logs``, ``stuck``), ``tps["omitted"]["by_service"]``,
+``latency["omitted"]["hops"]``, ``dlq["omitted"]`` (``depth``, ``by_reason``), each
+consumer's ``omitted["partitions"]`` and ``alerts["omitted"]`` (``firing``, ``pending``).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import datetime, timedelta
-from typing import Any
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any, LiteralString
 
 from rttm.metrics.windows import STATUS_NAMES
+from rttm.views import status_queries as q
 from rttm.views.alerts import active
+from rttm.views.budget import DEFAULT_BUDGET_S, Deadline
 from rttm.views.common import Conn, iso, number
+from rttm.views.limits import DEFAULT_MAX_ENTRIES
 
 DEFAULT_MINUTES = 15
-STUCK_SHOWN = 100
-_LATEST = "SELECT window_start, window_end FROM rttm_metrics ORDER BY window_start DESC LIMIT 1"
-_WINDOWS = """
-SELECT metric, window_start, labels, value FROM rttm_metrics
-WHERE window_start > %s AND metric = ANY(%s) ORDER BY window_start
-"""
-_STUCK = """
-SELECT trade_id, stage, service_name, last_event_type, last_event_time, detected_at
-FROM rttm_stuck_trades WHERE recovered_at IS NULL ORDER BY detected_at DESC LIMIT %s
-"""
-_METRICS = [
-    "tps", "trades_started", "trades_completed", "trades_rejected", "e2e_latency_ms",
-    "hop_latency_ms", "consumer_status", "time_to_data_loss_seconds", "queue_lag",
-    "queue_lag_seconds", "consume_rate", "dlq_depth", "dlq_rate", "dlq_events", "errors",
-    "error_rate", "log_events",
-]  # fmt: skip
-
-Row = tuple[datetime, dict[str, str], float]
-LabelKey = tuple[tuple[str, str], ...]
+#: Past every window: with no metrics yet, each metric query finds nothing.
+_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
-def _latest(rows: list[Row]) -> dict[LabelKey, float]:
-    """The newest value of each label set (rows are in time order)."""
-    return {tuple(sorted(labels.items())): value for _, labels, value in rows}
+class _Reader:
+    """Runs the section queries of one status request within its deadline."""
+
+    def __init__(self, conn: Conn, deadline: Deadline, cap: int, since: datetime) -> None:
+        self.conn, self.deadline, self.cap = conn, deadline, cap
+        self.params: dict[str, Any] = {"since": since, "cap": cap}
+
+    def rows(self, query: LiteralString, **params: Any) -> list[dict[str, Any]]:
+        return self.deadline.execute(self.conn, query, {**self.params, **params})
 
 
-def _by_window(rows: list[Row]) -> list[tuple[datetime, float]]:
-    sums: dict[datetime, float] = defaultdict(float)
-    for start, _, value in rows:
-        sums[start] += value
-    return sorted(sums.items())
+def whole(value: float | None) -> int:
+    """A count as an int (0 for a missing or non-finite value)."""
+    return int(value) if value is not None and math.isfinite(value) else 0
 
 
-def status(conn: Conn, minutes: int = DEFAULT_MINUTES) -> dict[str, Any]:
+def left_out(rows: list[dict[str, Any]]) -> int:
+    """How many of a capped section's entries its rows leave out."""
+    return int(rows[0]["total_rows"]) - len(rows) if rows else 0
+
+
+def status(
+    conn: Conn, minutes: int = DEFAULT_MINUTES, max_entries: int = DEFAULT_MAX_ENTRIES,
+    deadline: Deadline | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """The status screen as JSON-ready data (see the module docstring)."""
-    newest = conn.execute(_LATEST).fetchone()
+    deadline = deadline or Deadline(DEFAULT_BUDGET_S, "status")
+    newest = deadline.execute(conn, q.NEWEST)
     result: dict[str, Any] = {"as_of": None, "window_seconds": None, "minutes": minutes}
-    series: dict[str, list[Row]] = defaultdict(list)
-    if newest is not None:
-        result["as_of"] = iso(newest["window_end"])
-        length = (newest["window_end"] - newest["window_start"]).total_seconds()
-        result["window_seconds"] = length
-        since = newest["window_start"] - timedelta(minutes=minutes)
-        for row in conn.execute(_WINDOWS, (since, _METRICS)).fetchall():
-            series[row["metric"]].append((row["window_start"], row["labels"], row["value"]))
-    result["tps"] = _tps(series["tps"])
-    result["trades"] = {
-        name: int(sum(v for _, _, v in series[f"trades_{name}"]))
-        for name in ("started", "completed", "rejected")
-    }
-    result["latency"] = _latency(series)
-    result["consumers"] = _consumers(series)
-    result["dlq"] = _dlq(series)
-    errors: dict[str, float] = defaultdict(float)
-    for _, labels, value in series["errors"]:
-        errors[labels["service"]] += value
-    newest_start = newest["window_start"] if newest is not None else None
-    # A rate is written only for windows with errors: none in the newest window means 0.
-    rates = _latest([row for row in series["error_rate"] if row[0] == newest_start])
-    result["errors"] = [
-        {"service": service, "errors": int(count),
-         "rate": number(rates.get((("service", service),), 0.0))}
-        for service, count in sorted(errors.items(), key=lambda kv: -kv[1])
-    ]  # fmt: skip
-    logs: dict[tuple[str, str], float] = defaultdict(float)
-    for _, labels, value in series["log_events"]:
-        logs[(labels["service"], labels["level"])] += value
-    result["logs"] = [
-        {"service": service, "level": level, "events": int(count)}
-        for (service, level), count in sorted(logs.items(), key=lambda kv: -kv[1])
-    ]
-    result["stuck"] = [
-        {"trade_id": row["trade_id"], "stage": row["stage"], "service": row["service_name"],
-         "last_event_type": row["last_event_type"],
-         "last_event_time": iso(row["last_event_time"]), "detected_at": iso(row["detected_at"])}
-        for row in conn.execute(_STUCK, (STUCK_SHOWN,)).fetchall()
-    ]  # fmt: skip
-    result["alerts"] = active(conn)
+    since, newest_start = _NEVER, None
+    if newest:
+        newest_start = newest[0]["window_start"]
+        result["as_of"] = iso(newest[0]["window_end"])
+        result["window_seconds"] = (newest[0]["window_end"] - newest_start).total_seconds()
+        since = newest_start - timedelta(minutes=minutes)
+    read = _Reader(conn, deadline, max_entries, since)
+    result["tps"] = _tps(read)
+    trades = {row["metric"]: row["value"] for row in read.rows(q.TRADES, metrics=[
+        f"trades_{name}" for name in ("started", "completed", "rejected")])}  # fmt: skip
+    result["trades"] = {name: whole(trades.get(f"trades_{name}"))
+                        for name in ("started", "completed", "rejected")}  # fmt: skip
+    result["latency"] = _latency(read)
+    result["consumers"], omitted_consumers = _consumers(read)
+    result["dlq"] = _dlq(read)
+    errors = read.rows(q.ERRORS, newest=newest_start)
+    result["errors"] = [{"service": row["service"], "errors": whole(row["errors"]),
+                         "rate": number(row["rate"])} for row in errors]  # fmt: skip
+    logs = read.rows(q.LOGS)
+    result["logs"] = [{"service": row["service"], "level": row["level"],
+                       "events": whole(row["events"])} for row in logs]  # fmt: skip
+    stuck = read.rows(q.STUCK)
+    result["stuck"] = [_stuck(row) for row in stuck]
+    stuck_total = read.rows(q.STUCK_COUNT)[0]["n"] if len(stuck) == max_entries else len(stuck)
+    result["alerts"] = active(conn, max_entries=max_entries, deadline=deadline)
+    result["omitted"] = {
+        "consumers": omitted_consumers, "errors": left_out(errors), "logs": left_out(logs),
+        "stuck": stuck_total - len(stuck),
+    }  # fmt: skip
+    deadline.check()
     return result
 
 
-def _tps(rows: list[Row]) -> dict[str, Any]:
-    totals = _by_window(rows)
-    per_service: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
-    for start, labels, value in rows:
-        per_service[labels["service"]].append((start, value))
+def _stuck(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "trade_id": row["trade_id"], "stage": row["stage"], "service": row["service_name"],
+        "last_event_type": row["last_event_type"],
+        "last_event_time": iso(row["last_event_time"]), "detected_at": iso(row["detected_at"]),
+    }  # fmt: skip
+
+
+def _tps(read: _Reader) -> dict[str, Any]:
+    totals = [(row["window_start"], row["value"]) for row in read.rows(q.TPS_SERIES)]
     last = totals[-1][0] if totals else None
+    services = read.rows(q.TPS_BY_SERVICE, last=last)
+    windows = len(totals) or 1
     return {
         "now": number(totals[-1][1], 2) if totals else None,
         "avg": number(sum(v for _, v in totals) / len(totals), 2) if totals else None,
         "series": [{"t": iso(start), "value": number(value, 2)} for start, value in totals],
         "by_service": [
-            {"service": service,
-             "now": number(sum(v for s, v in values if s == last), 2),
-             "avg": number(sum(v for _, v in values) / len(totals), 2)}
-            for service, values in sorted(per_service.items())
+            {"service": row["service"], "now": number(row["now"], 2),
+             "avg": number(row["total"] / windows, 2)}
+            for row in services
         ],
+        "omitted": {"by_service": left_out(services)},
     }  # fmt: skip
 
 
-def _latency(series: dict[str, list[Row]]) -> dict[str, Any]:
-    e2e = _latest(series["e2e_latency_ms"])
-    hops: dict[tuple[str, str], dict[str, float | None]] = defaultdict(dict)
-    for key, value in _latest(series["hop_latency_ms"]).items():
-        labels = dict(key)
-        hops[(labels["from_stage"], labels["to_stage"])][labels["quantile"]] = number(value, 1)
+def _latency(read: _Reader) -> dict[str, Any]:
+    e2e = {row["quantile"]: number(row["value"], 1) for row in read.rows(q.E2E)}
+    hops = read.rows(q.HOPS)
     return {
-        "e2e": {dict(key)["quantile"]: number(value, 1) for key, value in sorted(e2e.items())}
-        or None,
-        "hops": [{"from_stage": a, "to_stage": b, **q} for (a, b), q in hops.items()],
-    }
+        "e2e": e2e or None,
+        "hops": [
+            {"from_stage": row["from_stage"], "to_stage": row["to_stage"],
+             **{name: number(value, 1)
+                for name, value in zip(row["quantiles"], row["vals"], strict=True)}}
+            for row in hops
+        ],
+        "omitted": {"hops": left_out(hops)},
+    }  # fmt: skip
 
 
-def _consumers(series: dict[str, list[Row]]) -> list[dict[str, Any]]:
-    status = _latest(series["consumer_status"])
-    loss = _latest(series["time_to_data_loss_seconds"])
-    lag, seconds, rate = (_latest(series[m]) for m in ("queue_lag", "queue_lag_seconds",
-                                                       "consume_rate"))  # fmt: skip
-    partitions: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for key, value in sorted(lag.items(), key=lambda kv: kv[0]):
-        labels = dict(key)
-        partitions[(labels["service"], labels["topic"])].append({
-            "partition": labels["partition"], "lag": int(value),
-            "lag_seconds": number(seconds.get(key)), "consume_rate": number(rate.get(key)),
-        })  # fmt: skip
+def _consumers(read: _Reader) -> tuple[list[dict[str, Any]], int]:
+    """The worst consumers, each with its worst partitions; and how many were left out."""
+    rows = read.rows(q.CONSUMERS)
     out = []
-    for key, value in sorted(status.items()):
-        labels = dict(key)
-        parts = partitions.get((labels["service"], labels["topic"]), [])
+    for row in rows:
+        read.deadline.check()
+        parts = [
+            {"partition": name, "lag": whole(lag), "lag_seconds": number(seconds),
+             "consume_rate": number(rate)}
+            for name, lag, seconds, rate in zip(row["p_names"] or (), row["p_lags"] or (),
+                                                row["p_seconds"] or (), row["p_rates"] or (),
+                                                strict=True)
+        ]  # fmt: skip
         out.append({
-            "service": labels["service"], "topic": labels["topic"],
-            "status": STATUS_NAMES[min(max(int(value), 0), len(STATUS_NAMES) - 1)],
-            "lag": sum(p["lag"] for p in parts),
-            "lag_seconds": max((p["lag_seconds"] or 0.0 for p in parts), default=0.0),
-            "time_to_data_loss_seconds": number(loss.get(key)), "partitions": parts,
+            "service": row["service"], "topic": row["topic"],
+            "status": STATUS_NAMES[min(max(row["status"], 0), len(STATUS_NAMES) - 1)],
+            "lag": whole(row["lag"]), "lag_seconds": number(row["lag_seconds"]) or 0.0,
+            "time_to_data_loss_seconds": number(row["loss"]), "partitions": parts,
+            "omitted": {"partitions": int(row["partitions"]) - len(parts)},
         })  # fmt: skip
-    return sorted(out, key=lambda c: (-STATUS_NAMES.index(c["status"]), c["service"]))
+    return out, left_out(rows)
 
 
-def _dlq(series: dict[str, list[Row]]) -> dict[str, Any]:
-    depth = _latest(series["dlq_depth"])
-    rates = _by_window(series["dlq_rate"])
-    reasons: dict[tuple[str, str], float] = defaultdict(float)
-    for _, labels, value in series["dlq_events"]:
-        reasons[(labels["topic"], labels["reason"])] += value
+def _dlq(read: _Reader) -> dict[str, Any]:
+    depth = read.rows(q.DLQ_DEPTH)
+    rate = read.rows(q.DLQ_RATE)[0]["value"]
+    reasons = read.rows(q.DLQ_REASONS)
     return {
-        "depth": [{"topic": dict(key)["topic"], "depth": int(value)}
-                  for key, value in sorted(depth.items())],
-        "rate": number(rates[-1][1]) if rates else 0.0,
-        "series": [{"t": iso(start), "value": int(value)}
-                   for start, value in _by_window(series["dlq_events"])],
-        "by_reason": [{"topic": topic, "reason": reason, "events": int(count)}
-                      for (topic, reason), count in sorted(reasons.items(), key=lambda kv: -kv[1])],
+        "depth": [{"topic": row["topic"], "depth": whole(row["value"])} for row in depth],
+        "rate": number(rate) if rate is not None else 0.0,
+        "series": [{"t": iso(row["window_start"]), "value": whole(row["value"])}
+                   for row in read.rows(q.DLQ_SERIES)],
+        "by_reason": [{"topic": row["topic"], "reason": row["reason"],
+                       "events": whole(row["events"])} for row in reasons],
+        "omitted": {"depth": left_out(depth), "by_reason": left_out(reasons)},
     }  # fmt: skip

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
 from fastapi import FastAPI, HTTPException, Query, Request, Response
@@ -31,10 +32,15 @@ from rttm.metrics.pipeline import Pipeline
 from rttm.views import alerts as alert_view
 from rttm.views import status as status_view
 from rttm.views import trace as trace_view
+from rttm.views.budget import Deadline, Gate
 from rttm.views.common import open_view, query_failed
+from rttm.views.limits import ViewLimits
 from rttm.web.prom import DatabaseCollector
 
 _LOG = logging.getLogger("rttm.serve")
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "the database is away, the request is past its time budget, or busy"}
+}
 STATIC = Path(str(resources.files(__package__) / "static"))
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
        " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'")  # fmt: skip
@@ -45,13 +51,19 @@ def create_app(
     pipeline: Pipeline | None = None,
     allowed_hosts: Sequence[str] | None = None,
     alertmanagers: Sequence[Receiver] = (),
+    limits: ViewLimits | None = None,
 ) -> FastAPI:
     """The app for the database at ``database_url`` (the pipeline names trade stages).
 
     ``allowed_hosts``: the ``Host`` headers to answer (a page of another site that rebinds
     its name to 127.0.0.1 must not read the API); None answers any. ``alertmanagers``: where
-    ``/api/alerts`` learns which alerts are silenced.
+    ``/api/alerts`` learns which alerts are silenced. ``limits``: entries per section, series
+    per metric, each request's time budget and how many heavy requests run at once
+    (:mod:`rttm.views.limits`; a request past its budget, or refused as one too many, is
+    answered 503 with one line).
     """
+    bounds = limits or ViewLimits()
+    heavy = Gate(bounds.concurrent)
     stages = pipeline or pipelines.load()
     about = "Real-time trade monitoring: status, alerts and trade traces."
     # No Swagger/ReDoc pages: they load scripts from a CDN, which the CSP forbids;
@@ -61,7 +73,7 @@ def create_app(
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DatabaseCollector(database_url))
+    registry.register(DatabaseCollector(database_url, bounds.max_series, bounds.budget_s))
     silenced = SilencedLookup(alertmanagers)
 
     @app.middleware("http")
@@ -82,24 +94,66 @@ def create_app(
     async def query_refused(_request: Request, exc: psycopg.Error) -> JSONResponse:
         return JSONResponse({"detail": str(query_failed(database_url, exc))}, status_code=503)
 
-    @app.get("/api/status", summary="Platform health over the last minutes")
+    @app.get("/api/status", summary="Platform health over the last minutes",
+             description="Each list holds at most `--max-entries` entries, the worst first; "
+             "the `omitted` object next to a list counts those left out.",
+             responses=_UNAVAILABLE)  # fmt: skip
     def get_status(minutes: int = Query(15, ge=1, le=1440)) -> dict[str, Any]:
-        with open_view(database_url) as conn:
-            return status_view.status(conn, minutes)
+        deadline = Deadline(bounds.budget_s, "status")
+        with heavy.enter("status"), open_view(database_url) as conn:
+            return status_view.status(conn, minutes, bounds.max_entries, deadline)
 
-    @app.get("/api/alerts", summary="Firing and pending alerts, and recent transitions")
+    @app.get("/api/alerts", summary="Firing and pending alerts, and recent transitions",
+             description="At most `--max-entries` alerts per state and transitions; "
+             "`omitted` counts those left out (`firing`, `pending`, `recent`).",
+             responses=_UNAVAILABLE)  # fmt: skip
     def get_alerts(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
-        with open_view(database_url) as conn:
-            return alert_view.alerts(conn, limit, silenced.silenced())
+        deadline = Deadline(bounds.budget_s, "alerts")
+        with heavy.enter("alerts"), open_view(database_url) as conn:
+            return alert_view.alerts(conn, limit, silenced.silenced(), bounds.max_entries,
+                                     deadline)  # fmt: skip
 
     @app.get("/api/trace/{trade_id:path}", summary="One trade's timeline across services",
-             responses={404: {"description": "no event of this trade is stored"}})  # fmt: skip
-    def get_trace(trade_id: str) -> dict[str, Any]:
-        with open_view(database_url) as conn:
-            found = trace_view.trace(conn, trade_id, stages)
+             description="The newest `limit` events (oldest first), `total`, and `next`: "
+             "the `before` cursor of the next older page (null on the last). DLQ entries, "
+             "errors and logs are the newest few, with their totals. Texts longer than "
+             f"{trace_view.TEXT_CHARS} characters are cut (`…_truncated`, `…_length`); "
+             "`/api/text/{source}` has them whole.",
+             responses={400: {"description": "malformed `before` cursor"},
+                        404: {"description": "no event of this trade is stored"},
+                        **_UNAVAILABLE})  # fmt: skip
+    def get_trace(
+        trade_id: str,
+        limit: int = Query(trace_view.DEFAULT_LIMIT, ge=1, le=trace_view.MAX_LIMIT,
+                           description="events per page"),
+        before: str | None = Query(None, max_length=200,
+                                   description="the `next` of the previous page"),
+    ) -> dict[str, Any]:  # fmt: skip
+        try:
+            cursor = None if before is None else trace_view.decode_cursor(before)
+        except trace_view.BadCursor as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        deadline = Deadline(bounds.budget_s, "trace")
+        with heavy.enter("trace"), open_view(database_url) as conn:
+            found = trace_view.trace(conn, trade_id, stages, limit, cursor, deadline)
         if found is None:
             raise HTTPException(status_code=404, detail=f"no trade {trade_id!r}")
         return found
+
+    @app.get("/api/text/{source}", summary="The whole text a trade trace lists cut",
+             description="An event's or log line's message, a DLQ entry's reason or an "
+             "error's message, by the `key` and `time` of its trace entry.",
+             responses={404: {"description": "no such row"}})  # fmt: skip
+    def get_text(
+        source: trace_view.TextSource,
+        key: Annotated[str, Query(description="the entry's `key`")],
+        time: Annotated[datetime, Query(description="the entry's `time` (UTC if no offset)")],
+    ) -> dict[str, Any]:
+        with heavy.enter("text"), open_view(database_url) as conn:
+            text = trace_view.full_text(conn, source, key, time)
+        if text is None:
+            raise HTTPException(status_code=404, detail=f"no {source} entry {key!r} at {time}")
+        return {"source": source, "key": key, "text": text, "length": len(text)}
 
     readiness = health.Readiness([health.database(database_url)])
     reported: list[str | None] = [None]
@@ -128,7 +182,8 @@ def create_app(
 
     @app.get("/metrics", summary="Prometheus exposition", response_class=Response)
     def get_metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        with heavy.enter("metrics"):
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     return app

@@ -2,10 +2,13 @@
 
 Read from PostgreSQL on each scrape, so any number of servers show the same:
 
-* ``rttm_<metric>{labels}`` — every series of the last 15 minutes of metrics windows, as of
+* ``rttm_<metric>{labels}`` — the series of the last 15 minutes of metrics windows, as of
   the newest window (``rttm_metrics_window_end_seconds``): a state (lag, status, depth,
   latency) keeps its latest value; a per-window count or rate absent from the newest window
-  is 0 there (the engine writes no row for "nothing happened");
+  is 0 there (the engine writes no row for "nothing happened"). At most ``max_series`` per
+  metric (``rttm serve --max-series``, default 2,000), the highest values first;
+* ``rttm_serve_series_omitted{metric}`` — the series of each metric left out by that cap
+  (``metric="alerts_firing"`` for the rules of ``rttm_alerts_firing``);
 * ``rttm_ingest_position{topic}`` — messages the ingestion has durably written per topic
   (a counter: ``rate()`` of it is the ingestion rate);
 * ``rttm_ingest_rejects`` — malformed messages kept in ``rttm_ingest_rejects`` (the
@@ -24,19 +27,42 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from rttm.alerts.stored import LATEST_PER_SERIES
 from rttm.metrics.points import SERIES_PREFIX
-from rttm.views.alerts import active
-from rttm.views.common import open_view
+from rttm.views.budget import DEFAULT_BUDGET_S, Deadline
+from rttm.views.common import Conn, open_view
+from rttm.views.limits import DEFAULT_MAX_SERIES
 
+#: The latest value of each series of the last 15 minutes (the greatest ``[epoch, value]``
+#: pair: a hash aggregate, where ``DISTINCT ON`` would sort the jsonb labels), at most
+#: ``%(cap)s`` per metric: the highest values first (most lag, most errors), ties in a fixed
+#: order (the labels' hash, then the labels); ``total``: how many series the metric has.
 _SERIES = """
-WITH newest AS (SELECT max(window_start) AS start FROM rttm_metrics)
-SELECT DISTINCT ON (metric, labels) metric, labels, value, window_start = newest.start AS now,
-       extract(epoch FROM newest.start) AS newest_start,
-       extract(epoch FROM window_end - window_start) AS length
-FROM rttm_metrics, newest
-WHERE window_start > newest.start - interval '15 minutes'
-ORDER BY metric, labels, window_start DESC
+WITH newest AS (SELECT max(window_start) AS start FROM rttm_metrics),
+latest AS (
+    SELECT metric, labels, max(ARRAY[extract(epoch FROM window_start)::float8, value]) AS last
+    FROM rttm_metrics WHERE window_start > (SELECT start FROM newest) - interval '15 minutes'
+    GROUP BY metric, labels
+),
+shown AS (
+    SELECT metric, labels,
+           CASE WHEN last[1] = (SELECT extract(epoch FROM start)::float8 FROM newest)
+                     OR metric = ANY(%(states)s) THEN last[2]
+                ELSE 0 END AS value
+    FROM latest
+),
+ranked AS (
+    SELECT shown.*, count(*) OVER (PARTITION BY metric) AS total,
+           row_number() OVER (PARTITION BY metric
+                              ORDER BY value DESC, jsonb_hash(labels), labels) AS n
+    FROM shown
+)
+SELECT metric, labels, value, total FROM ranked WHERE n <= %(cap)s ORDER BY metric, n
 """
+_WINDOW_END = (
+    "SELECT extract(epoch FROM window_end) AS end FROM rttm_metrics"
+    " ORDER BY window_start DESC LIMIT 1"
+)
 #: Metrics that describe a state: their latest value stands until a newer one.
 STATES = frozenset({
     "queue_lag", "queue_lag_seconds", "consume_rate", "consumer_status",
@@ -56,54 +82,91 @@ _REJECTS = (
     "SELECT greatest(reltuples, 0) AS n FROM pg_class WHERE oid = 'rttm_ingest_rejects'::regclass"
 )
 _STUCK = "SELECT count(*) AS n FROM rttm_stuck_trades WHERE recovered_at IS NULL"
+#: Firing alerts counted per (rule, severity) in the database: the rules with most first.
+_FIRING = f"""
+SELECT rule, severity, count(*) AS n, count(*) OVER () AS total
+FROM ({LATEST_PER_SERIES}) latest WHERE state = 'firing'
+GROUP BY rule, severity ORDER BY n DESC, rule, severity LIMIT %(cap)s
+"""  # noqa: S608 - a constant column list, no input
 PREFIX = SERIES_PREFIX
+OMITTED = "rttm_serve_series_omitted"
+#: Rows turned into samples between two looks at the deadline.
+_CHECK_EVERY = 1_000
 
 
 class DatabaseCollector(Collector):
-    """Collects from the database at ``url`` on every scrape."""
+    """Collects from the database at ``url`` on every scrape, within ``budget_s`` seconds.
 
-    def __init__(self, url: str) -> None:
+    At most ``max_series`` series per metric; ``rttm_serve_series_omitted{metric}`` says how
+    many more there were.
+    """
+
+    def __init__(
+        self, url: str, max_series: int = DEFAULT_MAX_SERIES, budget_s: float = DEFAULT_BUDGET_S
+    ) -> None:
         self._url = url
+        self._max_series = max_series
+        self._budget_s = budget_s
 
     def collect(self) -> Iterator[Metric]:
         """The families described in the module docstring."""
+        deadline = Deadline(self._budget_s, "metrics")
+        omitted = GaugeMetricFamily(
+            OMITTED, "Series of a metric left out of /metrics (rttm serve --max-series)",
+            labels=["metric"],
+        )  # fmt: skip
         with open_view(self._url) as conn:
-            rows = conn.execute(_SERIES).fetchall()
-            families: dict[str, GaugeMetricFamily] = {}
-            for row in rows:
-                labels = dict(sorted(row["labels"].items()))
-                family = families.get(row["metric"])
-                if family is None:
-                    family = families[row["metric"]] = GaugeMetricFamily(
-                        PREFIX + row["metric"], f"RTTM metric {row['metric']}",
-                        labels=list(labels),
-                    )  # fmt: skip
-                current = row["now"] or row["metric"] in STATES
-                family.add_metric(list(labels.values()), row["value"] if current else 0.0)
-            yield from families.values()
-            if rows:
-                end = float(rows[0]["newest_start"]) + float(rows[0]["length"])
-                yield GaugeMetricFamily("rttm_metrics_window_end_seconds",
-                                        "End of the newest metrics window (Unix time)",
-                                        value=end)  # fmt: skip
+            yield from self._series(conn, deadline, omitted)
             position = CounterMetricFamily(
                 "rttm_ingest_position", "Messages durably ingested per topic", labels=["topic"]
             )
-            for row in conn.execute(_POSITIONS).fetchall():
+            for row in deadline.execute(conn, _POSITIONS):
                 position.add_metric([row["topic"]], float(row["position"]))
             yield position
-            rejects = conn.execute(_REJECTS).fetchone()
+            rejects = deadline.execute(conn, _REJECTS)
             yield GaugeMetricFamily("rttm_ingest_rejects", "Malformed messages kept (estimate)",
-                                    value=float(rejects["n"] if rejects else 0))  # fmt: skip
-            stuck = conn.execute(_STUCK).fetchone()
+                                    value=float(rejects[0]["n"] if rejects else 0))  # fmt: skip
+            stuck = deadline.execute(conn, _STUCK)
             yield GaugeMetricFamily("rttm_stuck_trades_open", "Trades stuck now",
-                                    value=float(stuck["n"] if stuck else 0))  # fmt: skip
-            firing = GaugeMetricFamily("rttm_alerts_firing", "Firing alerts per rule",
-                                       labels=["rule", "severity"])  # fmt: skip
-            counts: dict[tuple[str, str], int] = {}
-            for alert in active(conn)["firing"]:
-                key = (alert["rule"], alert["severity"])
-                counts[key] = counts.get(key, 0) + 1
-            for (rule, severity), count in sorted(counts.items()):
-                firing.add_metric([rule, severity], count)
-            yield firing
+                                    value=float(stuck[0]["n"] if stuck else 0))  # fmt: skip
+            yield self._firing(conn, deadline, omitted)
+            yield omitted
+            deadline.check()
+
+    def _series(
+        self, conn: Conn, deadline: Deadline, omitted: GaugeMetricFamily
+    ) -> Iterator[Metric]:
+        """``rttm_<metric>`` families (counting the series left out) and the newest window."""
+        rows = deadline.execute(conn, _SERIES, {"states": sorted(STATES), "cap": self._max_series})
+        families: dict[str, GaugeMetricFamily] = {}
+        totals: dict[str, int] = {}
+        for n, row in enumerate(rows):
+            if n % _CHECK_EVERY == 0:
+                deadline.check()
+            labels = dict(sorted(row["labels"].items()))
+            family = families.get(row["metric"])
+            if family is None:
+                family = families[row["metric"]] = GaugeMetricFamily(
+                    PREFIX + row["metric"], f"RTTM metric {row['metric']}", labels=list(labels)
+                )
+                totals[row["metric"]] = int(row["total"])
+            family.add_metric(list(labels.values()), row["value"])
+        for metric, family in families.items():
+            omitted.add_metric([metric], float(totals[metric] - len(family.samples)))
+        yield from families.values()
+        end = deadline.execute(conn, _WINDOW_END)
+        if end:
+            yield GaugeMetricFamily("rttm_metrics_window_end_seconds",
+                                    "End of the newest metrics window (Unix time)",
+                                    value=float(end[0]["end"]))  # fmt: skip
+
+    def _firing(self, conn: Conn, deadline: Deadline, omitted: GaugeMetricFamily) -> Metric:
+        """``rttm_alerts_firing{rule, severity}``, counted in the database."""
+        firing = GaugeMetricFamily("rttm_alerts_firing", "Firing alerts per rule",
+                                   labels=["rule", "severity"])  # fmt: skip
+        rows = deadline.execute(conn, _FIRING, {"cap": self._max_series})
+        for row in sorted(rows, key=lambda r: (r["rule"], r["severity"])):
+            firing.add_metric([row["rule"], row["severity"]], float(row["n"]))
+        left = int(rows[0]["total"]) - len(rows) if rows else 0
+        omitted.add_metric(["alerts_firing"], float(left))
+        return firing

@@ -11,6 +11,7 @@
   const TIMEOUT_MS = 5000; // a poll slower than this counts as a lost connection
   const MINUTES = 15; // the averages and charts cover this many minutes
   const ALERTS_LIMIT = 50; // recent alert transitions listed
+  const MAX_ROWS = 2000; // rows drawn per list at most, whatever the API sends (it caps them too)
   const DASH = "\u2014";
 
   const $ = (id) => document.getElementById(id);
@@ -38,16 +39,39 @@
     if (node.textContent !== text) node.textContent = text;
   };
 
-  /** Replace a table body's rows, or show one muted row saying it is empty. */
-  function fillRows(tbody, rows, emptyText) {
-    const columns = tbody.closest("table").querySelectorAll("thead th").length || 1;
-    if (rows.length) tbody.replaceChildren(...rows);
-    else tbody.replaceChildren(el("tr", null, el("td", { class: "empty", colspan: columns, text: emptyText })));
+  /** How many entries the API left out of a capped list (its `omitted` count), or 0. */
+  const omittedOf = (data, name) => {
+    const omitted = data && typeof data.omitted === "object" && data.omitted ? data.omitted[name] : 0;
+    return isNum(omitted) && omitted > 0 ? omitted : 0;
+  };
+  const moreText = (count) => `and ${fmtNum(count)} more`;
+
+  /** Replace a node's children with ``nodes`` in one DOM operation (no spread: any length). */
+  function replaceAll(parent, nodes) {
+    const fragment = document.createDocumentFragment();
+    for (const node of nodes.length > MAX_ROWS ? nodes.slice(0, MAX_ROWS) : nodes) fragment.append(node);
+    parent.replaceChildren(fragment);
+    return Math.max(0, nodes.length - MAX_ROWS); // what the page itself left out
   }
 
-  function fillList(list, items, emptyText) {
-    if (items.length) list.replaceChildren(...items);
-    else list.replaceChildren(el("li", { class: "empty", text: emptyText }));
+  /** Replace a table body's rows (then "and N more" for those left out), or one muted row saying it is empty. */
+  function fillRows(tbody, rows, emptyText, more = 0) {
+    const columns = tbody.closest("table").querySelectorAll("thead th").length || 1;
+    if (!rows.length && !more) {
+      tbody.replaceChildren(el("tr", null, el("td", { class: "empty", colspan: columns, text: emptyText })));
+      return;
+    }
+    const left = more + replaceAll(tbody, rows);
+    if (left) tbody.append(el("tr", { class: "more" }, el("td", { class: "hint", colspan: columns, text: moreText(left) })));
+  }
+
+  function fillList(list, items, emptyText, more = 0) {
+    if (!items.length && !more) {
+      list.replaceChildren(el("li", { class: "empty", text: emptyText }));
+      return;
+    }
+    const left = more + replaceAll(list, items);
+    if (left) list.append(el("li", { class: "more hint", text: moreText(left) }));
   }
 
   // ---- formatting -------------------------------------------------------------------------
@@ -241,12 +265,12 @@
     const rows = asList(tps.by_service).map((s) =>
       el("tr", null, cell(s.service), cell(fmtRate(s.now), "num"), cell(fmtRate(s.avg), "num")),
     );
-    fillRows($("tps-services"), rows, "no service reported events");
+    fillRows($("tps-services"), rows, "no service reported events", omittedOf(tps, "by_service"));
   }
 
-  function drawConsumers(consumers) {
+  function drawConsumers(data) {
     const rows = [];
-    for (const c of asList(consumers)) {
+    for (const c of asList(data.consumers)) {
       const loss = c.time_to_data_loss_seconds;
       rows.push(
         el(
@@ -268,26 +292,32 @@
             cell(fmtDuration(p.lag_seconds), "num"), cell("")),
         );
       }
+      const partitionsLeft = omittedOf(c, "partitions");
+      if (partitionsLeft) {
+        rows.push(el("tr", { class: "sub more" }, el("td", { class: "hint", colspan: 5, text: `${moreText(partitionsLeft)} partitions` })));
+      }
     }
-    fillRows($("consumers"), rows, "no consumer-lag snapshots in the window");
+    fillRows($("consumers"), rows, "no consumer-lag snapshots in the window", data.more);
   }
 
   function drawDlq(dlq) {
     const d = dlq || {};
     const depth = asList(d.depth);
     const total = depth.reduce((sum, q) => sum + (isNum(q.depth) ? q.depth : 0), 0);
-    setText("dlq-total", depth.length ? fmtNum(total) : DASH);
+    const depthLeft = omittedOf(d, "depth");
+    setText("dlq-total", depth.length ? `${fmtNum(total)}${depthLeft ? "+" : ""}` : DASH);
     setText("dlq-rate", fmtRate(d.rate));
     fillList(
       $("dlq-depth"),
       depth.map((q) => el("li", null, el("span", { class: "mono", text: q.topic }), el("strong", { text: fmtNum(q.depth) }))),
       "no dead-letter queue has messages",
+      depthLeft,
     );
     dlqChart.update(d.series, d.span);
     const rows = asList(d.by_reason).map((r) =>
       el("tr", null, cell(r.topic, "mono"), cell(r.reason, "wrap"), cell(fmtNum(r.events), "num")),
     );
-    fillRows($("dlq-reasons"), rows, "no dead-lettered messages in the window");
+    fillRows($("dlq-reasons"), rows, "no dead-lettered messages in the window", omittedOf(d, "by_reason"));
   }
 
   function drawLatency(latency) {
@@ -300,22 +330,22 @@
       el("tr", null, cell(`${h.from_stage} \u2192 ${h.to_stage}`),
         cell(fmtMs(h.p50), "num"), cell(fmtMs(h.p95), "num"), cell(fmtMs(h.p99), "num")),
     );
-    fillRows($("hops"), rows, "no hops measured in the window");
+    fillRows($("hops"), rows, "no hops measured in the window", omittedOf(l, "hops"));
   }
 
   function drawErrors(status) {
     const errors = asList(status.errors).map((e) =>
       el("tr", null, cell(e.service), cell(fmtNum(e.errors), "num"), cell(fmtRate(e.rate), "num")),
     );
-    fillRows($("errors"), errors, "no error events in the window");
+    fillRows($("errors"), errors, "no error events in the window", omittedOf(status, "errors"));
     const logs = asList(status.logs).map((g) =>
       el("tr", null, cell(g.service), el("td", null, badge(g.level, LEVEL)), cell(fmtNum(g.events), "num")),
     );
-    fillRows($("logs"), logs, "no WARN or ERROR log events in the window");
+    fillRows($("logs"), logs, "no WARN or ERROR log events in the window", omittedOf(status, "logs"));
   }
 
-  function drawStuck(stuck) {
-    const items = asList(stuck).map((s) =>
+  function drawStuck(data) {
+    const items = asList(data.stuck).map((s) =>
       el(
         "li",
         null,
@@ -324,7 +354,7 @@
         el("span", { class: "hint", text: `last ${s.last_event_type} at ${fmtClock(s.last_event_time)}, stuck since ${fmtClock(s.detected_at)}` }),
       ),
     );
-    fillList($("stuck-list"), items, "no trade is stuck");
+    fillList($("stuck-list"), items, "no trade is stuck", data.more);
   }
 
   function alertItem(a) {
@@ -355,19 +385,21 @@
 
   function drawAlerts(alerts) {
     const firing = asList(alerts.firing);
-    fillList($("alerts-firing"), firing.map(alertItem), "nothing firing");
-    fillList($("alerts-pending"), asList(alerts.pending).map(alertItem), "nothing pending");
+    const firingLeft = omittedOf(alerts, "firing");
+    fillList($("alerts-firing"), firing.map(alertItem), "nothing firing", firingLeft);
+    fillList($("alerts-pending"), asList(alerts.pending).map(alertItem), "nothing pending", omittedOf(alerts, "pending"));
+    const firingCount = firing.length + firingLeft;
     const count = $("firing-count");
-    count.textContent = `${firing.length} firing`;
-    count.className = `badge ${firing.length ? "badge-bad" : "badge-muted"}`;
-    document.title = firing.length ? `(${firing.length} firing) RTTM` : "RTTM \u2014 trade monitoring";
+    count.textContent = `${fmtNum(firingCount)} firing`;
+    count.className = `badge ${firingCount ? "badge-bad" : "badge-muted"}`;
+    document.title = firingCount ? `(${fmtNum(firingCount)} firing) RTTM` : "RTTM \u2014 trade monitoring";
     if (alerts.recent === null) return; // only the status call answered: keep the history shown
     const rows = asList(alerts.recent).map((a) =>
       el("tr", null, el("td", { class: "mono", title: a.at, text: fmtClock(a.at) }), el("td", null, badge(a.state, STATE)),
         el("td", null, el("div", { text: a.rule }), el("div", { class: "labels", text: fmtLabels(a.labels) })),
         cell(isNum(a.value) ? fmtNum(a.value, Number.isInteger(a.value) ? 0 : 2) : DASH, "num")),
     );
-    fillRows($("alerts-recent"), rows, "no alert transitions yet");
+    fillRows($("alerts-recent"), rows, "no alert transitions yet", omittedOf(alerts, "recent"));
   }
 
   /** The minutes the status covers, up to its newest window, as unix seconds for the charts. */
@@ -381,16 +413,16 @@
     const tps = status.tps || {};
     const throughput = {
       as_of: status.as_of, minutes: status.minutes, window_seconds: status.window_seconds,
-      tps: { now: tps.now, avg: tps.avg, by_service: tps.by_service }, trades: status.trades,
+      tps: { now: tps.now, avg: tps.avg, by_service: tps.by_service, omitted: tps.omitted }, trades: status.trades,
     };
     panel("throughput", throughput, drawThroughput);
     const span = spanOf(status);
     panel("tps-series", { series: tps.series, span }, (d) => tpsChart.update(d.series, d.span));
-    panel("consumers", status.consumers, drawConsumers);
+    panel("consumers", { consumers: status.consumers, more: omittedOf(status, "consumers") }, drawConsumers);
     panel("dlq", { ...(status.dlq || {}), span }, drawDlq);
     panel("latency", status.latency, drawLatency);
-    panel("errors", { errors: status.errors, logs: status.logs }, drawErrors);
-    panel("stuck", status.stuck, drawStuck);
+    panel("errors", { errors: status.errors, logs: status.logs, omitted: status.omitted }, drawErrors);
+    panel("stuck", { stuck: status.stuck, more: omittedOf(status, "stuck") }, drawStuck);
   }
 
   // ---- polling ----------------------------------------------------------------------------
@@ -442,6 +474,12 @@
 
   // ---- trade trace ------------------------------------------------------------------------
 
+  // The API answers a page of a trace: its newest events, each long text cut (it says so),
+  // and a cursor to the next older page. The page shows one page, "older events" adds the
+  // next above it, and a cut text is fetched whole only when asked: a hot trade of 20,000
+  // events never arrives at once.
+  const TRACE_LIMIT = 500; // events per page (the API's default)
+
   let traceRequest = 0; // a newer search wins over a slower older one
 
   function showTraceError(text) {
@@ -451,16 +489,51 @@
     $("trace").replaceChildren();
   }
 
-  function section(title, headers, rows, emptyText) {
-    const head = el("h3", { text: `${title} (${rows.length})` });
+  function listTitle(title, shown, total) {
+    return isNum(total) && total > shown ? `${title} (newest ${fmtNum(shown)} of ${fmtNum(total)})` : `${title} (${fmtNum(shown)})`;
+  }
+
+  function tableOf(headers, body) {
+    return el("div", { class: "scroll" },
+      el("table", { class: "data compact" },
+        el("thead", null, el("tr", null, ...headers.map((h) => el("th", { class: h === "+ms" ? "num" : null, text: h })))),
+        body));
+  }
+
+  function section(title, headers, rows, emptyText, total) {
+    const head = el("h3", { text: listTitle(title, rows.length, total) });
     if (!rows.length) return [head, el("p", { class: "hint", text: emptyText })];
-    return [
-      head,
-      el("div", { class: "scroll" },
-        el("table", { class: "data compact" },
-          el("thead", null, el("tr", null, ...headers.map((h) => el("th", { class: h === "+ms" ? "num" : null, text: h })))),
-          el("tbody", null, ...rows))),
-    ];
+    return [head, tableOf(headers, el("tbody", null, ...rows))];
+  }
+
+  /** Fetch the whole of a text the API cut, in place of the cut one. */
+  async function showWhole(box, button, source, entry) {
+    button.disabled = true;
+    button.textContent = "loading\u2026";
+    try {
+      const body = await getJson(`api/text/${source}?key=${encodeURIComponent(entry.key)}&time=${encodeURIComponent(entry.time)}`);
+      box.textContent = String(body.text ?? "");
+      button.remove();
+    } catch (error) {
+      button.disabled = false;
+      button.textContent = `show whole message (failed: ${error.message})`;
+    }
+  }
+
+  /**
+   * A cell of a text the API may have cut (`<field>_truncated`), with a button for the rest.
+   * The text scrolls in a box of a few lines, so a long one does not stretch the table.
+   */
+  function textCell(entry, field, source, cls) {
+    const box = el("div", { class: "clip", text: entry[field] ?? "" });
+    const td = el("td", { class: cls }, box);
+    if (entry[`${field}_truncated`] === true) {
+      const more = el("button", { type: "button", class: "link trace-more", text: `show whole message (${fmtNum(entry[`${field}_length`])} characters)` });
+      more.addEventListener("click", () => showWhole(box, more, source, entry));
+      box.append(" \u2026");
+      td.append(more);
+    }
+    return td;
   }
 
   function queuesOf(e) {
@@ -479,28 +552,82 @@
       : el("p", { class: "trace-stuck", text: `STUCK \u2014 ${base}` });
   }
 
-  function drawTrace(t) {
-    const events = asList(t.events).map((e) =>
-      el("tr", { class: "trace-event" },
-        cell(fmtClock(e.time, true), "mono"),
-        cell(isNum(e.since_previous_ms) ? `+${fmtMs(e.since_previous_ms)}` : "start", "num"),
-        cell(e.service),
-        cell(e.event_type, "mono"),
-        el("td", null, badge(e.status, EVENT_STATUS)),
-        queuesOf(e),
-        el("td", { class: "message wrap", text: e.message ?? "" })),
-    );
+  function eventRow(e) {
+    return el("tr", { class: "trace-event" },
+      cell(fmtClock(e.time, true), "mono"),
+      cell(isNum(e.since_previous_ms) ? `+${fmtMs(e.since_previous_ms)}` : "start", "num"),
+      cell(e.service),
+      cell(e.event_type, "mono"),
+      el("td", null, badge(e.status, EVENT_STATUS)),
+      queuesOf(e),
+      textCell(e, "message", "events", "message wrap"));
+  }
+
+  /** Which events the timeline shows, and the "older events" button while there are more. */
+  function showTimelineCount(view) {
+    const all = view.next === null;
+    view.count.textContent = all
+      ? `showing all ${fmtNum(view.shown)} events`
+      : `showing the newest ${fmtNum(view.shown)} of ${fmtNum(view.total)} events`;
+    view.older.hidden = all;
+    view.older.disabled = false;
+    view.older.textContent = "older events";
+  }
+
+  /** Fetch the next older page and add its events above the ones shown. */
+  async function loadOlder(view) {
+    const request = traceRequest;
+    view.older.disabled = true;
+    view.older.textContent = "loading older events\u2026";
+    let body;
+    try {
+      body = await getJson(`api/trace/${encodeURIComponent(view.id)}?limit=${TRACE_LIMIT}&before=${encodeURIComponent(view.next)}`);
+    } catch (error) {
+      if (request !== traceRequest) return;
+      view.older.disabled = false;
+      view.older.textContent = `older events (failed: ${error.message}; again)`;
+      return;
+    }
+    if (request !== traceRequest) return;
+    const rows = asList(body.events).map(eventRow);
+    view.body.prepend(...rows);
+    view.shown += rows.length;
+    view.next = typeof body.next === "string" ? body.next : null;
+    if (isNum(body.total)) view.total = body.total;
+    showTimelineCount(view);
+  }
+
+  function timeline(t, id) {
+    const rows = asList(t.events).map(eventRow);
+    const head = el("h3", { text: "Timeline" });
+    if (!rows.length) return [head, el("p", { class: "hint", text: "no trade events" })];
+    const view = {
+      id,
+      next: typeof t.next === "string" ? t.next : null,
+      total: isNum(t.total) ? t.total : rows.length,
+      shown: rows.length,
+      body: el("tbody", null, ...rows),
+      count: el("span", { class: "hint trace-count" }),
+      older: el("button", { type: "button", class: "link trace-older" }),
+    };
+    view.older.addEventListener("click", () => loadOlder(view));
+    showTimelineCount(view);
+    return [head, el("p", { class: "trace-paging" }, view.count, " ", view.older),
+      tableOf(["time", "+ms", "service", "event type", "status", "queues", "message"], view.body)];
+  }
+
+  function drawTrace(t, id) {
     const dlq = asList(t.dlq).map((d) =>
-      el("tr", { class: "trace-dlq" }, cell(fmtClock(d.time, true), "mono"), cell(d.service), cell(d.topic, "mono"), cell(d.reason, "wrap")),
+      el("tr", { class: "trace-dlq" }, cell(fmtClock(d.time, true), "mono"), cell(d.service), cell(d.topic, "mono"), textCell(d, "reason", "dlq", "wrap")),
     );
     const errors = asList(t.errors).map((e) =>
-      el("tr", { class: "trace-err" }, cell(fmtClock(e.time, true), "mono"), cell(e.service), cell(e.error_type, "mono"), cell(e.error_message, "wrap")),
+      el("tr", { class: "trace-err" }, cell(fmtClock(e.time, true), "mono"), cell(e.service), cell(e.error_type, "mono"), textCell(e, "error_message", "errors", "wrap")),
     );
     const logs = asList(t.logs).map((g) =>
       el("tr", { class: "trace-log" }, cell(fmtClock(g.time, true), "mono"), cell(g.service),
-        el("td", null, badge(g.level, LEVEL)), cell(g.category, "mono"), cell(g.message, "wrap")),
+        el("td", null, badge(g.level, LEVEL)), cell(g.category, "mono"), textCell(g, "message", "logs", "wrap")),
     );
-    const first = asList(t.events)[0];
+    const first = t.next ? null : asList(t.events)[0]; // the trade's first event is on the last page
     $("trace").replaceChildren(
       el("div", { class: "trace-head" },
         el("span", { class: "trade", text: t.trade_id }),
@@ -508,11 +635,11 @@
         el("span", null, "stage ", el("strong", { text: t.stage ?? DASH })),
         el("span", null, "service ", el("strong", { text: t.service ?? DASH })),
         el("span", { class: "hint", text: first ? `first event ${fmtStamp(first.time)} UTC` : "" })),
-      stuckLine(t.stuck),
-      ...section("Timeline", ["time", "+ms", "service", "event type", "status", "queues", "message"], events, "no trade events"),
-      ...section("DLQ entries", ["time", "service", "topic", "reason"], dlq, "none"),
-      ...section("Errors", ["time", "service", "type", "message"], errors, "none"),
-      ...section("Logs", ["time", "service", "level", "category", "message"], logs, "none"),
+      stuckLine(t.stuck) ?? "",
+      ...timeline(t, id),
+      ...section("DLQ entries", ["time", "service", "topic", "reason"], dlq, "none", t.dlq_total),
+      ...section("Errors", ["time", "service", "type", "message"], errors, "none", t.errors_total),
+      ...section("Logs", ["time", "service", "level", "category", "message"], logs, "none", t.logs_total),
     );
   }
 
@@ -526,7 +653,7 @@
     let response;
     let body = null;
     try {
-      response = await fetch(`api/trace/${encodeURIComponent(id)}`, { cache: "no-store", headers: { Accept: "application/json" } });
+      response = await fetch(`api/trace/${encodeURIComponent(id)}?limit=${TRACE_LIMIT}`, { cache: "no-store", headers: { Accept: "application/json" } });
       body = await response.json().catch(() => null);
     } catch (error) {
       if (request === traceRequest) showTraceError(`cannot load the trace of '${id}': ${error.message}`);
@@ -540,7 +667,7 @@
     }
     if (!response.ok || !body) return showTraceError(`the trace of '${id}' failed: HTTP ${response.status}`);
     try {
-      drawTrace(body);
+      drawTrace(body, id);
     } catch (error) {
       showTraceError(`cannot show the trace of '${id}': ${error.message}`);
       reportError(error);
