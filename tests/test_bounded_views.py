@@ -66,7 +66,7 @@ def _metric_rows() -> Iterator[tuple[str, datetime, str, datetime, float]]:
             yield "queue_lag_seconds", start, part, end, i / 10
             yield "consume_rate", start, part, end, 5.0
             yield "consumer_status", start, pair, end, 3.0 if i in STOPPED else 0.0
-            yield "time_to_data_loss_seconds", start, pair, end, 86_400.0
+            yield "time_to_data_loss_seconds", start, pair, end, 86_400.0 - i
             reason = json.dumps({"topic": "trade-dlq", "reason": f"reason {i:05d}"})
             yield "dlq_events", start, reason, end, 1000.0 + i if i < LOUD_REASONS else 1.0
         yield "tps", start, json.dumps({"service": "pms-core"}), end, 10.0
@@ -197,6 +197,11 @@ def test_metrics_of_a_flood_are_capped_per_metric(flooded: Run) -> None:
     for metric in ("queue_lag", "consumer_status", "dlq_events"):
         assert f'rttm_serve_series_omitted{{metric="{metric}"}} {FLOOD - 2000}.0' in lines
     assert 'rttm_serve_series_omitted{metric="tps"} 0.0' in lines
+    # Time to data loss: the least is the most urgent, so the least are kept.
+    loss = [line for line in lines if line.startswith("rttm_time_to_data_loss_seconds{")]
+    assert len(loss) == 2000
+    assert any(f'service="svc-{FLOOD - 1}"' in line for line in loss)
+    assert not any('service="svc-0"' in line for line in loss)
     assert 'rttm_alerts_firing{rule="QueueLagHigh",severity="warning"} ' \
         f"{FIRING - len(CRITICAL)}.0" in lines  # fmt: skip
 

@@ -9,7 +9,6 @@ messages cross them; the floods are the benchmark harness's own (``benchmarks.ho
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -90,21 +89,18 @@ def test_series_per_metric_per_window_are_capped_and_the_rest_folded(flooded: st
         flooded, "SELECT DISTINCT labels->>'metric', labels->>'label' FROM rttm_metrics"
                  " WHERE metric = 'cardinality_exceeded'"
     )  # fmt: skip
-    assert ("queue_lag", "service") in exceeded or ("queue_lag", "topic") in exceeded
+    # service and topic both have a value per snapshot; the tie goes to the first name.
+    assert ("queue_lag", "service") in exceeded
 
 
 def test_the_cardinality_alert_fires_and_alerts_per_rule_are_capped(flooded: str) -> None:
     fired = query(flooded, "SELECT DISTINCT labels->>'metric' FROM rttm_alerts"
                            " WHERE rule = 'CardinalityExceeded' AND state = 'firing'")  # fmt: skip
     assert ("queue_lag",) in fired
-    per_rule = query(flooded, "SELECT rule, max(n) FROM (SELECT rule, started_at, count(*) AS n"
-                              " FROM rttm_alerts WHERE state = 'firing' GROUP BY 1, 2) a"
-                              " GROUP BY 1")  # fmt: skip
     # Every firing alert of a rule started in the same few windows: at most the cap at once.
     active = query(flooded, "SELECT rule, count(*) FROM (SELECT DISTINCT ON (rule, labels)"
                             " rule, state FROM rttm_alerts ORDER BY rule, labels, at DESC) l"
                             " WHERE state IN ('pending', 'firing') GROUP BY 1")  # fmt: skip
-    assert per_rule
     assert all(count <= 10 for _, count in active), active
     # Hundreds of partitions stopped reporting (STOP, pending until the run ends): beyond
     # the cap they are watched as one alert.
@@ -158,8 +154,15 @@ def test_the_api_answers_bounded_and_stays_responsive_during_the_flood(flooded: 
     assert trace["total"] == HOT_EVENTS
     assert len(trace["events"]) == 500
     assert trace["next"]
-    # Ten heavy requests at once, and a normal one still answers at once.
-    heavy = [threading.Thread(target=client.get, args=(f"/api/trace/{HOT}",)) for _ in range(10)]
+    # Ten heavy requests at once: each answers whole, or "busy" at once; a normal request
+    # still answers at once.
+    answers: list[tuple[int, str]] = []
+
+    def heavy_request() -> None:
+        answer = client.get(f"/api/trace/{HOT}")
+        answers.append((answer.status_code, answer.text[:200]))
+
+    heavy = [threading.Thread(target=heavy_request) for _ in range(10)]
     for thread in heavy:
         thread.start()
     started = time.perf_counter()
@@ -167,5 +170,6 @@ def test_the_api_answers_bounded_and_stays_responsive_during_the_flood(flooded: 
     assert time.perf_counter() - started < 2
     for thread in heavy:
         thread.join()
-    status = client.get("/api/status").json()
-    assert json.dumps(status)  # a whole, serialisable answer
+    assert len(answers) == 10
+    assert all(code == 200 or (code == 503 and "busy" in text) for code, text in answers), answers
+    assert any(code == 200 for code, _ in answers)

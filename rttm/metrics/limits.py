@@ -41,13 +41,21 @@ ENV_MAX_ALERTS = "RTTM_ALERTS_MAX_PER_RULE"
 ENV_MAX_TRADES = "RTTM_METRICS_MAX_TRADES"
 ENV_MAX_PARTITIONS = "RTTM_METRICS_MAX_PARTITIONS"
 
-#: How points of one metric add up when folded (default: a sum). The worst value stands
-#: for a state or a ratio; for time to data loss the worst is the least.
-_FOLD_MAX = frozenset({
-    "hop_latency_ms", "e2e_latency_ms", "queue_lag_seconds", "consumer_status", "error_ratio",
-    "dlq_ratio",
+#: Metrics that describe a state (a gauge): their latest value stands until a newer one.
+STATES = frozenset({
+    "queue_lag", "queue_lag_seconds", "consume_rate", "consumer_status",
+    "time_to_data_loss_seconds", "dlq_depth", "dlq_depth_by_reason", "hop_latency_ms",
+    "e2e_latency_ms",
 })  # fmt: skip
-_FOLD_MIN = frozenset({"time_to_data_loss_seconds"})
+#: Metrics whose most urgent values are the least (the others: the greatest).
+LEAST_FIRST = frozenset({"time_to_data_loss_seconds"})
+#: Folded, a state, a ratio or a latency is the worst of its points, so that an ``__other__``
+#: point never crosses a threshold none of its points crosses; a count or a rate is their
+#: sum, so that totals stay exact.
+_FOLD_WORST = STATES | frozenset({"error_ratio", "dlq_ratio"})
+#: When a state held for trades or partitions is full, it is cut to this share of its
+#: capacity in one pass (cheaper than one eviction per new entry).
+EVICT_TO = 0.9
 
 
 @dataclass(frozen=True)
@@ -85,16 +93,15 @@ def _count(env: Mapping[str, str], name: str, default: int, *, least: int) -> in
 
 def worst_first(metric: str) -> bool:
     """Whether the metric's most important points are its largest (else its smallest)."""
-    return metric not in _FOLD_MIN
+    return metric not in LEAST_FIRST
 
 
 def combine(metric: str, values: Sequence[float]) -> float:
-    """The folded value of ``values`` of ``metric``: their sum, maximum or minimum."""
-    if metric in _FOLD_MAX:
-        return max(values)
-    if metric in _FOLD_MIN:
-        return min(values)
-    return float(sum(values))
+    """The folded value of ``values`` of ``metric``: their sum, or the worst of them."""
+    numbers = [value for value in values if value == value] or [math.nan]  # NaN: no value
+    if metric not in _FOLD_WORST:
+        return float(sum(numbers))
+    return max(numbers) if worst_first(metric) else min(numbers)
 
 
 def other_labels(labels: Labels) -> Labels:
@@ -126,16 +133,18 @@ def fold(metric: str, points: list[Point], cap: int) -> tuple[list[Point], Folde
 
     The most important points stay (largest values first; for time to data loss the
     smallest), ties broken by labels so the same series stay named from window to window.
-    The others are combined (:func:`combine`) into one point per structural label set, whose
-    other label values are ``__other__``.
+    The others are combined (:func:`combine`) into one point per structural label set (so
+    ``hop_latency_ms`` may hold one ``__other__`` point per quantile), whose other label
+    values are ``__other__``.
     """
     if len(points) <= cap:
         return points, None
     largest = worst_first(metric)
 
-    def rank(point: Point) -> tuple[float, Labels]:
-        value = point.value if point.value == point.value else -math.inf  # NaN: least
-        return (-value if largest else value), point.labels
+    def rank(point: Point) -> tuple[bool, float, Labels]:
+        if point.value != point.value:  # NaN: the least important, whatever the order
+            return True, 0.0, point.labels
+        return False, (-point.value if largest else point.value), point.labels
 
     ranked = sorted(points, key=rank)
     kept = {point.labels: point for point in ranked[:cap]}

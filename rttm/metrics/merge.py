@@ -20,7 +20,7 @@ from rttm.alerts.engine import Alert, AlertEngine, Transition
 from rttm.alerts.rules import Rule
 from rttm.metrics import limits, stats
 from rttm.metrics.points import MAX_LABEL_CHARS, Labels, Point, bounded_value, labels_of
-from rttm.metrics.reasons import ReasonBook
+from rttm.metrics.reasons import ReasonBook, reason_group
 from rttm.metrics.shard import MAX_EMPTY_WINDOWS, EngineConfig, ShardReport
 from rttm.metrics.trades import Recovered, Stuck
 from rttm.metrics.windows import WindowAcc, window_start
@@ -69,7 +69,7 @@ def _book(caps: limits.Limits, old: dict[tuple[str, str], int]) -> ReasonBook:
     """A DLQ book, holding the depths of a snapshot made before there was one."""
     book = ReasonBook(caps.dlq_reasons, caps.series)
     for (topic, reason), count in sorted(old.items(), key=lambda kv: -kv[1]):
-        book.add(topic, reason, count)
+        book.add(topic, reason_group(reason), count)
     return book
 
 
@@ -119,8 +119,8 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             config.check_layout(self._state.layout, "merge")
         self._state.layout = config.layout()
         caps = config.limits
-        if self._state.dlq is None:
-            self._state.dlq = _book(caps, getattr(self._state, "dlq_depth", {}))
+        if self._state.dlq is None:  # a snapshot from before the book: its depths, grouped
+            self._state.dlq = _book(caps, vars(self._state).pop("dlq_depth", {}))
         self._state.dlq.cap, self._state.dlq.topics = caps.dlq_reasons, caps.series
         self._engine = AlertEngine(rules, self._state.alerts, max_per_rule=caps.alerts_per_rule)
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from rttm.metrics import stats
 from rttm.metrics.events import Snapshot
+from rttm.metrics.limits import EVICT_TO, Limits
 from rttm.metrics.windows import OK, STALL, STOP, WARN, QueueGauge
 
 #: Snapshots considered for the rate and the status (Burrow's window).
@@ -43,10 +44,6 @@ MIN_TREND_SNAPSHOTS = 3
 #: A consumed offset that has not moved over snapshots spanning this long: STALL.
 STALL_AFTER_S = 30.0
 
-#: Partitions tracked per shard unless the engine says otherwise (``Limits.partitions``).
-DEFAULT_CAPACITY = 5_000
-#: When full, tracking is cut to this share of the capacity in one pass.
-EVICT_TO = 0.9
 _LOG = logging.getLogger("rttm.metrics")
 
 Point = tuple[float, int, int]  # (time, produced offset, consumed offset)
@@ -78,7 +75,7 @@ class QueueTracker:
     #: partition -> (consumed offset, when it was first seen there): how long a stalled
     #: consumer has not moved, beyond the snapshots kept.
     moved: dict[tuple[str, str, int], tuple[int, float]] = field(default_factory=dict)
-    capacity: int = DEFAULT_CAPACITY
+    capacity: int = Limits.partitions  # partitions tracked at most (the shard sets its share)
     evicted: int = 0  # partitions let go for space since the last ``take_evicted``
 
     def add(self, snapshot: Snapshot) -> None:

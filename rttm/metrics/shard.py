@@ -18,13 +18,14 @@ import pickle
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from bytewax.operators import StatefulLogic
 
 from rttm import stopping
 from rttm.errors import RttmError
 from rttm.metrics.events import DLQ, ERROR, LOG, QUEUE, TRADE, Chunk
-from rttm.metrics.limits import Limits
+from rttm.metrics.limits import OTHER, Limits
 from rttm.metrics.pipeline import Pipeline
 from rttm.metrics.queues import QueueTracker
 from rttm.metrics.trades import REMEMBER_ENDED_S, Recovered, Stuck, TradeTracker
@@ -45,6 +46,17 @@ MAX_FUTURE_S = 300.0
 #: (an outage of hours, or a stray old event, must not mean millions of empty windows).
 MAX_EMPTY_WINDOWS = 360
 _NEG_INF = float("-inf")
+_OTHER2, _OTHER3 = (OTHER, OTHER), (OTHER, OTHER, OTHER)
+K = TypeVar("K", bound=tuple[str, ...])
+
+
+def _bump(counts: dict[K, int], key: K, cap: int, other: K) -> None:
+    """Count one ``key``; past ``cap`` label sets, a new one counts as ``other``."""
+    count = counts.get(key)
+    if count is None and len(counts) >= cap:
+        key = other
+        count = counts.get(key)
+    counts[key] = (count or 0) + 1
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,9 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
                 self._state.trades = TradeTracker(config.pipeline)
             self._state.trades.pipeline = config.pipeline
         self._state.layout, self._state.stages = config.layout(), stages
+        #: Label sets a shard counts per window and counter: twice what the merge step
+        #: keeps, so that its choice of the largest is rarely cut short here.
+        self._per_window = 2 * config.limits.series
         self._state.trades.capacity = config.shard_share(config.limits.trades)
         self._state.queues.capacity = config.shard_share(config.limits.partitions)
 
@@ -225,7 +240,12 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
                     self._late(topic)
                 else:
                     key = (event[1], event[2])
-                    acc.events[key] = acc.events.get(key, 0) + 1
+                    counts = acc.events
+                    count = counts.get(key)
+                    if count is None and len(counts) >= self._per_window:
+                        key = _OTHER2  # a label set per event: bounded here, folded later
+                        count = counts.get(key)
+                    counts[key] = (count or 0) + 1
                 back = trades.observe(event, acc)
                 if back is not None:
                     recovered.append(back)
@@ -247,19 +267,17 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
 
     def _count(self, kind: str, topic: str, events: list[tuple[str, ...]]) -> None:
         """DLQ, error and log events: counters of the event's window."""
+        cap = self._per_window
         for event in events:
             acc = self._acc(event[-1])  # type: ignore[arg-type]  # the last field is the time
             if acc is None:
                 self._late(topic)
             elif kind == DLQ:
-                key2 = (event[0], event[1])
-                acc.dlq[key2] = acc.dlq.get(key2, 0) + 1
+                _bump(acc.dlq, (event[0], event[1]), cap, _OTHER2)
             elif kind == ERROR:
-                key2 = (event[0], event[1])
-                acc.errors[key2] = acc.errors.get(key2, 0) + 1
+                _bump(acc.errors, (event[0], event[1]), cap, _OTHER2)
             elif kind == LOG and event[1].upper() in COUNTED_LEVELS:
-                key3 = (event[0], event[1], event[2])
-                acc.logs[key3] = acc.logs.get(key3, 0) + 1
+                _bump(acc.logs, (event[0], event[1], event[2]), cap, _OTHER3)
 
     # -- time ---------------------------------------------------------------------------
 

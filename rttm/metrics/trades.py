@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from rttm.metrics import stats
 from rttm.metrics.events import Trade
+from rttm.metrics.limits import EVICT_TO, Limits
 from rttm.metrics.pipeline import Pipeline
 from rttm.metrics.sketch import Sketch
 from rttm.metrics.windows import WindowAcc
@@ -33,11 +34,6 @@ FORGET_STUCK_AFTER_S = 86_400.0
 REMEMBER_ENDED_S = 300.0
 
 _CHECK, _FORGET = 0, 1
-#: Trades tracked per shard unless the engine says otherwise (``Limits.trades``).
-DEFAULT_CAPACITY = 125_000
-#: When full, tracking is cut to this share of the capacity in one pass (cheaper than one
-#: eviction per new trade).
-EVICT_TO = 0.9
 _LOG = logging.getLogger("rttm.metrics")
 
 
@@ -94,7 +90,7 @@ class TradeTracker:
     ended: dict[str, float] = field(default_factory=dict)
     ended_order: deque[tuple[float, str]] = field(default_factory=deque)
     stuck_now: dict[tuple[str, str], int] = field(default_factory=dict)  # (stage, service)
-    capacity: int = DEFAULT_CAPACITY  # trades tracked at most (live, and ended remembered)
+    capacity: int = Limits.trades  # trades tracked at most (the shard sets its share)
     evicted: int = 0  # trades let go for space since the last ``take_evicted``
 
     def observe(self, event: Trade, acc: WindowAcc | None) -> Recovered | None:

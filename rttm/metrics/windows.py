@@ -8,8 +8,8 @@ is a sum, a sketch or a list of gauges owned by exactly one shard).
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable
+from dataclasses import MISSING, dataclass, field, fields
 from typing import TypeVar
 
 from rttm.metrics.sketch import Sketch
@@ -67,6 +67,16 @@ class WindowAcc:
     untracked_trades: int = 0  # trades let go for space (the engine's cap) in the window
     untracked_partitions: int = 0  # queue partitions let go for space in the window
 
+    def __setstate__(self, state: list[object]) -> None:
+        """Restore a pickled accumulator; fields added since it was made get their defaults."""
+        for name, default in _DEFAULTS.items():
+            setattr(self, name, default())
+        for name, value in zip(_DEFAULTS, state, strict=False):
+            setattr(self, name, value)
+
+    def __getstate__(self) -> list[object]:
+        return [getattr(self, name) for name in _DEFAULTS]
+
     def merge(self, other: WindowAcc) -> None:
         """Add another shard's accumulator of the same window."""
         _add(self.events, other.events)
@@ -89,3 +99,11 @@ class WindowAcc:
         _add(self.stuck, other.stuck)
         self.untracked_trades += other.untracked_trades
         self.untracked_partitions += other.untracked_partitions
+
+
+#: Each field of :class:`WindowAcc` in order, with a maker of its default.
+_DEFAULTS: dict[str, Callable[[], object]] = {
+    f.name: (f.default_factory if f.default_factory is not MISSING
+             else (lambda value=f.default: value))  # type: ignore[misc]
+    for f in fields(WindowAcc)
+}  # fmt: skip

@@ -50,7 +50,11 @@ _RECENT = f"""
 SELECT {ALERT_COLUMNS} FROM rttm_alerts
 ORDER BY at DESC, rule, labels, started_at DESC, state LIMIT %(cap)s
 """  # noqa: S608 - a constant column list, no input
-_TRANSITIONS = "SELECT count(*) AS n FROM rttm_alerts"
+#: Transitions counted for ``omitted.recent``, at most ``%(most)s``: the table keeps every
+#: transition ever made, and a poll must not scan it all.
+_TRANSITIONS = "SELECT count(*) AS n FROM (SELECT 1 FROM rttm_alerts LIMIT %(most)s) t"
+#: ``omitted.recent`` counts older transitions up to this many.
+COUNTED_TRANSITIONS = 100_000
 
 
 def delivery_state(state: str, statuses: Sequence[str] | None, attempts: int | None) -> str | None:
@@ -117,7 +121,9 @@ def alerts(
     deadline = deadline or Deadline(DEFAULT_BUDGET_S, "alerts")
     shown = min(limit, max_entries)
     recent = [alert(row) for row in deadline.execute(conn, _RECENT, {"cap": shown})]
-    total = deadline.execute(conn, _TRANSITIONS)[0]["n"] if len(recent) == shown else len(recent)
+    total = len(recent)
+    if len(recent) == shown:
+        total = deadline.execute(conn, _TRANSITIONS, {"most": COUNTED_TRANSITIONS})[0]["n"]
     now = active(conn, silenced, max_entries, deadline)
     omitted = {**now["omitted"], "recent": int(total) - len(recent)}
     return {**now, "recent": recent, "omitted": omitted}

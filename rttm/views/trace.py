@@ -92,12 +92,16 @@ SELECT stage, service_name, last_event_type, last_event_time, detected_at, recov
 FROM rttm_stuck_trades WHERE trade_id = %(trade)s ORDER BY last_event_time DESC LIMIT 1
 """
 #: Each source's table, text column; a row is found by its key and time.
-_FULL_TEXT: dict[TextSource, str] = {
-    "events": "SELECT message AS text FROM rttm_trade_events WHERE dedupe_key = %s AND event_time = %s",  # noqa: E501
-    "dlq": "SELECT reason AS text FROM rttm_dlq_events WHERE dedupe_key = %s AND event_time = %s",
-    "errors": "SELECT error_message AS text FROM rttm_error_events WHERE dedupe_key = %s AND event_time = %s",  # noqa: E501
-    "logs": "SELECT message AS text FROM rttm_parsed_logs WHERE dedupe_key = %s AND event_time = %s",  # noqa: E501
-}
+_FULL_TEXT: dict[TextSource, LiteralString] = {
+    "events": "SELECT message AS text FROM rttm_trade_events"
+              " WHERE dedupe_key = %(key)s AND event_time = %(time)s",
+    "dlq": "SELECT reason AS text FROM rttm_dlq_events"
+           " WHERE dedupe_key = %(key)s AND event_time = %(time)s",
+    "errors": "SELECT error_message AS text FROM rttm_error_events"
+              " WHERE dedupe_key = %(key)s AND event_time = %(time)s",
+    "logs": "SELECT message AS text FROM rttm_parsed_logs"
+            " WHERE dedupe_key = %(key)s AND event_time = %(time)s",
+}  # fmt: skip
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -271,7 +275,9 @@ def trace(
     }  # fmt: skip
 
 
-def full_text(conn: Conn, source: TextSource, key: str, time: datetime) -> str | None:
+def full_text(
+    conn: Conn, source: TextSource, key: str, time: datetime, deadline: Deadline | None = None
+) -> str | None:
     """The whole text of one listed row (by its ``key`` and ``time``), or None if absent.
 
     The message of a trade event or log line, the reason of a DLQ entry, or the message of
@@ -279,5 +285,5 @@ def full_text(conn: Conn, source: TextSource, key: str, time: datetime) -> str |
     """
     if time.tzinfo is None:
         time = time.replace(tzinfo=UTC)
-    row = conn.execute(_FULL_TEXT[source], (key, time)).fetchone()
-    return None if row is None else row["text"]
+    found = _Reader(conn, deadline).rows(_FULL_TEXT[source], {"key": key, "time": time})
+    return None if not found else str(found[0]["text"])

@@ -149,8 +149,9 @@ def create_app(
         key: Annotated[str, Query(description="the entry's `key`")],
         time: Annotated[datetime, Query(description="the entry's `time` (UTC if no offset)")],
     ) -> dict[str, Any]:
+        deadline = Deadline(bounds.budget_s, "text")
         with heavy.enter("text"), open_view(database_url) as conn:
-            text = trace_view.full_text(conn, source, key, time)
+            text = trace_view.full_text(conn, source, key, time, deadline)
         if text is None:
             raise HTTPException(status_code=404, detail=f"no {source} entry {key!r} at {time}")
         return {"source": source, "key": key, "text": text, "length": len(text)}

@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from rttm.alerts.stored import LATEST_PER_SERIES
+from rttm.metrics.limits import LEAST_FIRST, STATES
 from rttm.metrics.points import SERIES_PREFIX
 from rttm.views.budget import DEFAULT_BUDGET_S, Deadline
 from rttm.views.common import Conn, open_view
@@ -35,7 +36,8 @@ from rttm.views.limits import DEFAULT_MAX_SERIES
 
 #: The latest value of each series of the last 15 minutes (the greatest ``[epoch, value]``
 #: pair: a hash aggregate, where ``DISTINCT ON`` would sort the jsonb labels), at most
-#: ``%(cap)s`` per metric: the highest values first (most lag, most errors), ties in a fixed
+#: ``%(cap)s`` per metric: the most urgent first (the highest values, most lag, most errors;
+#: the least time to data loss), ties in a fixed
 #: order (the labels' hash, then the labels); ``total``: how many series the metric has.
 _SERIES = """
 WITH newest AS (SELECT max(window_start) AS start FROM rttm_metrics),
@@ -54,7 +56,9 @@ shown AS (
 ranked AS (
     SELECT shown.*, count(*) OVER (PARTITION BY metric) AS total,
            row_number() OVER (PARTITION BY metric
-                              ORDER BY value DESC, jsonb_hash(labels), labels) AS n
+                              ORDER BY CASE WHEN metric = ANY(%(least_first)s) THEN value
+                                            ELSE -value END,
+                                       jsonb_hash(labels), labels) AS n
     FROM shown
 )
 SELECT metric, labels, value, total FROM ranked WHERE n <= %(cap)s ORDER BY metric, n
@@ -63,12 +67,6 @@ _WINDOW_END = (
     "SELECT extract(epoch FROM window_end) AS end FROM rttm_metrics"
     " ORDER BY window_start DESC LIMIT 1"
 )
-#: Metrics that describe a state: their latest value stands until a newer one.
-STATES = frozenset({
-    "queue_lag", "queue_lag_seconds", "consume_rate", "consumer_status",
-    "time_to_data_loss_seconds", "dlq_depth", "dlq_depth_by_reason", "hop_latency_ms",
-    "e2e_latency_ms",
-})  # fmt: skip
 #: Each shard records its own position per partition; the partition's durable position is
 #: the least of them (as the offset committer takes it).
 _POSITIONS = """
@@ -137,7 +135,9 @@ class DatabaseCollector(Collector):
         self, conn: Conn, deadline: Deadline, omitted: GaugeMetricFamily
     ) -> Iterator[Metric]:
         """``rttm_<metric>`` families (counting the series left out) and the newest window."""
-        rows = deadline.execute(conn, _SERIES, {"states": sorted(STATES), "cap": self._max_series})
+        rows = deadline.execute(conn, _SERIES, {
+            "states": sorted(STATES), "least_first": sorted(LEAST_FIRST), "cap": self._max_series,
+        })  # fmt: skip
         families: dict[str, GaugeMetricFamily] = {}
         totals: dict[str, int] = {}
         for n, row in enumerate(rows):
