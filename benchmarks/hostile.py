@@ -9,8 +9,9 @@ new database:
 * ``trades`` — trades that are created and never complete;
 * ``hot`` — events of 5 KB, all on one trade id.
 
-For each, the ingestion and the metrics flow run to the end of the topics (``RTTM_TAIL=0``);
-the table gives the metrics flow's peak RSS and the most rows it wrote for one window, then
+For each, the ingestion and the metrics flow run to the end of the topics (``RTTM_TAIL=0``),
+the metrics flow with a recovery store and a snapshot every 5 s, as in production; the
+table gives the metrics flow's peak RSS and the most rows it wrote for one window, then
 ``rttm serve`` is started and the size and time of ``/api/status``, ``/api/alerts``,
 ``/metrics`` and ``/api/trace/HOT`` are measured, then ten heavy requests at once while a
 ``/healthz`` is timed, with the server's peak RSS.
@@ -38,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from bytewax.recovery import init_db_dir
 
 from benchmarks import cpu
 from benchmarks.e2e import RESULTS, fresh_database, timed
@@ -53,6 +55,8 @@ REPO = Path(__file__).resolve().parent.parent
 HOT = "HOT"
 #: Requests made at once in the concurrency probe.
 CONCURRENT = 10
+#: Seconds between the metrics flow's recovery snapshots.
+SNAPSHOT_S = 5
 
 
 @dataclass
@@ -159,7 +163,12 @@ def run(tmp: Path, admin: str, name: str, flood: object, code: Path) -> Scenario
                "RTTM_TAIL": "0", "PYTHONPATH": str(code)}  # fmt: skip
         scenario = Scenario(name, sent)
         _, scenario.ingest_peak_mb, _ = _flow(code, "dataflows.rttm", env)
-        _, scenario.flow_peak_mb, _ = _flow(code, "dataflows.metrics", env)
+        recovery = tmp / f"recovery-{name}"
+        recovery.mkdir()
+        init_db_dir(recovery, 1)
+        _, scenario.flow_peak_mb, _ = _flow(
+            code, "dataflows.metrics", env, "-r", str(recovery), "-s", str(SNAPSHOT_S), "-b", "0"
+        )
         scenario.rows_per_window = rows_per_window(url)
         probe_server(code, env, scenario)
         return scenario
@@ -167,9 +176,9 @@ def run(tmp: Path, admin: str, name: str, flood: object, code: Path) -> Scenario
         broker.stop()
 
 
-def _flow(code: Path, module: str, env: dict[str, str]) -> tuple[float, float, float]:
+def _flow(code: Path, module: str, env: dict[str, str], *args: str) -> tuple[float, float, float]:
     """Run a flow of ``code`` to the end: seconds, peak RSS (MB), CPU seconds."""
-    return timed([sys.executable, "-m", "bytewax.run", module], env, cwd=code)
+    return timed([sys.executable, "-m", "bytewax.run", module, *args], env, cwd=code)
 
 
 def rows_per_window(url: str) -> int:
