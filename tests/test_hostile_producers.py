@@ -150,6 +150,9 @@ def test_the_api_answers_bounded_and_stays_responsive_during_the_flood(flooded: 
         assert answer.status_code == 200, (path, answer.text[:300])
         assert len(answer.content) < most, (path, len(answer.content))
         assert took < 5, (path, took)
+    status = client.get("/api/status").json()
+    assert status["trades"]["untracked"] > 0  # stuck detection says what it could not track
+    assert status["omitted"]["consumers"] > 0
     trace = client.get(f"/api/trace/{HOT}").json()
     assert trace["total"] == HOT_EVENTS
     assert len(trace["events"]) == 500

@@ -36,6 +36,15 @@ class Block:
     more: int = 0
 
 
+def _untracked(count: int, minutes: int) -> list[Block]:
+    """A line saying how many trades stuck detection could not watch, if any."""
+    if not count:
+        return []
+    line = (f"{count:,} trades in the last {minutes} min were not tracked (the engine's"
+            " RTTM_METRICS_MAX_TRADES): stuck detection cannot see them")  # fmt: skip
+    return [Block(line)]
+
+
 def more_line(count: int) -> str:
     """What a table says under its rows about those the view left out."""
     return f"and {count:,} more"
@@ -184,6 +193,7 @@ def status_screen(data: dict[str, Any]) -> list[Block]:
             ],
             more=omitted["stuck"],
         ),
+        *_untracked(data["trades"].get("untracked", 0), minutes),
         Block(
             "alerts",
             ALERT_COLUMNS,

@@ -67,10 +67,12 @@ def status(
         since = newest_start - timedelta(minutes=minutes)
     read = _Reader(conn, deadline, max_entries, since)
     result["tps"] = _tps(read)
+    # ``untracked``: trades the engine let go for space (its cap), which stuck detection
+    # no longer watches.
+    kinds = ("started", "completed", "rejected", "untracked")
     trades = {row["metric"]: row["value"] for row in read.rows(q.TRADES, metrics=[
-        f"trades_{name}" for name in ("started", "completed", "rejected")])}  # fmt: skip
-    result["trades"] = {name: whole(trades.get(f"trades_{name}"))
-                        for name in ("started", "completed", "rejected")}  # fmt: skip
+        f"trades_{name}" for name in kinds])}  # fmt: skip
+    result["trades"] = {name: whole(trades.get(f"trades_{name}")) for name in kinds}
     result["latency"] = _latency(read)
     result["consumers"], omitted_consumers = _consumers(read)
     result["dlq"] = _dlq(read)

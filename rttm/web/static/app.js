@@ -355,6 +355,9 @@
       ),
     );
     fillList($("stuck-list"), items, "no trade is stuck", data.more);
+    if (data.untracked > 0) {
+      $("stuck-list").append(el("li", { class: "more hint", text: `${fmtNum(data.untracked)} trades not tracked in the window (the engine's trade cap): stuck detection cannot see them` }));
+    }
   }
 
   function alertItem(a) {
@@ -422,7 +425,7 @@
     panel("dlq", { ...(status.dlq || {}), span }, drawDlq);
     panel("latency", status.latency, drawLatency);
     panel("errors", { errors: status.errors, logs: status.logs, omitted: status.omitted }, drawErrors);
-    panel("stuck", { stuck: status.stuck, more: omittedOf(status, "stuck") }, drawStuck);
+    panel("stuck", { stuck: status.stuck, more: omittedOf(status, "stuck"), untracked: status.trades?.untracked ?? 0 }, drawStuck);
   }
 
   // ---- polling ----------------------------------------------------------------------------
