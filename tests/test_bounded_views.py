@@ -16,23 +16,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, expect
-from psycopg import sql
 
-from rttm.db import prepare
-from rttm.stack.processes import LOCALHOST, free_port
+from rttm.stack.processes import free_port
 from rttm.views.limits import ViewLimits
 from rttm.web.app import create_app
+from tests.servers import migrated_database, serving
 from tests.test_dashboard_browser import browser  # noqa: F401 - the fixture
 from tests.test_operator_views import Run, rttm
 
@@ -108,18 +104,9 @@ def _flood(url: str) -> None:
 @pytest.fixture(scope="module")
 def flooded(postgres_admin_url: str) -> Iterator[Run]:
     """A migrated database holding the flood; a CLI environment pointing at it."""
-    name = f"rttm_flood_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(postgres_admin_url, dbname=name)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            prepare(conn)
+    with migrated_database(postgres_admin_url, "rttm_flood") as url:
         _flood(url)
         yield Run(url, {**os.environ, "RTTM_DATABASE_URL": url}, [])
-    finally:
-        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def timed_get(client: TestClient, path: str) -> tuple[Any, float]:
@@ -262,26 +249,6 @@ def fetch(url: str) -> tuple[int, Any]:
         return status, json.loads(body)
     except ValueError:
         return status, body
-
-
-@contextlib.contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """``app`` served by uvicorn from a thread; its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=LOCALHOST, port=port, log_level="warning",
-                                           ws="none", lifespan="off"))  # fmt: skip
-    thread = threading.Thread(target=server.run, name="bounded-views-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "the app stopped"
-        assert time.monotonic() < deadline, "the app did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://{LOCALHOST}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @contextlib.contextmanager

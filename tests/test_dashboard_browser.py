@@ -9,15 +9,12 @@ package, which ``./dev setup`` installs), never a downloaded one. Screenshots go
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -29,7 +26,6 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from rttm.stack.processes import LOCALHOST, free_port
 from rttm.web.app import create_app
 from tests.dashboard_data import (
     DELIVERY_ERROR,
@@ -40,6 +36,7 @@ from tests.dashboard_data import (
     add_tps_window,
     seed,
 )
+from tests.servers import serving
 from tests.test_trace_pages import T0, put_events
 
 pytestmark = pytest.mark.integration
@@ -48,7 +45,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 #: The page polls every 2 s; a change must show within a few polls.
 POLL_WAIT_MS = 10_000
-SERVER_START_S = 10.0
 
 
 @dataclass
@@ -113,25 +109,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def app_url(migrated_db: str) -> Iterator[str]:
     """The dashboard app on ``migrated_db``, served by uvicorn from a thread."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(migrated_db), host=LOCALHOST, port=port, log_level="warning",
-        ws="none", lifespan="off",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="dashboard-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + SERVER_START_S
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            pytest.fail(f"the dashboard app did not start on {LOCALHOST}:{port}")
-        time.sleep(0.02)
-    try:
-        yield f"http://{LOCALHOST}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(create_app(migrated_db), "dashboard-server") as url:
+        yield url
 
 
 @pytest.fixture

@@ -18,9 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from psycopg import sql
 
-from benchmarks.e2e import fresh_database
 from benchmarks.hostile import HOT, hot_trade, series_flood, trade_flood
 from benchmarks.simulated import kafka_messages
 from rttm.config import KafkaSettings
@@ -31,6 +29,7 @@ from rttm.stack.processes import free_port
 from rttm.views import trace as trace_view
 from rttm.web.app import create_app
 from tests.ingest_helpers import create_topics, flow_env, ingest, produce
+from tests.servers import migrated_database
 from tests.test_metrics_flow import run_metrics
 
 pytestmark = pytest.mark.integration
@@ -60,22 +59,18 @@ def query(url: str, sql: str) -> list[tuple[Any, ...]]:
 def flooded(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A database that both flows filled from the three floods (made once for the module)."""
     broker = start_broker(tmp_path_factory.mktemp("broker"), free_port())
-    url = fresh_database(postgres_admin_url)
     try:
-        kafka = KafkaSettings(brokers=broker.bootstrap, extra={})
-        create_topics(kafka)
-        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-        produce(kafka.brokers, kafka_messages(list(floods(start))))
-        ingest(kafka, url)
-        done = run_metrics(flow_env(kafka, url, **CAPS))
-        assert done.returncode == 0, done.stderr[-3000:]
-        yield url
+        with migrated_database(postgres_admin_url, "rttm_hostile") as url:
+            kafka = KafkaSettings(brokers=broker.bootstrap, extra={})
+            create_topics(kafka)
+            start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+            produce(kafka.brokers, kafka_messages(list(floods(start))))
+            ingest(kafka, url)
+            done = run_metrics(flow_env(kafka, url, **CAPS))
+            assert done.returncode == 0, done.stderr[-3000:]
+            yield url
     finally:
         broker.stop()
-        name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(str(name))))  # fmt: skip
 
 
 def test_series_per_metric_per_window_are_capped_and_the_rest_folded(flooded: str) -> None:

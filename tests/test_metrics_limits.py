@@ -12,6 +12,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from benchmarks.simulated import T0, raw_batches, sources
 from rttm.alerts.engine import AlertEngine
@@ -22,6 +23,7 @@ from rttm.metrics import pipeline, stats
 from rttm.metrics.limits import OTHER, Limits, fold
 from rttm.metrics.merge import MergeLogic, MergeState
 from rttm.metrics.points import Point
+from rttm.metrics.prometheus import MetricsFlowCollector
 from rttm.metrics.queues import QueueTracker
 from rttm.metrics.reasons import ReasonBook, reason_group
 from rttm.metrics.shard import _bump
@@ -280,6 +282,9 @@ def test_a_series_per_message_is_folded_counted_and_alerted_once() -> None:
     assert ("queue_lag", "service") in exceeded
     dropped = stats.COUNTERS.series_dropped.get("queue_lag", 0) - before.get("queue_lag", 0)
     assert dropped > 0
+    registry = CollectorRegistry()
+    registry.register(MetricsFlowCollector())
+    assert 'rttm_series_dropped_total{metric="queue_lag"}' in generate_latest(registry).decode()
     # DLQ reasons: ids and times grouped, at most 5 named per topic, the two real ones kept.
     reasons = {p.label("reason") for p in out.points if p.metric == "dlq_depth_by_reason"}
     assert {"missing field price", "unknown venue"} <= reasons

@@ -11,29 +11,26 @@ import json
 import re
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 from bytewax.testing import run_main
 from fastapi.testclient import TestClient
-from psycopg import sql
 
 from benchmarks import simulated
 from rttm.cli.main import build_parser
 from rttm.config import KafkaSettings
 from rttm.contracts import DlqEvent, Message, TradeEvent
-from rttm.db import prepare
 from rttm.metrics import flow as metrics_flow
 from rttm.metrics import settings as metrics_settings
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
 from rttm.web.app import create_app
 from tests.ingest_helpers import REPO, create_topics, flow_env, ingest, produce
+from tests.servers import migrated_database
 
 pytestmark = pytest.mark.integration
 
@@ -55,25 +52,23 @@ class Run:
 @pytest.fixture(scope="module")
 def run(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     broker = start_broker(tmp_path_factory.mktemp("broker"), free_port())
-    name = f"rttm_views_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(postgres_admin_url, dbname=name)
     try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            prepare(conn)
-        kafka = KafkaSettings(brokers=broker.bootstrap, extra={})
-        create_topics(kafka)
-        events = simulated.events(120, rate=30, seed=9)
-        produce(kafka.brokers, simulated.kafka_messages(events))
-        ingest(kafka, url)
-        env = flow_env(kafka, url)
-        run_main(metrics_flow.build_flow(metrics_settings.from_env(env), publish=False))  # type: ignore[no-untyped-call]
-        yield Run(url, env, events)
+        with migrated_database(postgres_admin_url, "rttm_views") as url:
+            yield _filled(broker.bootstrap, url)
     finally:
         broker.stop()
-        with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _filled(brokers: str, url: str) -> Run:
+    """Simulated events through both flows into ``url``."""
+    kafka = KafkaSettings(brokers=brokers, extra={})
+    create_topics(kafka)
+    events = simulated.events(120, rate=30, seed=9)
+    produce(kafka.brokers, simulated.kafka_messages(events))
+    ingest(kafka, url)
+    env = flow_env(kafka, url)
+    run_main(metrics_flow.build_flow(metrics_settings.from_env(env), publish=False))  # type: ignore[no-untyped-call]
+    return Run(url, env, events)
 
 
 def rttm(run: Run, *args: str) -> subprocess.CompletedProcess[str]:

@@ -33,33 +33,26 @@ class MetricsFlowCollector(Collector):
         yield GaugeMetricFamily(
             "rttm_metrics_alerts_firing", "Alerts firing", value=COUNTERS.alerts_firing
         )
-        dropped = CounterMetricFamily(
-            "rttm_series_dropped", "Label sets folded into __other__ by the series cap",
-            labels=["metric"],
-        )  # fmt: skip
-        for metric, count in sorted(COUNTERS.series_dropped.items()):
-            dropped.add_metric([metric], count)
-        yield dropped
-        folded = CounterMetricFamily(
-            "rttm_alerts_folded", "Series watched as one __other__ alert by the per-rule cap",
-            labels=["rule"],
-        )  # fmt: skip
-        for rule, count in sorted(COUNTERS.alerts_folded.items()):
-            folded.add_metric([rule], count)
-        yield folded
-        evicted = CounterMetricFamily(
-            "rttm_metrics_state_evicted", "Trades and queue partitions let go for space",
-            labels=["state"],
-        )  # fmt: skip
-        for state, count in sorted(COUNTERS.evicted.items()):
-            evicted.add_metric([state], count)
-        yield evicted
+        yield _per_label("rttm_series_dropped", "Label sets folded into __other__ by the"
+                         " series cap", "metric", COUNTERS.series_dropped)  # fmt: skip
+        yield _per_label("rttm_alerts_folded", "Series watched as one __other__ alert by the"
+                         " per-rule cap", "rule", COUNTERS.alerts_folded)  # fmt: skip
+        yield _per_label("rttm_metrics_state_evicted", "Trades and queue partitions let go for"
+                         " space", "state", COUNTERS.evicted)  # fmt: skip
         if COUNTERS.watermark is not None:
             yield GaugeMetricFamily(
                 "rttm_metrics_watermark_seconds",
                 "Event time up to which every window is final (Unix seconds)",
                 value=COUNTERS.watermark,
             )
+
+
+def _per_label(name: str, about: str, label: str, counts: dict[str, int]) -> Metric:
+    """A counter family with one sample per value of ``label``."""
+    family = CounterMetricFamily(name, about, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
 
 
 _COLLECTOR = MetricsFlowCollector()

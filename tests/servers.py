@@ -1,0 +1,59 @@
+"""Test plumbing shared by the view tests: an app served for real, a database per module."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import uvicorn
+from fastapi import FastAPI
+from psycopg import sql
+
+from rttm.db import prepare
+from rttm.stack.processes import LOCALHOST, free_port
+
+#: How long an app served from a thread may take to start.
+SERVER_START_S = 10.0
+
+
+@contextlib.contextmanager
+def serving(app: FastAPI, name: str = "test-server") -> Iterator[str]:
+    """``app`` served by uvicorn from a thread, on a free port of 127.0.0.1: its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host=LOCALHOST, port=port, log_level="warning", ws="none",
+                            lifespan="off")  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + SERVER_START_S
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                msg = f"the app did not start on {LOCALHOST}:{port}"
+                raise RuntimeError(msg)
+            time.sleep(0.02)
+        yield f"http://{LOCALHOST}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def migrated_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A new migrated database (its URL) for longer than one test; dropped at the end."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            prepare(conn)
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))  # fmt: skip
