@@ -1,7 +1,9 @@
-"""Least privilege: a role with only `rttm db grant-ingest`'s grants runs the whole ingestion."""
+"""Least privilege: a role with only `rttm db grant-ingest`'s grants runs the whole ingestion;
+one with only `rttm db grant-viewer`'s serves every reader and can write nothing."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -9,10 +11,14 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg import sql
 
 from benchmarks import workload
 from rttm.config import KafkaSettings
+from rttm.db import roles
+from rttm.web.app import create_app
+from tests.dashboard_data import seed
 from tests.ingest_helpers import REPO, counts, create_topics, flow_env, run_flow_process
 
 pytestmark = pytest.mark.integration
@@ -85,3 +91,69 @@ def test_granting_to_a_missing_role_is_one_clear_line(
     assert result.returncode == 1
     assert result.stderr.startswith("rttm: error: cannot grant to role 'no_such_role_x' on ")
     assert 'role "no_such_role_x" does not exist' in result.stderr
+
+
+@pytest.fixture
+def viewer_role(postgres_admin_url: str, migrated_db: str) -> Iterator[tuple[str, str]]:
+    """A new login role with no privileges, and its URL to ``migrated_db`` (dropped after)."""
+    role, password = f"rttm_viewer_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)))  # fmt: skip
+    yield role, psycopg.conninfo.make_conninfo(migrated_db, user=role, password=password)
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def rttm_as(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
+    return subprocess.run(
+        [sys.executable, "-m", "rttm", *args], env={**env, "RTTM_DATABASE_URL": url},
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_the_viewer_grants_serve_every_reader_and_allow_no_write(
+    migrated_db: str, viewer_role: tuple[str, str]
+) -> None:
+    role, as_viewer = viewer_role
+    seeded = seed(migrated_db)
+    granted = rttm_as(migrated_db, "db", "grant-viewer", role)
+    assert granted.returncode == 0, granted.stderr
+    assert 'GRANT SELECT ON "public"."rttm_metrics"' in granted.stdout
+    assert "INSERT" not in granted.stdout
+
+    client = TestClient(create_app(as_viewer))
+    trace = client.get(f"/api/trace/{seeded.stuck}")
+    assert trace.status_code == 200, trace.text
+    entry = trace.json()["events"][-1]
+    for path in ("/readyz", "/api/status", "/api/alerts", "/metrics",
+                 f"/api/text/events?key={entry['key']}&time={entry['time']}"):  # fmt: skip
+        answer = client.get(path)
+        assert answer.status_code == 200, (path, answer.text[:300])
+    assert client.get("/api/status").json()["stuck"]  # it read the seeded rows
+    for args in (("status",), ("alerts",), ("trace", seeded.completed)):
+        shown = rttm_as(as_viewer, *args)
+        assert shown.returncode == 0, (args, shown.stderr)
+
+    with psycopg.connect(as_viewer, autocommit=True) as conn:
+        assert roles.write_access(conn) == []
+        for statement in (
+            "INSERT INTO rttm_metrics (metric, window_start, labels, window_end, value)"
+            " VALUES ('x', now(), '{}', now(), 1)",
+            "UPDATE rttm_alerts SET value = 0",
+            "DELETE FROM rttm_stuck_trades",
+            "TRUNCATE rttm_alert_outbox",
+            "SELECT count(*) FROM rttm_queue_metrics",  # not read by any view: not granted
+            "SELECT count(*) FROM rttm_ingest_rejects",
+            "CREATE TABLE rttm_extra (a int)",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    with psycopg.connect(migrated_db, autocommit=True) as owner:
+        assert roles.write_access(owner) == ["superuser"]
+        owner.execute(sql.SQL("GRANT INSERT ON rttm_metrics TO {}").format(sql.Identifier(role)))
+    with psycopg.connect(as_viewer, autocommit=True) as conn:
+        assert roles.write_access(conn) == ["INSERT on rttm_metrics"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import timedelta
 
 import psycopg
@@ -11,13 +12,13 @@ from rttm import config
 from rttm.cli import Subcommands, say
 from rttm.db import partitions, prepare, roles
 from rttm.db.connect import connect, describe, error_cause
-from rttm.db.migrate import applied_versions, migrations
+from rttm.db.migrate import Conn, applied_versions, migrations
 from rttm.errors import RttmError
 from rttm.metrics import retention
 
 
 def register(commands: Subcommands) -> None:
-    """Add ``rttm db migrate|status|partitions|prune|grant-ingest``."""
+    """Add ``rttm db migrate|status|partitions|prune|grant-ingest|grant-viewer``."""
     db = commands.add_parser("db", help="the PostgreSQL schema")
     actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("migrate", help="apply pending migrations (safe to repeat)").set_defaults(
@@ -59,6 +60,13 @@ def register(commands: Subcommands) -> None:
     )
     grant.add_argument("role", help="the role the ingestion logs in as (create it first)")
     grant.set_defaults(run=_grant_ingest)
+    viewer = actions.add_parser(
+        "grant-viewer",
+        help="grant an existing role SELECT on exactly what rttm serve, status, alerts and"
+        " trace read (least privilege for readers)",
+    )
+    viewer.add_argument("role", help="the role the readers log in as (create it first)")
+    viewer.set_defaults(run=_grant_viewer)
 
 
 def migrate_and_report(url: str) -> None:
@@ -117,14 +125,22 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _grant_ingest(args: argparse.Namespace) -> int:
+    return _grant(args.role, roles.grant_ingest, "what the ingestion needs")
+
+
+def _grant_viewer(args: argparse.Namespace) -> int:
+    return _grant(args.role, roles.grant_viewer, "SELECT on what the readers read")
+
+
+def _grant(role: str, grant: Callable[[Conn, str], list[str]], what: str) -> int:
     url = config.database_url()
     with connect(url, autocommit=True) as conn:
         try:
-            statements = roles.grant_ingest(conn, args.role)
+            statements = grant(conn, role)
         except psycopg.Error as exc:
-            msg = f"cannot grant to role {args.role!r} on {describe(url)}: {error_cause(exc)}"
+            msg = f"cannot grant to role {role!r} on {describe(url)}: {error_cause(exc)}"
             raise RttmError(msg) from None
     for statement in statements:
         print(f"{statement};")
-    say(f"granted role {args.role!r} what the ingestion needs on {describe(url)}")
+    say(f"granted role {role!r} {what} on {describe(url)}")
     return 0

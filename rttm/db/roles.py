@@ -1,11 +1,19 @@
-"""The privileges the ingestion needs, and nothing more (``rttm db grant-ingest ROLE``).
+"""Least privilege: what the ingestion and the readers need, and nothing more.
 
-The flow writes rows (``INSERT``, through ``COPY`` and ``ON CONFLICT DO NOTHING``), creates
-temporary staging tables for its merge path, records, reads and tidies its own bookkeeping
-(its progress, whose rows of removed shards or of a recreated topic it deletes, and the ids
-of the topics it reads), creates day partitions through the owner's ``SECURITY DEFINER``
-function (migration 0004), and reads which migrations are applied before it starts. It needs
-no ``SELECT`` on the data, no ``UPDATE`` or ``DELETE`` on it, and no DDL.
+``rttm db grant-ingest ROLE``: the flow writes rows (``INSERT``, through ``COPY`` and ``ON
+CONFLICT DO NOTHING``), creates temporary staging tables for its merge path, records, reads
+and tidies its own bookkeeping (its progress, whose rows of removed shards or of a recreated
+topic it deletes, and the ids of the topics it reads), creates day partitions through the
+owner's ``SECURITY DEFINER`` function (migration 0004), and reads which migrations are
+applied before it starts. It needs no ``SELECT`` on the data, no ``UPDATE`` or ``DELETE``
+on it, and no DDL.
+
+``rttm db grant-viewer ROLE``: the readers — ``rttm serve`` (its page, API and
+``/metrics``) and ``rttm status``, ``alerts`` and ``trace`` — read the metrics, alerts,
+their outbox, stuck trades, the event tables a trace shows and the ingestion's progress; the
+rejects gauge reads the planner's estimate from ``pg_class``, which needs no grant.
+:func:`write_access` tells a reader that it could write, so that ``rttm serve`` can refuse
+to face the network with such a role.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 from psycopg import sql
 
 from rttm.db.migrate import Conn
-from rttm.registry import REJECTS_TABLE, TOPICS
+from rttm.registry import BY_NAME, REJECTS_TABLE, TOPICS
 
 #: Tables the ingestion only ever inserts into.
 WRITE_ONLY = (*(spec.table for spec in TOPICS), REJECTS_TABLE)
@@ -21,6 +29,16 @@ PROGRESS_TABLE = "rttm_ingest_progress"
 TOPIC_IDS_TABLE = "rttm_ingest_topics"
 MIGRATIONS_TABLE = "rttm_schema_migrations"
 PARTITION_FUNCTION = "rttm_ensure_trade_event_partition(date)"
+#: What the readers select from: metrics, alerts and stuck trades (migrations 0005, 0007),
+#: the tables a trace shows, and the ingestion's progress (``rttm_ingest_position``).
+VIEWER_TABLES = (
+    "rttm_metrics", "rttm_alerts", "rttm_alert_outbox", "rttm_stuck_trades",
+    *(BY_NAME[topic].table for topic in
+      ("rttm.trade.events", "rttm.dlq.events", "rttm.error.events", "rttm.log.events")),
+    PROGRESS_TABLE,
+)  # fmt: skip
+#: A table privilege that changes data.
+_WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 
 
 def ingest_grants(database: str, schema: str, role: str) -> list[sql.Composed]:
@@ -48,12 +66,59 @@ def ingest_grants(database: str, schema: str, role: str) -> list[sql.Composed]:
 
 def grant_ingest(conn: Conn, role: str) -> list[str]:
     """Apply :func:`ingest_grants` in the connection's database and schema; returns the SQL."""
-    row = conn.execute("SELECT current_database(), current_schema()").fetchone()
-    if row is None:  # pragma: no cover - the query always returns a row
-        msg = "no current database"
-        raise RuntimeError(msg)
-    statements = ingest_grants(row[0], row[1], role)
+    database, schema = _where(conn)
+    statements = ingest_grants(database, schema, role)
     with conn.transaction():
         for statement in statements:
             conn.execute(statement)
     return [statement.as_string(conn) for statement in statements]
+
+
+def viewer_grants(database: str, schema: str, role: str) -> list[sql.Composed]:
+    """The ``GRANT`` statements that let ``role`` read what the views read, and only that."""
+    who = sql.Identifier(role)
+    tables = sql.SQL(", ").join(sql.Identifier(schema, table) for table in VIEWER_TABLES)
+    return [
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), who),
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), who),
+        sql.SQL("GRANT SELECT ON {} TO {}").format(tables, who),
+    ]
+
+
+def grant_viewer(conn: Conn, role: str) -> list[str]:
+    """Apply :func:`viewer_grants` in the connection's database and schema; returns the SQL."""
+    database, schema = _where(conn)
+    statements = viewer_grants(database, schema, role)
+    with conn.transaction():
+        for statement in statements:
+            conn.execute(statement)
+    return [statement.as_string(conn) for statement in statements]
+
+
+def write_access(conn: Conn) -> list[str]:
+    """What the connection's role could change: ``superuser``, or ``PRIVILEGE on TABLE``.
+
+    Empty for a role made with ``grant-viewer`` (every ``rttm_`` table of the schema is
+    checked, the privileges granted to ``PUBLIC`` included).
+    """
+    row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    if row is not None and row[0]:
+        return ["superuser"]
+    found = conn.execute(
+        "SELECT c.relname, p.privilege FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()"
+        " CROSS JOIN unnest(%s::text[]) AS p(privilege)"
+        " WHERE c.relkind IN ('r', 'p') AND c.relname LIKE 'rttm%%'"
+        " AND NOT c.relispartition AND has_table_privilege(c.oid, p.privilege)"
+        " ORDER BY c.relname, p.privilege",
+        (list(_WRITES),),
+    ).fetchall()
+    return [f"{privilege} on {table}" for table, privilege in found]
+
+
+def _where(conn: Conn) -> tuple[str, str]:
+    row = conn.execute("SELECT current_database(), current_schema()").fetchone()
+    if row is None:  # pragma: no cover - the query always returns a row
+        msg = "no current database"
+        raise RuntimeError(msg)
+    return str(row[0]), str(row[1])
