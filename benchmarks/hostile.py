@@ -209,7 +209,8 @@ def probe_server(code: Path, env: dict[str, str], scenario: Scenario) -> None:
     """Start ``rttm serve`` and measure its answers, alone and under ten heavy requests."""
     port = free_port()
     server = subprocess.Popen(  # noqa: S603 - our own command
-        [sys.executable, "-m", "rttm", "serve", "--port", str(port)], env=env, cwd=code,
+        [sys.executable, "-m", "rttm", "serve", "--port", str(port), *_writer_role(code)],
+        env=env, cwd=code,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -234,6 +235,12 @@ def probe_server(code: Path, env: dict[str, str], scenario: Scenario) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _writer_role(code: Path) -> list[str]:
+    """The harness's database role is the owner: say so to a ``rttm serve`` that asks."""
+    source = code / "rttm" / "cli" / "serve_commands.py"
+    return ["--allow-writer-role"] if "--allow-writer-role" in source.read_text() else []
 
 
 def report(results: list[Scenario], label: str) -> None:

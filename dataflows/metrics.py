@@ -13,7 +13,7 @@ from __future__ import annotations
 import atexit
 import sys
 
-from rttm import cluster, logs, stopping
+from rttm import cluster, logs, safe_paths, stopping
 from rttm.errors import RttmError
 from rttm.ingest import stats
 from rttm.metrics import prometheus
@@ -24,6 +24,7 @@ from rttm.metrics.settings import from_env
 prometheus.register()  # served by Bytewax when BYTEWAX_DATAFLOW_API_ENABLED=true
 try:
     logs.setup()
+    safe_paths.check_bytewax_recovery(sys.argv)
     flow = build_flow(from_env())
 except RttmError as exc:
     logs.write(f"rttm: error: {exc}", "ERROR")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import atexit
 import sys
 
-from rttm import cluster, logs, memory, stopping
+from rttm import cluster, logs, memory, safe_paths, stopping
 from rttm.errors import RttmError
 from rttm.ingest import progress, prometheus, stats
 from rttm.ingest.flow import build_flow
@@ -23,6 +23,7 @@ memory.tune_malloc()  # before any thread: the pre-flight checks start librdkafk
 prometheus.register()  # served by Bytewax when BYTEWAX_DATAFLOW_API_ENABLED=true
 try:
     logs.setup()
+    safe_paths.check_bytewax_recovery(sys.argv)
     _settings = from_env()
     flow = build_flow(_settings)
 except RttmError as exc:

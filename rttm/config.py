@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,30 @@ def kafka_config(env: Mapping[str, str] = os.environ) -> dict[str, str]:
             raise ConfigError(msg)
         settings[name.strip()] = value.strip()
     return settings
+
+
+#: Where librdkafka names the property it refused: ``… configuration property "name"``.
+_REFUSED_PROPERTY = re.compile(r'property:? "([^"]*)"')
+
+
+def rejected_kafka_config(error: object, extra: Mapping[str, str]) -> ConfigError:
+    """One line for a client librdkafka refused to build, naming the key, never a value.
+
+    librdkafka's own message quotes the value (``Invalid value "…" for configuration
+    property "sasl.password"``), and values may be passwords: only a key of ``extra`` is
+    repeated.
+    """
+    text = str(error)
+    found = _REFUSED_PROPERTY.search(text)
+    named = found.group(1) if found else None
+    keys = [named] if named in extra else [k for k in extra if f'"{k}"' in text]
+    if not keys:
+        msg = f"{ENV_KAFKA_CONFIG}: librdkafka rejects the client configuration (values not shown)"
+    elif "No such configuration property" in text:
+        msg = f"{ENV_KAFKA_CONFIG}: {keys[0]} is not a librdkafka setting"
+    else:
+        msg = f"{ENV_KAFKA_CONFIG}: librdkafka rejects the value of {keys[0]} (not shown)"
+    return ConfigError(msg)
 
 
 @dataclass(frozen=True)

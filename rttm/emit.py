@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from rttm.config import KafkaSettings
+from rttm.config import KafkaSettings, rejected_kafka_config
 from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, QueueMetrics, TradeEvent
 from rttm.contracts import Message as Contract
 from rttm.ids import uuid7
@@ -75,18 +75,20 @@ class Emitter:
         self._lock = threading.Lock()
         self._warned_at = -WARN_INTERVAL_S
         self._since_poll = 0
-        self._producer = Producer(
-            settings.client_config(
-                **{
-                    "enable.idempotence": True,
-                    "linger.ms": linger_ms,
-                    "batch.num.messages": batch_messages,
-                    "queue.buffering.max.messages": queue_messages,
-                    "message.timeout.ms": MESSAGE_TIMEOUT_MS,
-                    **(extra or {}),
-                }
-            )
+        config = settings.client_config(
+            **{
+                "enable.idempotence": True,
+                "linger.ms": linger_ms,
+                "batch.num.messages": batch_messages,
+                "queue.buffering.max.messages": queue_messages,
+                "message.timeout.ms": MESSAGE_TIMEOUT_MS,
+                **(extra or {}),
+            }
         )
+        try:
+            self._producer = Producer(config)
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise rejected_kafka_config(exc, settings.extra) from None
 
     # -- one call per message type ---------------------------------------------------------
 

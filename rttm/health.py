@@ -21,7 +21,7 @@ import psycopg
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from rttm.config import KafkaSettings
+from rttm.config import KafkaSettings, rejected_kafka_config
 from rttm.db.connect import describe, error_cause
 from rttm.ingest.stats import COUNTERS, Counters
 
@@ -66,7 +66,10 @@ class _BrokerCheck:
 
     def __call__(self) -> str | None:
         if self._client is None:
-            self._client = AdminClient(self._settings.client_config())
+            try:
+                self._client = AdminClient(self._settings.client_config())
+            except (KafkaException, ValueError, TypeError) as exc:
+                return str(rejected_kafka_config(exc, self._settings.extra))
         try:
             self._client.list_topics(timeout=PROBE_TIMEOUT_S)
         except KafkaException as exc:

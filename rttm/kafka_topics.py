@@ -14,7 +14,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
     OffsetSpec,
 )
 
-from rttm.config import KAFKA_LOG, KafkaSettings
+from rttm.config import KAFKA_LOG, KafkaSettings, rejected_kafka_config
 from rttm.errors import RttmError
 from rttm.registry import OUTPUT_TOPICS, TOPICS
 
@@ -56,7 +56,10 @@ class _Admin(AdminClient):
         self.last_failure = ""
         log = logging.Logger(KAFKA_LOG.name)  # librdkafka's lines: noted, then passed on
         log.addHandler(_Note(self))
-        super().__init__(settings.client_config(error_cb=self._remember, logger=log))
+        try:
+            super().__init__(settings.client_config(error_cb=self._remember, logger=log))
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise rejected_kafka_config(exc, settings.extra) from None
 
     def _remember(self, error: KafkaError) -> None:
         # "1/1 brokers are down" follows the error that says why, if there is one.

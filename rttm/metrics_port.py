@@ -1,7 +1,13 @@
-"""``--metrics-port``: this process's Prometheus registry and its health, on 127.0.0.1 only.
+"""``--metrics-port``: this process's Prometheus registry and its health.
 
 ``/metrics`` is the default registry; ``/healthz`` answers 200 while the process runs;
 ``/readyz`` answers 200, or 503 with the reason of :class:`rttm.health.Readiness`.
+
+It binds 127.0.0.1 unless ``--metrics-host`` says otherwise. Another address needs
+credentials, as Prometheus' scrape configs send them (``basic_auth``, ``authorization`` with
+a bearer token): ``--metrics-auth-file`` (htpasswd, bcrypt) and ``--metrics-token-file``,
+checked by ``rttm serve``'s :class:`~rttm.web.auth.Authenticator`; or, on a network the
+operator trusts, an explicit ``--metrics-unauthenticated``. The probes stay open either way.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from prometheus_client import make_wsgi_app
 from rttm.errors import RttmError
 from rttm.health import Readiness
 from rttm.stack.processes import LOCALHOST
+from rttm.web.auth import Authenticator
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
@@ -33,12 +40,26 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes and probes come every few seconds: not worth a line each."""
 
 
-def app(readiness: Readiness) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
-    """The WSGI app: ``/healthz``, ``/readyz``, and the registry everywhere else."""
+def app(
+    readiness: Readiness, authenticator: Authenticator | None = None
+) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
+    """The WSGI app: ``/healthz``, ``/readyz``, and the registry everywhere else.
+
+    With an ``authenticator``, the registry needs credentials (the probes do not).
+    """
     metrics = make_wsgi_app()
 
     def route(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if authenticator is not None and path not in ("/healthz", "/readyz"):
+            verdict = authenticator.check(environ.get("HTTP_AUTHORIZATION"),
+                                          str(environ.get("REMOTE_ADDR", "")))  # fmt: skip
+            if verdict.status == 429:
+                return _text(start_response, "429 Too Many Requests", "too many failed sign-ins",
+                             [("Retry-After", str(verdict.retry_after_s))])  # fmt: skip
+            if not verdict.allowed:
+                challenges = [("WWW-Authenticate", value) for value in authenticator.challenges()]
+                return _text(start_response, "401 Unauthorized", "credentials needed", challenges)
         if path == "/healthz":
             return _text(start_response, "200 OK", "ok")
         if path == "/readyz":
@@ -51,18 +72,25 @@ def app(readiness: Readiness) -> Callable[[Environ, StartResponse], Iterable[byt
     return route
 
 
-def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:
+def _text(
+    start_response: StartResponse, status: str, body: str, headers: Iterable[tuple[str, str]] = ()
+) -> list[bytes]:
     data = f"{body}\n".encode()
     start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                            ("Content-Length", str(len(data)))])  # fmt: skip
+                            ("Content-Length", str(len(data))), *headers])  # fmt: skip
     return [data]
 
 
-def serve(port: int, readiness: Readiness) -> None:
-    """Serve on 127.0.0.1:``port`` from a daemon thread; a taken port is a one-line error."""
+def serve(
+    port: int,
+    readiness: Readiness,
+    host: str = LOCALHOST,
+    authenticator: Authenticator | None = None,
+) -> None:
+    """Serve on ``host``:``port`` from a daemon thread; a taken port is a one-line error."""
     try:
-        server = make_server(LOCALHOST, port, app(readiness), _Server, _QuietHandler)
+        server = make_server(host, port, app(readiness, authenticator), _Server, _QuietHandler)
     except OSError as exc:
-        msg = f"cannot serve metrics on {LOCALHOST}:{port}: {exc.strerror or exc}"
+        msg = f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
         raise RttmError(msg) from None
     threading.Thread(target=server.serve_forever, name="rttm-metrics-port", daemon=True).start()

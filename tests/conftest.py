@@ -22,6 +22,7 @@ from psycopg import sql
 from rttm.config import KafkaSettings
 from rttm.db import prepare
 from rttm.stack.broker import BrokerProcess, start_broker
+from rttm.stack.pgdata import purge_under
 from rttm.stack.postgres import PostgresProcess, start_postgres
 from rttm.stack.processes import free_port
 from tests.alerting import Alertmanager, WebhookServer
@@ -34,15 +35,15 @@ TEST_POSTGRES_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_pag
 def postgres_home() -> Iterator[Path]:
     """A folder for a test PostgreSQL's state, outside pytest's temporary root.
 
-    As root, PostgreSQL runs as its own user and needs o+x on every folder above its data;
-    each new pytest session makes its temporary root private again (0700), which would
-    pull the floor from under a server another session is still running.
+    As root, the data of a state directory lives under /var/lib/rttm-postgres
+    (``rttm.stack.pgdata``): it is deleted with the folder.
     """
     home = Path(tempfile.mkdtemp(prefix="rttm-test-pg-"))
     try:
         yield home
     finally:
         shutil.rmtree(home, ignore_errors=True)
+        purge_under(home)
 
 
 @pytest.fixture(scope="session")

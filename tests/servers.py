@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import uvicorn
@@ -21,11 +22,14 @@ SERVER_START_S = 10.0
 
 
 @contextlib.contextmanager
-def serving(app: FastAPI, name: str = "test-server") -> Iterator[str]:
-    """``app`` served by uvicorn from a thread, on a free port of 127.0.0.1: its base URL."""
+def serving(app: FastAPI, name: str = "test-server", **options: Any) -> Iterator[str]:
+    """``app`` served by uvicorn from a thread, on a free port of 127.0.0.1: its base URL.
+
+    ``options`` go to ``uvicorn.Config`` (``ssl_certfile``/``ssl_keyfile``: an https URL).
+    """
     port = free_port()
     config = uvicorn.Config(app, host=LOCALHOST, port=port, log_level="warning", ws="none",
-                            lifespan="off")  # fmt: skip
+                            lifespan="off", **options)  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
@@ -36,7 +40,8 @@ def serving(app: FastAPI, name: str = "test-server") -> Iterator[str]:
                 msg = f"the app did not start on {LOCALHOST}:{port}"
                 raise RuntimeError(msg)
             time.sleep(0.02)
-        yield f"http://{LOCALHOST}:{port}"
+        scheme = "https" if options.get("ssl_certfile") else "http"
+        yield f"{scheme}://{LOCALHOST}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

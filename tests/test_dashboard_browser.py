@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import bcrypt
 import pytest
 from playwright.sync_api import (
     Browser,
@@ -27,6 +28,7 @@ from playwright.sync_api import (
 )
 
 from rttm.web.app import create_app
+from rttm.web.auth import Authenticator
 from tests.dashboard_data import (
     DELIVERY_ERROR,
     MARKUP_REASON,
@@ -233,3 +235,33 @@ def test_a_hot_trade_pages_older_events_and_fetches_whole_messages(dashboard: Da
     expect(oldest).to_have_text(whole)
     assert trace.locator("b, script, img").count() == 0
     dashboard.assert_clean()
+
+
+def test_the_page_works_behind_basic_auth(browser: Browser, migrated_db: str) -> None:
+    """After the browser's sign-in, the page's own requests carry the credentials too."""
+    seeded = seed(migrated_db)
+    users = {"operator": bcrypt.hashpw(b"s3cret pass", bcrypt.gensalt(4))}
+    app = create_app(migrated_db, authenticator=Authenticator(users))
+    with serving(app, "dashboard-auth-server") as url:
+        stranger = browser.new_context()
+        try:  # headless, nobody answers the sign-in prompt: the page does not open
+            with pytest.raises(Error, match="ERR_INVALID_AUTH_CREDENTIALS"):
+                stranger.new_page().goto(f"{url}/")
+        finally:
+            stranger.close()
+        context = browser.new_context(
+            http_credentials={"username": "operator", "password": "s3cret pass"}
+        )
+        page = context.new_page()
+        page.set_default_timeout(POLL_WAIT_MS)
+        board = Dashboard(url, migrated_db, seeded, page)
+        board.watch()
+        try:
+            assert (answer := page.goto(f"{url}/")) is not None
+            assert answer.status == 200
+            expect(page.locator("#conn")).to_contain_text("updated")
+            expect(page.locator("#tps-now")).to_have_text(f"{seeded.tps_now:.1f}")
+            expect(page.locator("#alerts-firing")).to_contain_text("TradeStuck")
+            board.assert_clean()
+        finally:
+            context.close()

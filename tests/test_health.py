@@ -154,7 +154,7 @@ def test_every_process_answers_its_probes_and_is_not_ready_while_its_database_is
     processes = {
         "ingest": start([*RTTM, "ingest", "--metrics-port", str(ports["ingest"])], env),
         "metrics": start([*RTTM, "metrics", "--metrics-port", str(ports["metrics"])], env),
-        "serve": start([*RTTM, "serve", "--port", str(ports["serve"])], env),
+        "serve": start([*RTTM, "serve", "--port", str(ports["serve"]), "--allow-writer-role"], env),
     }
     try:
         for name, where in ports.items():

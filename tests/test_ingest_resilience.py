@@ -23,6 +23,7 @@ from rttm.db import prepare
 from rttm.db.connect import describe
 from rttm.db.migrate import migrations
 from rttm.registry import TOPICS
+from rttm.stack.pgdata import purge_under
 from rttm.stack.postgres import PostgresProcess, start_postgres
 from rttm.stack.processes import free_port
 from tests.conftest import TEST_POSTGRES_SETTINGS
@@ -118,13 +119,8 @@ def test_unreachable_database_fails_fast(kafka: KafkaSettings) -> None:
 def test_wrong_database_password_fails_fast_without_showing_it(
     kafka: KafkaSettings, tmp_path: Path
 ) -> None:
-    state = tmp_path / "pg"
-    state.mkdir()
-    hba = state / "pg_hba.conf"  # the superuser (setup) trusted; everyone else needs a password
-    hba.write_text("host all postgres 127.0.0.1/32 trust\n"
-                   "host all all 127.0.0.1/32 scram-sha-256\n")  # fmt: skip
-    hba.chmod(0o644)
-    server = start_postgres(state, free_port(), {**TEST_POSTGRES_SETTINGS, "hba_file": str(hba)})
+    state = tmp_path / "pg"  # the local server wants a password of every role (scram-sha-256)
+    server = start_postgres(state, free_port(), TEST_POSTGRES_SETTINGS)
     try:
         with psycopg.connect(server.url("rttm"), autocommit=True) as conn:
             conn.execute("CREATE ROLE rttm_ingest LOGIN PASSWORD 'the-right-one'")
@@ -137,6 +133,7 @@ def test_wrong_database_password_fails_fast_without_showing_it(
         assert "Wr0ng" not in result.stderr + result.stdout
     finally:
         server.stop()
+        purge_under(tmp_path)  # as root, the data lives under /var/lib/rttm-postgres
 
 
 def test_unmigrated_database_and_missing_topics_fail_fast(

@@ -184,8 +184,7 @@ def test_api_says_when_the_database_is_away() -> None:
     client = TestClient(create_app(f"postgresql://rttm:pw@127.0.0.1:{free_port()}/rttm"))
     answer = client.get("/api/status")
     assert answer.status_code == 503
-    assert answer.json()["detail"].startswith("cannot connect to postgres at 127.0.0.1:")
-    assert "pw" not in answer.text
+    assert answer.json() == {"detail": "database unavailable"}  # where is for the log only
 
 
 def test_serve_binds_to_this_machine_by_default() -> None:

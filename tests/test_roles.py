@@ -17,11 +17,14 @@ from psycopg import sql
 from benchmarks import workload
 from rttm.config import KafkaSettings
 from rttm.db import roles
+from rttm.stack.processes import free_port
 from rttm.web.app import create_app
 from tests.dashboard_data import seed
 from tests.ingest_helpers import REPO, counts, create_topics, flow_env, run_flow_process
 
 pytestmark = pytest.mark.integration
+#: The test roles' password (the test PostgreSQL asks for one: scram, as in production).
+INGEST_PASSWORD = uuid.uuid4().hex
 
 
 @pytest.fixture
@@ -29,7 +32,8 @@ def ingest_role(postgres_admin_url: str, migrated_db: str) -> Iterator[str]:
     """A new login role with no privileges (dropped after the test)."""
     role = f"rttm_ingest_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(INGEST_PASSWORD)))  # fmt: skip
     yield role
     with psycopg.connect(migrated_db, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
@@ -51,7 +55,8 @@ def test_the_ingest_grants_are_enough_and_nothing_more(
     create_topics(kafka)
     work = workload.build(20_000, seed=4)  # events of a day with no partition yet
     workload.produce(kafka.brokers, work)
-    as_role = psycopg.conninfo.make_conninfo(migrated_db, user=ingest_role)
+    as_role = psycopg.conninfo.make_conninfo(migrated_db, user=ingest_role,
+                                             password=INGEST_PASSWORD)  # fmt: skip
     want = {**work.distinct, "rttm_ingest_rejects": work.malformed}
     # The first run has three shards; the second folds the third's positions into the two
     # it has; before the third, the positions are lost, so it replays everything through
@@ -157,3 +162,19 @@ def test_the_viewer_grants_serve_every_reader_and_allow_no_write(
         owner.execute(sql.SQL("GRANT INSERT ON rttm_metrics TO {}").format(sql.Identifier(role)))
     with psycopg.connect(as_viewer, autocommit=True) as conn:
         assert roles.write_access(conn) == ["INSERT on rttm_metrics"]
+
+
+def test_serve_and_run_refuse_a_role_that_can_write_in_one_line(migrated_db: str) -> None:
+    port = str(free_port())
+    for args in (("serve", "--port", port), ("run", "--ingest", "0", "--metrics", "0")):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
+        refused = subprocess.run(
+            [sys.executable, "-m", "rttm", *args], cwd=REPO, capture_output=True, text=True,
+            env={**env, "RTTM_DATABASE_URL": migrated_db, "RTTM_KAFKA_BROKERS": "127.0.0.1:1"},
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert refused.returncode == 1, (args, refused.stderr)
+        assert refused.stderr == (
+            "rttm: error: the dashboard's database role can write (superuser): give rttm serve"
+            " a role made with `rttm db grant-viewer ROLE`, or pass --allow-writer-role\n"
+        ), args

@@ -54,7 +54,8 @@ class Supervised:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [*RTTM, "run", *args], env=env, cwd=REPO, stdout=subprocess.PIPE,
+            [*RTTM, "run", "--allow-writer-role", *args], env=env, cwd=REPO,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )  # fmt: skip
         self.lines: list[str] = []

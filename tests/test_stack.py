@@ -46,7 +46,7 @@ def user_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
     env["RTTM_STATE_DIR"] = str(tmp_path / "state")
     yield env
-    rttm("down", env=env)
+    rttm("down", "--purge", env=env)
 
 
 def test_up_starts_migrates_creates_topics_and_is_reused(user_env: dict[str, str]) -> None:
@@ -63,7 +63,7 @@ def test_up_starts_migrates_creates_topics_and_is_reused(user_env: dict[str, str
     env = exports(first.stdout)
     assert set(env) == {"RTTM_KAFKA_BROKERS", "RTTM_DATABASE_URL"}
     assert env["RTTM_KAFKA_BROKERS"].startswith("127.0.0.1:")
-    assert env["RTTM_DATABASE_URL"].startswith("postgresql://postgres@127.0.0.1:")
+    assert env["RTTM_DATABASE_URL"].startswith("postgresql://postgres:")  # its password
     assert "broker started" in first.stderr
     assert "postgres started" in first.stderr
     assert "ready. Next:" in first.stderr

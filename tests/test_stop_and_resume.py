@@ -276,7 +276,7 @@ def test_a_signal_stops_the_following_metrics_flow_with_one_line(
 def test_a_signal_stops_the_dashboard_with_one_line(migrated_db: str, sig: signal.Signals) -> None:
     port = free_port()
     env = {**os.environ, "RTTM_DATABASE_URL": migrated_db}
-    process = start([*RTTM, "serve", "--port", str(port)], env)
+    process = start([*RTTM, "serve", "--port", str(port), "--allow-writer-role"], env)
     wait_for(lambda: port_answers(port), timeout=30)
     status, lines = stop(process, sig)
     assert status == 0
@@ -288,7 +288,7 @@ def test_ctrl_c_twice_stops_the_dashboard_as_once(migrated_db: str) -> None:
     # uvicorn passes on every signal it caught while shutting down: the second must not
     # turn a clean stop into a forced one.
     port = free_port()
-    process = start([*RTTM, "serve", "--port", str(port)],
+    process = start([*RTTM, "serve", "--port", str(port), "--allow-writer-role"],
                     {**os.environ, "RTTM_DATABASE_URL": migrated_db})  # fmt: skip
     wait_for(lambda: port_answers(port), timeout=30)
     os.killpg(process.pid, signal.SIGINT)

@@ -106,9 +106,13 @@ def _partitions(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The longest retention ``db prune`` accepts: a century of days, far before any data.
+MAX_KEEP_DAYS = 36_500
+
+
 def _prune(args: argparse.Namespace) -> int:
-    if args.keep_days < 0:
-        msg = "--keep-days must be 0 or more"
+    if not 0 <= args.keep_days <= MAX_KEEP_DAYS:  # beyond, the cutoff date cannot exist
+        msg = f"--keep-days must be between 0 and {MAX_KEEP_DAYS:,}"
         raise RttmError(msg)
     with connect(config.database_url(), autocommit=True) as conn:
         dropped = partitions.drop_older_than(conn, args.keep_days, dry_run=args.dry_run)

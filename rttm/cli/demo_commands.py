@@ -133,7 +133,9 @@ def _demo(args: argparse.Namespace) -> int:
                            "--duration", "86400"]),
             ("ingest", ["-m", "rttm", "ingest"]),
             ("metrics", ["-m", "rttm", "metrics"]),
-            ("dashboard", ["-m", "rttm", "serve", "--port", str(args.port)]),
+            # the local stack's superuser, on 127.0.0.1: a demo, not a deployment
+            ("dashboard", ["-m", "rttm", "serve", "--port", str(args.port),
+                           "--allow-writer-role"]),
         ):  # fmt: skip
             children.append(_start(name, command, env, logs))
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -19,11 +19,13 @@ from bytewax.recovery import init_db_dir
 
 from rttm import config, flow_settings, logs
 from rttm.alerts import receivers
-from rttm.cli import Subcommands, say
-from rttm.cli.serve_commands import DEFAULT_PORT
+from rttm.cli import Subcommands, metrics_access, say, serve_security
+from rttm.cli.serve_commands import DEFAULT_PORT, refuse_writer_role
 from rttm.errors import RttmError
+from rttm.safe_paths import check_private_dir
 from rttm.stack.processes import LOCALHOST
 from rttm.supervisor import MAX_DELAY_S, STOP_TIMEOUT_S, Child, Group, Supervisor
+from rttm.web.auth import DEFAULT_PROXY_HEADER
 
 #: The flows ``rttm run`` can run, in the order they are stopped (the dashboard after them).
 FLOWS = ("ingest", "metrics")
@@ -60,8 +62,15 @@ def register(commands: Subcommands) -> None:
                      help="keep each flow process's recovery store under DIR/<flow>/"
                      "process-<i> (made on first use)")  # fmt: skip
     run.add_argument("--metrics-port", type=int, metavar="FIRST",
-                     help="give the flow processes FIRST, FIRST+1, … on 127.0.0.1 for "
+                     help="give the flow processes FIRST, FIRST+1, … on --metrics-host for "
                      "/metrics, /healthz and /readyz (ingestion first)")  # fmt: skip
+    run.add_argument("--allow-writer-role", action="store_true",
+                     help="let the dashboard run as RTTM_DATABASE_URL's role although it can "
+                     "write (else run it apart, as a grant-viewer role: --no-serve)")  # fmt: skip
+    run.add_argument("--metrics-host", default=LOCALHOST, metavar="ADDR",
+                     help="address of the flows' metrics ports (default 127.0.0.1; another "
+                     f"needs ${metrics_access.ENV_AUTH_FILE} or ${metrics_access.ENV_TOKEN_FILE}, "
+                     "which the flows read)")  # fmt: skip
     run.add_argument("--cluster-port", type=int, default=DEFAULT_CLUSTER_PORT, metavar="FIRST",
                      help="first of the 127.0.0.1 ports a flow's cluster processes talk "
                      "on (default %(default)s)")  # fmt: skip
@@ -84,6 +93,11 @@ def _run(args: argparse.Namespace) -> int:
                "partitions, and rttm run would restart it for ever: unset it")  # fmt: skip
         raise RttmError(msg)
     receivers.from_env(os.environ)  # a bad alert receiver now, not in a restart loop
+    if args.metrics_port is not None:  # the flows would refuse it, restart after restart
+        metrics_access.authenticator(argparse.Namespace(
+            metrics_host=args.metrics_host, metrics_auth_file=None, metrics_token_file=None,
+            metrics_unauthenticated=False,
+        ))  # fmt: skip
     if min(args.ingest, args.metrics) < 0 or args.workers < 1 or args.stop_timeout <= 0:
         msg = "--ingest and --metrics must be >= 0, --workers >= 1, --stop-timeout > 0"
         raise RttmError(msg)
@@ -92,7 +106,25 @@ def _run(args: argparse.Namespace) -> int:
     if not groups:
         msg = "nothing to run: --ingest 0, --metrics 0 and --no-serve"
         raise RttmError(msg)
+    if args.serve:  # what the dashboard would refuse, here rather than restart after restart
+        serve_security.from_args(_serve_args(args))
+        if not args.allow_writer_role:
+            refuse_writer_role(os.environ[config.ENV_DATABASE_URL])
     return Supervisor(groups, args.stop_timeout).run()
+
+
+def _serve_args(args: argparse.Namespace) -> argparse.Namespace:
+    """What the dashboard child is started with, for its security check (env settings)."""
+    return argparse.Namespace(
+        host=args.host,
+        tls_cert=None,
+        tls_key=None,
+        auth_file=None,
+        token_file=None,
+        trust_proxy=None,
+        proxy_user_header=DEFAULT_PROXY_HEADER,
+        allowed_host=[],
+    )
 
 
 def _flow_ports(args: argparse.Namespace) -> dict[str, tuple[list[int], list[int]]]:
@@ -151,13 +183,23 @@ def _groups(args: argparse.Namespace) -> list[Group]:
             if stores is not None:
                 argv += ["--recovery-dir", str(stores[index])]
             if metrics:
-                argv += ["--metrics-port", str(metrics[index])]
+                argv += ["--metrics-port", str(metrics[index]), "--metrics-host",
+                         args.metrics_host]  # fmt: skip
             name = f"{flow}-{index}" if count > 1 else flow
             children.append(Child(name, tuple(argv)))
         groups.append(Group(flow, tuple(children)))
     if args.serve:
-        argv = [sys.executable, "-m", "rttm", "serve", "--host", args.host, "--port",
-                str(args.port)]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "rttm",
+            "serve",
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            *(["--allow-writer-role"] if args.allow_writer_role else []),
+        ]
         groups.append(Group("serve", (Child("serve", tuple(argv)),)))
     return groups
 
@@ -169,6 +211,8 @@ def _recovery_dirs(root: Path, count: int) -> list[Path]:
     directory: the layout of a cluster whose hosts keep their own disks); later the count
     must stay the same, since a recovery store's parts are fixed when it is made.
     """
+    for folder in (root.parent, root):  # --recovery-dir, then this flow's folder in it
+        check_private_dir(folder, "recovery directory (--recovery-dir)")
     wanted = [root / f"process-{i}" for i in range(count)]
     found = sorted(root.glob("process-*")) if root.is_dir() else []
     if not found:

@@ -18,11 +18,12 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from rttm import cluster, health, metrics_port, stopping
-from rttm.cli import say
+from rttm.cli import metrics_access, say
 from rttm.cluster import Place
 from rttm.errors import RttmError
 from rttm.ingest import stats
 from rttm.live_line import RateLine
+from rttm.safe_paths import check_private_dir
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +42,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-port", type=int, metavar="PORT",
         help="serve the flow's counters (/metrics) and health (/healthz, /readyz) "
-        "on 127.0.0.1:PORT",
+        "on --metrics-host:PORT",
     )  # fmt: skip
+    metrics_access.add_arguments(parser)
     cluster.add_options(parser)
 
 
@@ -51,6 +53,8 @@ def check_options(args: argparse.Namespace) -> Place | None:
     if args.workers < 1 or args.snapshot_interval <= 0 or args.backup_interval < 0:
         msg = "--workers must be >= 1, --snapshot-interval > 0 and --backup-interval >= 0"
         raise RttmError(msg)
+    if args.metrics_port:
+        metrics_access.authenticator(args)  # an open non-loopback port is refused here, first
     where = cluster.place(args)
     if where is not None:
         cluster.peer_timeout(args)
@@ -77,6 +81,7 @@ def recovery(
     """
     if directory is None:
         return None
+    check_private_dir(directory, "recovery directory (--recovery-dir)", files="part-*")
     existing = directory.is_dir() and any(directory.glob("part-*.sqlite3"))
     if not existing and where is not None:
         count = len(where.addresses)
@@ -114,7 +119,8 @@ def run(
     """
     if args.metrics_port:
         readiness = health.Readiness([*checks, health.flow_progress()])
-        metrics_port.serve(args.metrics_port, readiness)
+        authenticator = metrics_access.authenticator(args)
+        metrics_port.serve(args.metrics_port, readiness, args.metrics_host, authenticator)
     stopping.install()
     if where is not None:
         timeout = cluster.peer_timeout(args)

@@ -7,6 +7,7 @@ so ``grep`` and ``awk`` work on them. ``--json`` bypasses this module entirely.
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,23 @@ from rich.text import Text
 _STATUS_STYLE = {"OK": "green", "WARN": "yellow", "STALL": "red", "STOP": "bold red",
                  "firing": "bold red", "pending": "yellow", "resolved": "green",
                  "critical": "bold red", "warning": "yellow"}  # fmt: skip
+
+
+#: What producer text must not bring to the operator's terminal: C0 controls (ESC starts
+#: colour, cursor, title and hyperlink sequences; CR and BS overwrite), DEL, C1 controls
+#: (0x9b is a one-byte CSI), and the bidi and line-separator characters that reorder or
+#: break what is read. Each is shown as its escape (``\x1b``) instead.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control or bidi character escaped, safe to print to a terminal."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 @dataclass
@@ -51,6 +69,11 @@ def more_line(count: int) -> str:
 
 
 def _cell(value: object) -> str:
+    """A value as the table shows it, escaped by :func:`printable` (it may be producer text)."""
+    return printable(_shown(value))
+
+
+def _shown(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -61,32 +84,36 @@ def _cell(value: object) -> str:
 
 
 def render(blocks: Sequence[Block], out: Any = None) -> None:
-    """Print ``blocks``: rich in a terminal, plain text otherwise."""
+    """Print ``blocks``: rich in a terminal, plain text otherwise.
+
+    Every title and cell passes :func:`printable`; rich gets :class:`Text`, never markup.
+    """
     stream = out or sys.stdout
     console = Console(file=stream, highlight=False, soft_wrap=False)
     if console.is_terminal:
         for block in blocks:
+            title = Text(printable(block.title), style="bold")
             if not block.columns:
-                console.print(Text(block.title, style="bold"))
+                console.print(title)
                 continue
-            table = Table(title=block.title, title_justify="left", title_style="bold")
+            table = Table(title=title, title_justify="left")
             for name in block.columns:
                 table.add_column(name)
             for row in block.rows:
                 table.add_row(*(Text(_cell(v), style=_STATUS_STYLE.get(str(v), "")) for v in row))
             if not block.rows:
-                table.add_row(block.empty, *[""] * (len(block.columns) - 1))
+                table.add_row(Text(printable(block.empty)), *[""] * (len(block.columns) - 1))
             console.print(table)
             if block.more:
                 console.print(Text(f"  {more_line(block.more)}", style="dim"))
         return
     for block in blocks:
-        stream.write(block.title + "\n")
+        stream.write(printable(block.title) + "\n")
         if not block.columns:
             continue
         cells = [list(block.columns)] + [[_cell(v) for v in row] for row in block.rows]
         if not block.rows:
-            stream.write(f"  {block.empty}\n")
+            stream.write(f"  {printable(block.empty)}\n")
             continue
         widths = [max(len(row[i]) for row in cells) for i in range(len(block.columns))]
         for row in cells:

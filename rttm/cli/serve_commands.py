@@ -9,8 +9,11 @@ import uvicorn
 
 from rttm import config, logs, stopping
 from rttm.alerts import receivers
-from rttm.cli import Subcommands, say
+from rttm.cli import Subcommands, say, serve_security
 from rttm.cli.view_commands import bounded
+from rttm.db import roles
+from rttm.db.connect import connect
+from rttm.errors import RttmError
 from rttm.metrics.settings import pipeline_from_env
 from rttm.stack.processes import LOCALHOST
 from rttm.views import limits
@@ -30,7 +33,8 @@ def register(commands: Subcommands) -> None:
         "(alive) and /readyz (the database answers). Ctrl-C or SIGTERM stops it.",
     )
     serve.add_argument("--host", default=LOCALHOST,
-                       help="address to bind (default 127.0.0.1: this machine only)")  # fmt: skip
+                       help="address to bind (default 127.0.0.1: this machine only; any other "
+                       "needs --auth-file, --token-file or --trust-proxy)")  # fmt: skip
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     serve.add_argument(
         "--max-entries", type=bounded(int, *limits.MAX_ENTRIES_RANGE), metavar="N",
@@ -48,28 +52,61 @@ def register(commands: Subcommands) -> None:
         help="seconds a view request may take before it is answered 503 (default "
         f"${limits.ENV_REQUEST_BUDGET} or {DEFAULT_BUDGET_S:g})",
     )  # fmt: skip
+    serve_security.add_arguments(serve)
+    serve.add_argument("--allow-writer-role", action="store_true",
+                       help="run even though the database role can write (by default a role"
+                       " with more than SELECT is refused: rttm db grant-viewer ROLE)")  # fmt: skip
     serve.set_defaults(run=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
     logs.setup()
+    security = serve_security.from_args(args)  # before the database: refusals come first
     bounds = limits.view_limits(args.max_entries, args.max_series, args.request_budget)
     managers = receivers.alertmanagers()  # a bad URL fails here, in one line
     url = config.database_url()
     with open_view(url):  # fail now, in one line, if the database cannot be reached
         pass
-    anywhere = args.host in ("0.0.0.0", "::")  # noqa: S104 - the user asked for it
-    hosts = None if anywhere else [args.host, "localhost", LOCALHOST]
-    app = create_app(url, pipeline_from_env(), allowed_hosts=hosts, alertmanagers=managers,
-                     limits=bounds)  # fmt: skip
-    say(f"dashboard on http://{args.host}:{args.port}/ (API schema: /openapi.json; Ctrl-C stops)")
+    if not args.allow_writer_role:
+        refuse_writer_role(url)
+    tls = security.tls
+    app = create_app(url, pipeline_from_env(), allowed_hosts=security.allowed_hosts,
+                     alertmanagers=managers, limits=bounds,
+                     authenticator=security.authenticator, tls=tls is not None)  # fmt: skip
+    scheme = "https" if tls else "http"
+    say(f"dashboard on {scheme}://{args.host}:{args.port}/ (API schema: /openapi.json; "
+        "Ctrl-C stops)")  # fmt: skip
+    for note in security.notes:
+        say(note)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then passes the signal on to the
     # handlers it found: ours, which note it instead of ending the process mid-sentence.
     stopping.install(watchdog=False)  # uvicorn bounds its shutdown; it re-raises every signal
     # uvicorn logs through the root logger set up above (RTTM_LOG_FORMAT, RTTM_LOG_LEVEL);
     # its lines below WARNING (each request, start-up banners) only at DEBUG.
     quiet = "debug" if logs.level() <= logging.DEBUG else "warning"
-    uvicorn.run(app, host=args.host, port=args.port, log_level=quiet, log_config=None)
+    # proxy_headers off: uvicorn would otherwise take the client's address from
+    # X-Forwarded-For sent through 127.0.0.1, and --trust-proxy and the sign-in throttle
+    # must see the address that really connected.
+    uvicorn.run(app, host=args.host, port=args.port, log_level=quiet, log_config=None,
+                proxy_headers=False, ssl_certfile=tls.cert if tls else None,
+                ssl_keyfile=tls.key if tls else None)  # fmt: skip
     received = stopping.received()
     say(f"dashboard stopped on {received.name}" if received else "dashboard stopped")
     return 0
+
+
+def refuse_writer_role(url: str) -> None:
+    """Refuse, in one line, a database role that could change what the dashboard shows.
+
+    The dashboard only reads; a role that can write would let a flaw in it, or anyone who
+    takes over its process, change or delete the record.
+    """
+    with connect(url, autocommit=True) as conn:
+        found = roles.write_access(conn)
+    if found:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        msg = (
+            f"the dashboard's database role can write ({shown}): give rttm serve a role made"
+            " with `rttm db grant-viewer ROLE`, or pass --allow-writer-role"
+        )
+        raise RttmError(msg)

@@ -43,6 +43,11 @@ def register(commands: Subcommands) -> None:
     add_topic_options(up)
     up.set_defaults(run=_up)
     down = commands.add_parser("down", help="stop the local stack (data is kept)")
+    down.add_argument(
+        "--purge",
+        action="store_true",
+        help="also delete the local PostgreSQL's data and password, and the logs",
+    )
     down.set_defaults(run=_down)
     env = commands.add_parser("env", help="print the RTTM_* environment of the running stack")
     env.set_defaults(run=_env)
@@ -90,8 +95,8 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _down(_args: argparse.Namespace) -> int:
-    if not stack.down(config.state_dir(), say=say):
+def _down(args: argparse.Namespace) -> int:
+    if not stack.down(config.state_dir(), say=say, purge=args.purge):
         say("no local stack recorded: nothing to stop")
     return 0
 

@@ -8,14 +8,19 @@ background; what runs is recorded in ``stack.json`` inside the state directory, 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
+from rttm.safe_paths import check_private_dir, open_private
+from rttm.stack import pgdata
+from rttm.stack.broker import LOG_NAME as BROKER_LOG
 from rttm.stack.broker import BrokerProcess, start_broker
+from rttm.stack.postgres import LOG_NAME as POSTGRES_LOG
 from rttm.stack.postgres import PostgresProcess, start_postgres
-from rttm.stack.processes import free_port, port_is_free
+from rttm.stack.processes import free_port, pid_alive, port_is_free
 
 STATE_FILE = "stack.json"
 DEFAULT_KAFKA_PORT = 9092
@@ -55,23 +60,32 @@ class LocalStack:
         return env
 
 
-def _read_state(state_dir: Path) -> LocalStack | None:
+def check_state_dir(state_dir: Path) -> None:
+    """Refuse a state directory another user could write (it names pids we signal)."""
+    check_private_dir(state_dir, "state directory (RTTM_STATE_DIR)")
+
+
+def _read_state(state_dir: Path, with_password: bool = True) -> LocalStack | None:
+    check_state_dir(state_dir)
     try:
         raw = json.loads((state_dir / STATE_FILE).read_text())
         broker = BrokerProcess(**raw["broker"]) if raw.get("broker") else None
         postgres = PostgresProcess(**raw["postgres"]) if raw.get("postgres") else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if postgres is not None and with_password:
+        postgres = replace(postgres, password=pgdata.read_password(state_dir))
     return LocalStack(broker=broker, postgres=postgres)
 
 
 def _write_state(state_dir: Path, stack: LocalStack) -> None:
-    state = {
-        "broker": stack.broker and asdict(stack.broker),
-        "postgres": stack.postgres and asdict(stack.postgres),
-    }
+    postgres = stack.postgres and asdict(stack.postgres)
+    if postgres:
+        del postgres["password"]  # kept in its own 0600 file only
+    state = {"broker": stack.broker and asdict(stack.broker), "postgres": postgres}
     tmp = state_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w") as out:
+        out.write(json.dumps(state, indent=2) + "\n")
     tmp.replace(state_dir / STATE_FILE)
 
 
@@ -138,7 +152,7 @@ def up(
         postgres_settings: extra PostgreSQL settings for a newly started server.
         say: receives one progress line per step.
     """
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     previous = _read_state(state_dir) or LocalStack(broker=None, postgres=None)
     broker = _settle(
         "broker", previous.broker, with_broker, "RTTM_KAFKA_BROKERS",
@@ -153,27 +167,47 @@ def up(
     return stack
 
 
-def down(state_dir: Path, say: Callable[[str], None] = lambda _line: None) -> bool:
+def down(
+    state_dir: Path, say: Callable[[str], None] = lambda _line: None, *, purge: bool = False
+) -> bool:
     """Stop the servers recorded in ``state_dir``; ``False`` if nothing was recorded.
 
-    Data stays in the state directory (the broker's topics do not: memory storage).
+    Data stays in the state directory (the broker's topics do not: memory storage), unless
+    ``purge``: then the local PostgreSQL's data, password, logs and ``stack.json`` go too.
     """
-    stack = _read_state(state_dir)
-    if stack is None:
-        return False
-    # Only servers that still answer are signalled: after a reboot a recorded pid may
-    # belong to an unrelated process.
+    stack = _read_state(state_dir, with_password=False) if state_dir.is_dir() else None
     servers: list[tuple[str, BrokerProcess | PostgresProcess | None]] = [
-        ("postgres", stack.postgres),
-        ("broker", stack.broker),
+        ("postgres", stack.postgres if stack else None),
+        ("broker", stack.broker if stack else None),
     ]
     for name, server in servers:
         if server is None:
             continue
-        if server.is_up():
+        # A recorded pid is signalled only if it is still the server started: after a
+        # reboot, or in a forged stack.json, it may name an unrelated process.
+        if server.is_ours():
             server.stop()
             say(f"{name} stopped (pid {server.pid})")
+        elif pid_alive(server.pid):
+            say(f"warning: {name} pid {server.pid} in {STATE_FILE} is not the server rttm "
+                "started (its start time or program differs): not signalled")  # fmt: skip
         else:
             say(f"{name} was not running")
-    (state_dir / STATE_FILE).unlink(missing_ok=True)
-    return True
+    if stack is not None:
+        (state_dir / STATE_FILE).unlink(missing_ok=True)
+    if purge:
+        _purge(state_dir, say)
+    return stack is not None
+
+
+def _purge(state_dir: Path, say: Callable[[str], None]) -> None:
+    """Delete the local data of ``state_dir``, saying what went and what stays."""
+    removed = pgdata.purge(state_dir)
+    for log in (BROKER_LOG, POSTGRES_LOG):
+        if os.path.lexists(state_dir / log):
+            (state_dir / log).unlink()
+            removed.append(state_dir / log)
+    say(f"deleted {', '.join(map(str, removed))}" if removed else "no local data to delete")
+    if os.geteuid() == 0 and pgdata.user_exists():
+        say(f"the system user {pgdata.SYSTEM_USER} stays (it may serve other state "
+            f"directories): remove it with `userdel {pgdata.SYSTEM_USER}`")  # fmt: skip

@@ -13,10 +13,11 @@ from rttm.errors import RttmError
 from rttm.stack.processes import (
     LOCALHOST,
     START_TIMEOUT_S,
+    is_same_process,
     log_tail,
-    pid_alive,
     port_answers,
     spawn_server,
+    start_time,
     terminate,
 )
 
@@ -25,19 +26,28 @@ LOG_NAME = "broker.log"
 
 @dataclass(frozen=True)
 class BrokerProcess:
-    """A running broker: its pid and the port it serves on 127.0.0.1."""
+    """A running broker: its pid, the port it serves on 127.0.0.1, and how to recognise it.
+
+    ``start_time`` and ``program`` tell it apart from a later owner of its pid.
+    """
 
     pid: int
     port: int
+    start_time: int = 0
+    program: str = ""
 
     @property
     def bootstrap(self) -> str:
         """The ``bootstrap.servers`` value for clients."""
         return f"{LOCALHOST}:{self.port}"
 
+    def is_ours(self) -> bool:
+        """Whether the pid still names the broker RTTM started (not a reused pid)."""
+        return is_same_process(self.pid, self.start_time, self.program)
+
     def is_up(self) -> bool:
-        """Whether the process lives and accepts connections."""
-        return pid_alive(self.pid) and port_answers(self.port)
+        """Whether the broker RTTM started lives and accepts connections."""
+        return self.is_ours() and port_answers(self.port)
 
     def stop(self) -> None:
         """Stop the broker (its topics are lost: memory storage).
@@ -69,7 +79,7 @@ def start_broker(state_dir: Path, port: int, advertised_port: int | None = None)
     ``advertised_port`` is the port clients are told to use (default ``port``): another
     one when a proxy, such as a TLS terminator, stands in front of the broker.
     """
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     url = f"tcp://{LOCALHOST}:{port}"
     advertised = f"tcp://{LOCALHOST}:{advertised_port or port}"
     command = [
@@ -81,7 +91,7 @@ def start_broker(state_dir: Path, port: int, advertised_port: int | None = None)
     ]  # fmt: skip
     log_path = state_dir / LOG_NAME
     process = spawn_server(command, log_path)
-    broker = BrokerProcess(pid=process.pid, port=port)
+    broker = BrokerProcess(process.pid, port, start_time(process.pid) or 0, command[0])
     deadline = time.monotonic() + START_TIMEOUT_S
     while not port_answers(port, timeout=0.2):
         if process.poll() is not None:

@@ -8,36 +8,35 @@ every process of a Bytewax cluster can reach it with a plain libpq URL.
 from __future__ import annotations
 
 import importlib.util
-import os
-import pwd
 import signal
-import stat
-import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
 
 from rttm.errors import RttmError
+from rttm.safe_paths import check_private_dir
+from rttm.stack import pgdata
+from rttm.stack.pgdata import SUPERUSER, SYSTEM_USER
 from rttm.stack.processes import (
     LOCALHOST,
     START_TIMEOUT_S,
+    is_same_process,
     log_tail,
-    pid_alive,
     port_answers,
     spawn_server,
+    start_time,
     terminate,
 )
 
+__all__ = ["SUPERUSER", "SYSTEM_USER", "PostgresProcess", "bin_dir", "start_postgres"]
+
 DATABASE = "rttm"
-SUPERUSER = "postgres"
-#: PostgreSQL refuses to run as root; as root, the server runs as this system user.
-SYSTEM_USER = "rttm-postgres"
 LOG_NAME = "postgres.log"
-DATA_DIR_NAME = "postgres"
 #: Settings for a write-heavy, always-appending workload, still fully durable: room for
 #: the WAL of a large backfill without forced checkpoints, and a buffer cache that holds
 #: the indexes being appended to. Modest enough for a laptop.
@@ -52,19 +51,31 @@ INGEST_SETTINGS = {
 
 @dataclass(frozen=True)
 class PostgresProcess:
-    """A running local PostgreSQL: postmaster pid, port, data directory."""
+    """A running local PostgreSQL: postmaster pid, port, data directory, how to log in.
+
+    ``start_time`` and ``program`` tell the postmaster apart from a later owner of its pid.
+    The password is never written to ``stack.json``: it is read from its own 0600 file.
+    """
 
     pid: int
     port: int
     pgdata: str
+    start_time: int = 0
+    program: str = ""
+    password: str = field(default="", repr=False)
 
     def url(self, database: str = DATABASE) -> str:
-        """Libpq URL of ``database`` on this server (trust auth, no password)."""
-        return f"postgresql://{SUPERUSER}@{LOCALHOST}:{self.port}/{database}"
+        """Libpq URL of ``database`` on this server, as the superuser with its password."""
+        login = f"{SUPERUSER}:{quote(self.password, safe='')}" if self.password else SUPERUSER
+        return f"postgresql://{login}@{LOCALHOST}:{self.port}/{database}"
+
+    def is_ours(self) -> bool:
+        """Whether the pid still names the postmaster RTTM started (not a reused pid)."""
+        return is_same_process(self.pid, self.start_time, self.program)
 
     def is_up(self) -> bool:
-        """Whether the postmaster lives and accepts connections."""
-        return pid_alive(self.pid) and port_answers(self.port)
+        """Whether the postmaster RTTM started lives and accepts connections."""
+        return self.is_ours() and port_answers(self.port)
 
     def stop(self) -> None:
         """Fast shutdown: disconnect clients, checkpoint, exit."""
@@ -86,65 +97,6 @@ def bin_dir() -> Path:
     return path
 
 
-def _server_user() -> pwd.struct_passwd | None:
-    """The system user to run the server as: ``None`` unless we are root."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(SYSTEM_USER)
-    except KeyError:
-        useradd = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
-        subprocess.run([*useradd, SYSTEM_USER], check=True, capture_output=True)  # noqa: S603
-        return pwd.getpwnam(SYSTEM_USER)
-
-
-def _make_traversable(path: Path) -> None:
-    """Let other users pass through ``path``'s folders (o+x only, never read), as root.
-
-    Needed when the checkout or state directory lies under a private home such as /root.
-    """
-    for folder in (path, *path.parents):
-        mode = folder.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            folder.chmod(mode | stat.S_IXOTH)
-
-
-def _run_as(user: pwd.struct_passwd | None) -> dict[str, object]:
-    """``subprocess`` arguments that drop to ``user`` (nothing when not root)."""
-    if user is None:
-        return {}
-    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-
-
-def _init_data_dir(pgdata: Path, binaries: Path, user: pwd.struct_passwd | None) -> None:
-    """Create and ``initdb`` the data directory unless it holds a cluster already."""
-    if (pgdata / "PG_VERSION").exists():
-        return
-    pgdata.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if user is not None:
-        os.chown(pgdata, user.pw_uid, user.pw_gid)
-    result = subprocess.run(  # noqa: S603 - argv list, no shell
-        [
-            str(binaries / "initdb"),
-            "-D",
-            str(pgdata),
-            "-U",
-            SUPERUSER,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-            "--no-instructions",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        **_run_as(user),  # type: ignore[call-overload]
-    )
-    if result.returncode != 0:
-        msg = f"initdb failed in {pgdata}: {result.stderr.strip().splitlines()[-1:]}"
-        raise RttmError(msg)
-
-
 def start_postgres(
     state_dir: Path, port: int, settings: Mapping[str, str] | None = None
 ) -> PostgresProcess:
@@ -158,23 +110,21 @@ def start_postgres(
     Returns:
         The running server, with the ``rttm`` database created.
     """
-    binaries = bin_dir()
-    user = _server_user()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    pgdata = state_dir / DATA_DIR_NAME
-    if user is not None:
-        _make_traversable(binaries)
-        _make_traversable(state_dir)
-    _init_data_dir(pgdata, binaries, user)
+    user = pgdata.server_user()
+    binaries = pgdata.server_binaries(bin_dir(), user)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_private_dir(state_dir, "state directory (RTTM_STATE_DIR)")
+    data, password = pgdata.prepare(state_dir, binaries, user)
     options = {"listen_addresses": LOCALHOST, "port": str(port), "unix_socket_directories": ""}
     options.update(INGEST_SETTINGS)
     options.update(settings or {})
-    command = [str(binaries / "postgres"), "-D", str(pgdata)]
+    command = [str(binaries / "postgres"), "-D", str(data)]
     for name, value in options.items():
         command += ["-c", f"{name}={value}"]
     log_path = state_dir / LOG_NAME
-    process = spawn_server(command, log_path, **_run_as(user))
-    server = PostgresProcess(pid=process.pid, port=port, pgdata=str(pgdata))
+    process = spawn_server(command, log_path, **pgdata.run_as(user))
+    started = start_time(process.pid) or 0
+    server = PostgresProcess(process.pid, port, str(data), started, command[0], password)
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if process.poll() is not None:

@@ -10,11 +10,16 @@ import subprocess
 import time
 from pathlib import Path
 
+from rttm.errors import RttmError
+from rttm.safe_paths import open_private
+
 #: How long a local server may take to answer after it was started.
 START_TIMEOUT_S = 30.0
 #: How long a server may take to exit after SIGTERM before it is killed.
 STOP_TIMEOUT_S = 15.0
 LOCALHOST = "127.0.0.1"
+#: Index of ``starttime`` (field 22 of proc(5)'s /proc/PID/stat) after the ``(comm)`` field.
+_STARTTIME = 19
 
 # Servers we started in this process, kept referenced so that no Popen is garbage collected
 # while its server runs (that would warn) and so that stopping one also reaps it.
@@ -24,9 +29,11 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 def spawn_server(command: list[str], log_path: Path, **kwargs: object) -> subprocess.Popen[bytes]:
     """Start a long-running server in its own session, output appended to ``log_path``.
 
-    The server outlives this process (``rttm up`` returns while it keeps running).
+    The server outlives this process (``rttm up`` returns while it keeps running). The log
+    is opened without following a symlink: planted in the state directory, one would make a
+    server started as root append to any file.
     """
-    with log_path.open("ab") as log:
+    with os.fdopen(open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as log:
         process: subprocess.Popen[bytes] = subprocess.Popen(  # noqa: S603 - argv list, no shell
             command,
             stdout=log,
@@ -42,8 +49,9 @@ def spawn_server(command: list[str], log_path: Path, **kwargs: object) -> subpro
 def log_tail(log_path: Path, lines: int = 3) -> str:
     """The last ``lines`` lines of a server log, joined on one line for an error message."""
     try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
+        with os.fdopen(open_private(log_path, os.O_RDONLY), "rb") as log:
+            text = log.read().decode(errors="replace")
+    except (OSError, RttmError):
         return "(no log)"
     return " | ".join(text.strip().splitlines()[-lines:])
 
@@ -85,6 +93,38 @@ def pid_alive(pid: int) -> bool:
     with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     return True
+
+
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot, /proc's ``starttime``), if it lives."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    value = fields[_STARTTIME] if len(fields) > _STARTTIME else ""
+    return int(value) if value.isdigit() else None
+
+
+def program_of(pid: int) -> str | None:
+    """The first word of ``pid``'s command line (the program it runs), if it lives."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().split(b"\0", 1)[0].decode(errors="replace")
+    except OSError:
+        return None
+
+
+def is_same_process(pid: int, started: int, program: str) -> bool:
+    """Whether ``pid`` is still the process started at ``started`` running ``program``.
+
+    A pid alone names whoever has it now: after a reboot, or in a forged ``stack.json``,
+    another process. Its start time and program tell the server RTTM started apart.
+    """
+    return (
+        started > 0 and start_time(pid) == started and program_of(pid) == program
+        and pid_alive(pid)
+    )  # fmt: skip
 
 
 def terminate(

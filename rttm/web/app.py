@@ -33,8 +33,11 @@ from rttm.views import alerts as alert_view
 from rttm.views import status as status_view
 from rttm.views import trace as trace_view
 from rttm.views.budget import Deadline, Gate
-from rttm.views.common import open_view, query_failed
+from rttm.views.common import open_view
 from rttm.views.limits import ViewLimits
+from rttm.web.auth import Authenticator
+from rttm.web.auth_middleware import AuthMiddleware
+from rttm.web.failures import query_failed_detail, unavailable_detail
 from rttm.web.prom import DatabaseCollector
 
 _LOG = logging.getLogger("rttm.serve")
@@ -52,6 +55,8 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     alertmanagers: Sequence[Receiver] = (),
     limits: ViewLimits | None = None,
+    authenticator: Authenticator | None = None,
+    tls: bool = False,
 ) -> FastAPI:
     """The app for the database at ``database_url`` (the pipeline names trade stages).
 
@@ -60,7 +65,9 @@ def create_app(
     ``/api/alerts`` learns which alerts are silenced. ``limits``: entries per section, series
     per metric, each request's time budget and how many heavy requests run at once
     (:mod:`rttm.views.limits`; a request past its budget, or refused as one too many, is
-    answered 503 with one line).
+    answered 503 with one line). ``authenticator``: who may ask; every path but the probes
+    needs credentials (:mod:`rttm.web.auth_middleware`); None lets anyone in. ``tls``:
+    served over HTTPS, so browsers are told to keep to it (``Strict-Transport-Security``).
     """
     bounds = limits or ViewLimits()
     heavy = Gate(bounds.concurrent)
@@ -70,6 +77,8 @@ def create_app(
     # the schema is at /openapi.json.
     app = FastAPI(title="RTTM", version=__version__, description=about, docs_url=None,
                   redoc_url=None)  # fmt: skip
+    if authenticator is not None:  # added first: runs after the Host check, inside the headers
+        app.add_middleware(AuthMiddleware, authenticator=authenticator)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     registry = CollectorRegistry(auto_describe=False)
@@ -84,15 +93,17 @@ def create_app(
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
+        if tls:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
         return response
 
     @app.exception_handler(RttmError)
     async def database_unavailable(_request: Request, exc: RttmError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+        return JSONResponse({"detail": unavailable_detail(exc)}, status_code=503)
 
     @app.exception_handler(psycopg.Error)
     async def query_refused(_request: Request, exc: psycopg.Error) -> JSONResponse:
-        return JSONResponse({"detail": str(query_failed(database_url, exc))}, status_code=503)
+        return JSONResponse({"detail": query_failed_detail(database_url, exc)}, status_code=503)
 
     @app.get("/api/status", summary="Platform health over the last minutes",
              description="Each list holds at most `--max-entries` entries, the worst first; "
@@ -129,6 +140,8 @@ def create_app(
         before: str | None = Query(None, max_length=200,
                                    description="the `next` of the previous page"),
     ) -> dict[str, Any]:  # fmt: skip
+        if "\x00" in trade_id:  # PostgreSQL text cannot hold NUL: no stored trade has it
+            raise HTTPException(status_code=404, detail=f"no trade {trade_id!r}")
         try:
             cursor = None if before is None else trace_view.decode_cursor(before)
         except trace_view.BadCursor as exc:
@@ -149,6 +162,8 @@ def create_app(
         key: Annotated[str, Query(description="the entry's `key`")],
         time: Annotated[datetime, Query(description="the entry's `time` (UTC if no offset)")],
     ) -> dict[str, Any]:
+        if "\x00" in key:  # as in get_trace: not a key any row has
+            raise HTTPException(status_code=404, detail=f"no {source} entry {key!r} at {time}")
         deadline = Deadline(bounds.budget_s, "text")
         with heavy.enter("text"), open_view(database_url) as conn:
             text = trace_view.full_text(conn, source, key, time, deadline)
