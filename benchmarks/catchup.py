@@ -168,7 +168,7 @@ def main() -> None:
                 where = Path(tmp) / f"broker-{partitions}-{size}-{flow}"
                 backlog(where, admin, (partitions, size, flow), codes, record)
         finally:
-            stack.down(Path(tmp))
+            stack.down(Path(tmp), purge=True)  # a temporary stack: its data too
     report(runs)
 
 

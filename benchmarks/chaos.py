@@ -48,6 +48,7 @@ from rttm.config import KafkaSettings
 from rttm.db import prepare
 from rttm.registry import REJECTS_TABLE, all_tables
 from rttm.stack.broker import start_broker
+from rttm.stack.pgdata import purge_under
 from rttm.stack.postgres import PostgresProcess, start_postgres
 from rttm.stack.processes import free_port
 
@@ -349,6 +350,7 @@ def run(
                 flow.kill()
             servers[-1].stop()
             broker.stop()
+            purge_under(tmp)  # as root the data lives under /var/lib/rttm-postgres
     return report
 
 

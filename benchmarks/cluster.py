@@ -103,7 +103,7 @@ def main() -> None:
                 plans.append(plan)
                 print(f"{name}: {plan.rate(work.total):,.0f} events/s", file=sys.stderr)
         finally:
-            stack.down(Path(tmp))
+            stack.down(Path(tmp), purge=True)  # a temporary stack: its data too
     print(f"\n{'plan':<24} {'processes':>9} {'seconds':>8} {'events/s':>10}")
     for plan in plans:
         print(f"{plan.name:<24} {plan.processes:>9} {plan.seconds:>8.1f} "

@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from rttm.db import prepare
+from rttm.stack.pgdata import purge_under
 from rttm.stack.postgres import start_postgres
 from rttm.stack.processes import free_port
 
@@ -23,11 +24,13 @@ from rttm.stack.processes import free_port
 @pytest.fixture(scope="session")
 def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Superuser URL of a PostgreSQL started for this benchmark session."""
-    server = start_postgres(tmp_path_factory.mktemp("pg"), free_port())
+    folder = tmp_path_factory.mktemp("pg")
+    server = start_postgres(folder, free_port())
     try:
         yield server.url("postgres")
     finally:
         server.stop()
+        purge_under(folder)  # as root the data lives under /var/lib/rttm-postgres
 
 
 @pytest.fixture

@@ -224,7 +224,7 @@ def main() -> None:
         try:
             result = bench(local, Path(tmp), args)
         finally:
-            stack.down(Path(tmp))
+            stack.down(Path(tmp), purge=True)  # a temporary stack: its data too
     report(result, args)
 
 

@@ -146,7 +146,7 @@ def main() -> None:
                 results.append(run(Path(tmp), admin, name, floods[name], args.code))
                 _say(f"{name}: {results[-1]}")
         finally:
-            stack.down(Path(tmp))
+            stack.down(Path(tmp), purge=True)  # a temporary stack: its data too
     report(results, args.label)
 
 

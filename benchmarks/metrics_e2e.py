@@ -79,7 +79,7 @@ def main() -> None:
                       f"{r.rate:,.0f} events/s, peak {r.peak_rss_mb:.0f} MB",
                       file=sys.stderr, flush=True)  # fmt: skip
         finally:
-            stack.down(Path(tmp))
+            stack.down(Path(tmp), purge=True)  # a temporary stack: its data too
     report(runs)
 
 

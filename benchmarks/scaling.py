@@ -124,7 +124,7 @@ def main() -> None:
                 finally:
                     broker.stop()
         finally:
-            stack.down(Path(tmp))
+            stack.down(Path(tmp), purge=True)  # a temporary stack: its data too
     report(points, slices)
 
 

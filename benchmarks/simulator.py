@@ -42,7 +42,7 @@ def main() -> None:
             wall = time.perf_counter() - started
             cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         finally:
-            stack.down(Path(tmp))
+            stack.down(Path(tmp), purge=True)  # a temporary stack: its data too
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     result = {
         "trades": args.trades, "events": summary.events, "delivered": summary.emitted.sent,

@@ -1001,6 +1001,7 @@ def _postgres(state: Path, needed: bool) -> Iterator[str | None]:
     if url := os.environ.get("RTTM_TEST_DATABASE_URL"):
         yield url
         return
+    from rttm.stack.pgdata import purge_under
     from rttm.stack.postgres import start_postgres
     from rttm.stack.processes import free_port
     from tests.conftest import TEST_POSTGRES_SETTINGS
@@ -1011,6 +1012,7 @@ def _postgres(state: Path, needed: bool) -> Iterator[str | None]:
         yield server.url("postgres")
     finally:
         server.stop()
+        purge_under(state / "postgres")  # as root the data lives under /var/lib/rttm-postgres
 
 
 def _progress(line: str) -> None:
