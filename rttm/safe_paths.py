@@ -47,7 +47,10 @@ def _check_owner_and_mode(path: Path, info: os.stat_result, what: str) -> None:
         msg = (f"{what} {path} belongs to uid {info.st_uid}, not to you (uid {me}): "
                "use a directory of your own")  # fmt: skip
         raise RttmError(msg)
-    if info.st_mode & _OTHERS_WRITE:
+    # Group write is fine when the group is one of this process's own: Kubernetes' fsGroup
+    # makes every volume group-writable for the pod's group. Anyone else may not write.
+    shared = info.st_mode & stat.S_IWGRP and info.st_gid not in {os.getegid(), *os.getgroups()}
+    if info.st_mode & stat.S_IWOTH or shared:
         msg = f"{what} {path} is writable by group or others: chmod go-w {path}"
         raise RttmError(msg)
 

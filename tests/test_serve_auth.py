@@ -28,6 +28,7 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 
 from rttm.cli.serve_security import is_loopback
@@ -349,3 +350,14 @@ def test_the_api_never_fails_with_a_5xx_signed_in_or_not(
 
             no_5xx()
     assert {200, 401} <= seen
+
+
+def test_the_probes_answer_any_host_and_the_rest_only_listed_ones(migrated_db: str) -> None:
+    client = TestClient(
+        create_app(migrated_db, allowed_hosts=["localhost", "127.0.0.1"]),
+        base_url="http://10.1.2.3:8765",
+    )  # as the kubelet addresses a pod
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/api/status").status_code == 400
+    assert client.get("/").status_code == 400

@@ -123,4 +123,7 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> 
                      "for the names people use to reach this server")  # fmt: skip
     if authenticator is not None:
         notes.append(f"sign-in required ({authenticator.summary()}); /healthz, /readyz open")
+    if tls is None and not is_loopback(args.host):
+        notes.append("no TLS: passwords and tokens cross the network in clear; add --tls-cert"
+                     " and --tls-key, or put a TLS proxy in front")  # fmt: skip
     return Security(authenticator, list(dict.fromkeys(hosts)), tls, notes)

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import Receive, Scope, Send
 
 from rttm import __version__, health
 from rttm.alerts.receivers import Receiver
@@ -36,7 +37,7 @@ from rttm.views.budget import Deadline, Gate
 from rttm.views.common import open_view
 from rttm.views.limits import ViewLimits
 from rttm.web.auth import Authenticator
-from rttm.web.auth_middleware import AuthMiddleware
+from rttm.web.auth_middleware import OPEN_PATHS, AuthMiddleware
 from rttm.web.failures import query_failed_detail, unavailable_detail
 from rttm.web.prom import DatabaseCollector
 
@@ -47,6 +48,21 @@ _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 STATIC = Path(str(resources.files(__package__) / "static"))
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
        " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'")  # fmt: skip
+
+
+class _HostCheck(TrustedHostMiddleware):
+    """Starlette's Host allow-list, but not for the probes.
+
+    The kubelet and load balancers call ``/healthz`` and ``/readyz`` with the pod's address
+    or a service name as ``Host``; the probes say only "alive" and "ready", so a rebinding
+    page learns nothing from them.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -80,7 +96,7 @@ def create_app(
     if authenticator is not None:  # added first: runs after the Host check, inside the headers
         app.add_middleware(AuthMiddleware, authenticator=authenticator)
     if allowed_hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+        app.add_middleware(_HostCheck, allowed_hosts=list(allowed_hosts))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(database_url, bounds.max_series, bounds.budget_s))
     silenced = SilencedLookup(alertmanagers)

@@ -215,6 +215,8 @@ class Authenticator:
             address = ipaddress.ip_address(client_addr)
         except ValueError:
             return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 proxy
         return any(address in network for network in self._proxies)
 
     def _credentials(self, authorization: str) -> tuple[str | None, str]:

@@ -9,6 +9,7 @@ plain text) would be a weak hash, so it is refused rather than skipped or accept
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 from pathlib import Path
@@ -32,7 +33,9 @@ def _lines(path: Path, what: str) -> list[tuple[int, str]]:
         if not stat.S_ISREG(info.st_mode):
             msg = f"{what} {path}: not a regular file"
             raise ConfigError(msg)
-        if info.st_mode & 0o077:
+        # As ssh: the mode matters for a file of one's own. A root-owned file this process
+        # can read (a Kubernetes Secret, 0440 with fsGroup) was made readable on purpose.
+        if info.st_uid == os.geteuid() and info.st_mode & 0o077:
             msg = (f"{what} {path} is open to others (mode {stat.S_IMODE(info.st_mode):04o}):"
                    f" run chmod 600 {path}")  # fmt: skip
             raise ConfigError(msg)
