@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -58,6 +60,20 @@ def postgres_admin_url() -> Iterator[str]:
             yield server.url("postgres")
         finally:
             server.stop()
+
+
+@pytest.fixture
+def user_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A user's environment: no RTTM_* servers given, a private state directory.
+
+    Afterwards ``rttm down --purge`` stops and deletes whatever ``rttm up`` made there.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
+    env["RTTM_STATE_DIR"] = str(tmp_path / "state")
+    yield env
+    subprocess.run([sys.executable, "-m", "rttm", "down", "--purge"], env=env,
+                   capture_output=True, timeout=60, check=False)  # fmt: skip
+    purge_under(tmp_path)  # as root, data lives under /var/lib/rttm-postgres
 
 
 @pytest.fixture

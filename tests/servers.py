@@ -1,12 +1,17 @@
-"""Test plumbing shared by the view tests: an app served for real, a database per module."""
+"""Test plumbing shared by the view tests: an app served for real, a database per module,
+the CLI against a given database."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -62,3 +67,13 @@ def migrated_database(admin_url: str, prefix: str) -> Iterator[str]:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))  # fmt: skip
+
+
+def rttm_against(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``rttm ARGS`` with ``RTTM_DATABASE_URL=url`` and no other RTTM setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
+    return subprocess.run(
+        [sys.executable, "-m", "rttm", *args], env={**env, "RTTM_DATABASE_URL": url},
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip

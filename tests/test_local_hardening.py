@@ -13,7 +13,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +48,6 @@ def one_line(result: subprocess.CompletedProcess[str], *parts: str) -> str:
     for part in parts:
         assert part in line
     return line
-
-
-@pytest.fixture
-def user_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """No RTTM_* servers given, a private state directory; its local data deleted after."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
-    env["RTTM_STATE_DIR"] = str(tmp_path / "state")
-    yield env
-    rttm("down", "--purge", env=env)
-    pgdata.purge_under(tmp_path)
 
 
 def _modes(paths: list[Path]) -> dict[Path, int]:

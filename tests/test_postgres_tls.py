@@ -13,7 +13,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,7 +28,8 @@ from benchmarks import workload
 from rttm.config import KafkaSettings
 from rttm.stack.processes import LOCALHOST, free_port
 from rttm.web.app import create_app
-from tests.ingest_helpers import REPO, counts, create_topics, flow_env, ingest
+from tests.ingest_helpers import counts, create_topics, flow_env, ingest
+from tests.servers import rttm_against
 from tests.test_metrics_flow import run_metrics
 from tests.tls import make_certificates
 
@@ -120,14 +120,6 @@ def verified(url: str, authority: Path) -> str:
     return psycopg.conninfo.make_conninfo(url, sslmode="verify-full", sslrootcert=str(authority))
 
 
-def rttm(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
-    return subprocess.run(
-        [sys.executable, "-m", "rttm", *args], env={**env, "RTTM_DATABASE_URL": url},
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-
-
 def test_every_process_works_over_verified_tls(
     tls_postgres: TlsPostgres, kafka: KafkaSettings, tmp_path: Path
 ) -> None:
@@ -136,7 +128,7 @@ def test_every_process_works_over_verified_tls(
         row = conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
         assert row.fetchone() == (True,)
 
-    migrated = rttm(url, "db", "migrate")
+    migrated = rttm_against(url, "db", "migrate")
     assert migrated.returncode == 0, migrated.stderr
     create_topics(kafka)
     work = workload.build(3_000, seed=5)
@@ -149,13 +141,13 @@ def test_every_process_works_over_verified_tls(
     assert client.get("/readyz").status_code == 200
     assert client.get("/api/status").json()["as_of"] is not None
     for args in (("status",), ("alerts",), ("db", "status")):
-        shown = rttm(url, *args)
+        shown = rttm_against(url, *args)
         assert shown.returncode == 0, (args, shown.stderr)
 
     # A server whose certificate another authority signed is refused, in one line.
     stranger = make_certificates(tmp_path / "other", authority="another CA").ca
     started = time.monotonic()
-    refused = rttm(verified(tls_postgres.url("rttm"), stranger), "db", "status")
+    refused = rttm_against(verified(tls_postgres.url("rttm"), stranger), "db", "status")
     assert refused.returncode == 1
     assert time.monotonic() - started < 15
     assert refused.stderr.startswith("rttm: error: ")

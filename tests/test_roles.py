@@ -21,6 +21,7 @@ from rttm.stack.processes import free_port
 from rttm.web.app import create_app
 from tests.dashboard_data import seed
 from tests.ingest_helpers import REPO, counts, create_topics, flow_env, run_flow_process
+from tests.servers import rttm_against
 
 pytestmark = pytest.mark.integration
 #: The test roles' password (the test PostgreSQL asks for one: scram, as in production).
@@ -112,20 +113,12 @@ def viewer_role(postgres_admin_url: str, migrated_db: str) -> Iterator[tuple[str
         admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
-def rttm_as(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
-    return subprocess.run(
-        [sys.executable, "-m", "rttm", *args], env={**env, "RTTM_DATABASE_URL": url},
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-
-
 def test_the_viewer_grants_serve_every_reader_and_allow_no_write(
     migrated_db: str, viewer_role: tuple[str, str]
 ) -> None:
     role, as_viewer = viewer_role
     seeded = seed(migrated_db)
-    granted = rttm_as(migrated_db, "db", "grant-viewer", role)
+    granted = rttm_against(migrated_db, "db", "grant-viewer", role)
     assert granted.returncode == 0, granted.stderr
     assert 'GRANT SELECT ON "public"."rttm_metrics"' in granted.stdout
     assert "INSERT" not in granted.stdout
@@ -140,7 +133,7 @@ def test_the_viewer_grants_serve_every_reader_and_allow_no_write(
         assert answer.status_code == 200, (path, answer.text[:300])
     assert client.get("/api/status").json()["stuck"]  # it read the seeded rows
     for args in (("status",), ("alerts",), ("trace", seeded.completed)):
-        shown = rttm_as(as_viewer, *args)
+        shown = rttm_against(as_viewer, *args)
         assert shown.returncode == 0, (args, shown.stderr)
 
     with psycopg.connect(as_viewer, autocommit=True) as conn:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -38,15 +36,6 @@ def exports(stdout: str) -> dict[str, str]:
         name, _, value = line.removeprefix("export ").partition("=")
         parsed[name] = value
     return parsed
-
-
-@pytest.fixture
-def user_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A user's environment: no RTTM_* servers given, a private state directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
-    env["RTTM_STATE_DIR"] = str(tmp_path / "state")
-    yield env
-    rttm("down", "--purge", env=env)
 
 
 def test_up_starts_migrates_creates_topics_and_is_reused(user_env: dict[str, str]) -> None:
