@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rttm.stack import pgdata
 from rttm.stack.processes import free_port
 from tests.ingest_helpers import REPO
 
@@ -79,6 +80,7 @@ def test_demo_runs_everything_and_stops_cleanly_on_a_signal(
     home = Path(env["RTTM_STATE_DIR"]) / "demo"  # every process the demo starts has it
     assert processes_with(f"RTTM_STATE_DIR={home}".encode()) == []
     assert not (tmp_path / "state" / "demo").exists()  # its stack and data are gone
+    assert not pgdata.data_dir(home, os.geteuid() == 0).exists()  # as root: under /var/lib
     logs = tmp_path / "state" / "demo-logs"
     # The demo stops its children as Ctrl-C would, whatever stopped it.
     for name, last in (("ingest", "ingest: "), ("metrics", "metrics: "), ("dashboard", "dash")):

@@ -122,7 +122,8 @@ def _demo(args: argparse.Namespace) -> int:
     stopping.install(watchdog=False)
     children: list[Child] = []
     try:
-        shutil.rmtree(home, ignore_errors=True)  # a demo starts afresh
+        stack.down(home, purge=True)  # a demo starts afresh (a crashed one's data too)
+        shutil.rmtree(home, ignore_errors=True)
         env = _stack_env(home)
         env[receivers.ENV_DASHBOARD] = f"http://{LOCALHOST}:{args.port}"  # links in alerts
         logs = config.state_dir() / "demo-logs"  # kept after the demo, for a look back
@@ -154,7 +155,7 @@ def _demo(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         unclean = _stop(children)
-        stack.down(home)
+        stack.down(home, purge=True)  # as root its data lives under /var/lib/rttm-postgres
         shutil.rmtree(home, ignore_errors=True)
         received = stopping.received()
         how = f" on {received.name}" if received else ""
