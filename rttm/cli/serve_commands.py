@@ -87,8 +87,10 @@ def _serve(args: argparse.Namespace) -> int:
     # proxy_headers off: uvicorn would otherwise take the client's address from
     # X-Forwarded-For sent through 127.0.0.1, and --trust-proxy and the sign-in throttle
     # must see the address that really connected.
+    # lifespan off: the app has no start-up or shut-down hooks, and uvicorn's lifespan task,
+    # cancelled by a second Ctrl-C during shutdown, would log a CancelledError traceback.
     uvicorn.run(app, host=args.host, port=args.port, log_level=quiet, log_config=None,
-                proxy_headers=False, ssl_certfile=tls.cert if tls else None,
+                proxy_headers=False, lifespan="off", ssl_certfile=tls.cert if tls else None,
                 ssl_keyfile=tls.key if tls else None)  # fmt: skip
     received = stopping.received()
     say(f"dashboard stopped on {received.name}" if received else "dashboard stopped")
