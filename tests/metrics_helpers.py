@@ -19,7 +19,7 @@ from rttm.alerts.rules import Rule, load_rules
 from rttm.ingest.source import RawBatch
 from rttm.metrics import pipeline
 from rttm.metrics.flow import add_engine
-from rttm.metrics.merge import MetricsOutput
+from rttm.metrics.merge import CORRECTED, MetricsOutput
 from rttm.metrics.points import Point
 from rttm.metrics.shard import EngineConfig
 
@@ -50,7 +50,23 @@ def run_engine(
         total.transitions.extend(out.transitions)
         total.stuck.extend(out.stuck)
         total.recovered.extend(out.recovered)
+        total.corrections.extend(out.corrections)
+        total.uncounted.extend(out.uncounted)
     return total
+
+
+def stored(out: MetricsOutput) -> list[Point]:
+    """The points as the sink leaves them: each correction replaces its window's counts."""
+    rows = {(p.metric, p.labels, p.window_start): p for p in out.points}
+    for correction in out.corrections:
+        for key, point in list(rows.items()):
+            if point.window_start == correction.window_start and (
+                point.metric in CORRECTED
+                or (point.metric == "cardinality_exceeded" and point.label("metric") in CORRECTED)
+            ):
+                del rows[key]
+        rows.update({(p.metric, p.labels, p.window_start): p for p in correction.points})
+    return list(rows.values())
 
 
 def series(points: Iterable[Point], metric: str, **labels: str) -> dict[datetime, float]:

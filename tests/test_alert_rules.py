@@ -89,7 +89,7 @@ def test_the_shipped_defaults_load_and_pass_the_checker() -> None:
 
 
 def test_metrics_and_their_labels() -> None:
-    assert len(METRICS) == 29
+    assert len(METRICS) == 31
     assert METRIC_LABELS["queue_lag"] == {"service", "topic", "partition"}
     assert METRIC_LABELS["dlq_ratio"] == frozenset()
 

@@ -23,7 +23,7 @@ from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, QueueMetrics
 from rttm.metrics.flow import add_engine
 from rttm.metrics.merge import MetricsOutput
 from rttm.metrics.points import MAX_LABEL_CHARS, Point
-from tests.metrics_helpers import engine_config, run_engine, series
+from tests.metrics_helpers import engine_config, run_engine, series, stored
 
 WINDOW = 10.0
 
@@ -215,14 +215,38 @@ def test_a_clean_run_of_ten_simulated_minutes_raises_no_alert() -> None:
 # -- time ---------------------------------------------------------------------------------
 
 
-def test_late_events_are_counted_not_lost() -> None:
+def test_late_events_correct_their_window_within_the_horizon() -> None:
     events = steady_trades(60)
     straggler = trade("L1", "TRADE_CREATED", "simulation-service", 3.0)  # after 60 s of others
-    out = run_engine(raw_batches([*events, straggler], partitions=1, batch=50))
+    batches = raw_batches([*events, straggler], partitions=1, batch=50)
+    out = run_engine(batches, engine_config(sources=sources(batches), shards=1))
+    first = out.points[0].window_start
+    assert series(out.points, "trades_started")[first] == 10  # as finalized, before it came
+    [correction] = out.corrections
+    assert correction.window_start == first
+    corrected = stored(out)
+    assert series(corrected, "trades_started")[first] == 11
+    assert sum(series(corrected, "trades_started").values()) == 61
+    assert series(corrected, "events", event_type="TRADE_CREATED")[first] == 11
+    assert sum(series(corrected, "corrected_events", topic="rttm.trade.events").values()) == 1
+    assert not series(corrected, "late_events")
+    assert not out.uncounted
+
+
+def test_late_events_past_the_horizon_are_counted_not_applied() -> None:
+    events = steady_trades(60)
+    straggler = trade("L1", "TRADE_CREATED", "simulation-service", 3.0)  # after 60 s of others
+    batches = raw_batches([*events, straggler], partitions=1, batch=50)
+    out = run_engine(batches, engine_config(sources=sources(batches), correction_s=20.0))
     late = series(out.points, "late_events", topic="rttm.trade.events")
     assert sum(late.values()) == 1
-    started = series(out.points, "trades_started")
+    started = series(stored(out), "trades_started")
     assert sum(started.values()) == 60  # the late one is counted as late, not in its window
+    assert not out.corrections
+    [uncounted] = out.uncounted
+    where = (uncounted.topic, uncounted.partition, uncounted.offset)
+    assert where == ("rttm.trade.events", 0, len(events))  # the straggler's offset
+    assert (uncounted.time, uncounted.reason) == (straggler.event_time.timestamp(), "late")
 
 
 def engine_points(

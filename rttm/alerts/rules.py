@@ -44,9 +44,9 @@ def _labels(names: str = "") -> frozenset[str]:
 METRIC_LABELS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
     "tps": _labels("service"),  # events/s on rttm.trade.events
     "events": _labels("service event_type"),  # trade events per window
-    "trades_started": _labels(),  # trades created in the window
-    "trades_completed": _labels(),  # trades that reached their last stage in the window
-    "trades_rejected": _labels(),  # trades that ended in a failure in the window
+    "trades_started": _labels(),  # first-stage events (trades created) in the window
+    "trades_completed": _labels(),  # completion events (trades done) in the window
+    "trades_rejected": _labels(),  # rejection events (trades failed) in the window
     "hop_latency_ms": _labels("from_stage to_stage quantile"),  # quantile: p50, p95, p99
     "e2e_latency_ms": _labels("quantile"),  # creation to last stage; quantile: p50, p95, p99
     "queue_lag": _labels("service topic partition"),  # messages not yet consumed
@@ -65,7 +65,9 @@ METRIC_LABELS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
     "log_events": _labels("service level category"),  # WARN/ERROR log events per window
     "log_rate": _labels("service level"),  # WARN/ERROR log events per second
     "stuck_trades": _labels("stage service"),  # gauge: trades stuck after the stage now
-    "late_events": _labels("topic"),  # events later than the allowed lateness, per window
+    "late_events": _labels("topic"),  # events past the correction horizon: not counted
+    "corrected_events": _labels("topic"),  # late events added to their closed window
+    "repeated_events": _labels("topic"),  # repeats of counted events (same event_id)
     "invalid_messages": _labels("topic"),  # messages rejected by the contracts, per window
     "future_events": _labels("topic"),  # events dated > 5 min past the wall clock, ignored
     "cardinality_exceeded": _labels("metric label"),  # label sets folded into __other__

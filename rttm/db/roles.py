@@ -30,9 +30,11 @@ TOPIC_IDS_TABLE = "rttm_ingest_topics"
 MIGRATIONS_TABLE = "rttm_schema_migrations"
 PARTITION_FUNCTION = "rttm_ensure_trade_event_partition(date)"
 #: What the readers select from: metrics, alerts and stuck trades (migrations 0005, 0007),
-#: the tables a trace shows, and the ingestion's progress (``rttm_ingest_position``).
+#: the events the metrics did not count (0008, for ``rttm metrics verify``), the tables a
+#: trace shows, and the ingestion's progress (``rttm_ingest_position``).
 VIEWER_TABLES = (
     "rttm_metrics", "rttm_alerts", "rttm_alert_outbox", "rttm_stuck_trades",
+    "rttm_metrics_uncounted",
     *(BY_NAME[topic].table for topic in
       ("rttm.trade.events", "rttm.dlq.events", "rttm.error.events", "rttm.log.events")),
     PROGRESS_TABLE,

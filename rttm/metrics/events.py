@@ -1,9 +1,11 @@
 """Raw Kafka batches → compact per-shard chunks of the facts the metrics need.
 
 Validation is the ingestion's (:func:`rttm.decode.validated`), so a message the ingestion
-rejects is counted as invalid here too (the engine does not drop redeliveries, though).
-Events become plain tuples with the event time as epoch seconds: the shard logic touches
-millions of them, and tuples of str/float are the cheapest thing Python has.
+rejects is counted as invalid here too. Events become plain tuples with the event time as
+epoch seconds: the shard logic touches millions of them, and tuples of str/float are the
+cheapest thing Python has. Counted events (all but queue snapshots) end in ``(time, Kafka
+offset, id key)``: the offset names an event the engine leaves uncounted
+(``rttm_metrics_uncounted``), the key (:func:`rttm.metrics.repeats.id_key`) drops repeats.
 
 Every raw batch sends a chunk to *every* shard, empty or not: the chunk carries the
 source partition's progress (its newest event time), from which each shard derives its
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, QueueMetrics, TradeEvent
 from rttm.decode import Refusal, validated
@@ -23,20 +25,23 @@ from rttm.ingest.chunks import shard_of
 from rttm.ingest.source import RawBatch
 from rttm.metrics import stats
 from rttm.metrics.reasons import reason_group
+from rttm.metrics.repeats import id_key
 from rttm.registry import BY_NAME, TopicSpec
 
-#: (trade_id, service, event_type, time)
-Trade = tuple[str, str, str, float]
+#: (trade_id, service, event_type, time, offset, key)
+Trade = tuple[str, str, str, float, int, int]
 #: (service, topic, partition, produced_offset, consumed_offset, time)
 Snapshot = tuple[str, str, int, int, int, float]
-#: (dlq topic, reason, time)
-Dlq = tuple[str, str, float]
-#: (service, error_type, time)
-Error = tuple[str, str, float]
-#: (service, level, category, time)
-Log = tuple[str, str, str, float]
+#: (dlq topic, reason, time, offset, key)
+Dlq = tuple[str, str, float, int, int]
+#: (service, error_type, time, offset, key)
+Error = tuple[str, str, float, int, int]
+#: (service, level, category, time, offset, key)
+Log = tuple[str, str, str, float, int, int]
 
 TRADE, QUEUE, DLQ, ERROR, LOG = "trade", "queue", "dlq", "error", "log"
+#: Where the event time is in each kind's tuple (counted kinds end in time, offset, key).
+TIME_AT = {TRADE: -3, QUEUE: -1, DLQ: -3, ERROR: -3, LOG: -3}
 
 
 @dataclass(slots=True)
@@ -46,6 +51,7 @@ class Chunk:
     shard: str  # the shard key this chunk is for
     source: str  # "topic/partition": whose progress ``high`` reports
     topic: str
+    partition: int
     kind: str  # TRADE, QUEUE, DLQ, ERROR or LOG: what ``events`` holds
     high: float  # newest event time in the whole raw batch (-inf: none valid)
     caught_up: bool = False  # an empty batch: the partition is read to its end (heartbeat)
@@ -55,34 +61,53 @@ class Chunk:
     invalid: int = 0
 
 
-def _trade(e: TradeEvent) -> tuple[str, Trade]:
-    return e.trade_id, (e.trade_id, e.service_name, e.event_type, e.event_time.timestamp())
+def _trade(e: TradeEvent, offset: int) -> tuple[str, Trade]:
+    moment = e.event_time.timestamp()
+    # Keyed by id and time, as rttm_trade_events is (its key is dedupe_key, event_time).
+    return e.trade_id, (e.trade_id, e.service_name, e.event_type, moment, offset,
+                        id_key(e.event_id, moment))  # fmt: skip
 
 
-def _queue(e: QueueMetrics) -> tuple[str, Snapshot]:
+def _queue(e: QueueMetrics, _offset: int) -> tuple[str, Snapshot]:
     return f"{e.topic_name}-{e.partition}", (
         e.service_name, e.topic_name, e.partition, e.produced_offset, e.consumed_offset,
         e.snapshot_time.timestamp(),
     )  # fmt: skip
 
 
-def _dlq(e: DlqEvent) -> tuple[str, Dlq]:
+def _dlq(e: DlqEvent, offset: int) -> tuple[str, Dlq]:
     # The reason is a label: grouped and cut here, so the engine never holds a stack trace,
     # or one series per trade id, per reason (the DLQ rows keep the exact text).
-    return e.trade_id, (e.topic_name, reason_group(e.reason), e.event_time.timestamp())
+    return e.trade_id, (e.topic_name, reason_group(e.reason), e.event_time.timestamp(), offset,
+                        id_key(e.event_id))  # fmt: skip
 
 
-def _error(e: ErrorEvent) -> tuple[str, Error]:
-    return e.service_name, (e.service_name, e.error_type, e.event_time.timestamp())
+def _error(e: ErrorEvent, offset: int) -> tuple[str, Error]:
+    return e.service_name, (e.service_name, e.error_type, e.event_time.timestamp(), offset,
+                            id_key(e.event_id))  # fmt: skip
 
 
-def _log(e: LogEvent) -> tuple[str, Log]:
+def _log(e: LogEvent, offset: int) -> tuple[str, Log]:
     return e.service_name, (e.service_name, e.log_level, e.log_category,
-                            e.event_time.timestamp())  # fmt: skip
+                            e.event_time.timestamp(), offset, id_key(e.event_id))  # fmt: skip
 
 
-#: contract → (kind, routing key and compact tuple of an event)
-_EXTRACT: dict[type, tuple[str, Callable[[Any], tuple[str, Any]]]] = {
+class Uncounted(NamedTuple):
+    """An event the engine read but left out on purpose: past the horizon, or from the future.
+
+    Named by its Kafka coordinates, which the ingestion stores with its row, so that
+    ``rttm metrics verify`` can leave it out of its recount too.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    time: float
+    reason: str  # "late" or "future"
+
+
+#: contract → (kind, routing key and compact tuple of an event at a Kafka offset)
+_EXTRACT: dict[type, tuple[str, Callable[[Any, int], tuple[str, Any]]]] = {
     TradeEvent: (TRADE, _trade),
     QueueMetrics: (QUEUE, _queue),
     DlqEvent: (DLQ, _dlq),
@@ -98,9 +123,10 @@ def split_batch(batch: RawBatch, shards: int) -> list[tuple[str, Chunk]]:
     source = f"{batch.topic}/{batch.partition}"
     caught_up = not batch.messages
     chunks = [
-        Chunk(str(index), source, batch.topic, kind, float("-inf"), caught_up)
+        Chunk(str(index), source, batch.topic, batch.partition, kind, float("-inf"), caught_up)
         for index in range(shards)
     ]
+    at = TIME_AT[kind]
     high = float("-inf")
     stats.record_read(len(batch.messages))
     for message in batch.messages:
@@ -109,11 +135,11 @@ def split_batch(batch: RawBatch, shards: int) -> list[tuple[str, Chunk]]:
             chunks[0].invalid += 1
             continue
         try:
-            key, event = extract(validated(spec, value))
+            key, event = extract(validated(spec, value), message.offset() or 0)
         except Refusal:
             chunks[0].invalid += 1
             continue
-        moment = event[-1]
+        moment = event[at]
         if moment > high:
             high = moment
         chunks[shard_of(key, shards) if shards > 1 else 0].events.append(event)

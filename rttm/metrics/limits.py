@@ -16,7 +16,10 @@ the environment:
 * ``RTTM_METRICS_MAX_TRADES`` — in-flight trades tracked (default 250,000, split over the
   shards); the least recently active ones are let go and counted (``trades_untracked``);
 * ``RTTM_METRICS_MAX_PARTITIONS`` — queue partitions tracked (default 10,000, split over
-  the shards); the least recently reported ones are let go (``partitions_untracked``).
+  the shards); the least recently reported ones are let go (``partitions_untracked``);
+* ``RTTM_METRICS_MAX_IDS`` — event ids remembered to drop repeated deliveries (default
+  1,000,000, split over the shards, about 80 bytes each); past it the oldest windows' ids
+  are forgotten before their correction horizon ends (see :mod:`rttm.metrics.repeats`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ ENV_MAX_DLQ_REASONS = "RTTM_METRICS_MAX_DLQ_REASONS"
 ENV_MAX_ALERTS = "RTTM_ALERTS_MAX_PER_RULE"
 ENV_MAX_TRADES = "RTTM_METRICS_MAX_TRADES"
 ENV_MAX_PARTITIONS = "RTTM_METRICS_MAX_PARTITIONS"
+ENV_MAX_IDS = "RTTM_METRICS_MAX_IDS"
 
 #: Metrics that describe a state (a gauge): their latest value stands until a newer one.
 STATES = frozenset({
@@ -67,6 +71,7 @@ class Limits:
     alerts_per_rule: int = 100
     trades: int = 250_000
     partitions: int = 10_000
+    ids: int = 1_000_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Limits:
@@ -78,6 +83,7 @@ class Limits:
             alerts_per_rule=_count(env, ENV_MAX_ALERTS, default.alerts_per_rule, least=2),
             trades=_count(env, ENV_MAX_TRADES, default.trades, least=100),
             partitions=_count(env, ENV_MAX_PARTITIONS, default.partitions, least=10),
+            ids=_count(env, ENV_MAX_IDS, default.ids, least=1000),
         )
 
 

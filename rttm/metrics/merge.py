@@ -4,6 +4,11 @@ A window is final once every shard's frontier has passed its end; windows are fi
 order, and empty ones too while something is expected (a service that was active in the
 last ``EXPECT_S``, an alert that is pending or firing), so "TPS dropped to zero" and
 "condition cleared" are seen. Rules are evaluated at each window's end, on event time.
+
+A finalized window's accumulator is kept for the correction horizon. A shard's correction
+(late events of a window it closed) is added to it, and the window's count-type metrics
+(:data:`CORRECTED`) are computed again and rewritten. Alert rules are not evaluated again:
+alert history records what was known when each decision was made.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from rttm import stopping
 from rttm.alerts.engine import Alert, AlertEngine, Transition
 from rttm.alerts.rules import Rule
 from rttm.metrics import limits, stats
+from rttm.metrics.events import Uncounted
 from rttm.metrics.points import MAX_LABEL_CHARS, Labels, Point, bounded_value, labels_of
 from rttm.metrics.reasons import ReasonBook, reason_group
 from rttm.metrics.shard import MAX_EMPTY_WINDOWS, EngineConfig, ShardReport
@@ -29,6 +35,24 @@ from rttm.metrics.windows import WindowAcc, window_start
 #: is reported as zero, not as nothing.
 EXPECT_S = 900.0
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+#: Metrics a correction rewrites whole: their points of a window follow from its accumulator
+#: alone, so the stored ones are replaced (a label set may have changed its name under the
+#: series cap). ``tps`` and ``dlq_rate`` also name services and topics that were merely
+#: expected, so a correction updates theirs in place.
+CORRECTED = frozenset({
+    "events", "trades_started", "trades_completed", "trades_rejected", "hop_latency_ms",
+    "e2e_latency_ms", "dlq_events", "dlq_ratio", "errors", "error_rate", "error_ratio",
+    "log_events", "log_rate",
+})  # fmt: skip
+UPDATED = frozenset({"tps", "dlq_rate"})
+
+
+@dataclass(slots=True)
+class Correction:
+    """A closed window's count-type points, computed again with late events."""
+
+    window_start: datetime
+    points: list[Point]
 
 
 @dataclass(slots=True)
@@ -39,9 +63,14 @@ class MetricsOutput:
     transitions: list[Transition] = field(default_factory=list)
     stuck: list[Stuck] = field(default_factory=list)
     recovered: list[Recovered] = field(default_factory=list)
+    corrections: list[Correction] = field(default_factory=list)
+    uncounted: list[Uncounted] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.points or self.transitions or self.stuck or self.recovered)
+        return bool(
+            self.points or self.transitions or self.stuck or self.recovered
+            or self.corrections or self.uncounted
+        )  # fmt: skip
 
 
 @dataclass
@@ -56,6 +85,8 @@ class MergeState:
     started_seen: float | None = None  # end of the last window with a started trade
     alerts: tuple[Alert, ...] = ()
     layout: tuple[float, int] = (0.0, 0)  # EngineConfig.layout() it was made with
+    #: Finalized windows within the correction horizon: their accumulators (counts only).
+    kept: dict[float, WindowAcc] = field(default_factory=dict)
 
 
 def bounded(labels: Labels) -> Labels:
@@ -134,10 +165,38 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
                 state.pending[start] = acc
             else:
                 mine.merge(acc)
-        out = MetricsOutput(stuck=list(value.stuck), recovered=list(value.recovered))
+        out = MetricsOutput(stuck=list(value.stuck), recovered=list(value.recovered),
+                            uncounted=list(value.uncounted))  # fmt: skip
+        for start, delta in value.corrections:
+            self._correct(start, delta, out)
         if len(state.frontiers) == self._config.shards:
             self._finalize(min(state.frontiers.values()), out)
         return ([out] if out else []), StatefulLogic.RETAIN
+
+    def _correct(self, start: float, delta: WindowAcc, out: MetricsOutput) -> None:
+        """Add late events to window ``start``: pending, or finalized and rewritten."""
+        state = self._state
+        done = state.finalized_until
+        if done is None or start >= done:  # not final yet: the late events simply join
+            mine = state.pending.get(start)
+            if mine is None:
+                state.pending[start] = delta
+            else:
+                mine.merge(delta)
+            return
+        if start < done - self._config.correction_s:  # cannot happen: shards check first
+            return
+        acc = state.kept.get(start)
+        if acc is None:
+            acc = state.kept[start] = WindowAcc()
+        acc.merge(delta)
+        assert state.dlq is not None  # noqa: S101 - made in __init__
+        for (topic, reason), count in sorted(delta.dlq.items()):
+            state.dlq.add(topic, reason, count)  # the depth from now on includes them
+        window = _Points(start, start + self._config.window_s, self._config.limits.series)
+        self._count_points(window.add, acc, self._dlq_names(acc), ())
+        out.corrections.append(Correction(_utc(start), window.points()))
+        stats.record_corrections(1)
 
     def on_eof(self) -> tuple[list[MetricsOutput], bool]:
         """End of a bounded run: every window still pending is final.
@@ -189,36 +248,106 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             out.transitions.extend(self._engine.evaluate(points, _utc(start + length)))
             finalized += 1
             stuck_open = sum(acc.stuck.values())
+            self._keep(start, acc)
             start += length
         state.finalized_until = start
+        horizon = start - self._config.correction_s
+        for old in [old for old in state.kept if old < horizon]:
+            del state.kept[old]
         if finalized:
             firing = sum(1 for alert in self._engine.active() if alert.state == "firing")
             stats.record_finalized(finalized, start, stuck_open, firing)
 
+    def _keep(self, start: float, acc: WindowAcc) -> None:
+        """Keep a finalized window's counts for corrections (its gauges are final)."""
+        if self._config.correction_s <= 0:
+            return
+        acc.queues, acc.stuck = [], {}
+        self._state.kept[start] = acc
+
     def _points(self, start: float, end: float, acc: WindowAcc) -> list[Point]:
-        state, length = self._state, self._config.window_s
+        """Every point of a window being finalized (updates who is expected, DLQ depth)."""
+        state = self._state
         window = _Points(start, end, self._config.limits.series)
         add = window.add
-        per_service: dict[str, int] = {}
         expected, room = state.services_seen, self._config.limits.series
-        for (service, event_type), count in sorted(acc.events.items()):
-            add("events", count, service=service, event_type=event_type)
-            per_service[service] = per_service.get(service, 0) + count
+        for service, _ in sorted(acc.events):
             if service in expected or len(expected) < room:  # beyond the cap: not expected
                 expected[service] = end
-        for service, seen in sorted(state.services_seen.items()):
-            if seen > end - EXPECT_S:
-                add("tps", per_service.get(service, 0) / length, service=service)
-            else:
+        for service, seen in list(state.services_seen.items()):
+            if seen <= end - EXPECT_S:
                 del state.services_seen[service]  # silent long enough: no longer expected
         if acc.started:
             state.started_seen = end
-        if (
+        trades = bool(
             acc.started
             or acc.completed
             or acc.rejected
             or (state.started_seen is not None and state.started_seen > end - EXPECT_S)
-        ):
+        )
+        book = state.dlq
+        assert book is not None  # noqa: S101 - made in __init__
+        named: dict[tuple[str, str], int] = {}
+        for (topic, reason), count in sorted(acc.dlq.items(), key=lambda kv: (-kv[1], kv[0])):
+            key = book.add(topic, reason, count)  # most frequent first: they get the names
+            named[key] = named.get(key, 0) + count
+        self._count_points(add, acc, named, sorted(state.services_seen), trades=trades,
+                           dlq_topics=sorted(book.depth))  # fmt: skip
+        for topic, reason in sorted(named):
+            add("dlq_depth_by_reason", book.depth[topic][reason], topic=topic, reason=reason)
+        for topic, total in sorted(book.by_topic().items()):
+            add("dlq_depth", total, topic=topic)
+        self._queue_points(acc, add)
+        for (stage, service), count in sorted(acc.stuck.items()):
+            add("stuck_trades", count, stage=stage, service=service)
+        for metric, counts in (("late_events", acc.late), ("corrected_events", acc.corrected),
+                               ("repeated_events", acc.repeated),
+                               ("invalid_messages", acc.invalid),
+                               ("future_events", acc.future)):  # fmt: skip
+            for topic, count in sorted(counts.items()):
+                add(metric, count, topic=topic)
+        if acc.untracked_trades:
+            add("trades_untracked", acc.untracked_trades)
+        if acc.untracked_partitions:
+            add("partitions_untracked", acc.untracked_partitions)
+        return window.points()
+
+    def _dlq_names(self, acc: WindowAcc) -> dict[tuple[str, str], int]:
+        """A window's DLQ events per the labels the book names them by now (no counting)."""
+        book = self._state.dlq
+        assert book is not None  # noqa: S101 - made in __init__
+        named: dict[tuple[str, str], int] = {}
+        for (topic, reason), count in acc.dlq.items():
+            reasons = book.depth.get(topic)
+            if reasons is None:
+                topic, reasons = limits.OTHER, book.depth.get(limits.OTHER, {})
+            key = (topic, reason if reason in reasons else limits.OTHER)
+            named[key] = named.get(key, 0) + count
+        return named
+
+    def _count_points(
+        self,
+        add: Callable[..., None],
+        acc: WindowAcc,
+        named_dlq: dict[tuple[str, str], int],
+        tps_services: Iterable[str],
+        *,
+        trades: bool = True,
+        dlq_topics: Iterable[str] = (),
+    ) -> None:
+        """A window's count-type points (:data:`CORRECTED`, :data:`UPDATED`) from ``acc``.
+
+        ``tps`` for ``tps_services`` and ``dlq_rate`` for ``dlq_topics`` as well as for
+        those with events: the expected ones, zero when silent.
+        """
+        length = self._config.window_s
+        per_service: dict[str, int] = {}
+        for (service, event_type), count in sorted(acc.events.items()):
+            add("events", count, service=service, event_type=event_type)
+            per_service[service] = per_service.get(service, 0) + count
+        for service in sorted({*tps_services, *per_service}):
+            add("tps", per_service.get(service, 0) / length, service=service)
+        if trades:
             add("trades_started", acc.started)
             add("trades_completed", acc.completed)
             add("trades_rejected", acc.rejected)
@@ -229,14 +358,14 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         if acc.e2e.count:
             for name, q in QUANTILES:
                 add("e2e_latency_ms", acc.e2e.quantile(q), quantile=name)
-        self._queue_points(acc, add)
-        dlq_window = self._dlq_points(acc, add)
-        assert state.dlq is not None  # noqa: S101 - made in __init__
-        for topic, total in sorted(state.dlq.by_topic().items()):
-            add("dlq_depth", total, topic=topic)
-            add("dlq_rate", dlq_window.get(topic, 0) / length, topic=topic)
+        per_topic: dict[str, int] = {}
+        for (topic, reason), count in sorted(named_dlq.items()):
+            add("dlq_events", count, topic=topic, reason=reason)
+            per_topic[topic] = per_topic.get(topic, 0) + count
+        for topic in sorted({*dlq_topics, *per_topic}):
+            add("dlq_rate", per_topic.get(topic, 0) / length, topic=topic)
         if acc.started:
-            add("dlq_ratio", sum(dlq_window.values()) / acc.started)
+            add("dlq_ratio", sum(per_topic.values()) / acc.started)
         errors: dict[str, int] = {}
         for (service, error_type), count in sorted(acc.errors.items()):
             add("errors", count, service=service, error_type=error_type)
@@ -251,34 +380,6 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             levels[(service, level)] = levels.get((service, level), 0) + count
         for (service, level), count in sorted(levels.items()):
             add("log_rate", count / length, service=service, level=level)
-        for (stage, service), count in sorted(acc.stuck.items()):
-            add("stuck_trades", count, stage=stage, service=service)
-        for topic, count in sorted(acc.late.items()):
-            add("late_events", count, topic=topic)
-        for topic, count in sorted(acc.invalid.items()):
-            add("invalid_messages", count, topic=topic)
-        for topic, count in sorted(acc.future.items()):
-            add("future_events", count, topic=topic)
-        if acc.untracked_trades:
-            add("trades_untracked", acc.untracked_trades)
-        if acc.untracked_partitions:
-            add("partitions_untracked", acc.untracked_partitions)
-        return window.points()
-
-    def _dlq_points(self, acc: WindowAcc, add: Callable[..., None]) -> dict[str, int]:
-        """DLQ events and depth per named reason (most frequent first); events per topic."""
-        book = self._state.dlq
-        assert book is not None  # noqa: S101 - made in __init__
-        named: dict[tuple[str, str], int] = {}
-        for (topic, reason), count in sorted(acc.dlq.items(), key=lambda kv: (-kv[1], kv[0])):
-            key = book.add(topic, reason, count)
-            named[key] = named.get(key, 0) + count
-        per_topic: dict[str, int] = {}
-        for (topic, reason), count in sorted(named.items()):
-            add("dlq_events", count, topic=topic, reason=reason)
-            add("dlq_depth_by_reason", book.depth[topic][reason], topic=topic, reason=reason)
-            per_topic[topic] = per_topic.get(topic, 0) + count
-        return per_topic
 
     def _queue_points(self, acc: WindowAcc, add: Callable[..., None]) -> None:
         pipeline = self._config.pipeline

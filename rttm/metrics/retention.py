@@ -32,6 +32,7 @@ _OLD = {
         " AND b.at < %(cutoff)s)"
     ),
     "rttm_stuck_trades": "FROM rttm_stuck_trades WHERE last_event_time < %(cutoff)s",
+    "rttm_metrics_uncounted": "FROM rttm_metrics_uncounted WHERE event_time < %(cutoff)s",
 }
 
 

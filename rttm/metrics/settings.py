@@ -24,8 +24,11 @@ ENV_ALERT_RULES = "RTTM_ALERT_RULES"
 ENV_WINDOW = "RTTM_METRICS_WINDOW"
 ENV_LATENESS = "RTTM_METRICS_LATENESS"
 ENV_SHARDS = "RTTM_METRICS_SHARDS"
+ENV_CORRECTION = "RTTM_METRICS_CORRECTION"
 DEFAULT_WINDOW = "10s"
 DEFAULT_LATENESS = "5s"
+#: How far back in event time a late event still corrects its closed window.
+DEFAULT_CORRECTION = "1h"
 DEFAULT_SHARDS = 2
 MAX_SHARDS = 64
 
@@ -66,13 +69,14 @@ def engine_config(env: Mapping[str, str] = os.environ) -> EngineConfig:
         msg = f"{ENV_WINDOW} must be a whole number of seconds, at least 1s, got {window:g}s"
         raise ConfigError(msg)
     lateness = _duration(env, ENV_LATENESS, DEFAULT_LATENESS)
+    correction = _duration(env, ENV_CORRECTION, DEFAULT_CORRECTION)
     raw_shards = env.get(ENV_SHARDS, "").strip() or str(DEFAULT_SHARDS)
     if not raw_shards.isdigit() or not 1 <= int(raw_shards) <= MAX_SHARDS:
         msg = f"{ENV_SHARDS} must be an integer from 1 to {MAX_SHARDS}, got {raw_shards!r}"
         raise ConfigError(msg)
     return EngineConfig(
         pipeline=pipeline_from_env(env),
-        window_s=window, lateness_s=lateness, shards=int(raw_shards),
+        window_s=window, lateness_s=lateness, correction_s=correction, shards=int(raw_shards),
         limits=Limits.from_env(env),
     )  # fmt: skip
 

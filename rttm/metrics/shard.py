@@ -6,8 +6,14 @@ has reported once) — a partition being replayed holds it
 back, so a backlog never makes its own events late. Partitions read to their end (the
 source's heartbeats) stop holding it back; when all are, and their heartbeats are fresh,
 the watermark moves on with the wall clock, so windows close and trades become stuck while
-the platform is silent. A window closes when the watermark passes its end; an event for a
-closed window is counted as late, in the oldest open window, and still moves its trade.
+the platform is silent. A window closes when the watermark passes its end.
+
+An event for a closed window no older than the correction horizon (``correction_s``, event
+time before the oldest open window) goes into that window's *correction*, sent to the merge
+step about once a second, which rewrites the window's stored counts; it is counted in
+``corrected_events`` of the oldest open window. An older one is counted as ``late_events``
+there, noted as uncounted, and only moves its trade. Repeats of counted events, by
+``event_id`` (:mod:`rttm.metrics.repeats`), are dropped and counted in ``repeated_events``.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ from bytewax.operators import StatefulLogic
 
 from rttm import stopping
 from rttm.errors import RttmError
-from rttm.metrics.events import DLQ, ERROR, LOG, QUEUE, TRADE, Chunk
+from rttm.metrics import stats
+from rttm.metrics.events import DLQ, ERROR, LOG, QUEUE, TIME_AT, TRADE, Chunk, Uncounted
 from rttm.metrics.limits import OTHER, Limits
 from rttm.metrics.pipeline import Pipeline
 from rttm.metrics.queues import QueueTracker
+from rttm.metrics.repeats import Repeats
 from rttm.metrics.trades import REMEMBER_ENDED_S, Recovered, Stuck, TradeTracker
 from rttm.metrics.windows import WindowAcc, window_start
 
@@ -45,6 +53,8 @@ MAX_FUTURE_S = 300.0
 #: A stretch of this many windows without data is skipped, not emitted window by window
 #: (an outage of hours, or a stray old event, must not mean millions of empty windows).
 MAX_EMPTY_WINDOWS = 360
+#: Uncounted events a shard holds at most before it reports them (else once a tick).
+MAX_UNCOUNTED = 10_000
 _NEG_INF = float("-inf")
 _OTHER2, _OTHER3 = (OTHER, OTHER), (OTHER, OTHER, OTHER)
 K = TypeVar("K", bound=tuple[str, ...])
@@ -66,6 +76,8 @@ class EngineConfig:
     pipeline: Pipeline
     window_s: float = 10.0
     lateness_s: float = 5.0
+    #: A late event for a closed window this recent (event time) corrects it; older: late.
+    correction_s: float = 3600.0
     shards: int = 2
     #: Every source partition ("topic/partition"): none may be passed by the watermark
     #: before it has reported once (data or a heartbeat).
@@ -93,13 +105,19 @@ class EngineConfig:
 
 @dataclass(slots=True)
 class ShardReport:
-    """What a shard sends the merge step: closed windows, stuck and recovered trades."""
+    """What a shard sends the merge step: closed windows, stuck and recovered trades.
+
+    Also the corrections of windows it closed before (late events to add to them), and the
+    events it left uncounted.
+    """
 
     shard: str
     frontier: float  # every window ending at or before this is final from this shard
     windows: list[tuple[float, WindowAcc]]
     stuck: list[Stuck]
     recovered: list[Recovered]
+    corrections: list[tuple[float, WindowAcc]] = field(default_factory=list)
+    uncounted: list[Uncounted] = field(default_factory=list)
 
 
 @dataclass
@@ -125,6 +143,10 @@ class ShardState:
     layout: tuple[float, int] = (0.0, 0)  # EngineConfig.layout() it was made with
     future_unplaced: dict[str, int] = field(default_factory=dict)  # future events to count
     stages: tuple[str, ...] = ()  # the pipeline's stage names it was made with
+    corrections: dict[float, WindowAcc] = field(default_factory=dict)  # closed window -> late
+    uncounted: list[Uncounted] = field(default_factory=list)  # not yet reported
+    repeats: Repeats = field(default_factory=Repeats)
+    flushed_at: float = 0.0  # wall clock when corrections were last reported
 
 
 class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
@@ -148,6 +170,7 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
         self._per_window = 2 * config.limits.series
         self._state.trades.capacity = config.shard_share(config.limits.trades)
         self._state.queues.capacity = config.shard_share(config.limits.partitions)
+        self._state.repeats.capacity = config.shard_share(config.limits.ids)
 
     # -- Bytewax hooks ------------------------------------------------------------------
 
@@ -183,7 +206,7 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
         if math.isinf(state.newest) or stopping.requested():
             return [], StatefulLogic.RETAIN
         end = window_start(state.newest, self._config.window_s) + self._config.window_s
-        return [self._close(end, state.newest, [])], StatefulLogic.RETAIN
+        return [self._close(end, state.newest, [], time.time())], StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         """Wake up every ``TICK_S`` once data flows."""
@@ -197,10 +220,16 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
 
     def _drop_future(self, chunk: Chunk, limit: float) -> float:
         """Remove events dated after ``limit`` from ``chunk``, counting them; the new high."""
-        kept = [event for event in chunk.events if event[-1] <= limit]
+        at = TIME_AT[chunk.kind]
+        kept = [event for event in chunk.events if event[at] <= limit]
         future = len(chunk.events) - len(kept)
+        if chunk.kind != QUEUE:  # stored by the ingestion, so noted for the recount
+            self._state.uncounted.extend(
+                Uncounted(chunk.topic, chunk.partition, event[-2], event[at], "future")
+                for event in chunk.events if event[at] > limit
+            )  # fmt: skip
         chunk.events = kept
-        high = max((event[-1] for event in kept), default=_NEG_INF)
+        high = max((event[at] for event in kept), default=_NEG_INF)
         moment = high if not math.isinf(high) else self._state.newest
         acc = self._acc(moment) if not math.isinf(moment) else None
         if acc is None:  # no window to count them in yet (or it closed): the next one
@@ -221,63 +250,105 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
             acc = state.windows[start] = WindowAcc()
         return acc
 
-    def _late(self, topic: str) -> None:
+    def _arrivals(self) -> WindowAcc:
+        """The oldest open window: where late, corrected and repeated events are counted."""
         state = self._state
         assert state.closed_until is not None  # noqa: S101 - only closed windows make late
         acc = state.windows.get(state.closed_until)
         if acc is None:
             acc = state.windows[state.closed_until] = WindowAcc()
-        acc.late[topic] = acc.late.get(topic, 0) + 1
+        return acc
+
+    def _late(self, topic: str, count: int = 1) -> None:
+        late = self._arrivals().late
+        late[topic] = late.get(topic, 0) + count
 
     def _apply(self, chunk: Chunk) -> list[Recovered]:
         recovered: list[Recovered] = []
-        kind, topic = chunk.kind, chunk.topic
-        if kind == TRADE:
-            trades = self._state.trades
-            for event in chunk.events:
-                acc = self._acc(event[3])
-                if acc is None:
-                    self._late(topic)
-                else:
-                    key = (event[1], event[2])
-                    counts = acc.events
-                    count = counts.get(key)
-                    if count is None and len(counts) >= self._per_window:
-                        key = _OTHER2  # a label set per event: bounded here, folded later
-                        count = counts.get(key)
-                    counts[key] = (count or 0) + 1
-                back = trades.observe(event, acc)
-                if back is not None:
-                    recovered.append(back)
-        elif kind == QUEUE:
+        topic = chunk.topic
+        if chunk.kind == QUEUE:
             for event in chunk.events:
                 if self._acc(event[5]) is None:
                     self._late(topic)
                 self._state.queues.add(event)
         else:
-            self._count(kind, topic, chunk.events)
+            recovered = self._count(chunk)
         if chunk.invalid:
             moment = chunk.high if not math.isinf(chunk.high) else self._state.newest
             acc = self._acc(moment) if not math.isinf(moment) else None
+            if acc is None and self._state.closed_until is not None:
+                acc = self._arrivals()  # no window of its own: counted on arrival
             if acc is not None:
                 acc.invalid[topic] = acc.invalid.get(topic, 0) + chunk.invalid
-            elif self._state.closed_until is not None:
-                self._late(topic)
         return recovered
 
-    def _count(self, kind: str, topic: str, events: list[tuple[str, ...]]) -> None:
-        """DLQ, error and log events: counters of the event's window."""
-        cap = self._per_window
-        for event in events:
-            acc = self._acc(event[-1])  # type: ignore[arg-type]  # the last field is the time
-            if acc is None:
-                self._late(topic)
+    def _count(self, chunk: Chunk) -> list[Recovered]:
+        """Trade, DLQ, error and log events: counters and sketches of the event's window.
+
+        The window is open, or closed and within the horizon (its correction), or older
+        (late: not counted). A repeat of an event already counted is dropped.
+        """
+        state, length, cap = self._state, self._config.window_s, self._per_window
+        kind, topic = chunk.kind, chunk.topic
+        closed = state.closed_until
+        oldest = _NEG_INF if closed is None else closed - self._config.correction_s
+        windows, corrections, repeats = state.windows, state.corrections, state.repeats
+        trades = state.trades if kind == TRADE else None
+        recovered: list[Recovered] = []
+        late = corrected = repeated = 0
+        for event in chunk.events:
+            moment = event[-3]
+            start = window_start(moment, length)
+            if closed is None or start >= closed:
+                acc = windows.get(start)
+                if acc is None:
+                    acc = windows[start] = WindowAcc()
+            elif start >= oldest:
+                acc = corrections.get(start)
+                if acc is None:
+                    acc = corrections[start] = WindowAcc()
+            else:
+                late += 1
+                state.uncounted.append(Uncounted(topic, chunk.partition, event[-2], moment, "late"))
+                if trades is not None:  # still moves its trade, without counting
+                    back = trades.observe(event, None)
+                    if back is not None:
+                        recovered.append(back)
+                continue
+            if not repeats.fresh(event[-1], start):
+                repeated += 1
+                continue
+            if closed is not None and start < closed:
+                corrected += 1
+            if trades is not None:
+                key2 = (event[1], event[2])
+                _bump(acc.events, key2, cap, _OTHER2)
+                back = trades.observe(event, acc)
+                if back is not None:
+                    recovered.append(back)
             elif kind == DLQ:
                 _bump(acc.dlq, (event[0], event[1]), cap, _OTHER2)
             elif kind == ERROR:
                 _bump(acc.errors, (event[0], event[1]), cap, _OTHER2)
             elif kind == LOG and event[1].upper() in COUNTED_LEVELS:
                 _bump(acc.logs, (event[0], event[1], event[2]), cap, _OTHER3)
+        if late or corrected or repeated:
+            self._note_arrivals(topic, late, corrected, repeated, chunk)
+        return recovered
+
+    def _note_arrivals(self, topic: str, late: int, corrected: int, repeated: int,
+                       chunk: Chunk) -> None:  # fmt: skip
+        """Count a chunk's late, corrected and repeated events where they arrived."""
+        if self._state.closed_until is None:  # nothing closed yet: only repeats, in place
+            moment = chunk.high if not math.isinf(chunk.high) else self._state.newest
+            acc = self._acc(moment)
+        else:
+            acc = self._arrivals()
+        assert acc is not None  # noqa: S101 - an open window, or the oldest open one
+        for into, count in ((acc.late, late), (acc.corrected, corrected), (acc.repeated, repeated)):
+            if count:
+                into[topic] = into.get(topic, 0) + count
+        stats.record_arrivals(late, corrected, repeated)
 
     # -- time ---------------------------------------------------------------------------
 
@@ -298,18 +369,37 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
     def _advance(self, now: float, recovered: list[Recovered]) -> list[ShardReport]:
         state = self._state
         state.watermark = max(state.watermark, self._watermark(now))
+        due = bool(state.corrections or state.uncounted) and (
+            now - state.flushed_at >= TICK_S or len(state.uncounted) >= MAX_UNCOUNTED
+        )
         if math.isinf(state.watermark):
-            return (
-                [ShardReport(self._state.shard, _NEG_INF, [], [], recovered)] if recovered else []
-            )
+            if not (recovered or due):
+                return []
+            report = ShardReport(self._state.shard, _NEG_INF, [], [], recovered)
+            self._flush(report, now)
+            return [report]
         before = state.closed_until
-        report = self._close(state.watermark, state.watermark, recovered)
-        if report.frontier == before and not (report.stuck or report.recovered):
+        report = self._close(state.watermark, state.watermark, recovered, now if due else None)
+        if report.frontier == before and not (
+            report.stuck or report.recovered or report.corrections or report.uncounted
+        ):
             return []
         return [report]
 
-    def _close(self, until: float, stuck_limit: float, recovered: list[Recovered]) -> ShardReport:
-        """Close every window ending at or before ``until``; trades stuck by ``stuck_limit``."""
+    def _flush(self, report: ShardReport, now: float) -> None:
+        """Move the pending corrections and uncounted events into ``report``."""
+        state = self._state
+        report.corrections = sorted(state.corrections.items())
+        report.uncounted = state.uncounted
+        state.corrections, state.uncounted, state.flushed_at = {}, [], now
+
+    def _close(
+        self, until: float, stuck_limit: float, recovered: list[Recovered], flush: float | None
+    ) -> ShardReport:
+        """Close every window ending at or before ``until``; trades stuck by ``stuck_limit``.
+
+        With ``flush`` (the wall clock now), the report carries the pending corrections.
+        """
         state, length = self._state, self._config.window_s
         trades, queues = state.trades, state.queues
         if state.closed_until is None:
@@ -343,4 +433,8 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
         state.closed_until = start
         stuck.extend(trades.due(stuck_limit))
         trades.forget_ended(stuck_limit - REMEMBER_ENDED_S)
-        return ShardReport(self._state.shard, start, closed, stuck, recovered)
+        state.repeats.forget_before(start - self._config.correction_s)
+        report = ShardReport(self._state.shard, start, closed, stuck, recovered)
+        if flush is not None:
+            self._flush(report, flush)
+        return report

@@ -26,6 +26,11 @@ class Counters:
     alerts_folded: dict[str, int] = field(default_factory=dict)
     #: Trades and queue partitions let go for space (the state caps), since the start.
     evicted: dict[str, int] = field(default_factory=dict)
+    #: Events past the correction horizon, late ones applied to their window, repeats.
+    late: int = 0
+    corrected: int = 0
+    repeated: int = 0
+    corrections: int = 0  # windows rewritten by the merge step
     started: float = field(default_factory=time.monotonic)
 
 
@@ -58,3 +63,15 @@ def record_evicted(state: str, count: int) -> None:
 def record_alerts_folded(rule: str, count: int) -> None:
     """``count`` series of ``rule`` were watched as its ``__other__`` alert in a window."""
     COUNTERS.alerts_folded[rule] = COUNTERS.alerts_folded.get(rule, 0) + count
+
+
+def record_arrivals(late: int, corrected: int, repeated: int) -> None:
+    """A shard found ``late`` events past the horizon, ``corrected`` applied, ``repeated``."""
+    COUNTERS.late += late
+    COUNTERS.corrected += corrected
+    COUNTERS.repeated += repeated
+
+
+def record_corrections(windows: int) -> None:
+    """The merge step rewrote ``windows`` closed windows with late events."""
+    COUNTERS.corrections += windows

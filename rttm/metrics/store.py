@@ -1,13 +1,15 @@
 """The metrics sink: windows, alerts and stuck trades to PostgreSQL; alerts to Kafka too.
 
 Every row is keyed by event time (window start, alert activation, the trade's last event),
-so a replay after a crash rewrites what it wrote before; a batch is one transaction, retried
-by the policy of ``rttm.db.retry`` (with backoff while the database is away; a statement
-PostgreSQL refuses stops the flow instead: retrying it would never end). Transitions are
-published after the commit and acknowledged before the batch is done: at-least-once, keyed
-by rule, each carrying its idempotency key in a header. With receivers configured, the same
-transaction writes the alert outbox, which a :class:`~rttm.alerts.sender.Sender` per
-process delivers.
+so a replay after a crash rewrites what it wrote before; a window's correction replaces its
+count-type points (delete, then insert), after any points of the same batch. A batch is one
+transaction, retried by the policy of ``rttm.db.retry`` (with backoff while the database is
+away; a statement PostgreSQL refuses stops the flow instead: retrying it would never end).
+Transitions are published after the commit and acknowledged before the batch is done:
+at-least-once, keyed by rule, each carrying its idempotency key in a header. With receivers
+configured, the same transaction writes the alert outbox, which a
+:class:`~rttm.alerts.sender.Sender` per process delivers. Events the engine left uncounted
+go to ``rttm_metrics_uncounted``.
 """
 
 from __future__ import annotations
@@ -31,13 +33,17 @@ from rttm.alerts.rules import Rule
 from rttm.alerts.sender import Sender
 from rttm.db.connect import sink_connection
 from rttm.db.retry import BACKOFF_CAP_S, BACKOFF_START_S, Failure, Retry
-from rttm.metrics.merge import MetricsOutput
+from rttm.metrics.merge import CORRECTED, MetricsOutput
+from rttm.metrics.points import Point
 from rttm.outage import OutageLog
 from rttm.registry import ALERT_EVENTS_TOPIC
 
 _LOG = logging.getLogger("rttm.metrics.sink")
-#: The tables this sink writes (migrations 0005 and 0007).
-TABLES = ("rttm_metrics", "rttm_alerts", "rttm_stuck_trades", "rttm_alert_outbox")
+#: The tables this sink writes (migrations 0005, 0007 and 0008).
+TABLES = (
+    "rttm_metrics", "rttm_alerts", "rttm_stuck_trades", "rttm_alert_outbox",
+    "rttm_metrics_uncounted",
+)  # fmt: skip
 #: How long closing the sink waits for the broker to take the last alert events.
 FLUSH_TIMEOUT_S = 10.0
 OUTAGE = OutageLog(
@@ -50,6 +56,15 @@ UPSERT_POINT = (
     " VALUES (%s, %s, %s::jsonb, %s, %s)"
     " ON CONFLICT (metric, window_start, labels) DO UPDATE"
     " SET value = excluded.value, window_end = excluded.window_end, computed_at = now()"
+)
+#: A corrected window's points of the rewritten metrics, and their cardinality notes.
+DELETE_CORRECTED = (
+    "DELETE FROM rttm_metrics WHERE window_start = %(start)s AND (metric = ANY(%(metrics)s)"
+    " OR (metric = 'cardinality_exceeded' AND labels->>'metric' = ANY(%(metrics)s)))"
+)
+INSERT_UNCOUNTED = (
+    "INSERT INTO rttm_metrics_uncounted (topic, kafka_partition, kafka_offset, event_time,"
+    " reason) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
 )
 INSERT_TRANSITION = (
     "INSERT INTO rttm_alerts (rule, labels, started_at, state, at, value, severity, summary,"
@@ -69,6 +84,10 @@ MARK_RECOVERED = (
 
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def _point_row(p: Point) -> tuple[Any, ...]:
+    return p.metric, p.window_start, outbox.labels_json(p.labels), p.window_end, p.value
 
 
 class MetricsWriter:
@@ -128,10 +147,17 @@ class MetricsWriter:
         computed: datetime,
     ) -> bool:
         """One transaction of every row; returns whether it queued notifications."""
-        points = [
-            (p.metric, p.window_start, outbox.labels_json(p.labels), p.window_end, p.value)
+        points = [_point_row(p) for out in outputs for p in out.points]
+        corrected: dict[datetime, list[Point]] = {}  # the latest of each window's corrections
+        for out in outputs:
+            for correction in out.corrections:
+                corrected[correction.window_start] = correction.points
+        cleared = [{"start": start, "metrics": sorted(CORRECTED)} for start in corrected]
+        rewritten = [_point_row(p) for found in corrected.values() for p in found]
+        uncounted = [
+            (u.topic, u.partition, u.offset, _utc(u.time), u.reason)
             for out in outputs
-            for p in out.points
+            for u in out.uncounted
         ]
         transitions = [
             (t.rule, outbox.labels_json(t.labels), t.started_at, t.state, t.at, t.value, t.severity,
@@ -156,8 +182,9 @@ class MetricsWriter:
                 (t for out in outputs for t in out.transitions), delivery, computed
             )
         with conn.transaction(), conn.cursor() as cur:
-            batches: list[tuple[str, list[tuple[Any, ...]]]] = [
-                (UPSERT_POINT, points), (INSERT_TRANSITION, transitions),
+            batches: list[tuple[str, Sequence[Any]]] = [
+                (UPSERT_POINT, points), (DELETE_CORRECTED, cleared), (UPSERT_POINT, rewritten),
+                (INSERT_UNCOUNTED, uncounted), (INSERT_TRANSITION, transitions),
                 (INSERT_STUCK, stuck), (MARK_RECOVERED, recovered), (outbox.ENQUEUE, notices),
             ]  # fmt: skip
             for statement, rows in batches:

@@ -94,9 +94,20 @@ class TradeTracker:
     evicted: int = 0  # trades let go for space since the last ``take_evicted``
 
     def observe(self, event: Trade, acc: WindowAcc | None) -> Recovered | None:
-        """Apply one trade event; its latencies and outcome go into ``acc`` (None: late)."""
-        trade_id, service, event_type, moment = event
+        """Apply one trade event; its latencies and outcome go into ``acc`` (None: late).
+
+        Trades started, completed and rejected are counted per event of those types, as a
+        count over the stored events gives them, whatever the order the events arrive in.
+        """
+        trade_id, service, event_type, moment = event[0], event[1], event[2], event[3]
         pipeline = self.pipeline
+        if acc is not None:
+            if event_type in pipeline.first_events:
+                acc.started += 1
+            if event_type in pipeline.completed:
+                acc.completed += 1
+            elif event_type in pipeline.rejected:
+                acc.rejected += 1
         move = pipeline.moves.get(event_type)
         state = self.live.get(trade_id)
         recovered = None
@@ -104,8 +115,6 @@ class TradeTracker:
             if trade_id in self.ended:
                 return None
             created = moment if event_type in pipeline.first_events else None
-            if created is not None and acc is not None:
-                acc.started += 1
             index = move[0] if move is not None and move[1] else -1
             state = self.live[trade_id] = _Live(index, moment, created, sys.intern(event_type),
                                                 sys.intern(service))  # fmt: skip
@@ -113,6 +122,8 @@ class TradeTracker:
                 self._evict()
         else:
             self.live[trade_id] = self.live.pop(trade_id)  # most recently active last
+            if state.created is None and event_type in pipeline.first_events:
+                state.created = moment  # its first event arrived after a later one
             if state.stuck and moment > state.last:  # not a redelivery of its last event
                 recovered = Recovered(trade_id, state.last, moment)
                 self._unstick(state)
@@ -127,15 +138,9 @@ class TradeTracker:
             if moment >= state.last:
                 state.last_type, state.last = sys.intern(event_type), moment
                 state.service = sys.intern(service)
-        if event_type in pipeline.completed:
-            if acc is not None:
-                acc.completed += 1
-                if state.created is not None:
-                    acc.e2e.add((moment - state.created) * 1000)
-            self._end(trade_id, moment)
-        elif event_type in pipeline.rejected:
-            if acc is not None:
-                acc.rejected += 1
+        if event_type in pipeline.completed or event_type in pipeline.rejected:
+            if acc is not None and state.created is not None and event_type in pipeline.completed:
+                acc.e2e.add((moment - state.created) * 1000)
             self._end(trade_id, moment)
         else:
             stuck_after = pipeline.stages[self._stage_index(state)].stuck_after_s

@@ -59,13 +59,15 @@ class WindowAcc:
     dlq: dict[tuple[str, str], int] = field(default_factory=dict)  # (dlq topic, reason)
     errors: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, error_type)
     logs: dict[tuple[str, str, str], int] = field(default_factory=dict)  # service, level, cat.
-    late: dict[str, int] = field(default_factory=dict)  # topic
+    late: dict[str, int] = field(default_factory=dict)  # topic: past the horizon, not counted
     invalid: dict[str, int] = field(default_factory=dict)  # topic
     future: dict[str, int] = field(default_factory=dict)  # topic: dated beyond the clock
     queues: list[QueueGauge] = field(default_factory=list)
     stuck: dict[tuple[str, str], int] = field(default_factory=dict)  # (stage, service) now
     untracked_trades: int = 0  # trades let go for space (the engine's cap) in the window
     untracked_partitions: int = 0  # queue partitions let go for space in the window
+    corrected: dict[str, int] = field(default_factory=dict)  # topic: late, applied to theirs
+    repeated: dict[str, int] = field(default_factory=dict)  # topic: repeats of counted events
 
     def __setstate__(self, state: list[object]) -> None:
         """Restore a pickled accumulator; fields added since it was made get their defaults."""
@@ -99,6 +101,8 @@ class WindowAcc:
         _add(self.stuck, other.stuck)
         self.untracked_trades += other.untracked_trades
         self.untracked_partitions += other.untracked_partitions
+        _add(self.corrected, other.corrected)
+        _add(self.repeated, other.repeated)
 
 
 #: Each field of :class:`WindowAcc` in order, with a maker of its default.

@@ -1,0 +1,160 @@
+"""Late events correct their closed windows; repeats are dropped as the tables drop them.
+
+The engine runs as in the flow, on raw batches through Bytewax's testing source (the flow
+against the real broker and PostgreSQL is in ``test_metrics_convergence``). Here: what a
+correction rewrites, the horizon, repeats by ``event_id``, and a recovery snapshot taken
+while corrections wait to be sent.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import Counter
+from datetime import datetime, timedelta
+
+from benchmarks.simulated import T0, raw_batches, sources
+from rttm.contracts import DlqEvent, ErrorEvent, TradeEvent
+from rttm.ingest.source import RawBatch
+from rttm.metrics.events import split_batch
+from rttm.metrics.merge import MergeLogic, MetricsOutput
+from rttm.metrics.repeats import NO_ID, Repeats, id_key
+from rttm.metrics.shard import ShardLogic, ShardReport
+from tests.metrics_helpers import engine_config, run_engine, series, stored
+
+SERVICE = "simulation-service"
+
+
+def trade(trade_id: str, event_type: str, at: float, event_id: str | None = None) -> TradeEvent:
+    return TradeEvent(event_id=event_id, trade_id=trade_id, service_name=SERVICE,
+                      event_type=event_type, event_status="SUCCESS",
+                      event_time=T0 + timedelta(seconds=at))  # fmt: skip
+
+
+def created(count: int, start: float, every: float, prefix: str) -> list[TradeEvent]:
+    """``count`` trades created ``every`` s apart from ``start``, each with an event_id."""
+    return [trade(f"{prefix}{n}", "TRADE_CREATED", start + n * every, f"{prefix}-id-{n}")
+            for n in range(count)]  # fmt: skip
+
+
+def window(at: float) -> datetime:
+    return T0 + timedelta(seconds=at // 10 * 10)
+
+
+def dlq(event_id: str, at: float) -> DlqEvent:
+    return DlqEvent(event_id=event_id, trade_id="X", service_name=SERVICE, reason="bad",
+                    topic_name="trades.dlq", event_time=T0 + timedelta(seconds=at))  # fmt: skip
+
+
+def error(event_id: str, at: float) -> ErrorEvent:
+    return ErrorEvent(event_id=event_id, trade_id="X", service_name=SERVICE, error_type="Timeout",
+                      error_message="slow", event_time=T0 + timedelta(seconds=at))  # fmt: skip
+
+
+def test_a_correction_rewrites_counts_rates_ratios_and_latency_of_its_window() -> None:
+    on_time = [*created(60, 0.0, 1.0, "A"), *(dlq(f"d{n}", n * 10 + 5) for n in range(6)),
+               *(error(f"e{n}", n * 10 + 5) for n in range(6))]  # fmt: skip
+    late = [
+        *created(5, 2.0, 0.5, "L"),  # five more trades created in the first window
+        trade("A1", "CAPTURE_SUCCESS", 1.4, "A1-capture"),  # a hop: latency of the window
+        dlq("late-d", 4.0),
+        error("late-e", 4.0),
+    ]
+    # Every on-time batch first, then the late ones (their offsets do not matter here).
+    batches = raw_batches(on_time, partitions=1, batch=20) + raw_batches(late, partitions=1)
+    out = run_engine(batches, engine_config(sources=sources(batches), shards=1))
+    points = stored(out)
+    first = window(0)
+    assert series(out.points, "trades_started")[first] == 10  # what was known at the time
+    assert series(points, "trades_started")[first] == 15
+    assert series(points, "events", service=SERVICE, event_type="TRADE_CREATED")[first] == 15
+    assert series(points, "events", event_type="CAPTURE_SUCCESS")[first] == 1
+    assert series(points, "tps", service=SERVICE)[first] == 1.6
+    assert series(out.points, "dlq_events", topic="trades.dlq")[first] == 1
+    assert series(points, "dlq_events", topic="trades.dlq")[first] == 2
+    assert series(points, "dlq_ratio")[first] == 2 / 15
+    assert series(points, "error_ratio", service=SERVICE)[first] == 2 / 16
+    assert series(points, "hop_latency_ms", quantile="p50")[first] > 0
+    assert sum(p.value for p in points if p.metric == "corrected_events") == len(late)
+    assert not series(points, "late_events")
+    # Rules saw the window as it was: alerts are not evaluated on corrections.
+    assert all(t.at >= first for t in out.transitions)
+
+
+def test_repeats_of_an_event_id_are_dropped_and_counted_as_repeated() -> None:
+    first = created(30, 0.0, 1.0, "R")
+    again = created(10, 0.0, 1.0, "R")  # the same ids again, as a producer retry sends them
+    anonymous = [trade("N1", "TRADE_CREATED", 5.0), trade("N1", "TRADE_CREATED", 5.0)]
+    batches = raw_batches([*first, *again, *anonymous], partitions=1, batch=15)
+    out = run_engine(batches, engine_config(sources=sources(batches), shards=1))
+    points = stored(out)
+    # Without an event_id each delivery is a row of its own (keyed by Kafka coordinates).
+    assert sum(series(points, "trades_started").values()) == 30 + 2
+    assert sum(series(points, "repeated_events", topic="rttm.trade.events").values()) == 10
+
+
+def test_the_same_trade_event_id_at_another_time_is_another_event() -> None:
+    # rttm_trade_events is keyed by (dedupe_key, event_time): so is the engine.
+    assert id_key("x", 1.0) != id_key("x", 2.0)
+    assert id_key("x", 1.0) == id_key("x", 1.0) != NO_ID
+    assert id_key(None, 1.0) == NO_ID
+
+
+def test_repeats_memory_is_bounded_and_survives_a_snapshot() -> None:
+    memory = Repeats(capacity=1000)
+    for n in range(3000):
+        assert memory.fresh(id_key(f"id-{n}"), float(n // 100 * 10))
+    assert len(memory) <= 1000
+    assert not memory.fresh(id_key("id-2999"), 290.0)  # the newest are kept
+    restored = pickle.loads(pickle.dumps(memory))  # noqa: S301 - made right here
+    assert len(restored) == len(memory)
+    assert not restored.fresh(id_key("id-2999"), 290.0)
+    restored.forget_before(300.0)
+    assert len(restored) == 0
+    assert restored.fresh(id_key("id-2999"), 290.0)
+
+
+def _reports(logic: ShardLogic, batches: list[RawBatch]) -> list[ShardReport]:
+    reports: list[ShardReport] = []
+    for batch in batches:
+        for _, chunk in split_batch(batch, 1):
+            reports += logic.on_item(chunk)[0]
+    return reports
+
+
+def _merged(merge: MergeLogic, reports: list[ShardReport]) -> list[MetricsOutput]:
+    return [out for report in reports for out in merge.on_item(report)[0]]
+
+
+def test_corrections_pending_in_a_snapshot_land_once_after_a_resume() -> None:
+    on_time = created(60, 0.0, 1.0, "S")
+    late_a, late_b = created(3, 1.0, 0.5, "La"), created(4, 3.0, 0.5, "Lb")
+    batches = [*raw_batches(on_time, partitions=1, batch=60), *raw_batches(late_a, 1),
+               *raw_batches(late_b, 1)]  # fmt: skip
+    config = engine_config(sources=sources(batches), shards=1)
+    shard, merge = ShardLogic(config, None), MergeLogic(config, [], None)
+    outputs = _merged(merge, _reports(shard, batches[:2]))  # the first correction is sent
+    assert [c.window_start for out in outputs for c in out.corrections] == [window(0)]
+    outputs += _merged(merge, _reports(shard, batches[2:]))  # within the tick: held back
+    assert shard._state.corrections
+    saved_shard, saved_merge = shard.snapshot(), merge.snapshot()
+    # Killed here. The resumed steps send and apply the pending correction exactly once.
+    shard, merge = ShardLogic(config, saved_shard), MergeLogic(config, [], saved_merge)
+    assert shard._state.corrections
+    outputs += _merged(merge, shard.on_eof()[0])
+    outputs += merge.on_eof()[0]
+    total = MetricsOutput()
+    for out in outputs:
+        total.points += out.points
+        total.corrections += out.corrections
+    assert series(stored(total), "trades_started")[window(0)] == 10 + 3 + 4
+    assert not ShardLogic(config, shard.snapshot())._state.corrections
+
+
+def test_every_count_converges_to_a_count_of_the_distinct_events() -> None:
+    on_time = created(120, 0.0, 0.5, "C")
+    late = created(40, 0.0, 1.5, "D")  # arrive after a minute of newer events
+    repeats = on_time[::7] + late[::5]
+    batches = raw_batches([*on_time, *late, *repeats], partitions=2, batch=25)
+    out = run_engine(batches, engine_config(sources=sources(batches)))
+    truth = Counter(window(e.event_time.timestamp() - T0.timestamp()) for e in on_time + late)
+    assert series(stored(out), "trades_started") == {w: float(n) for w, n in truth.items()}
