@@ -179,13 +179,14 @@ def test_limits_from_the_environment() -> None:
 
 def test_trade_tracker_lets_go_of_the_least_recently_active_and_counts_each_once() -> None:
     tracker = TradeTracker(pipeline.load(), capacity=1000)
-    tracker.observe(("keep", "simulation-service", "TRADE_CREATED", 0.0), None)
+    tracker.observe(("keep", "simulation-service", "TRADE_CREATED", 0.0, 0, 0), None)
     evicted = 0
     for n in range(10_000):
-        tracker.observe((f"T{n}", "simulation-service", "TRADE_CREATED", 1.0 + n * 0.001), None)
+        moment = 1.0 + n * 0.001
+        tracker.observe((f"T{n}", "simulation-service", "TRADE_CREATED", moment, n, 0), None)
         if n % 100 == 0:  # "keep" stays active, so it is never the least recently active
-            tracker.observe(("keep", "trade-capture-service", "CAPTURE_SUCCESS", 1.0 + n * 0.001),
-                            None)  # fmt: skip
+            moved = ("keep", "trade-capture-service", "CAPTURE_SUCCESS", moment, n, 0)
+            tracker.observe(moved, None)
         evicted += tracker.take_evicted()
     assert len(tracker.live) <= 1000
     assert "keep" in tracker.live
@@ -200,8 +201,8 @@ def test_trade_tracker_lets_go_of_the_least_recently_active_and_counts_each_once
 def test_trade_tracker_remembers_a_bounded_number_of_ended_trades() -> None:
     tracker = TradeTracker(pipeline.load(), capacity=100)
     for n in range(1000):
-        tracker.observe((f"T{n}", "simulation-service", "TRADE_CREATED", float(n)), None)
-        tracker.observe((f"T{n}", "trade-capture-service", "CAPTURE_FAILED", n + 0.5), None)
+        tracker.observe((f"T{n}", "simulation-service", "TRADE_CREATED", float(n), n, 0), None)
+        tracker.observe((f"T{n}", "trade-capture-service", "CAPTURE_FAILED", n + 0.5, n, 0), None)
     assert len(tracker.ended) <= 100
     assert len(tracker.ended_order) <= 100
     assert not tracker.live

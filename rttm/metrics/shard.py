@@ -164,6 +164,8 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
                 _LOG.warning("pipeline changed since the snapshot: in-flight trades forgotten")
                 self._state.trades = TradeTracker(config.pipeline)
             self._state.trades.pipeline = config.pipeline
+            for source in self._state.sources.values():  # new data may have come meanwhile:
+                source.caught_up = False  # each holds the watermark until it says otherwise
         self._state.layout, self._state.stages = config.layout(), stages
         #: Label sets a shard counts per window and counter: twice what the merge step
         #: keeps, so that its choice of the largest is rarely cut short here.
@@ -379,7 +381,7 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
             self._flush(report, now)
             return [report]
         before = state.closed_until
-        report = self._close(state.watermark, state.watermark, recovered, now if due else None)
+        report = self._close(state.watermark, state.watermark, recovered, now, due)
         if report.frontier == before and not (
             report.stuck or report.recovered or report.corrections or report.uncounted
         ):
@@ -394,11 +396,17 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
         state.corrections, state.uncounted, state.flushed_at = {}, [], now
 
     def _close(
-        self, until: float, stuck_limit: float, recovered: list[Recovered], flush: float | None
+        self,
+        until: float,
+        stuck_limit: float,
+        recovered: list[Recovered],
+        now: float,
+        flush: bool = True,
     ) -> ShardReport:
         """Close every window ending at or before ``until``; trades stuck by ``stuck_limit``.
 
-        With ``flush`` (the wall clock now), the report carries the pending corrections.
+        The report carries the pending corrections when ``flush`` says so, and always when
+        windows close: the merge step must have them before the horizon moves past them.
         """
         state, length = self._state, self._config.window_s
         trades, queues = state.trades, state.queues
@@ -430,11 +438,11 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
             acc.untracked_partitions = queues.take_evicted()
             closed.append((start, acc))
             start = end
-        state.closed_until = start
+        moved, state.closed_until = start != state.closed_until, start
         stuck.extend(trades.due(stuck_limit))
         trades.forget_ended(stuck_limit - REMEMBER_ENDED_S)
         state.repeats.forget_before(start - self._config.correction_s)
         report = ShardReport(self._state.shard, start, closed, stuck, recovered)
-        if flush is not None:
-            self._flush(report, flush)
+        if flush or (moved and (state.corrections or state.uncounted)):
+            self._flush(report, now)
         return report
