@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -32,6 +33,29 @@ def processes_with(variable: bytes) -> list[int]:
     return found
 
 
+def assert_metrics_verify(env: dict[str, str]) -> None:
+    """``rttm metrics verify`` on the demo's stack: windows settle, and none differs."""
+    demo = {**env, "RTTM_STATE_DIR": str(Path(env["RTTM_STATE_DIR"]) / "demo")}
+    stack = subprocess.run([sys.executable, "-m", "rttm", "env"], env=demo, cwd=REPO,
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    for line in stack.stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        demo[name] = shlex.split(value)[0]
+    deadline = time.monotonic() + 90
+    while True:
+        verify = subprocess.run(
+            [sys.executable, "-m", "rttm", "metrics", "verify", "--json"], env=demo, cwd=REPO,
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert verify.returncode in (0, 1), verify.stderr
+        report = json.loads(verify.stdout)
+        if report["points_compared"] > 100 or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert report["points_compared"] > 100, report  # the demo's windows settled, were checked
+    assert verify.returncode == 0, verify.stdout
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_demo_runs_everything_and_stops_cleanly_on_a_signal(
     tmp_path: Path, sig: signal.Signals
@@ -44,6 +68,7 @@ def test_demo_runs_everything_and_stops_cleanly_on_a_signal(
     # Nor are its receivers: the demo's injected faults must page nobody.
     hook = f"RTTM_ALERT_WEBHOOK_URL=http://127.0.0.1:{free_port()}/oncall"
     env["RTTM_ALERT_WEBHOOK_URL"] = hook.partition("=")[2]
+    env["RTTM_METRICS_CORRECTION"] = "10s"  # windows settle soon enough to verify them
     port = free_port()
     demo = subprocess.Popen(
         [sys.executable, "-m", "rttm", "demo", "--port", str(port), "--rate", "40"],
@@ -68,6 +93,8 @@ def test_demo_runs_everything_and_stops_cleanly_on_a_signal(
         assert processes_with(hook.encode()) == [demo.pid]  # none of its children has it
         links = processes_with(f"RTTM_DASHBOARD_URL=http://127.0.0.1:{port}".encode())
         assert len(links) == 4  # simulator, flows, dashboard: alerts link to this dashboard
+        if sig == signal.SIGINT:  # once is enough: the metrics agree with the tables
+            assert_metrics_verify(env)
     finally:
         os.killpg(demo.pid, sig)  # as a terminal's Ctrl-C, or a supervisor
         _, err = demo.communicate(timeout=60)
