@@ -1,11 +1,11 @@
 """Chaos run: ``python -m benchmarks.chaos [--events N] [--kills 5] [--outages 2]``.
 
 A paced producer sends a seeded workload (``benchmarks.workload``: duplicates and malformed
-messages included) while the ingestion follows the topics with a Bytewax recovery store.
-Meanwhile, at seeded random moments, the harness kills the flow with SIGKILL and restarts
-it, and stops PostgreSQL for 10-30 s and starts it again. The producer keeps sending until
-the last action is done (at least ``--events`` messages), so every action meets a flow
-with work to do.
+messages included) while the ingestion and the metrics flow follow the topics, each with a
+Bytewax recovery store. Meanwhile, at seeded random moments, the harness kills both flows
+with SIGKILL and restarts them, and stops PostgreSQL for 10-30 s and starts it again. The
+producer keeps sending until the last action is done (at least ``--events`` messages), so
+every action meets a flow with work to do.
 
 The report holds what happened, observed, not what was planned:
 
@@ -16,7 +16,9 @@ The report holds what happened, observed, not what was planned:
   said "database unavailable" and "database back" (once each is right);
 - each table against the ground truth: no row missing, none doubled, none unexpected; and
   the rejects compared one by one (topic, raw key, raw value, reason) with the malformed
-  messages sent.
+  messages sent;
+- the metrics against the tables: once the windows have settled, ``rttm metrics verify``
+  (:mod:`rttm.metrics.verify`) recounts every window and finds no difference.
 
 Prints a table and exits 1 on any difference. ``tests/test_chaos.py`` runs a small one.
 """
@@ -46,6 +48,7 @@ from benchmarks.truth import Reject, expected_keys, expected_rejects, stored_key
 from rttm import kafka_topics
 from rttm.config import KafkaSettings
 from rttm.db import prepare
+from rttm.metrics import verify
 from rttm.registry import REJECTS_TABLE, all_tables
 from rttm.stack.broker import start_broker
 from rttm.stack.pgdata import purge_under
@@ -55,6 +58,8 @@ from rttm.stack.processes import free_port
 CATCH_UP_S = 180.0
 #: How long a restarted flow (or one after an outage) may take to store rows again.
 PROGRESS_S = 60.0
+#: The metrics flow's correction horizon here: windows settle, and are verified, soon.
+CORRECTION = "10s"
 
 
 @dataclass
@@ -124,13 +129,19 @@ class ChaosReport:
     seconds: float = 0.0
     tables: list[TableCheck] = field(default_factory=list)
     odd_rejects: list[str] = field(default_factory=list)  # first few differences, described
+    metrics: verify.Report | None = None  # rttm metrics verify, once the windows settled
+    metrics_alive: bool = True  # the metrics flow lived through every outage
 
     @property
     def ok(self) -> bool:
-        """Every action happened as it should and every table matches the ground truth."""
+        """Every action happened as it should; tables and metrics match the ground truth."""
         return (
             bool(self.tables)
             and all(check.ok for check in self.tables)
+            and self.metrics is not None
+            and self.metrics.compared > 0
+            and self.metrics.ok
+            and self.metrics_alive
             and all(kill.ok for kill in self.kills)
             and all(outage.ok for outage in self.outages)
         )
@@ -164,15 +175,34 @@ class ChaosReport:
             for c in self.tables
         ]
         lines += self.odd_rejects
+        lines += ["", self._metrics_line()]
         lines.append("result: " + ("exact" if self.ok else "DIFFERENCES"))
         return "\n".join(lines)
 
+    def _metrics_line(self) -> str:
+        found = self.metrics
+        if found is None:
+            return "metrics: NOT VERIFIED (the windows did not settle)"
+        differences = [
+            f"  {d.metric} {dict(d.labels)} at {verify.iso_of(d.window_start)}: stored"
+            f" {d.stored}, recounted {d.recounted}"
+            for d in found.differences
+        ]
+        alive = "" if self.metrics_alive else "; the metrics flow DIED in an outage"
+        return "\n".join([
+            f"metrics: {found.span.windows if found.span else 0} windows verified, "
+            f"{found.compared:,} points compared, {sum(found.left_out.values())} events left"
+            f" out, {len(found.differences)} differences{alive}", *differences[:10],
+        ])  # fmt: skip
+
 
 class _Flow:
-    """The ingestion as a subprocess that can be killed and restarted."""
+    """A flow as a subprocess that can be killed and restarted."""
 
-    def __init__(self, env: dict[str, str], recovery: Path, log: Path) -> None:
-        self._env, self._recovery, self.log = env, recovery, log
+    def __init__(
+        self, env: dict[str, str], recovery: Path, log: Path, module: str = "dataflows.rttm"
+    ) -> None:
+        self._env, self._recovery, self.log, self._module = env, recovery, log, module
         self.process: subprocess.Popen[bytes] | None = None
         self.rows_at_start = 0
 
@@ -180,7 +210,7 @@ class _Flow:
         self.rows_at_start = rows
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "bytewax.run", "dataflows.rttm",
+                [sys.executable, "-m", "bytewax.run", self._module,
                  "-r", str(self._recovery), "-s", "1", "-b", "0"],
                 env=self._env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -293,20 +323,23 @@ def run(
         port = free_port()
         servers: list[PostgresProcess] = [start_postgres(tmp / "pg", port)]
         flow: _Flow | None = None
+        metrics: _Flow | None = None
         try:
             kafka = KafkaSettings(brokers=broker.bootstrap, extra={})
             kafka_topics.create_topics(kafka)
             url = servers[0].url()
             with psycopg.connect(url, autocommit=True) as conn:
                 prepare(conn)
-            recovery = tmp / "recovery"
-            recovery.mkdir()
-            init_db_dir(recovery, 1)
+            for name in ("recovery", "metrics-recovery"):
+                (tmp / name).mkdir()
+                init_db_dir(tmp / name, 1)
             env = {**os.environ, "RTTM_KAFKA_BROKERS": kafka.brokers, "RTTM_DATABASE_URL": url,
-                   "RTTM_TAIL": "1"}  # fmt: skip
-            flow = _Flow(env, recovery, tmp / "flow.log")
+                   "RTTM_TAIL": "1", "RTTM_METRICS_CORRECTION": CORRECTION}  # fmt: skip
+            flow = _Flow(env, tmp / "recovery", tmp / "flow.log")
+            metrics = _Flow(env, tmp / "metrics-recovery", tmp / "metrics.log", "dataflows.metrics")
             started = time.monotonic()
             flow.start(0)
+            metrics.start(0)
             producer = _Producer(kafka.brokers, seed, rate, events)
             producer.start()
             plan = ["kill"] * kills + ["outage"] * outages
@@ -322,9 +355,14 @@ def run(
                 at = time.monotonic() - started
                 if action == "kill":
                     report.kills.append(_kill(flow, url, at))
+                    metrics.kill()
+                    metrics.start(0)
                 else:
                     report.outages.append(_outage(flow, servers, tmp / "pg", port, url, at,
                                                   rng.uniform(*outage_s)))  # fmt: skip
+                    if not metrics.alive():
+                        report.metrics_alive = False
+                        metrics.start(0)
                 print(f"chaos: {action} at {at:.1f} s", file=sys.stderr)
             producer.enough.set()
             producer.join()
@@ -345,13 +383,40 @@ def run(
             report.messages = work.total
             flow.kill()
             report.tables, report.odd_rejects = _compare(url, truth, rejects)
+            report.metrics = _settled_metrics(metrics, env)
         finally:
-            if flow is not None and flow.alive():
-                flow.kill()
+            for process in (flow, metrics):
+                if process is not None and process.alive():
+                    process.kill()
             servers[-1].stop()
             broker.stop()
             purge_under(tmp)  # as root the data lives under /var/lib/rttm-postgres
     return report
+
+
+def _settled_metrics(metrics: _Flow, env: dict[str, str]) -> verify.Report | None:
+    """Wait until every window with events has settled; then verify them and stop the flow.
+
+    The flow follows the topics, so once they are read its windows close with the clock;
+    a window is settled (cannot change any more) after lateness and horizon have passed.
+    """
+    with psycopg.connect(env["RTTM_DATABASE_URL"]) as conn:
+        newest = conn.execute("SELECT extract(epoch FROM max(event_time)) FROM"
+                              " rttm_trade_events").fetchone()  # fmt: skip
+    if newest is None or newest[0] is None:
+        return None  # no trade event stored: nothing to settle
+    deadline = time.monotonic() + CATCH_UP_S
+    while time.monotonic() < deadline:
+        if not metrics.alive():
+            msg = f"the metrics flow exited; its log: {metrics.tail()}"
+            raise RuntimeError(msg)
+        report = verify.run(env, since_s=86_400.0)
+        if report.span is not None and report.span.end > float(newest[0]):
+            metrics.kill()
+            return report
+        time.sleep(2.0)
+    metrics.kill()
+    return None
 
 
 def _kill(flow: _Flow, url: str, at: float) -> Kill:

@@ -3,7 +3,8 @@
 The assertions read what the harness observed: each kill met a running flow that was
 storing rows and the SIGKILL ended it; each outage lasted 10 s or more and the same flow
 process waited it out (no crash, no restart), stored rows again after it and said so once
-each way; every table and every reject matches the messages really sent.
+each way; every table and every reject matches the messages really sent. The metrics flow,
+killed with the ingestion, agrees with the tables once its windows settle.
 """
 
 from __future__ import annotations
@@ -34,4 +35,8 @@ def test_kills_and_database_outages_leave_exactly_the_ground_truth() -> None:
     assert not report.odd_rejects, text
     rejects = next(check for check in report.tables if check.table == "rttm_ingest_rejects")
     assert rejects.stored > 200, text  # about 1 % of the messages are malformed
+    assert report.metrics is not None, text
+    assert report.metrics.compared > 100, text  # settled windows were recounted
+    assert report.metrics.differences == (), text
+    assert report.metrics_alive, text
     assert report.ok, text
