@@ -113,6 +113,21 @@ def test_repeats_memory_is_bounded_and_survives_a_snapshot() -> None:
     assert restored.fresh(id_key("id-2999"), 290.0)
 
 
+def test_closed_windows_keep_their_ids_sealed_and_still_recognise_repeats() -> None:
+    memory = Repeats()
+    keys = [id_key(f"e{n}") for n in range(100)]
+    for key in keys[:50]:
+        assert memory.fresh(key, 0.0)
+    memory.seal_before(10.0)  # window 0 closed: its keys become a sorted array
+    assert not memory.open
+    assert all(not memory.fresh(key, 0.0) for key in keys[:50])  # a late repeat
+    assert all(memory.fresh(key, 0.0) for key in keys[50:])  # a late new event
+    assert all(not memory.fresh(key, 0.0) for key in keys)
+    assert list(memory.sealed[0.0]) == sorted(keys)
+    assert memory.fresh(keys[0], 10.0)  # another window: another event
+    assert len(pickle.loads(pickle.dumps(memory))) == len(memory) == 101  # noqa: S301
+
+
 def _reports(logic: ShardLogic, batches: list[RawBatch]) -> list[ShardReport]:
     reports: list[ShardReport] = []
     for batch in batches:

@@ -3,15 +3,18 @@
 The ingestion stores each event once (its dedupe key is unique per table), while Kafka may
 deliver it twice: a producer retry, a service that resends. Counting deliveries would put
 the metrics above the tables, so each shard remembers the ids of the events it counted,
-as 64-bit hashes grouped by the event's window, for as long as that window can still be
+as 64-bit keys grouped by the event's window, for as long as that window can still be
 corrected (``RTTM_METRICS_CORRECTION``): a repeat within that time is dropped. Trade events
-are keyed by id *and* event time, as their table is. An event without ``event_id`` is never
-a repeat (its table row is keyed by its Kafka coordinates, unique to the delivery).
+are keyed by id *and* event time, as their table is; the others by id, looked up in the
+event's window (a repeat that changed its event time is not recognised). An event without
+``event_id`` is never a repeat: its row is keyed by its Kafka coordinates.
 
-Memory is bounded by ``capacity`` ids (about 80 bytes each, a set entry plus 8 bytes of a
-window's array). When full, the oldest windows' ids are forgotten early, counted in
-``rttm_metrics_state_evicted{state="ids"}`` and logged once: a repeat of one of those
-would be counted again, and ``rttm metrics verify`` would show it.
+An open window's keys are a set; once the window closes they are sealed into a sorted
+array of 8 bytes a key (a late event is looked up by bisection), so an hour of ids at
+2,000 events/s takes about 60 MB. At most ``capacity`` keys are held; past it the oldest
+windows' keys are forgotten early, counted in ``rttm_metrics_state_evicted{state="ids"}``
+and logged once: a repeat of one of those is counted again, and ``rttm metrics verify``
+shows it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from array import array
+from bisect import bisect_left
 
 from rttm.metrics import stats
 
@@ -28,6 +32,8 @@ NO_ID = 0
 _MASK = (1 << 64) - 1
 #: Spreads an event time (µs) over the 64 bits before it is mixed into a trade's key.
 _SPREAD = 0x9E3779B97F4A7C15
+#: When full, forget down to this share of the capacity in one pass.
+_FORGET_TO = 0.9
 
 
 def id_key(event_id: str | None, moment: float | None = None) -> int:
@@ -43,38 +49,51 @@ def id_key(event_id: str | None, moment: float | None = None) -> int:
 class Repeats:
     """Keys counted per window: ``fresh`` says whether an event is new, and remembers it."""
 
-    __slots__ = ("by_window", "capacity", "seen")
+    __slots__ = ("capacity", "held", "open", "sealed")
 
-    def __init__(self, capacity: int = 1_000_000) -> None:
+    def __init__(self, capacity: int = 10_000_000) -> None:
         self.capacity = capacity
-        self.seen: set[int] = set()
-        self.by_window: dict[float, array[int]] = {}
+        self.open: dict[float, set[int]] = {}  # windows still open: a set each
+        self.sealed: dict[float, array[int]] = {}  # closed windows: sorted keys
+        self.held = 0  # keys in both
 
     def fresh(self, key: int, window: float) -> bool:
-        """False for a key already counted; else remember it under ``window`` and say True."""
+        """False for a key already counted in ``window``; else remember it and say True."""
         if key == NO_ID:
             return True
-        seen = self.seen
-        if key in seen:
-            return False
-        seen.add(key)
-        keys = self.by_window.get(window)
-        if keys is None:
-            keys = self.by_window[window] = array("Q")
-        keys.append(key)
-        if len(seen) > self.capacity:
+        keys = self.open.get(window)
+        if keys is not None:
+            if key in keys:
+                return False
+            keys.add(key)
+        else:
+            sealed = self.sealed.get(window)
+            if sealed is None:
+                self.open[window] = {key}
+            else:
+                at = bisect_left(sealed, key)
+                if at < len(sealed) and sealed[at] == key:
+                    return False
+                sealed.insert(at, key)
+        self.held += 1
+        if self.held > self.capacity:
             self._make_room()
         return True
 
+    def seal_before(self, window: float) -> None:
+        """Compact the keys of windows starting before ``window`` (now closed)."""
+        for start in [start for start in self.open if start < window]:
+            self.sealed[start] = array("Q", sorted(self.open.pop(start)))
+
     def forget_before(self, window: float) -> None:
         """Forget the keys of windows starting before ``window`` (past the horizon)."""
-        for start in [start for start in self.by_window if start < window]:
+        for start in [start for start in (*self.open, *self.sealed) if start < window]:
             self._forget(start)
 
     def _forget(self, start: float) -> int:
-        keys = self.by_window.pop(start)
-        self.seen.difference_update(keys)
-        return len(keys)
+        found = self.open.pop(start, None) or self.sealed.pop(start, None) or ()
+        self.held -= len(found)
+        return len(found)
 
     def _make_room(self) -> None:
         """Forget the oldest windows until a tenth of the capacity is free."""
@@ -85,26 +104,31 @@ class Repeats:
                 self.capacity,
             )
         forgotten = 0
-        target = int(self.capacity * 0.9)
-        for start in sorted(self.by_window):
-            if len(self.seen) <= target:
+        for start in sorted((*self.open, *self.sealed)):
+            if self.held <= self.capacity * _FORGET_TO:
                 break
             forgotten += self._forget(start)
         stats.record_evicted("ids", forgotten)
 
-    def __getstate__(self) -> tuple[int, dict[float, bytes]]:
-        """Compact: each window's keys as bytes (the set is rebuilt from them)."""
-        return self.capacity, {start: keys.tobytes() for start, keys in self.by_window.items()}
+    def __getstate__(self) -> tuple[int, dict[float, bytes], dict[float, bytes]]:
+        """Compact: each window's keys as bytes of 64-bit integers."""
+        return (
+            self.capacity,
+            {start: array("Q", keys).tobytes() for start, keys in self.open.items()},
+            {start: keys.tobytes() for start, keys in self.sealed.items()},
+        )
 
-    def __setstate__(self, state: tuple[int, dict[float, bytes]]) -> None:
-        self.capacity, windows = state
-        self.by_window = {}
-        self.seen = set()
-        for start, raw in windows.items():
-            keys = array("Q")
-            keys.frombytes(raw)
-            self.by_window[start] = keys
-            self.seen.update(keys)
+    def __setstate__(self, state: tuple[int, dict[float, bytes], dict[float, bytes]]) -> None:
+        self.capacity, opened, sealed = state
+        self.open = {start: set(_array(raw)) for start, raw in opened.items()}
+        self.sealed = {start: _array(raw) for start, raw in sealed.items()}
+        self.held = sum(map(len, self.open.values())) + sum(map(len, self.sealed.values()))
 
     def __len__(self) -> int:
-        return len(self.seen)
+        return self.held
+
+
+def _array(raw: bytes) -> array[int]:
+    keys = array("Q")
+    keys.frombytes(raw)
+    return keys

@@ -441,6 +441,7 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
         moved, state.closed_until = start != state.closed_until, start
         stuck.extend(trades.due(stuck_limit))
         trades.forget_ended(stuck_limit - REMEMBER_ENDED_S)
+        state.repeats.seal_before(start)
         state.repeats.forget_before(start - self._config.correction_s)
         report = ShardReport(self._state.shard, start, closed, stuck, recovered)
         if flush or (moved and (state.corrections or state.uncounted)):
