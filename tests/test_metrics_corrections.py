@@ -103,6 +103,7 @@ def test_repeats_memory_is_bounded_and_survives_a_snapshot() -> None:
     memory = Repeats(capacity=1000)
     for n in range(3000):
         assert memory.fresh(id_key(f"id-{n}"), float(n // 100 * 10))
+        memory.seal_before(float(n // 100 * 10))
     assert len(memory) <= 1000
     assert not memory.fresh(id_key("id-2999"), 290.0)  # the newest are kept
     restored = pickle.loads(pickle.dumps(memory))  # noqa: S301 - made right here

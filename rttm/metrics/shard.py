@@ -317,14 +317,20 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
                     if back is not None:
                         recovered.append(back)
                 continue
-            if not repeats.fresh(event[-1], start):
+            key = event[-1]
+            if key and not repeats.fresh(key, start):
                 repeated += 1
                 continue
             if closed is not None and start < closed:
                 corrected += 1
             if trades is not None:
-                key2 = (event[1], event[2])
-                _bump(acc.events, key2, cap, _OTHER2)
+                label = (event[1], event[2])  # the hot path: _bump inlined
+                counts = acc.events
+                count = counts.get(label)
+                if count is None and len(counts) >= cap:
+                    label = _OTHER2
+                    count = counts.get(label)
+                counts[label] = (count or 0) + 1
                 back = trades.observe(event, acc)
                 if back is not None:
                     recovered.append(back)

@@ -101,8 +101,9 @@ class TradeTracker:
         """
         trade_id, service, event_type, moment = event[0], event[1], event[2], event[3]
         pipeline = self.pipeline
+        first = event_type in pipeline.first_events
         if acc is not None:
-            if event_type in pipeline.first_events:
+            if first:
                 acc.started += 1
             if event_type in pipeline.completed:
                 acc.completed += 1
@@ -114,7 +115,7 @@ class TradeTracker:
         if state is None:
             if trade_id in self.ended:
                 return None
-            created = moment if event_type in pipeline.first_events else None
+            created = moment if first else None
             index = move[0] if move is not None and move[1] else -1
             state = self.live[trade_id] = _Live(index, moment, created, sys.intern(event_type),
                                                 sys.intern(service))  # fmt: skip
@@ -122,7 +123,7 @@ class TradeTracker:
                 self._evict()
         else:
             self.live[trade_id] = self.live.pop(trade_id)  # most recently active last
-            if state.created is None and event_type in pipeline.first_events:
+            if state.created is None and first:
                 state.created = moment  # its first event arrived after a later one
             if state.stuck and moment > state.last:  # not a redelivery of its last event
                 recovered = Recovered(trade_id, state.last, moment)
