@@ -11,8 +11,10 @@ from __future__ import annotations
 import pickle
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from benchmarks.simulated import T0, raw_batches, sources
+from rttm.alerts.rules import load_rules
 from rttm.contracts import DlqEvent, ErrorEvent, TradeEvent
 from rttm.ingest.source import RawBatch
 from rttm.metrics.events import split_batch
@@ -76,8 +78,25 @@ def test_a_correction_rewrites_counts_rates_ratios_and_latency_of_its_window() -
     assert series(points, "hop_latency_ms", quantile="p50")[first] > 0
     assert sum(p.value for p in points if p.metric == "corrected_events") == len(late)
     assert not series(points, "late_events")
-    # Rules saw the window as it was: alerts are not evaluated on corrections.
-    assert all(t.at >= first for t in out.transitions)
+
+
+def test_alerts_are_not_evaluated_again_on_a_corrected_window(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rules]]\nname = "Busy"\nmetric = "trades_started"\nop = ">"\n'
+                     'threshold = 12\nseverity = "info"\nsummary = "busy"\n')  # fmt: skip
+    on_time = created(60, 0.0, 1.0, "A")
+    late = created(5, 2.0, 0.5, "L")  # window 0 becomes 15 started: above 12, too late
+    batches = raw_batches(on_time, partitions=1) + raw_batches(late, partitions=1)
+    config = engine_config(sources=sources(batches), shards=1)
+    out = run_engine(batches, config, load_rules(rules))
+    assert series(stored(out), "trades_started")[window(0)] == 15
+    assert out.transitions == []  # decided on the 10 known when window 0 was finalized
+    # The same events on time do fire: the rule is not what keeps it quiet.
+    in_order: list[TradeEvent] = sorted([*on_time, *late], key=lambda e: e.event_time)
+    batches = raw_batches(in_order, partitions=1)
+    fired = run_engine(batches, engine_config(sources=sources(batches), shards=1),
+                       load_rules(rules))  # fmt: skip
+    assert [t.state for t in fired.transitions][:1] == ["firing"]
 
 
 def test_repeats_of_an_event_id_are_dropped_and_counted_as_repeated() -> None:
