@@ -8,17 +8,23 @@ while corrections wait to be sent.
 
 from __future__ import annotations
 
+import copy
 import pickle
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, generate_latest
+
 from benchmarks.simulated import T0, raw_batches, sources
 from rttm.alerts.rules import load_rules
 from rttm.contracts import DlqEvent, ErrorEvent, TradeEvent
 from rttm.ingest.source import RawBatch
+from rttm.metrics import stats
 from rttm.metrics.events import split_batch
 from rttm.metrics.merge import MergeLogic, MetricsOutput
+from rttm.metrics.progress import describe
+from rttm.metrics.prometheus import MetricsFlowCollector
 from rttm.metrics.repeats import NO_ID, Repeats, id_key
 from rttm.metrics.shard import ShardLogic, ShardReport
 from tests.metrics_helpers import engine_config, run_engine, series, stored
@@ -104,11 +110,19 @@ def test_repeats_of_an_event_id_are_dropped_and_counted_as_repeated() -> None:
     again = created(10, 0.0, 1.0, "R")  # the same ids again, as a producer retry sends them
     anonymous = [trade("N1", "TRADE_CREATED", 5.0), trade("N1", "TRADE_CREATED", 5.0)]
     batches = raw_batches([*first, *again, *anonymous], partitions=1, batch=15)
+    before = copy.copy(stats.COUNTERS)
     out = run_engine(batches, engine_config(sources=sources(batches), shards=1))
     points = stored(out)
     # Without an event_id each delivery is a row of its own (keyed by Kafka coordinates).
     assert sum(series(points, "trades_started").values()) == 30 + 2
     assert sum(series(points, "repeated_events", topic="rttm.trade.events").values()) == 10
+    # The flow's own port and live line count them too.
+    assert stats.COUNTERS.repeated - before.repeated == 10
+    registry = CollectorRegistry()
+    registry.register(MetricsFlowCollector())
+    exposed = generate_latest(registry).decode()
+    assert f"rttm_metrics_repeats_dropped_total {float(stats.COUNTERS.repeated)}" in exposed
+    assert f"repeats {stats.COUNTERS.repeated:,}" in describe(stats.COUNTERS, 0.0)
 
 
 def test_the_same_trade_event_id_at_another_time_is_another_event() -> None:

@@ -15,9 +15,13 @@ def describe(counters: Counters, rate: float) -> str:
     """One line of what the metrics flow has done so far."""
     mark = counters.watermark
     watermark = "-" if mark is None else f"{datetime.fromtimestamp(mark, UTC):%Y-%m-%dT%H:%M:%SZ}"
+    late = ""
+    if counters.corrected or counters.late or counters.repeated:  # only once there are any
+        late = (f" | late: corrected {counters.corrected:,}, too late {counters.late:,}"
+                f" | repeats {counters.repeated:,}")  # fmt: skip
     return (
         f"metrics: {rate:,.0f} events/s | events {counters.events:,}"
-        f" | windows closed {counters.windows:,} | stuck trades {counters.stuck_open:,}"
+        f" | windows closed {counters.windows:,}{late} | stuck trades {counters.stuck_open:,}"
         f" | alerts firing {counters.alerts_firing:,} | watermark {watermark}"
     )
 

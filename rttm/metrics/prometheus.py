@@ -26,6 +26,17 @@ class MetricsFlowCollector(Collector):
         yield CounterMetricFamily(
             "rttm_metrics_windows_finalized", "Windows written", value=COUNTERS.windows
         )
+        for name, about, value in (
+            ("rttm_metrics_late_corrected", "Late events added to their closed window",
+             COUNTERS.corrected),
+            ("rttm_metrics_late_uncounted", "Events past the correction horizon, not counted",
+             COUNTERS.late),
+            ("rttm_metrics_repeats_dropped", "Repeated deliveries of an event_id, dropped",
+             COUNTERS.repeated),
+            ("rttm_metrics_windows_corrected", "Closed windows rewritten with late events",
+             COUNTERS.corrections),
+        ):  # fmt: skip
+            yield CounterMetricFamily(name, about, value=value)
         yield GaugeMetricFamily(
             "rttm_metrics_stuck_trades_open", "Trades stuck in the newest window",
             value=COUNTERS.stuck_open,
