@@ -13,6 +13,7 @@ import pytest
 from rttm.config import ConfigError
 from rttm.errors import RttmError
 from rttm.metrics import pipeline
+from rttm.metrics.merge import MergeLogic, MergeState
 from rttm.metrics.queues import QueueTracker
 from rttm.metrics.settings import engine_config
 from rttm.metrics.shard import EngineConfig, ShardLogic
@@ -136,3 +137,15 @@ def test_recovered_state_from_another_window_or_shard_count_is_refused() -> None
     for other in (replace(config, window_s=60.0), replace(config, shards=3)):
         with pytest.raises(RttmError, match="recovery store's shard state was made with a 10s"):
             ShardLogic(other, snapshot)
+
+
+def test_recovered_state_of_an_older_format_is_refused_in_one_line() -> None:
+    config = EngineConfig(pipeline.load())
+    old = ShardLogic(config, None)._state
+    del old.__dict__["format"]
+    with pytest.raises(RttmError, match="shard state has format 1, this RTTM reads 2: start a"):
+        ShardLogic(config, pickle.dumps(old))
+    merge = MergeState(layout=config.layout())
+    del merge.__dict__["format"]
+    with pytest.raises(RttmError, match="merge state has format 1"):
+        MergeLogic(config, [], pickle.dumps(merge))

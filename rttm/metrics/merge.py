@@ -27,7 +27,7 @@ from rttm.metrics import limits, stats
 from rttm.metrics.events import Uncounted
 from rttm.metrics.points import MAX_LABEL_CHARS, Labels, Point, bounded_value, labels_of
 from rttm.metrics.reasons import ReasonBook, reason_group
-from rttm.metrics.shard import MAX_EMPTY_WINDOWS, EngineConfig, ShardReport
+from rttm.metrics.shard import MAX_EMPTY_WINDOWS, STATE_FORMAT, EngineConfig, ShardReport
 from rttm.metrics.trades import Recovered, Stuck
 from rttm.metrics.windows import WindowAcc, window_start
 
@@ -87,6 +87,7 @@ class MergeState:
     layout: tuple[float, int] = (0.0, 0)  # EngineConfig.layout() it was made with
     #: Finalized windows within the correction horizon: their accumulators (counts only).
     kept: dict[float, WindowAcc] = field(default_factory=dict)
+    format: int = STATE_FORMAT
 
 
 def bounded(labels: Labels) -> Labels:
@@ -147,7 +148,7 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             MergeState() if resume is None else pickle.loads(resume)  # noqa: S301 - own snapshot
         )
         if resume is not None:
-            config.check_layout(self._state.layout, "merge")
+            config.check_state(self._state, "merge")
         self._state.layout = config.layout()
         caps = config.limits
         if self._state.dlq is None:  # a snapshot from before the book: its depths, grouped

@@ -53,6 +53,9 @@ MAX_FUTURE_S = 300.0
 #: A stretch of this many windows without data is skipped, not emitted window by window
 #: (an outage of hours, or a stray old event, must not mean millions of empty windows).
 MAX_EMPTY_WINDOWS = 360
+#: The shape of the shard's and merge step's pickled state; raised when it changes (2:
+#: corrections, repeats and uncounted events).
+STATE_FORMAT = 2
 #: Uncounted events a shard holds at most before it reports them (else once a tick).
 MAX_UNCOUNTED = 10_000
 _NEG_INF = float("-inf")
@@ -91,6 +94,18 @@ class EngineConfig:
     def layout(self) -> tuple[float, int]:
         """What recovered state depends on: windows and shard routing must not change."""
         return self.window_s, self.shards
+
+    def check_state(self, state: object, what: str) -> None:
+        """Refuse recovered state of another format, window length or shard count."""
+        found = vars(state).get("format", 1)  # an instance's own: the class has the default
+        if found != STATE_FORMAT:
+            msg = (
+                f"the recovery store's {what} state has format {found}, this RTTM reads"
+                f" {STATE_FORMAT}: start a new recovery directory (the flow computes again"
+                " what the topics hold)"
+            )
+            raise RttmError(msg)
+        self.check_layout(vars(state)["layout"], what)
 
     def check_layout(self, stored: tuple[float, int], what: str) -> None:
         """Refuse a recovery store written with another window length or shard count."""
@@ -147,6 +162,7 @@ class ShardState:
     uncounted: list[Uncounted] = field(default_factory=list)  # not yet reported
     repeats: Repeats = field(default_factory=Repeats)
     flushed_at: float = 0.0  # wall clock when corrections were last reported
+    format: int = STATE_FORMAT
 
 
 class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
@@ -159,7 +175,7 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
             self._state = ShardState(TradeTracker(config.pipeline))
         else:
             self._state = pickle.loads(resume)  # noqa: S301 - our own recovery snapshot
-            config.check_layout(self._state.layout, "shard")
+            config.check_state(self._state, "shard")
             if self._state.stages != stages:  # stage indices would mean other stages now
                 _LOG.warning("pipeline changed since the snapshot: in-flight trades forgotten")
                 self._state.trades = TradeTracker(config.pipeline)
@@ -261,9 +277,9 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
             acc = state.windows[state.closed_until] = WindowAcc()
         return acc
 
-    def _late(self, topic: str, count: int = 1) -> None:
+    def _late(self, topic: str) -> None:
         late = self._arrivals().late
-        late[topic] = late.get(topic, 0) + count
+        late[topic] = late.get(topic, 0) + 1
 
     def _apply(self, chunk: Chunk) -> list[Recovered]:
         recovered: list[Recovered] = []
