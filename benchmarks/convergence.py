@@ -63,6 +63,7 @@ class Result:
     corrected_events: float
     repeated_events: float
     windows_verified: int
+    verify_seconds: float
     points_compared: int
     left_out: int
     differences: int
@@ -156,7 +157,10 @@ def main() -> None:
             )
             _say(f"metrics in {metrics_s:.0f} s, peak {rss:.0f} MB")
             counted = totals(url)
+            started = time.perf_counter()
             report = verify.run(env, since_s=args.minutes * 60 + horizon + 3600)
+            verify_s = time.perf_counter() - started
+            _say(f"verified in {verify_s:.1f} s")
         finally:
             broker.stop()
             stack.down(Path(tmp), purge=True)
@@ -164,7 +168,7 @@ def main() -> None:
         args.minutes, len(run), delayed, repeats, ingest_s, metrics_s, rss,
         counted.get("late_events", 0.0), counted.get("corrected_events", 0.0),
         counted.get("repeated_events", 0.0), report.span.windows if report.span else 0,
-        report.compared, sum(report.left_out.values()), len(report.differences),
+        verify_s, report.compared, sum(report.left_out.values()), len(report.differences),
     )  # fmt: skip
     for found in report.differences[:20]:
         print(f"difference: {found.metric} {dict(found.labels)} at"
