@@ -165,7 +165,7 @@ def test_concurrent_creators_of_the_same_days_do_not_collide(migrated_db: str) -
     assert sorted(day for result in created for day in result) == days
 
 
-def test_prune_also_drops_old_metrics_ended_alerts_their_outbox_and_old_stuck_trades(
+def test_prune_also_drops_old_metrics_ended_alerts_their_outbox_old_stuck_and_uncounted(
     db: Conn,
 ) -> None:
     today = partitions.today()
@@ -189,13 +189,19 @@ def test_prune_also_drops_old_metrics_ended_alerts_their_outbox_and_old_stuck_tr
              " last_event_type, detected_at) VALUES (%s, %s, 's', 'x', 'T', %s)")  # fmt: skip
     db.execute(stuck, ("OLD", old, old))
     db.execute(stuck, ("NEW", new, new))
+    uncounted = ("INSERT INTO rttm_metrics_uncounted (topic, kafka_partition,"
+                 " kafka_offset, event_time, reason)"
+                 " VALUES ('rttm.trade.events', 0, %s, %s, 'late')")  # fmt: skip
+    for offset, moment in enumerate((old, old, new)):
+        db.execute(uncounted, (offset, moment))
     cutoff = today - timedelta(days=30)
     expected = {"rttm_alert_outbox": 3, "rttm_metrics": 1, "rttm_alerts": 2,
-                "rttm_stuck_trades": 1}  # fmt: skip
+                "rttm_stuck_trades": 1, "rttm_metrics_uncounted": 2}  # fmt: skip
     assert retention.prune_results(db, cutoff, dry_run=True) == expected
     assert db.execute("SELECT count(*) FROM rttm_metrics").fetchone() == (2,)
     assert retention.prune_results(db, cutoff) == expected
     assert db.execute("SELECT rule FROM rttm_alerts").fetchall() == [("StillFiring",)]
     assert db.execute("SELECT rule FROM rttm_alert_outbox").fetchall() == [("StillFiring",)]
     assert db.execute("SELECT trade_id FROM rttm_stuck_trades").fetchall() == [("NEW",)]
+    assert db.execute("SELECT kafka_offset FROM rttm_metrics_uncounted").fetchall() == [(2,)]
     assert db.execute("SELECT count(*) FROM rttm_metrics").fetchone() == (1,)

@@ -3,7 +3,7 @@
 ``rttm db prune --keep-days N`` drops what is older than N days before today: metrics
 windows; alert instances that ended (a pending or firing one keeps its whole history, however
 old), with their outbox rows; stuck-trade rows whose last event is that old (the trade's
-events are pruned with their partition anyway).
+events are pruned with their partition anyway); notes of events the metrics left uncounted.
 """
 
 from __future__ import annotations
