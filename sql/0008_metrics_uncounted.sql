@@ -7,7 +7,8 @@
 -- here by its Kafka coordinates (the same kafka_partition and kafka_offset the ingestion
 -- writes), and `rttm metrics verify` leaves them out when it recounts windows from the
 -- tables. A replay notes the same keys again and changes nothing (ON CONFLICT DO NOTHING).
--- Rows are few: only events hours late or from a wrong clock land here.
+-- One row per such event, as the ingestion writes one: few unless a producer publishes
+-- hours late or has a wrong clock. `rttm db prune` drops them by event_time or noted_at.
 CREATE TABLE rttm_metrics_uncounted (
     topic           text        NOT NULL,
     kafka_partition integer     NOT NULL,

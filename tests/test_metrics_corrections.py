@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import pickle
+import uuid
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -19,9 +21,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from benchmarks.simulated import T0, raw_batches, sources
 from rttm.alerts.rules import load_rules
 from rttm.contracts import DlqEvent, ErrorEvent, TradeEvent
+from rttm.ids import uuid7
 from rttm.ingest.source import RawBatch
 from rttm.metrics import stats
 from rttm.metrics.events import split_batch
+from rttm.metrics.limits import Limits
 from rttm.metrics.merge import MergeLogic, MetricsOutput
 from rttm.metrics.progress import describe
 from rttm.metrics.prometheus import MetricsFlowCollector
@@ -125,6 +129,18 @@ def test_repeats_of_an_event_id_are_dropped_and_counted_as_repeated() -> None:
     assert f"repeats {stats.COUNTERS.repeated:,}" in describe(stats.COUNTERS, 0.0)
 
 
+def test_ids_of_uuids_whose_last_bits_are_the_hosts_are_hashed_not_cut() -> None:
+    random_ids = [str(uuid.uuid4()) for _ in range(1000)] + [uuid7() for _ in range(1000)]
+    host_ids = [str(uuid.uuid1()) for _ in range(1000)]  # the same node and clock sequence
+    assert {id_key(text) for text in random_ids} >= {int(text[19:].replace("-", ""), 16)
+                                                     for text in random_ids}  # fmt: skip
+    assert len({id_key(text) for text in host_ids}) == len(host_ids)
+    assert len({id_key(f"order-{n}") for n in range(1000)}) == 1000
+    errors = [error(text, 1.0) for text in host_ids[:100]]
+    out = run_engine(raw_batches(errors, partitions=1), engine_config(shards=1))
+    assert series(out.points, "errors", service=SERVICE)[window(0)] == 100
+
+
 def test_the_same_trade_event_id_at_another_time_is_another_event() -> None:
     # rttm_trade_events is keyed by (dedupe_key, event_time): so is the engine.
     assert id_key("x", 1.0) != id_key("x", 2.0)
@@ -207,3 +223,49 @@ def test_every_count_converges_to_a_count_of_the_distinct_events() -> None:
     out = run_engine(batches, engine_config(sources=sources(batches)))
     truth = Counter(window(e.event_time.timestamp() - T0.timestamp()) for e in on_time + late)
     assert series(stored(out), "trades_started") == {w: float(n) for w, n in truth.items()}
+
+
+def test_raising_the_horizon_across_a_resume_corrects_only_what_was_kept() -> None:
+    on_time = created(60, 0.0, 1.0, "H")  # windows 0 to 50 s
+    too_old, recent = created(2, 1.0, 0.5, "O"), created(3, 41.0, 0.5, "R")
+    batches = [*raw_batches(on_time, partitions=1, batch=60), *raw_batches(too_old, 1),
+               *raw_batches(recent, 1)]  # fmt: skip
+    short = engine_config(sources=sources(batches), shards=1, correction_s=30.0)
+    shard, merge = ShardLogic(short, None), MergeLogic(short, [], None)
+    outputs = _merged(merge, _reports(shard, batches[:1]))
+    saved_shard, saved_merge = shard.snapshot(), merge.snapshot()
+    # Restarted with a 1 h horizon: window 0 was not kept, its ids were not remembered.
+    longer = replace(short, correction_s=3600.0)
+    shard, merge = ShardLogic(longer, saved_shard), MergeLogic(longer, [], saved_merge)
+    outputs += _merged(merge, _reports(shard, batches[1:]))
+    outputs += _merged(merge, shard.on_eof()[0]) + merge.on_eof()[0]
+    total = MetricsOutput()
+    for out in outputs:
+        total.points += out.points
+        total.corrections += out.corrections
+        total.uncounted += out.uncounted
+    started = series(stored(total), "trades_started")
+    assert started[window(0)] == 10  # left alone: not overwritten with the late events only
+    assert started[window(40)] == 10 + 3  # within what was kept: corrected
+    assert [(u.reason, u.time) for u in total.uncounted] == [
+        ("late", e.event_time.timestamp()) for e in too_old
+    ]
+
+
+def test_a_correction_under_the_series_cap_leaves_no_stale_row() -> None:
+    def events(service: str, count: int, at: float) -> list[TradeEvent]:
+        return [TradeEvent(event_id=f"{service}-{at}-{n}", trade_id=f"{service}{at}{n}",
+                           service_name=service, event_type="TRADE_CREATED",
+                           event_status="SUCCESS", event_time=T0 + timedelta(seconds=at))
+                for n in range(count)]  # fmt: skip
+
+    on_time = [*events("A", 5, 1.0), *events("B", 4, 1.0), *events("C", 1, 1.0)]
+    on_time += [event for n in range(1, 7) for event in events("A", 1, 10.0 * n + 5)]
+    late = events("C", 6, 2.0)  # C overtakes B: B is folded into __other__ now
+    batches = raw_batches(on_time, partitions=1) + raw_batches(late, partitions=1)
+    caps = Limits(series=2)
+    out = run_engine(batches, engine_config(sources=sources(batches), shards=1, limits=caps))
+    tps = {p.label("service"): p.value for p in stored(out)
+           if p.metric == "tps" and p.window_start == window(0)}  # fmt: skip
+    assert tps == {"A": 0.5, "C": 0.7, "__other__": 0.4}  # B once, under __other__
+    assert sum(tps.values()) == 1.6

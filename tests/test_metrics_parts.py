@@ -117,6 +117,12 @@ def test_engine_settings_from_the_environment() -> None:
             engine_config({"RTTM_METRICS_WINDOW": bad})
     with pytest.raises(ConfigError, match="RTTM_METRICS_SHARDS must be an integer from 1 to 64"):
         engine_config({"RTTM_METRICS_SHARDS": "0"})
+    assert engine_config({}).correction_s == 3600.0
+    assert engine_config({"RTTM_METRICS_CORRECTION": "0s"}).correction_s == 0.0
+    with pytest.raises(ConfigError, match=r"RTTM_METRICS_CORRECTION must be from 0s .* to 1d"):
+        engine_config({"RTTM_METRICS_CORRECTION": "2d"})
+    with pytest.raises(ConfigError, match="RTTM_METRICS_CORRECTION: invalid duration"):
+        engine_config({"RTTM_METRICS_CORRECTION": "an hour"})
 
 
 def test_a_consumer_stalled_for_hours_reports_how_long_not_the_snapshots_kept() -> None:

@@ -194,9 +194,12 @@ def test_prune_also_drops_old_metrics_ended_alerts_their_outbox_old_stuck_and_un
                  " VALUES ('rttm.trade.events', 0, %s, %s, 'late')")  # fmt: skip
     for offset, moment in enumerate((old, old, new)):
         db.execute(uncounted, (offset, moment))
+    db.execute("INSERT INTO rttm_metrics_uncounted (topic, kafka_partition, kafka_offset,"
+               " event_time, reason, noted_at) VALUES ('rttm.dlq.events', 0, 0,"
+               " '2099-01-01', 'future', %s)", (old,))  # fmt: skip
     cutoff = today - timedelta(days=30)
     expected = {"rttm_alert_outbox": 3, "rttm_metrics": 1, "rttm_alerts": 2,
-                "rttm_stuck_trades": 1, "rttm_metrics_uncounted": 2}  # fmt: skip
+                "rttm_stuck_trades": 1, "rttm_metrics_uncounted": 3}  # fmt: skip
     assert retention.prune_results(db, cutoff, dry_run=True) == expected
     assert db.execute("SELECT count(*) FROM rttm_metrics").fetchone() == (2,)
     assert retention.prune_results(db, cutoff) == expected

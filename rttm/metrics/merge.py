@@ -35,16 +35,26 @@ from rttm.metrics.windows import WindowAcc, window_start
 #: is reported as zero, not as nothing.
 EXPECT_S = 900.0
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
-#: Metrics a correction rewrites whole: their points of a window follow from its accumulator
-#: alone, so the stored ones are replaced (a label set may have changed its name under the
-#: series cap). ``tps`` and ``dlq_rate`` also name services and topics that were merely
-#: expected, so a correction updates theirs in place.
+#: Metrics a correction rewrites whole: a window's stored points of these are replaced by
+#: the ones computed again (a label set may have changed its name under the series cap).
 CORRECTED = frozenset({
-    "events", "trades_started", "trades_completed", "trades_rejected", "hop_latency_ms",
-    "e2e_latency_ms", "dlq_events", "dlq_ratio", "errors", "error_rate", "error_ratio",
-    "log_events", "log_rate",
+    "events", "tps", "trades_started", "trades_completed", "trades_rejected",
+    "hop_latency_ms", "e2e_latency_ms", "dlq_events", "dlq_rate", "dlq_ratio", "errors",
+    "error_rate", "error_ratio", "log_events", "log_rate",
 })  # fmt: skip
-UPDATED = frozenset({"tps", "dlq_rate"})
+
+
+@dataclass(slots=True)
+class Kept:
+    """A finalized window, kept for corrections: its counts, and who had a point of zero.
+
+    ``tps`` is written for every expected service and ``dlq_rate`` for every DLQ topic
+    known, silent or not: a correction writes them for the same ones again.
+    """
+
+    acc: WindowAcc
+    services: tuple[str, ...] = ()
+    dlq_topics: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -86,7 +96,10 @@ class MergeState:
     alerts: tuple[Alert, ...] = ()
     layout: tuple[float, int] = (0.0, 0)  # EngineConfig.layout() it was made with
     #: Finalized windows within the correction horizon: their accumulators (counts only).
-    kept: dict[float, WindowAcc] = field(default_factory=dict)
+    kept: dict[float, Kept] = field(default_factory=dict)
+    correction_s: float = 0.0  # the horizon the windows were kept for
+    #: No window before this is kept (the horizon was raised since): none is corrected.
+    correction_floor: float = float("-inf")
     format: int = STATE_FORMAT
 
 
@@ -149,7 +162,12 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         )
         if resume is not None:
             config.check_state(self._state, "merge")
-        self._state.layout = config.layout()
+            if config.correction_s > self._state.correction_s:  # only what was kept is
+                self._state.correction_floor = max(  # there to correct
+                    self._state.correction_floor,
+                    (self._state.finalized_until or float("-inf")) - self._state.correction_s,
+                )
+        self._state.layout, self._state.correction_s = config.layout(), config.correction_s
         caps = config.limits
         if self._state.dlq is None:  # a snapshot from before the book: its depths, grouped
             self._state.dlq = _book(caps, vars(self._state).pop("dlq_depth", {}))
@@ -185,17 +203,19 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             else:
                 mine.merge(delta)
             return
-        if start < done - self._config.correction_s:  # cannot happen: shards check first
-            return
-        acc = state.kept.get(start)
-        if acc is None:
-            acc = state.kept[start] = WindowAcc()
+        if start < max(done - self._config.correction_s, state.correction_floor):
+            return  # cannot happen: the shards' horizon is never older than this one's
+        kept = state.kept.get(start)
+        if kept is None:  # finalized without a point of its own (a stretch without data)
+            kept = state.kept[start] = Kept(WindowAcc())
+        acc = kept.acc
         acc.merge(delta)
         assert state.dlq is not None  # noqa: S101 - made in __init__
         for (topic, reason), count in sorted(delta.dlq.items()):
             state.dlq.add(topic, reason, count)  # the depth from now on includes them
         window = _Points(start, start + self._config.window_s, self._config.limits.series)
-        self._count_points(window.add, acc, self._dlq_names(acc), ())
+        self._count_points(window.add, acc, self._dlq_names(acc), kept.services,
+                           dlq_topics=kept.dlq_topics)  # fmt: skip
         out.corrections.append(Correction(_utc(start), window.points()))
         stats.record_corrections(1)
 
@@ -249,7 +269,6 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             out.transitions.extend(self._engine.evaluate(points, _utc(start + length)))
             finalized += 1
             stuck_open = sum(acc.stuck.values())
-            self._keep(start, acc)
             start += length
         state.finalized_until = start
         horizon = start - self._config.correction_s
@@ -259,12 +278,12 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             firing = sum(1 for alert in self._engine.active() if alert.state == "firing")
             stats.record_finalized(finalized, start, stuck_open, firing)
 
-    def _keep(self, start: float, acc: WindowAcc) -> None:
+    def _keep(self, start: float, acc: WindowAcc, services: list[str], topics: list[str]) -> None:
         """Keep a finalized window's counts for corrections (its gauges are final)."""
         if self._config.correction_s <= 0:
             return
         acc.queues, acc.stuck = [], {}
-        self._state.kept[start] = acc
+        self._state.kept[start] = Kept(acc, tuple(services), tuple(topics))
 
     def _points(self, start: float, end: float, acc: WindowAcc) -> list[Point]:
         """Every point of a window being finalized (updates who is expected, DLQ depth)."""
@@ -292,8 +311,8 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         for (topic, reason), count in sorted(acc.dlq.items(), key=lambda kv: (-kv[1], kv[0])):
             key = book.add(topic, reason, count)  # most frequent first: they get the names
             named[key] = named.get(key, 0) + count
-        self._count_points(add, acc, named, sorted(state.services_seen), trades=trades,
-                           dlq_topics=sorted(book.depth))  # fmt: skip
+        services, topics = sorted(state.services_seen), sorted(book.depth)
+        self._count_points(add, acc, named, services, trades=trades, dlq_topics=topics)
         for topic, reason in sorted(named):
             add("dlq_depth_by_reason", book.depth[topic][reason], topic=topic, reason=reason)
         for topic, total in sorted(book.by_topic().items()):
@@ -311,6 +330,7 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             add("trades_untracked", acc.untracked_trades)
         if acc.untracked_partitions:
             add("partitions_untracked", acc.untracked_partitions)
+        self._keep(start, acc, services, topics)  # last: it drops the gauges
         return window.points()
 
     def _dlq_names(self, acc: WindowAcc) -> dict[tuple[str, str], int]:
@@ -336,7 +356,7 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         trades: bool = True,
         dlq_topics: Iterable[str] = (),
     ) -> None:
-        """A window's count-type points (:data:`CORRECTED`, :data:`UPDATED`) from ``acc``.
+        """A window's count-type points (:data:`CORRECTED`) from ``acc``.
 
         ``tps`` for ``tps_services`` and ``dlq_rate`` for ``dlq_topics`` as well as for
         those with events: the expected ones, zero when silent.

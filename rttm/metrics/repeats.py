@@ -32,6 +32,10 @@ NO_ID = 0
 _MASK = (1 << 64) - 1
 #: Length of a UUID as text: 8-4-4-4-12 hex digits.
 _UUID_LENGTH = 36
+#: UUID versions whose last 64 bits (after the variant) are random: 4 and 7.
+_RANDOM_VERSIONS = frozenset("47")
+#: The first hex digit of the variant field of an RFC 9562 UUID.
+_RFC_VARIANT = frozenset("89abAB")
 #: When full, forget down to this share of the capacity in one pass.
 _FORGET_TO = 0.9
 
@@ -39,13 +43,19 @@ _FORGET_TO = 0.9
 def id_key(event_id: str | None, moment: float | None = None) -> int:
     """The 64-bit key of ``event_id`` (with ``moment``, for trade events); ``NO_ID`` if none.
 
-    A UUID in its usual text form (``rttm.emit`` makes UUIDv7s) is keyed by its last 64
-    bits, which are random in versions 4 and 7; any other id by a BLAKE2b hash of it.
+    A UUID of version 4 or 7 in its usual text form (``rttm.emit`` makes UUIDv7s) is keyed
+    by its last 64 bits, which are random in those versions; any other id by a BLAKE2b hash
+    of it (in a version 1 or 6 UUID the last bits are the host's, the same for every id).
     That is half the cost per event, and stable across processes, as snapshots need.
     """
     if event_id is None:
         return NO_ID
-    if len(event_id) == _UUID_LENGTH and event_id[23] == "-":
+    if (
+        len(event_id) == _UUID_LENGTH
+        and event_id[23] == "-"
+        and event_id[14] in _RANDOM_VERSIONS
+        and event_id[19] in _RFC_VARIANT
+    ):
         try:
             key = int(event_id[19:].replace("-", ""), 16)
         except ValueError:

@@ -32,7 +32,10 @@ _OLD = {
         " AND b.at < %(cutoff)s)"
     ),
     "rttm_stuck_trades": "FROM rttm_stuck_trades WHERE last_event_time < %(cutoff)s",
-    "rttm_metrics_uncounted": "FROM rttm_metrics_uncounted WHERE event_time < %(cutoff)s",
+    # By either time: an event dated years ahead (a wrong clock) goes when its note is old.
+    "rttm_metrics_uncounted": (
+        "FROM rttm_metrics_uncounted WHERE event_time < %(cutoff)s OR noted_at < %(cutoff)s"
+    ),
 }
 
 

@@ -29,6 +29,8 @@ DEFAULT_WINDOW = "10s"
 DEFAULT_LATENESS = "5s"
 #: How far back in event time a late event still corrects its closed window.
 DEFAULT_CORRECTION = "1h"
+#: The longest horizon: a day of windows kept (8,640 of 10 s) and their ids remembered.
+MAX_CORRECTION_S = 86_400.0
 DEFAULT_SHARDS = 2
 MAX_SHARDS = 64
 
@@ -70,6 +72,12 @@ def engine_config(env: Mapping[str, str] = os.environ) -> EngineConfig:
         raise ConfigError(msg)
     lateness = _duration(env, ENV_LATENESS, DEFAULT_LATENESS)
     correction = _duration(env, ENV_CORRECTION, DEFAULT_CORRECTION)
+    if not 0 <= correction <= MAX_CORRECTION_S:
+        msg = (
+            f"{ENV_CORRECTION} must be from 0s (no corrections) to 1d, got {correction:g}s:"
+            " the engine keeps every window of the horizon"
+        )
+        raise ConfigError(msg)
     raw_shards = env.get(ENV_SHARDS, "").strip() or str(DEFAULT_SHARDS)
     if not raw_shards.isdigit() or not 1 <= int(raw_shards) <= MAX_SHARDS:
         msg = f"{ENV_SHARDS} must be an integer from 1 to {MAX_SHARDS}, got {raw_shards!r}"

@@ -162,6 +162,10 @@ class ShardState:
     uncounted: list[Uncounted] = field(default_factory=list)  # not yet reported
     repeats: Repeats = field(default_factory=Repeats)
     flushed_at: float = 0.0  # wall clock when corrections were last reported
+    correction_s: float = 0.0  # the horizon its ids were remembered for
+    #: No window before this is corrected (the horizon was raised since: the ids of older
+    #: windows were not remembered, nor are they kept by the merge step).
+    correction_floor: float = _NEG_INF
     format: int = STATE_FORMAT
 
 
@@ -182,7 +186,12 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
             self._state.trades.pipeline = config.pipeline
             for source in self._state.sources.values():  # new data may have come meanwhile:
                 source.caught_up = False  # each holds the watermark until it says otherwise
+            state = self._state
+            if config.correction_s > state.correction_s:  # a longer horizon starts from now
+                closed = _NEG_INF if state.closed_until is None else state.closed_until
+                state.correction_floor = max(state.correction_floor, closed - state.correction_s)
         self._state.layout, self._state.stages = config.layout(), stages
+        self._state.correction_s = config.correction_s
         #: Label sets a shard counts per window and counter: twice what the merge step
         #: keeps, so that its choice of the largest is rarely cut short here.
         self._per_window = 2 * config.limits.series
@@ -309,7 +318,10 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
         state, length, cap = self._state, self._config.window_s, self._per_window
         kind, topic = chunk.kind, chunk.topic
         closed = state.closed_until
-        oldest = _NEG_INF if closed is None else closed - self._config.correction_s
+        oldest = (
+            _NEG_INF if closed is None
+            else max(closed - self._config.correction_s, state.correction_floor)
+        )  # fmt: skip
         windows, corrections, repeats = state.windows, state.corrections, state.repeats
         trades = state.trades if kind == TRADE else None
         recovered: list[Recovered] = []
