@@ -20,14 +20,27 @@ FIXED = {
 }
 
 PYPROJECT = Path(__file__).parent.parent / "pyproject.toml"
+CONSTRAINTS = PYPROJECT.parent / "constraints.txt"
 
 
 def _requirements() -> dict[str, Requirement]:
-    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    pyproject = tomllib.loads(PYPROJECT.read_text())
+    project = pyproject["project"]
     listed = list(project["dependencies"])
     for extra in project["optional-dependencies"].values():
         listed += extra
+    for group in pyproject["dependency-groups"].values():
+        listed += [line for line in group if isinstance(line, str)]
     return {(req := Requirement(line)).name.lower(): req for line in listed}
+
+
+def _pins() -> dict[str, Version]:
+    pins = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name.strip().lower().replace("_", "-")] = Version(version.strip())
+    return pins
 
 
 def test_every_floor_excludes_the_releases_with_advisories() -> None:
@@ -37,3 +50,15 @@ def test_every_floor_excludes_the_releases_with_advisories() -> None:
         floors = [Version(s.version) for s in requirements[name].specifier if s.operator == ">="]
         assert floors, f"{name} has no >= bound ({advisory})"
         assert max(floors) >= Version(fixed), f"{name}>={fixed} needed: {advisory}"
+
+
+def test_the_pinned_versions_are_above_the_advisories_and_satisfy_pyproject() -> None:
+    pins = _pins()
+    for name, (fixed, advisory) in FIXED.items():
+        assert pins[name] >= Version(fixed), f"{name} pinned below {fixed}: {advisory}"
+    for name, requirement in _requirements().items():
+        if requirement.marker is None or requirement.marker.evaluate():
+            assert name in pins, f"constraints.txt does not pin {name}: run ./dev lock"
+            assert requirement.specifier.contains(pins[name], prereleases=True), (
+                f"constraints.txt pins {name}=={pins[name]}, outside {requirement}: run ./dev lock"
+            )
