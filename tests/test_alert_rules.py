@@ -251,9 +251,10 @@ def test_load_rules_lists_every_problem_with_file_and_line(tmp_path: Path) -> No
 
 
 def test_parse_values() -> None:
-    assert rule_tests.parse_values("1 _ 2x3 _x2 1+2x3 5-1x2 -1e3 Inf") == [
-        1.0, None, 2.0, 2.0, 2.0, None, None, 1.0, 3.0, 5.0, 7.0, 5.0, 4.0, 3.0, -1000.0,
-        math.inf,
+    # promtool's notation: VxN and a+bxN are N+1 values, _xN is N absent windows.
+    assert rule_tests.parse_values("1 _ 2x3 _x2 1+2x3 5-1x2 -1e3 Inf 0x0") == [
+        1.0, None, 2.0, 2.0, 2.0, 2.0, None, None, 1.0, 3.0, 5.0, 7.0, 5.0, 4.0, 3.0, -1000.0,
+        math.inf, 0.0,
     ]  # fmt: skip
     with pytest.raises(ValueError, match="invalid value '1y'"):
         rule_tests.parse_values("1 1y")
@@ -274,7 +275,7 @@ window = "10s"
 [[series]]
 metric = "queue_lag"
 labels = {LAG}
-values = "5 500x3 _"
+values = "5 500x2 _"
 
 [[expect]]
 at = "20s"

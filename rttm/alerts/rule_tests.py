@@ -9,12 +9,14 @@ window) and the exact set of alerts ``firing`` there (default: none) and, if giv
 set ``pending``. An expected alert is a rule name and the *series* labels; the rule's extra
 ``labels`` may be listed as well (they are ignored when comparing).
 
-Values, separated by blanks (promtool's notation, except that ``VxN`` is N values):
+Values, separated by blanks, in promtool's notation (``promtool test rules`` expands
+each the same way):
 
 * ``7``, ``-0.5``, ``1e6``, ``Inf``, ``NaN``: one value;
 * ``_``: the series is absent from that window; ``_xN``: absent for N windows;
-* ``VxN``: V for N windows (promtool gives N+1);
-* ``a+bxN`` / ``a-bxN``: a, then N more steps adding (subtracting) b: N+1 values.
+* ``VxN``: V, then N more times: N+1 values (``0x2`` is ``0 0 0``);
+* ``a+bxN`` / ``a-bxN``: a, then N more steps adding (subtracting) b: N+1 values
+  (``1+2x3`` is ``1 3 5 7``).
 
 See ``default_rules_test.toml`` beside this module for a complete example.
 """
@@ -96,12 +98,10 @@ def parse_values(text: str) -> list[float | None]:
             values += [None] * _count(values, int(absent.group(1) or 1))
         elif repeat := _REPEAT.fullmatch(token):
             first, sign, step, count = repeat.groups()
-            if sign is None:
-                values += [float(first)] * _count(values, int(count))
-            else:
-                delta = float(step) if sign == "+" else -float(step)
-                steps = range(_count(values, int(count) + 1))
-                values += [float(first) + delta * i for i in steps]
+            # As promtool: the first value, then N more (N+1 in all).
+            steps = range(_count(values, int(count) + 1))
+            delta = 0.0 if sign is None else float(step) if sign == "+" else -float(step)
+            values += [float(first) + delta * i for i in steps]
         elif _VALUE.fullmatch(token):
             values.append(float(token))
         else:
