@@ -79,6 +79,15 @@ def test_demo_runs_everything_and_stops_cleanly_on_a_signal(
         assert demo.stdout is not None
         line = demo.stdout.readline()
         assert line == f"RTTM demo running: open http://127.0.0.1:{port}/\n"
+        # Then, as `rttm up` prints them, the exports that point the CLI at the demo's stack.
+        exports = dict(
+            demo.stdout.readline().removeprefix("export ").strip().partition("=")[::2]
+            for _ in range(2)
+        )
+        assert sorted(exports) == ["RTTM_DATABASE_URL", "RTTM_KAFKA_BROKERS"]
+        assert exports["RTTM_KAFKA_BROKERS"].startswith("127.0.0.1:")
+        assert exports["RTTM_KAFKA_BROKERS"] != env["RTTM_KAFKA_BROKERS"]
+        assert "@127.0.0.1:" in shlex.split(exports["RTTM_DATABASE_URL"])[0]
         deadline = time.monotonic() + 60
         status: dict[str, object] = {}
         while time.monotonic() < deadline:

@@ -9,7 +9,7 @@ from datetime import timedelta
 import psycopg
 
 from rttm import config
-from rttm.cli import Subcommands, say
+from rttm.cli import Subcommands, add_command, say
 from rttm.db import partitions, prepare, roles
 from rttm.db.connect import connect, describe, error_cause
 from rttm.db.migrate import Conn, applied_versions, migrations
@@ -19,14 +19,34 @@ from rttm.metrics import retention
 
 def register(commands: Subcommands) -> None:
     """Add ``rttm db migrate|status|partitions|prune|grant-ingest|grant-viewer``."""
-    db = commands.add_parser("db", help="the PostgreSQL schema")
-    actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("migrate", help="apply pending migrations (safe to repeat)").set_defaults(
-        run=_migrate
+    db = commands.add_parser(
+        "db",
+        help="the PostgreSQL schema",
+        description="Migrate, inspect and maintain the PostgreSQL schema of RTTM_DATABASE_URL "
+        "(else the local stack's). `rttm db ACTION --help` tells more.",
     )
-    actions.add_parser("status", help="applied and pending migrations").set_defaults(run=_status)
-    parts = actions.add_parser(
-        "partitions", help="create trade-event day partitions ahead, then list them"
+    actions = db.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add_command(
+        actions,
+        "migrate",
+        help="apply pending migrations (safe to repeat)",
+        description="Apply the migrations the database has not had yet, in order, then create "
+        "the trade-event day partitions around today. Safe to repeat.",
+    ).set_defaults(run=_migrate)
+    add_command(
+        actions,
+        "status",
+        help="applied and pending migrations",
+        description="List every migration with whether the database has it (applied) or not "
+        "(pending).",
+    ).set_defaults(run=_status)
+    parts = add_command(
+        actions,
+        "partitions",
+        help="create trade-event day partitions ahead, then list them",
+        description="Create the missing day partitions of the trade-event table from --behind "
+        "days before today to --ahead days after it, then list every partition with its "
+        "estimated rows.",
     )
     parts.add_argument(
         "--ahead",
@@ -41,10 +61,14 @@ def register(commands: Subcommands) -> None:
         help="days before today to prepare (default %(default)s)",
     )
     parts.set_defaults(run=_partitions)
-    prune = actions.add_parser(
+    prune = add_command(
+        actions,
         "prune",
         help="drop trade-event day partitions, metrics windows, ended alerts and stuck-trade "
         "rows past retention",
+        description="Drop the trade-event day partitions older than --keep-days days before "
+        "today and delete the metrics windows, ended alerts and stuck-trade rows before that "
+        "day; --dry-run only shows what would go.",
     )
     prune.add_argument(
         "--keep-days",
@@ -54,16 +78,22 @@ def register(commands: Subcommands) -> None:
     )
     prune.add_argument("--dry-run", action="store_true", help="only show what would be dropped")
     prune.set_defaults(run=_prune)
-    grant = actions.add_parser(
+    grant = add_command(
+        actions,
         "grant-ingest",
         help="grant an existing role exactly what the ingestion needs (least privilege)",
+        description="Grant ROLE (create it first) exactly the privileges the ingestion needs, "
+        "and print the statements run. Run it as the schema's owner.",
     )
     grant.add_argument("role", help="the role the ingestion logs in as (create it first)")
     grant.set_defaults(run=_grant_ingest)
-    viewer = actions.add_parser(
+    viewer = add_command(
+        actions,
         "grant-viewer",
         help="grant an existing role SELECT on exactly what rttm serve, status, alerts and"
         " trace read (least privilege for readers)",
+        description="Grant ROLE (create it first) SELECT on exactly what rttm serve, status, "
+        "alerts and trace read, and print the statements run. Run it as the schema's owner.",
     )
     viewer.add_argument("role", help="the role the readers log in as (create it first)")
     viewer.set_defaults(run=_grant_viewer)

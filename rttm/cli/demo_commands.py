@@ -6,7 +6,8 @@ nor the alert receivers of ``RTTM_ALERTMANAGER_URL``/``RTTM_ALERT_WEBHOOK_URL``,
 trades and alerts cannot reach a real platform or page anyone), then runs the simulator (the DESIGN
 platform with its injected faults: stuck trades, a lagging consumer, DLQ traffic), the
 ingestion flow, the metrics flow and the dashboard, each as its own process logging to
-``RTTM_STATE_DIR/demo-logs``. Prints the dashboard's URL; Ctrl-C stops every process and
+``RTTM_STATE_DIR/demo-logs``. Prints the dashboard's URL and the ``export`` lines of the
+demo's broker and PostgreSQL (as ``rttm up`` prints them); Ctrl-C stops every process and
 the demo's stack, and deletes its data, so each demo starts afresh, and says in one line
 how each process ended.
 """
@@ -27,8 +28,9 @@ from typing import IO
 
 from rttm import config, stack, stopping
 from rttm.alerts import receivers
-from rttm.cli import Subcommands, say
+from rttm.cli import Subcommands, add_command, say
 from rttm.cli.serve_commands import DEFAULT_PORT
+from rttm.cli.stack_commands import print_env
 from rttm.errors import RttmError
 from rttm.logs import setup as setup_logging
 from rttm.stack.processes import LOCALHOST, log_tail, port_answers, port_is_free
@@ -48,8 +50,16 @@ class Child:
 
 def register(commands: Subcommands) -> None:
     """Add ``rttm demo``."""
-    demo = commands.add_parser(
-        "demo", help="run the whole thing locally: stack, simulator, flows, dashboard"
+    demo = add_command(
+        commands,
+        "demo",
+        help="run the whole thing locally: stack, simulator, flows, dashboard",
+        description="Start a stack of its own in RTTM_STATE_DIR/demo, then the simulator, "
+        "the ingestion, the metrics flow and the dashboard, logging to RTTM_STATE_DIR/demo-logs. "
+        "Prints the dashboard's URL, then the export lines that point the CLI at the demo's "
+        "broker and PostgreSQL. The servers and alert receivers of the environment are never "
+        "used (fake faults page nobody); other RTTM_* settings pass on to its processes. "
+        "Ctrl-C stops everything and deletes the demo's data.",
     )
     demo.add_argument("--rate", type=float, default=50.0,
                       help="simulated trades per second (default 50)")  # fmt: skip
@@ -148,7 +158,11 @@ def _demo(args: argparse.Namespace) -> int:
             stopping.wait(0.2)
         if not stopping.requested():
             print(f"RTTM demo running: open http://{LOCALHOST}:{args.port}/", flush=True)
-            say(f"logs in {logs}; Ctrl-C stops the demo")
+            # As `rttm up` prints them: paste (or eval) them to point the CLI at the demo.
+            print_env({name: env[name] for name in (config.ENV_BROKERS, config.ENV_DATABASE_URL)})
+            sys.stdout.flush()
+            say(f"logs in {logs}; Ctrl-C stops the demo; the export lines above point "
+                "`rttm status`, `rttm trace` and the rest at the demo")  # fmt: skip
         while not stopping.wait(0.5):
             _check(children)
     finally:

@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 
 from rttm import flow_settings, health, logs, memory, stopping
-from rttm.cli import Subcommands, run_flow, say
+from rttm.cli import Subcommands, add_command, run_flow, say
 from rttm.emit import Emitter
 from rttm.errors import RttmError
 from rttm.ingest import progress, prometheus
@@ -26,7 +26,8 @@ LAG_SERVICE_NAME = "rttm-ingest"
 
 def register(commands: Subcommands) -> None:
     """Add ``rttm ingest``."""
-    ingest = commands.add_parser(
+    ingest = add_command(
+        commands,
         "ingest",
         help="ingest the rttm.* topics into PostgreSQL (the dataflows.rttm flow)",
         description="Run the ingestion dataflow in this process, alone or (-i/-a) as one "

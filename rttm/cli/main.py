@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rttm",
         description="Real-time trade monitoring: watch every trade through your Kafka pipeline.",
         epilog="Servers come from RTTM_KAFKA_BROKERS and RTTM_DATABASE_URL, "
-        "else from the local stack started by `rttm up`.",
+        "else from the local stack started by `rttm up`. `rttm COMMAND --help` ends with the "
+        "environment variables COMMAND reads and their defaults; README.md's "
+        '"Configuration" table lists them all.',
     )
     parser.add_argument("--version", action="version", version=f"rttm {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

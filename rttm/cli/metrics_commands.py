@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from rttm import flow_settings, health, logs, stopping
-from rttm.cli import Subcommands, run_flow, say, screens
+from rttm.cli import Subcommands, add_command, run_flow, say, screens
 from rttm.durations import format_duration, parse_positive_duration
 from rttm.errors import RttmError
 from rttm.metrics import prometheus, verify
@@ -33,7 +33,8 @@ VERIFY_ROWS = 50
 
 def register(commands: Subcommands) -> None:
     """Add ``rttm metrics``."""
-    metrics = commands.add_parser(
+    metrics = add_command(
+        commands,
         "metrics",
         help="compute metrics and evaluate alert rules (the dataflows.metrics flow)",
         description="Run the metrics and alerts dataflow in this process, alone or (-i/-a) "
@@ -45,8 +46,8 @@ def register(commands: Subcommands) -> None:
     run_flow.add_options(metrics)
     metrics.set_defaults(run=_metrics)
     actions = metrics.add_subparsers(dest="action", required=False, metavar="ACTION")
-    check = actions.add_parser(
-        "verify", help="recount settled windows from the event tables and compare",
+    check = add_command(
+        actions, "verify", help="recount settled windows from the event tables and compare",
         description="Recount the metrics of settled windows from the event tables (trade, "
         "DLQ, error and log events) and compare them with rttm_metrics: every count point "
         "(events, trades_started/completed/rejected, dlq_events, errors, log_events; "

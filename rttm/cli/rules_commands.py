@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from rttm.alerts import prometheus_rules, rule_tests, rules
-from rttm.cli import Subcommands, say
+from rttm.cli import Subcommands, add_command, say
 from rttm.errors import RttmError
 from rttm.metrics.settings import ENV_ALERT_RULES
 
@@ -17,9 +17,15 @@ DEFAULT_RULES = "the shipped default rules"
 
 def register(commands: Subcommands) -> None:
     """Add ``rttm rules check|test [FILE...]`` and ``rttm rules export --prometheus OUT``."""
-    parser = commands.add_parser("rules", help="check alert rules, run their tests, export them")
+    parser = commands.add_parser(
+        "rules",
+        help="check alert rules, run their tests, export them",
+        description="Check alert-rules files, run their unit tests, and export them as "
+        "Prometheus alerting rules. `rttm rules ACTION --help` tells more.",
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = actions.add_parser(
+    check = add_command(
+        actions,
         "check",
         help="report every problem of rules files (default: the shipped rules)",
         description="Prints `FILE: N rules OK`, or each problem as `FILE:LINE: message`; "
@@ -27,15 +33,19 @@ def register(commands: Subcommands) -> None:
     )
     check.add_argument("files", nargs="*", type=Path, metavar="FILE")
     check.set_defaults(run=_check)
-    test = actions.add_parser(
+    test = add_command(
+        actions,
         "test",
         help="run rule unit tests, like promtool test rules (default: the shipped tests)",
         description="Feeds each test file's series through its rules window by window and "
-        "compares the pending and firing alerts with its [[expect]] tables; exits 1 on a failure.",
+        "compares the pending and firing alerts with its [[expect]] tables; exits 1 on a failure. "
+        "Series values use promtool's notation: `_` absent, `_xN` absent N windows, `VxN` V "
+        "then N more (N+1 values), `a+bxN` a then N steps of +b (N+1 values).",
     )
     test.add_argument("files", nargs="*", type=Path, metavar="FILE")
     test.set_defaults(run=_test)
-    export = actions.add_parser(
+    export = add_command(
+        actions,
         "export",
         help="write the rules as Prometheus alerting rules over rttm serve's /metrics",
         description="Writes RULES (default: $RTTM_ALERT_RULES, else the shipped rules) as a "

@@ -19,7 +19,7 @@ from bytewax.recovery import init_db_dir
 
 from rttm import config, flow_settings, logs
 from rttm.alerts import receivers
-from rttm.cli import Subcommands, metrics_access, say, serve_security
+from rttm.cli import Subcommands, add_command, metrics_access, say, serve_security
 from rttm.cli.serve_commands import DEFAULT_PORT, refuse_writer_role
 from rttm.errors import RttmError
 from rttm.safe_paths import check_private_dir
@@ -34,7 +34,8 @@ DEFAULT_CLUSTER_PORT = 2101
 
 def register(commands: Subcommands) -> None:
     """Add ``rttm run``."""
-    run = commands.add_parser(
+    run = add_command(
+        commands,
         "run",
         help="run the ingestion, the metrics flow and the dashboard, supervised",
         description="Run RTTM for real: the ingestion, the metrics flow and the dashboard "

@@ -6,14 +6,25 @@ import argparse
 from pathlib import Path
 
 from rttm import schema_export
-from rttm.cli import Subcommands
+from rttm.cli import Subcommands, add_command
 
 
 def register(commands: Subcommands) -> None:
     """Add ``rttm schema export DIR``."""
-    schema = commands.add_parser("schema", help="message contracts as JSON Schema")
+    schema = commands.add_parser(
+        "schema",
+        help="message contracts as JSON Schema",
+        description="The message contracts of the rttm.* topics, as JSON Schema for producers "
+        "in other languages. `rttm schema export --help` tells more.",
+    )
     actions = schema.add_subparsers(dest="action", metavar="ACTION", required=True)
-    export = actions.add_parser("export", help="write one JSON Schema file per topic into DIR")
+    export = add_command(
+        actions,
+        "export",
+        help="write one JSON Schema file per topic into DIR",
+        description="Write one JSON Schema file per rttm.* topic into DIR (created if missing) "
+        "and print the paths written.",
+    )
     export.add_argument("directory", type=Path, metavar="DIR")
     export.set_defaults(run=_export)
 

@@ -9,7 +9,7 @@ import uvicorn
 
 from rttm import config, logs, stopping
 from rttm.alerts import receivers
-from rttm.cli import Subcommands, say, serve_security
+from rttm.cli import Subcommands, add_command, say, serve_security
 from rttm.cli.view_commands import bounded
 from rttm.db import roles
 from rttm.db.connect import connect
@@ -26,7 +26,8 @@ DEFAULT_PORT = 8765
 
 def register(commands: Subcommands) -> None:
     """Add ``rttm serve``."""
-    serve = commands.add_parser(
+    serve = add_command(
+        commands,
         "serve",
         help="the live web dashboard (JSON API under /api/, /metrics for Prometheus)",
         description="Serve the dashboard, its JSON API, /metrics, and the probes /healthz "

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rttm import stopping
-from rttm.cli import Subcommands, say
+from rttm.cli import Subcommands, add_command, say
 from rttm.emit import Emitter
 from rttm.errors import RttmError
 from rttm.live_line import LiveLine
@@ -23,7 +23,8 @@ BAR_WIDTH = 24
 
 def register(commands: Subcommands) -> None:
     """Add ``rttm simulate``."""
-    sim = commands.add_parser(
+    sim = add_command(
+        commands,
         "simulate",
         help="simulate the trading platform, publishing RTTM events",
         description="Trades move through the scenario's services with per-hop latencies and "

@@ -7,7 +7,7 @@ import os
 import shlex
 
 from rttm import config, stack
-from rttm.cli import Subcommands, say
+from rttm.cli import Subcommands, add_command, say
 from rttm.cli.db_commands import migrate_and_report
 from rttm.cli.topic_commands import add_topic_options, create_and_report
 from rttm.config import KafkaSettings
@@ -16,7 +16,8 @@ from rttm.errors import RttmError
 
 def register(commands: Subcommands) -> None:
     """Add ``rttm up``, ``rttm down`` and ``rttm env``."""
-    up = commands.add_parser(
+    up = add_command(
+        commands,
         "up",
         help="start (or reuse) the local broker and PostgreSQL, migrate, create topics",
         description="Start the Tansu broker and, unless RTTM_DATABASE_URL is set, a local "
@@ -42,18 +43,31 @@ def register(commands: Subcommands) -> None:
     )
     add_topic_options(up)
     up.set_defaults(run=_up)
-    down = commands.add_parser("down", help="stop the local stack (data is kept)")
+    down = add_command(
+        commands,
+        "down",
+        help="stop the local stack (data is kept)",
+        description="Stop the broker and PostgreSQL that `rttm up` started in RTTM_STATE_DIR; "
+        "their data is kept for the next `rttm up` unless --purge.",
+    )
     down.add_argument(
         "--purge",
         action="store_true",
         help="also delete the local PostgreSQL's data and password, and the logs",
     )
     down.set_defaults(run=_down)
-    env = commands.add_parser("env", help="print the RTTM_* environment of the running stack")
+    env = add_command(
+        commands,
+        "env",
+        help="print the RTTM_* environment of the running stack",
+        description="Print the export lines that point the CLI at the local stack running in "
+        'RTTM_STATE_DIR: eval "$(rttm env)". Fails if no local stack runs.',
+    )
     env.set_defaults(run=_env)
 
 
-def _print_env(env: dict[str, str]) -> None:
+def print_env(env: dict[str, str]) -> None:
+    """The ``export NAME=VALUE`` lines of ``env`` on stdout, shell-quoted (for eval)."""
     for name, value in env.items():
         print(f"export {name}={shlex.quote(value)}")
 
@@ -87,7 +101,7 @@ def _up(args: argparse.Namespace) -> int:
     env = {config.ENV_BROKERS: brokers} if not external_kafka else {}
     if not external_db:
         env[config.ENV_DATABASE_URL] = url
-    _print_env(env)
+    print_env(env)
     say(
         'ready. Next: eval "$(rttm env)" in your shell, then `rttm topics list`; '
         "`rttm down` stops the stack."
@@ -106,5 +120,5 @@ def _env(_args: argparse.Namespace) -> int:
     if running is None:
         msg = "no local stack is running: start it with `rttm up`"
         raise RttmError(msg)
-    _print_env(running.env())
+    print_env(running.env())
     return 0

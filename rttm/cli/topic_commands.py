@@ -6,19 +6,37 @@ import argparse
 from collections.abc import Callable
 
 from rttm import kafka_topics
-from rttm.cli import Subcommands, say
+from rttm.cli import Subcommands, add_command, say
 from rttm.config import KafkaSettings
 from rttm.registry import TOPICS
 
 
 def register(commands: Subcommands) -> None:
     """Add ``rttm topics create`` and ``rttm topics list``."""
-    topics = commands.add_parser("topics", help="the rttm.* Kafka topics")
+    topics = commands.add_parser(
+        "topics",
+        help="the rttm.* Kafka topics",
+        description="Create and list the rttm.* topics on RTTM_KAFKA_BROKERS (else the local "
+        "stack's broker). `rttm topics ACTION --help` tells more.",
+    )
     actions = topics.add_subparsers(dest="action", metavar="ACTION", required=True)
-    create = actions.add_parser("create", help="create missing topics (idempotent), then list")
+    create = add_command(
+        actions,
+        "create",
+        help="create missing topics (idempotent), then list",
+        description="Create the rttm.* topics the broker does not have, with the partitions, "
+        "retention and replication given (existing topics are left as they are), then list "
+        "them all.",
+    )
     add_topic_options(create)
     create.set_defaults(run=_create)
-    listing = actions.add_parser("list", help="show partitions and end offsets")
+    listing = add_command(
+        actions,
+        "list",
+        help="show partitions and end offsets",
+        description="Show each rttm.* topic's partitions, messages and end offsets, and name "
+        "the topics that are missing.",
+    )
     listing.set_defaults(run=_list)
 
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from rttm import config
 from rttm.alerts import receivers, silences
 from rttm.alerts.rules import LABEL_NAME
-from rttm.cli import Subcommands, say, screens
+from rttm.cli import Subcommands, add_command, say, screens
 from rttm.durations import format_duration, parse_positive_duration
 from rttm.errors import RttmError
 from rttm.metrics.settings import pipeline_from_env
@@ -69,7 +69,13 @@ def _max_entries(parser: argparse.ArgumentParser) -> None:
 
 def register(commands: Subcommands) -> None:
     """Add ``rttm trace``, ``rttm status`` and ``rttm alerts``."""
-    trace_cmd = commands.add_parser("trace", help="one trade's timeline across services")
+    trace_cmd = add_command(
+        commands,
+        "trace",
+        help="one trade's timeline across services",
+        description="Every event of TRADE_ID in time order, across the services of the "
+        "pipeline, with the time spent in each hop; --before pages to older events.",
+    )
     trace_cmd.add_argument("trade_id", metavar="TRADE_ID")
     trace_cmd.add_argument("--limit", type=bounded(int, 1, trace.MAX_LIMIT),
                            default=trace.DEFAULT_LIMIT,
@@ -79,16 +85,21 @@ def register(commands: Subcommands) -> None:
                            help="the older page that the last line names")  # fmt: skip
     _common(trace_cmd)
     trace_cmd.set_defaults(run=_trace)
-    status_cmd = commands.add_parser(
-        "status", help="TPS, consumers and lag, DLQ, errors, stuck trades, alerts"
+    status_cmd = add_command(
+        commands,
+        "status",
+        help="TPS, consumers and lag, DLQ, errors, stuck trades, alerts",
+        description="The state of the platform over the last --minutes: trades per second, "
+        "consumers and their lag, dead letters, errors, stuck trades and active alerts, the "
+        "worst first.",
     )
     status_cmd.add_argument("--minutes", type=bounded(int, 1, 1440), default=status.DEFAULT_MINUTES,
                             help="period of the averages and counts (default 15)")  # fmt: skip
     _max_entries(status_cmd)
     _common(status_cmd)
     status_cmd.set_defaults(run=_status)
-    alerts_cmd = commands.add_parser(
-        "alerts", help="firing and pending alerts, recent changes; silence alerts",
+    alerts_cmd = add_command(
+        commands, "alerts", help="firing and pending alerts, recent changes; silence alerts",
         description="Active alerts with how their notification went (delivered, retrying, "
         "queued, refused, history, not configured) and, with RTTM_ALERTMANAGER_URL set, the "
         "Alertmanager silences muting them; then the latest transitions.",
@@ -99,8 +110,8 @@ def register(commands: Subcommands) -> None:
     _common(alerts_cmd)
     alerts_cmd.set_defaults(run=_alerts)
     actions = alerts_cmd.add_subparsers(dest="action", metavar="ACTION", required=False)
-    silence = actions.add_parser(
-        "silence", help="silence a rule's alerts in Alertmanager (RTTM_ALERTMANAGER_URL)",
+    silence = add_command(
+        actions, "silence", help="silence a rule's alerts in Alertmanager (RTTM_ALERTMANAGER_URL)",
         description="Creates a silence in Alertmanager for RTTM's alerts of RULE whose labels "
         "equal every LABEL=VALUE given, and prints its id.",
     )  # fmt: skip
