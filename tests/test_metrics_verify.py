@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 from bytewax.testing import run_main
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from benchmarks import simulated
@@ -114,38 +115,29 @@ def insert(conn: Conn, events: Sequence[Event]) -> list[tuple[str, int, int, dat
     for event in events:
         offset = next(_offsets)
         key = f"e:{uuid.uuid4()}"
+        row: dict[str, Any]
         if isinstance(event, Trade):
-            spec = TRADES
-            conn.execute(
-                f"INSERT INTO {spec.table} (trade_id, service_name, event_type, event_status,"
-                " event_time, dedupe_key, kafka_partition, kafka_offset)"
-                " VALUES (%s, %s, %s, 'OK', %s, %s, 0, %s)",
-                (event.trade_id, event.service, event.event_type, event.at, key, offset),
-            )
+            spec, row = TRADES, {"trade_id": event.trade_id, "service_name": event.service,
+                                 "event_type": event.event_type, "event_status": "OK"}  # fmt: skip
         elif isinstance(event, Dlq):
-            spec = DLQ
-            conn.execute(
-                f"INSERT INTO {spec.table} (trade_id, service_name, topic_name, reason,"
-                " event_time, dedupe_key, kafka_partition, kafka_offset)"
-                " VALUES ('TRD-1', 'svc', %s, %s, %s, %s, 0, %s)",
-                (event.topic, event.reason, event.at, key, offset),
-            )
+            spec, row = DLQ, {"trade_id": "TRD-1", "service_name": "svc",
+                              "topic_name": event.topic, "reason": event.reason}  # fmt: skip
         elif isinstance(event, Error):
-            spec = ERRORS
-            conn.execute(
-                f"INSERT INTO {spec.table} (service_name, error_type, error_message,"
-                " event_time, dedupe_key, kafka_partition, kafka_offset)"
-                " VALUES (%s, %s, 'boom', %s, %s, 0, %s)",
-                (event.service, event.error_type, event.at, key, offset),
-            )
+            spec, row = ERRORS, {"service_name": event.service, "error_type": event.error_type,
+                                 "error_message": "boom"}  # fmt: skip
         else:
-            spec = LOGS
-            conn.execute(
-                f"INSERT INTO {spec.table} (service_name, log_level, log_category, message,"
-                " event_time, dedupe_key, kafka_partition, kafka_offset)"
-                " VALUES (%s, %s, %s, 'line', %s, %s, 0, %s)",
-                (event.service, event.level, event.category, event.at, key, offset),
-            )
+            spec, row = LOGS, {"service_name": event.service, "log_level": event.level,
+                               "log_category": event.category, "message": "line"}  # fmt: skip
+        row |= {"event_time": event.at, "dedupe_key": key, "kafka_partition": 0,
+                "kafka_offset": offset}  # fmt: skip
+        conn.execute(
+            sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                sql.Identifier(spec.table),
+                sql.SQL(", ").join(map(sql.Identifier, row)),
+                sql.SQL(", ").join(sql.Placeholder() * len(row)),
+            ),
+            list(row.values()),
+        )
         coordinates.append((spec.name, 0, offset, event.at))
     return coordinates
 
@@ -222,11 +214,10 @@ def store_reference(conn: Conn, end: datetime = REFERENCE_END) -> None:
 
 def set_value(conn: Conn, metric: str, start: datetime, labels: dict[str, str], value: str) -> None:
     """``UPDATE rttm_metrics SET value = <value expression>`` of one point (it must exist)."""
-    cursor = conn.execute(
-        f"UPDATE rttm_metrics SET value = {value}"
-        " WHERE metric = %s AND window_start = %s AND labels = %s",
-        (metric, start, Jsonb(labels)),
-    )
+    statement = sql.SQL(
+        "UPDATE rttm_metrics SET value = {} WHERE metric = %s AND window_start = %s AND labels = %s"
+    ).format(sql.SQL(value))  # the test's own expression, such as "value + 1"
+    cursor = conn.execute(statement, (metric, start, Jsonb(labels)))
     assert cursor.rowcount == 1
 
 
@@ -254,10 +245,10 @@ def database(postgres_admin_url: str) -> Iterator[str]:
 @pytest.fixture
 def url(database: str) -> str:
     """The module's database, emptied of events and metrics."""
-    tables = ", ".join([*(spec.table for spec in (TRADES, DLQ, ERRORS, LOGS)), "rttm_metrics",
-                        verify.UNCOUNTED_TABLE])  # fmt: skip
+    names = [*(spec.table for spec in (TRADES, DLQ, ERRORS, LOGS)), "rttm_metrics",
+             verify.UNCOUNTED_TABLE]  # fmt: skip
     with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {tables}")
+        conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, names))))
     return database
 
 
