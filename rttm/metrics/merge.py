@@ -271,10 +271,10 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             stuck_open = sum(acc.stuck.values())
             start += length
         state.finalized_until = start
-        horizon = start - self._config.correction_s
-        for old in [old for old in state.kept if old < horizon]:
-            del state.kept[old]
-        if finalized:
+        if finalized:  # the horizon moved: windows older than it are corrected no more
+            horizon = start - self._config.correction_s
+            for old in [old for old in state.kept if old < horizon]:
+                del state.kept[old]
             firing = sum(1 for alert in self._engine.active() if alert.state == "firing")
             stats.record_finalized(finalized, start, stuck_open, firing)
 

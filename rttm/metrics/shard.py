@@ -475,8 +475,9 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
         moved, state.closed_until = start != state.closed_until, start
         stuck.extend(trades.due(stuck_limit))
         trades.forget_ended(stuck_limit - REMEMBER_ENDED_S)
-        state.repeats.seal_before(start)
-        state.repeats.forget_before(start - self._config.correction_s)
+        if moved:  # windows closed: their ids are sealed, those past the horizon forgotten
+            state.repeats.seal_before(start)
+            state.repeats.forget_before(start - self._config.correction_s)
         report = ShardReport(self._state.shard, start, closed, stuck, recovered)
         if flush or (moved and (state.corrections or state.uncounted)):
             self._flush(report, now)
