@@ -2,29 +2,40 @@
 
 ``RTTM_KAFKA_BROKERS`` and ``RTTM_DATABASE_URL`` point RTTM at real servers; when either is
 unset, the address of the local stack started by ``rttm up`` is used instead.
+
+The Kafka settings are the producer package's (:mod:`rttm_emit.kafka_settings`, one source
+of truth); the server adds the local-stack fallback and its own error type.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Self
 
 from rttm.errors import RttmError
 from rttm.stack import LocalStack, running_stack
+from rttm_emit import kafka_settings
+from rttm_emit.kafka_settings import ENV_BROKERS, ENV_KAFKA_CONFIG, KAFKA_LOG, KafkaConfigError
 
-ENV_BROKERS = "RTTM_KAFKA_BROKERS"
 ENV_DATABASE_URL = "RTTM_DATABASE_URL"
-ENV_KAFKA_CONFIG = "RTTM_KAFKA_CONFIG"
 ENV_STATE_DIR = "RTTM_STATE_DIR"
 
-
-#: librdkafka logs every failed connection attempt; clients route it here, not to stderr.
-KAFKA_LOG = logging.getLogger("rttm.kafka")
+__all__ = [
+    "ENV_BROKERS",
+    "ENV_DATABASE_URL",
+    "ENV_KAFKA_CONFIG",
+    "ENV_STATE_DIR",
+    "KAFKA_LOG",
+    "ConfigError",
+    "KafkaSettings",
+    "database_url",
+    "kafka_brokers",
+    "kafka_config",
+    "rejected_kafka_config",
+    "state_dir",
+]
 
 
 class ConfigError(RttmError):
@@ -58,8 +69,8 @@ def _from_local_stack(
 
 def kafka_brokers(env: Mapping[str, str] = os.environ) -> str:
     """Bootstrap servers: ``RTTM_KAFKA_BROKERS``, else the running local stack's broker."""
-    if brokers := env.get(ENV_BROKERS, "").strip():
-        return ",".join(b.strip() for b in brokers.split(",") if b.strip())
+    if (brokers := kafka_settings.brokers_from_env(env)) is not None:
+        return brokers
     return _from_local_stack(env, ENV_BROKERS, lambda stack: stack.kafka_brokers)
 
 
@@ -73,69 +84,32 @@ def database_url(env: Mapping[str, str] = os.environ) -> str:
 def kafka_config(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     """Extra librdkafka settings from the file named by ``RTTM_KAFKA_CONFIG``.
 
-    The file holds ``key=value`` lines (``#`` comments), as Kafka client ``.properties``
-    files do, e.g. ``security.protocol=SSL``. Values are never echoed in errors.
+    :func:`rttm_emit.kafka_settings.read_kafka_config`, failing with a :class:`ConfigError`.
     """
-    path = env.get(ENV_KAFKA_CONFIG, "").strip()
-    if not path:
-        return {}
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        msg = f"{ENV_KAFKA_CONFIG}: cannot read {path}: {exc.strerror}"
-        raise ConfigError(msg) from exc
-    settings: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, value = line.partition("=")
-        if not sep or not name.strip():
-            msg = f"{ENV_KAFKA_CONFIG}: {path}:{number}: expected key=value"
-            raise ConfigError(msg)
-        settings[name.strip()] = value.strip()
-    return settings
-
-
-#: Where librdkafka names the property it refused: ``… configuration property "name"``.
-_REFUSED_PROPERTY = re.compile(r'property:? "([^"]*)"')
+        return kafka_settings.read_kafka_config(env)
+    except KafkaConfigError as exc:
+        raise ConfigError(str(exc)) from exc.__cause__
 
 
 def rejected_kafka_config(error: object, extra: Mapping[str, str]) -> ConfigError:
-    """One line for a client librdkafka refused to build, naming the key, never a value.
+    """One line for a client librdkafka refused to build, naming the key, never a value."""
+    return ConfigError(kafka_settings.rejected_config_message(error, extra))
 
-    librdkafka's own message quotes the value (``Invalid value "…" for configuration
-    property "sasl.password"``), and values may be passwords: only a key of ``extra`` is
-    repeated.
+
+class KafkaSettings(kafka_settings.KafkaSettings):
+    """The producer package's settings, resolved and failing as RTTM's commands do.
+
+    :meth:`from_env` falls back to the running local stack's broker when
+    ``RTTM_KAFKA_BROKERS`` is unset (the package's own default is localhost:9092), and
+    refused settings raise :class:`ConfigError`, which the CLI prints as one line.
     """
-    text = str(error)
-    found = _REFUSED_PROPERTY.search(text)
-    named = found.group(1) if found else None
-    keys = [named] if named in extra else [k for k in extra if f'"{k}"' in text]
-    if not keys:
-        msg = f"{ENV_KAFKA_CONFIG}: librdkafka rejects the client configuration (values not shown)"
-    elif "No such configuration property" in text:
-        msg = f"{ENV_KAFKA_CONFIG}: {keys[0]} is not a librdkafka setting"
-    else:
-        msg = f"{ENV_KAFKA_CONFIG}: librdkafka rejects the value of {keys[0]} (not shown)"
-    return ConfigError(msg)
-
-
-@dataclass(frozen=True)
-class KafkaSettings:
-    """Everything needed to build a librdkafka client config."""
-
-    brokers: str
-    extra: Mapping[str, str] = field(repr=False)  # may hold SASL passwords
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> KafkaSettings:
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
         """Resolve brokers and the extra config file from the environment."""
         return cls(brokers=kafka_brokers(env), extra=kafka_config(env))
 
-    def client_config(self, **overrides: Any) -> dict[str, Any]:
-        """A librdkafka config: bootstrap servers, the extra file, then ``overrides``.
-
-        librdkafka's own log lines go to the ``rttm.kafka`` logger.
-        """
-        return {"bootstrap.servers": self.brokers, "logger": KAFKA_LOG, **self.extra, **overrides}
+    def rejected(self, error: object) -> ConfigError:
+        """A :class:`ConfigError` naming the refused key, never a value."""
+        return rejected_kafka_config(error, self.extra)

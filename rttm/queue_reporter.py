@@ -18,8 +18,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from rttm.config import KafkaSettings
 from rttm.contracts import QueueMetrics
-from rttm.emit import Emitter
-from rttm.ids import uuid7
+from rttm_emit import Emitter, uuid7
 
 _LOG = logging.getLogger("rttm.queue_reporter")
 DEFAULT_INTERVAL_S = 10.0

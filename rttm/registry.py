@@ -1,28 +1,22 @@
-"""The topic registry: the one place that ties each ``rttm.*`` topic to its contract.
+"""The topic registry: each ``rttm.*`` topic with what the server adds to it.
 
-Everything else (decoding, keying, topic creation, table and column names, consumer
-groups) reads :data:`TOPICS`; no other module spells a topic or table name.
+Topic names, contracts and key rules come from the producer package
+(:mod:`rttm_emit.topics`, their one definition); here each gets its consumer group, table,
+columns and decoder. Everything else (decoding, keying, topic creation, table and column
+names, consumer groups) reads :data:`TOPICS`; no other module spells a topic or table name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from operator import attrgetter
 
 import msgspec
 import msgspec.inspect as mi
 
-from rttm.contracts import (
-    INT32_MAX,
-    DlqEvent,
-    ErrorEvent,
-    LogEvent,
-    Message,
-    QueueMetrics,
-    TradeEvent,
-)
+from rttm_emit import topics as emit_topics
+from rttm_emit.contracts import INT32_MAX, Message
+from rttm_emit.topics import Topic
 
 #: Payload fields renamed in table columns: business-queue coordinates get a prefix because
 #: ``offset`` is reserved in SQL and ``partition`` would be confused with the Kafka one.
@@ -63,21 +57,15 @@ def _pg_type(info: mi.Type) -> str:
 
 
 @dataclass(frozen=True)
-class TopicSpec:
-    """One ``rttm.*`` topic: its contract, message key rule, consumer group and table.
+class TopicSpec(Topic):
+    """One ``rttm.*`` topic: the package's name, contract and key rule, then storage.
 
     Attributes:
-        name: Kafka topic name.
-        struct: msgspec Struct every message must decode into.
-        key_fields: payload fields joined with ``-`` to form the message key (DESIGN §1).
         consumer_group: group RTTM commits its written offsets to.
         table: PostgreSQL table the messages land in.
         time_field: payload field holding the event time (partitioning, ordering).
     """
 
-    name: str
-    struct: type[Message]
-    key_fields: tuple[str, ...]
     consumer_group: str
     table: str
     time_field: str = "event_time"
@@ -86,6 +74,16 @@ class TopicSpec:
     def __post_init__(self) -> None:
         # Built once per topic: constructing a Decoder is far costlier than using one.
         object.__setattr__(self, "decoder", msgspec.json.Decoder(self.struct))
+
+    @classmethod
+    def of(
+        cls, topic: Topic, *, consumer_group: str, table: str, time_field: str = "event_time"
+    ) -> TopicSpec:
+        """``topic`` of :mod:`rttm_emit.topics`, stored in ``table`` by ``consumer_group``."""
+        return cls(
+            name=topic.name, struct=topic.struct, key_fields=topic.key_fields,
+            consumer_group=consumer_group, table=table, time_field=time_field,
+        )  # fmt: skip
 
     @cached_property
     def payload_fields(self) -> tuple[str, ...]:
@@ -109,49 +107,32 @@ class TopicSpec:
         """Every column the ingestion writes: payload, then provenance."""
         return self.payload_columns + PROVENANCE_COLUMNS
 
-    @cached_property
-    def key_of(self) -> Callable[[Message], str]:
-        """The message key the registry prescribes for an event (e.g. ``trade-input-2``)."""
-        if len(self.key_fields) == 1:  # hot path: a plain attribute read
-            return attrgetter(self.key_fields[0])
-        fields = self.key_fields
-        return lambda event: "-".join(str(getattr(event, name)) for name in fields)
 
-
+#: In the package's order (a test checks that every topic of the package is here).
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(
-        name="rttm.trade.events",
-        struct=TradeEvent,
-        key_fields=("trade_id",),
+    TopicSpec.of(
+        emit_topics.TRADE_EVENTS,
         consumer_group="rttm-trade-consumer",
         table="rttm_trade_events",
     ),
-    TopicSpec(
-        name="rttm.queue.metrics",
-        struct=QueueMetrics,
-        key_fields=("topic_name", "partition"),
+    TopicSpec.of(
+        emit_topics.QUEUE_METRICS,
         consumer_group="rttm-queue-consumer",
         table="rttm_queue_metrics",
         time_field="snapshot_time",
     ),
-    TopicSpec(
-        name="rttm.dlq.events",
-        struct=DlqEvent,
-        key_fields=("trade_id",),
+    TopicSpec.of(
+        emit_topics.DLQ_EVENTS,
         consumer_group="rttm-dlq-consumer",
         table="rttm_dlq_events",
     ),
-    TopicSpec(
-        name="rttm.error.events",
-        struct=ErrorEvent,
-        key_fields=("service_name",),
+    TopicSpec.of(
+        emit_topics.ERROR_EVENTS,
         consumer_group="rttm-error-consumer",
         table="rttm_error_events",
     ),
-    TopicSpec(
-        name="rttm.log.events",
-        struct=LogEvent,
-        key_fields=("service_name",),
+    TopicSpec.of(
+        emit_topics.LOG_EVENTS,
         consumer_group="rttm-log-consumer",
         table="rttm_parsed_logs",
     ),

@@ -37,8 +37,8 @@ for repeats on a line), e.g. ``rttm/decode.py:111 and→or``: stable while the l
 
 Running: each of ``--jobs`` workers gets a private copy of the repository (``COPIED``, as
 it is when the run starts) in a temporary directory; pytest runs there as a subprocess
-with ``PYTHONPATH`` on the copy, so the copy's ``rttm`` shadows the editable install, and
-``-m "not integration"``, so no test needs a server (but for ``SERVER_TESTS``, run
+with ``PYTHONPATH`` on the copy, so the copy's ``rttm`` and ``rttm_emit`` shadow the editable
+installs, and ``-m "not integration"``, so no test needs a server (but for ``SERVER_TESTS``, run
 against one PostgreSQL the tool starts). Before the mutants of a module, the
 unmutated baseline must pass and a self-check mutant (a ``raise`` appended to the module)
 must fail naming its marker, or the run stops. A mutant is killed when pytest fails, timed
@@ -110,7 +110,8 @@ FAST_TESTS: dict[str, tuple[str, ...]] = {
 SERVER_TESTS = frozenset({"tests/test_writer.py", "tests/test_alert_delivery.py"})
 ALL_FAST_TESTS = ("tests",)
 #: What the tests import or read, copied into each worker's private tree.
-COPIED = ("rttm", "dataflows", "tests", "benchmarks", "sql", "pyproject.toml", "README.md")
+COPIED = ("rttm", "rttm-emit", "dataflows", "tests", "benchmarks", "sql", "pyproject.toml",
+          "README.md")  # fmt: skip
 GUARANTEES = "docs/guarantees.md"
 PYTEST_OPTIONS = ("-x", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0")
 NO_TESTS_COLLECTED = 5  # pytest's exit status
@@ -639,9 +640,8 @@ class Workspace:
         """Run ``tests`` in this copy (``rttm`` imported from it), killed after ``timeout``."""
         shutil.rmtree(self.root / ".hypothesis", ignore_errors=True)  # no replayed examples
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(self.root), os.environ.get("PYTHONPATH")])
-        )
+        copies = [str(self.root), str(self.root / "rttm-emit" / "src")]  # rttm and rttm_emit
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [*copies, os.environ.get("PYTHONPATH")]))
         marker = "not integration"
         if self.database_url is not None and SERVER_TESTS.intersection(tests):
             env["RTTM_TEST_DATABASE_URL"] = self.database_url

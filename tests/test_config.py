@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import rttm_emit
 from rttm import config
 from rttm.cli.ingest_commands import SHARDS_MARKER, _check_shards
 from rttm.config import ConfigError, KafkaSettings
@@ -50,6 +51,27 @@ def test_kafka_config_errors_name_file_and_line_not_values(tmp_path: Path) -> No
     assert "hunter2" not in str(info.value)
     with pytest.raises(ConfigError, match=r"cannot read .*missing\.properties"):
         config.kafka_config({"RTTM_KAFKA_CONFIG": str(tmp_path / "missing.properties")})
+
+
+def test_the_package_defaults_to_localhost_the_server_to_the_local_stack(tmp_path: Path) -> None:
+    assert rttm_emit.KafkaSettings.from_env({}).brokers == "localhost:9092"
+    env = {"RTTM_STATE_DIR": str(tmp_path / "state")}
+    with pytest.raises(ConfigError, match="RTTM_KAFKA_BROKERS is not set and no local stack"):
+        KafkaSettings.from_env(env)
+    given = {**env, "RTTM_KAFKA_BROKERS": " a:9092, b:9093 ,"}
+    assert KafkaSettings.from_env(given) == KafkaSettings("a:9092,b:9093", {})
+    assert rttm_emit.KafkaSettings.from_env(given) == rttm_emit.KafkaSettings("a:9092,b:9093", {})
+
+
+def test_the_package_fails_with_its_own_error_and_the_same_words(tmp_path: Path) -> None:
+    env = {"RTTM_KAFKA_CONFIG": str(tmp_path / "missing.properties")}
+    with pytest.raises(rttm_emit.KafkaConfigError, match=r"cannot read .*missing\.properties"):
+        rttm_emit.KafkaSettings.from_env(env)
+    extra = {"no.such.key": "S3cret-Value"}
+    with pytest.raises(rttm_emit.KafkaConfigError, match=r"no\.such\.key is not a") as raised:
+        rttm_emit.Emitter(rttm_emit.KafkaSettings(brokers="127.0.0.1:1", extra=extra))
+    assert "S3cret" not in str(raised.value)
+    assert not isinstance(raised.value, ConfigError)  # the server's settings raise that one
 
 
 def test_shard_marker_guards_a_recovery_directory(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+import rttm_emit
+from rttm import contracts, emit, ids, schema_export
 from rttm.config import KafkaSettings
 from rttm.contracts import QueueMetrics
 from rttm.decode import Accepted, decode_message
@@ -22,9 +24,20 @@ from rttm.emit import Emitter
 from rttm.queue_reporter import QueueMetricsReporter
 from rttm.registry import BY_NAME, TOPICS
 from rttm.stack.processes import free_port
+from rttm_emit import schemas
 from tests.ingest_helpers import REPO, counts, create_topics, flow_env, ingest
 
 pytestmark = pytest.mark.integration
+
+
+def test_the_old_imports_are_the_rttm_emit_package() -> None:
+    assert emit.Emitter is rttm_emit.Emitter
+    assert emit.EmitCounters is rttm_emit.EmitCounters
+    assert contracts.TradeEvent is rttm_emit.TradeEvent
+    assert contracts.Message is rttm_emit.Message
+    assert ids.uuid7 is rttm_emit.uuid7
+    assert schema_export.export is schemas.export
+    assert issubclass(KafkaSettings, rttm_emit.KafkaSettings)
 
 
 def read_all(brokers: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:

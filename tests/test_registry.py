@@ -7,6 +7,7 @@ import pytest
 from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, QueueMetrics, TradeEvent
 from rttm.decode import Accepted, decode_message
 from rttm.registry import TOPICS, UnknownTopicError, all_tables, spec_for
+from rttm_emit import topics as emit_topics
 from tests.samples import DESIGN_EXAMPLES, encode
 
 # DESIGN §1, as written there.
@@ -31,6 +32,13 @@ def test_registry_matches_design_table() -> None:
     ] == DESIGN_TOPICS
 
 
+def test_the_server_stores_every_topic_of_the_producer_package_as_it_is() -> None:
+    assert [(s.name, s.struct, s.key_fields) for s in TOPICS] == [
+        (t.name, t.struct, t.key_fields) for t in emit_topics.TOPICS
+    ]
+    assert all(isinstance(spec, emit_topics.Topic) for spec in TOPICS)
+
+
 @pytest.mark.parametrize(
     ("topic", "key"),
     [
@@ -45,6 +53,7 @@ def test_key_rule_of_each_topic(topic: str, key: str) -> None:
     result = decode_message(topic, None, encode(DESIGN_EXAMPLES[topic]), 0, 0, 0)
     assert isinstance(result, Accepted)
     assert spec_for(topic).key_of(result.event) == key
+    assert emit_topics.BY_NAME[topic].key_of(result.event) == key
 
 
 def test_columns_rename_queue_coordinates_and_end_with_provenance() -> None:

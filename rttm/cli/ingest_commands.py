@@ -10,7 +10,6 @@ from pathlib import Path
 
 from rttm import flow_settings, health, logs, memory, stopping
 from rttm.cli import Subcommands, add_command, run_flow, say
-from rttm.emit import Emitter
 from rttm.errors import RttmError
 from rttm.ingest import progress, prometheus
 from rttm.ingest import settings as ingest_settings
@@ -19,6 +18,7 @@ from rttm.ingest.flow import build_flow
 from rttm.ingest.progress import ProgressLine
 from rttm.ingest.settings import IngestSettings
 from rttm.queue_reporter import QueueMetricsReporter
+from rttm_emit import Emitter
 
 #: How RTTM's own ingestion appears in the queue metrics it publishes about itself.
 LAG_SERVICE_NAME = "rttm-ingest"

@@ -1,4 +1,4 @@
-"""``rttm simulate``: the platform of a scenario, producing all five topics through rttm.emit."""
+"""``rttm simulate``: the platform of a scenario, producing all five topics through rttm_emit."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from pathlib import Path
 
 from rttm import stopping
 from rttm.cli import Subcommands, add_command, say
-from rttm.emit import Emitter
+from rttm.config import KafkaSettings
 from rttm.errors import RttmError
 from rttm.live_line import LiveLine
 from rttm.logs import setup as setup_logging
 from rttm.simulator import scenario as scenarios
 from rttm.simulator.engine import Simulation
 from rttm.simulator.run import Summary, run
+from rttm_emit import Emitter
 
 BAR_WIDTH = 24
 
@@ -28,7 +29,8 @@ def register(commands: Subcommands) -> None:
         "simulate",
         help="simulate the trading platform, publishing RTTM events",
         description="Trades move through the scenario's services with per-hop latencies and "
-        "injected faults; every event goes to the rttm.* topics through rttm.emit.",
+        "injected faults; every event goes to the rttm.* topics through the rttm-emit "
+        "producer library.",
     )
     sim.add_argument("--rate", type=float, default=200.0,
                      help="trades created per second (default %(default)s)")  # fmt: skip
@@ -86,7 +88,7 @@ def _simulate(args: argparse.Namespace) -> int:
         msg = "--start needs a time zone, e.g. 2026-01-05T09:00:00+00:00"
         raise RttmError(msg)
     scenario = scenarios.load(args.scenario)
-    emitter = Emitter()
+    emitter = Emitter(KafkaSettings.from_env())  # the server's: the local stack if unset
     progress = _Progress(trades, args.duration)
     stopping.install()  # Ctrl-C or SIGTERM: stop emitting, flush, report what was sent
     line = LiveLine(progress.render).start()

@@ -1,4 +1,4 @@
-"""Run a simulation through ``rttm.emit``: pacing, progress, and the summary of the run."""
+"""Run a simulation through ``rttm_emit``: pacing, progress, and the summary of the run."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from rttm import stopping
-from rttm.emit import EmitCounters, Emitter
 from rttm.simulator.engine import Simulation, Tally
 from rttm.simulator.scenario import Scenario
+from rttm_emit import EmitCounters, Emitter
 
 #: Simulated time may run ahead of the wall clock by this much before the run waits.
 PACING_SLACK_S = 0.005
