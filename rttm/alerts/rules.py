@@ -29,51 +29,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+from rttm import metric_catalogue as catalogue
 from rttm.alerts import templates
 from rttm.alerts._lines import KeyLines
 from rttm.durations import parse_duration
 from rttm.errors import RttmError
 from rttm.metrics.points import Labels, labels_of
 
-
-def _labels(names: str = "") -> frozenset[str]:
-    return frozenset(names.split())
-
-
 #: The label names of every metric the metrics engine emits, by metric name.
-METRIC_LABELS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
-    "tps": _labels("service"),  # events/s on rttm.trade.events
-    "events": _labels("service event_type"),  # trade events per window
-    "trades_started": _labels(),  # first-stage events (trades created) in the window
-    "trades_completed": _labels(),  # completion events (trades done) in the window
-    "trades_rejected": _labels(),  # rejection events (trades failed) in the window
-    "hop_latency_ms": _labels("from_stage to_stage quantile"),  # quantile: p50, p95, p99
-    "e2e_latency_ms": _labels("quantile"),  # creation to last stage; quantile: p50, p95, p99
-    "queue_lag": _labels("service topic partition"),  # messages not yet consumed
-    "queue_lag_seconds": _labels("service topic partition"),  # lag over the consume rate
-    "consume_rate": _labels("service topic partition"),  # messages consumed per second
-    "consumer_status": _labels("service topic"),  # 0 OK, 1 WARN lag growing, 2 STALL, 3 STOP
-    "time_to_data_loss_seconds": _labels("service topic"),  # until retention drops unread data
-    "dlq_events": _labels("topic reason"),  # dead-lettered messages per window
-    "dlq_depth": _labels("topic"),  # dead-lettered messages since the start (cumulative)
-    "dlq_depth_by_reason": _labels("topic reason"),  # the same, per reason
-    "dlq_rate": _labels("topic"),  # dead-lettered messages per second
-    "dlq_ratio": _labels(),  # DLQ events / trades started, in the window
-    "errors": _labels("service error_type"),  # error events per window
-    "error_rate": _labels("service"),  # error events per second
-    "error_ratio": _labels("service"),  # error events / trade events of the service
-    "log_events": _labels("service level category"),  # WARN/ERROR log events per window
-    "log_rate": _labels("service level"),  # WARN/ERROR log events per second
-    "stuck_trades": _labels("stage service"),  # gauge: trades stuck after the stage now
-    "late_events": _labels("topic"),  # events past the correction horizon: not counted
-    "corrected_events": _labels("topic"),  # late events added to their closed window
-    "repeated_events": _labels("topic"),  # repeats of counted events (same event_id)
-    "invalid_messages": _labels("topic"),  # messages rejected by the contracts, per window
-    "future_events": _labels("topic"),  # events dated > 5 min past the wall clock, ignored
-    "cardinality_exceeded": _labels("metric label"),  # label sets folded into __other__
-    "trades_untracked": _labels(),  # in-flight trades let go for space (RTTM_METRICS_MAX_TRADES)
-    "partitions_untracked": _labels(),  # queue partitions let go for space
-})  # fmt: skip
+METRIC_LABELS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
+    {name: metric.labels for name, metric in catalogue.METRICS.items()}
+)
 
 #: The metric names a rule may watch: exactly what the metrics engine emits.
 METRICS: Final = frozenset(METRIC_LABELS)

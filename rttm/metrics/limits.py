@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from rttm.config import ConfigError
+from rttm.metric_catalogue import LASTING
 from rttm.metrics.points import Labels, Point
 
 #: The label value that stands for everything beyond a cap.
@@ -47,11 +48,7 @@ ENV_MAX_PARTITIONS = "RTTM_METRICS_MAX_PARTITIONS"
 ENV_MAX_IDS = "RTTM_METRICS_MAX_IDS"
 
 #: Metrics that describe a state (a gauge): their latest value stands until a newer one.
-STATES = frozenset({
-    "queue_lag", "queue_lag_seconds", "consume_rate", "consumer_status",
-    "time_to_data_loss_seconds", "dlq_depth", "dlq_depth_by_reason", "hop_latency_ms",
-    "e2e_latency_ms",
-})  # fmt: skip
+STATES = LASTING
 #: Metrics whose most urgent values are the least (the others: the greatest).
 LEAST_FIRST = frozenset({"time_to_data_loss_seconds"})
 #: Folded, a state, a ratio or a latency is the worst of its points, so that an ``__other__``
