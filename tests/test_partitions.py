@@ -197,9 +197,13 @@ def test_prune_also_drops_old_metrics_ended_alerts_their_outbox_old_stuck_and_un
     db.execute("INSERT INTO rttm_metrics_uncounted (topic, kafka_partition, kafka_offset,"
                " event_time, reason, noted_at) VALUES ('rttm.dlq.events', 0, 0,"
                " '2099-01-01', 'future', %s)", (old,))  # fmt: skip
+    totals = ("INSERT INTO rttm_metrics_totals (metric, labels, value, updated_at)"
+              " VALUES (%s, '{}', 1, %s)")  # fmt: skip
+    db.execute(totals, ("errors", old))
+    db.execute(totals, ("events", new))
     cutoff = today - timedelta(days=30)
-    expected = {"rttm_alert_outbox": 3, "rttm_metrics": 1, "rttm_alerts": 2,
-                "rttm_stuck_trades": 1, "rttm_metrics_uncounted": 3}  # fmt: skip
+    expected = {"rttm_alert_outbox": 3, "rttm_metrics": 1, "rttm_metrics_totals": 1,
+                "rttm_alerts": 2, "rttm_stuck_trades": 1, "rttm_metrics_uncounted": 3}  # fmt: skip
     assert retention.prune_results(db, cutoff, dry_run=True) == expected
     assert db.execute("SELECT count(*) FROM rttm_metrics").fetchone() == (2,)
     assert retention.prune_results(db, cutoff) == expected
@@ -207,4 +211,5 @@ def test_prune_also_drops_old_metrics_ended_alerts_their_outbox_old_stuck_and_un
     assert db.execute("SELECT rule FROM rttm_alert_outbox").fetchall() == [("StillFiring",)]
     assert db.execute("SELECT trade_id FROM rttm_stuck_trades").fetchall() == [("NEW",)]
     assert db.execute("SELECT kafka_offset FROM rttm_metrics_uncounted").fetchall() == [(2,)]
+    assert db.execute("SELECT metric FROM rttm_metrics_totals").fetchall() == [("events",)]
     assert db.execute("SELECT count(*) FROM rttm_metrics").fetchone() == (1,)

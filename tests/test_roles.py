@@ -144,7 +144,7 @@ def test_the_viewer_grants_serve_every_reader_and_allow_no_write(
             "UPDATE rttm_alerts SET value = 0",
             "DELETE FROM rttm_stuck_trades",
             "TRUNCATE rttm_alert_outbox",
-            "SELECT count(*) FROM rttm_queue_metrics",  # not read by any view: not granted
+            "INSERT INTO rttm_metrics_totals (metric, labels, value) VALUES ('x', '{}', 1)",
             "SELECT count(*) FROM rttm_ingest_rejects",
             "CREATE TABLE rttm_extra (a int)",
         ):

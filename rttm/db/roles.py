@@ -30,13 +30,15 @@ TOPIC_IDS_TABLE = "rttm_ingest_topics"
 MIGRATIONS_TABLE = "rttm_schema_migrations"
 PARTITION_FUNCTION = "rttm_ensure_trade_event_partition(date)"
 #: What the readers select from: metrics, alerts and stuck trades (migrations 0005, 0007),
-#: the events the metrics did not count (0008, for ``rttm metrics verify``), the tables a
-#: trace shows, and the ingestion's progress (``rttm_ingest_position``).
+#: the events the metrics did not count (0008, for ``rttm metrics verify``), the counters
+#: of ``/metrics`` (0009), the tables a trace shows, the queue snapshots (the offsets of
+#: ``/metrics``), and the ingestion's progress (``rttm_ingest_position``).
 VIEWER_TABLES = (
     "rttm_metrics", "rttm_alerts", "rttm_alert_outbox", "rttm_stuck_trades",
-    "rttm_metrics_uncounted",
+    "rttm_metrics_uncounted", "rttm_metrics_totals",
     *(BY_NAME[topic].table for topic in
-      ("rttm.trade.events", "rttm.dlq.events", "rttm.error.events", "rttm.log.events")),
+      ("rttm.trade.events", "rttm.dlq.events", "rttm.error.events", "rttm.log.events",
+       "rttm.queue.metrics")),
     PROGRESS_TABLE,
 )  # fmt: skip
 #: A table privilege that changes data.

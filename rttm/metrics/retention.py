@@ -3,7 +3,8 @@
 ``rttm db prune --keep-days N`` drops what is older than N days before today: metrics
 windows; alert instances that ended (a pending or firing one keeps its whole history, however
 old), with their outbox rows; stuck-trade rows whose last event is that old (the trade's
-events are pruned with their partition anyway); notes of events the metrics left uncounted.
+events are pruned with their partition anyway); notes of events the metrics left uncounted;
+the counters of label sets not counted since then.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ _OLD = {
         " AND a.labels = o.labels AND a.started_at = o.started_at)"
     ),
     "rttm_metrics": "FROM rttm_metrics WHERE window_start < %(cutoff)s",
+    # A label set not counted since the cutoff: its counter ends (Prometheus marks it stale).
+    "rttm_metrics_totals": "FROM rttm_metrics_totals WHERE updated_at < %(cutoff)s",
     "rttm_alerts": (
         "FROM rttm_alerts a WHERE a.at < %(cutoff)s AND EXISTS ("
         " SELECT 1 FROM rttm_alerts b WHERE b.rule = a.rule AND b.labels = a.labels"

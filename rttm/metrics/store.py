@@ -9,7 +9,9 @@ Transitions are published after the commit and acknowledged before the batch is 
 at-least-once, keyed by rule, each carrying its idempotency key in a header. With receivers
 configured, the same transaction writes the alert outbox, which a
 :class:`~rttm.alerts.sender.Sender` per process delivers. Events the engine left uncounted
-go to ``rttm_metrics_uncounted``.
+go to ``rttm_metrics_uncounted``. What a batch adds to the windows' counts is added to
+``rttm_metrics_totals`` in the same transaction (Prometheus' counters; a replay adds
+nothing, since it changes no count).
 """
 
 from __future__ import annotations
@@ -33,16 +35,17 @@ from rttm.alerts.rules import Rule
 from rttm.alerts.sender import Sender
 from rttm.db.connect import sink_connection
 from rttm.db.retry import BACKOFF_CAP_S, BACKOFF_START_S, Failure, Retry
+from rttm.metric_catalogue import COUNTS
 from rttm.metrics.merge import CORRECTED, MetricsOutput
-from rttm.metrics.points import Point
+from rttm.metrics.points import Point, labels_of
 from rttm.outage import OutageLog
 from rttm.registry import ALERT_EVENTS_TOPIC
 
 _LOG = logging.getLogger("rttm.metrics.sink")
-#: The tables this sink writes (migrations 0005, 0007 and 0008).
+#: The tables this sink writes (migrations 0005, 0007, 0008 and 0009).
 TABLES = (
     "rttm_metrics", "rttm_alerts", "rttm_stuck_trades", "rttm_alert_outbox",
-    "rttm_metrics_uncounted",
+    "rttm_metrics_uncounted", "rttm_metrics_totals",
 )  # fmt: skip
 #: How long closing the sink waits for the broker to take the last alert events.
 FLUSH_TIMEOUT_S = 10.0
@@ -61,6 +64,17 @@ UPSERT_POINT = (
 DELETE_CORRECTED = (
     "DELETE FROM rttm_metrics WHERE window_start = %(start)s AND (metric = ANY(%(metrics)s)"
     " OR (metric = 'cardinality_exceeded' AND labels->>'metric' = ANY(%(metrics)s)))"
+)
+#: The counts of the windows a batch touches, by metric and labels: read before and after
+#: the batch's writes, their difference is what the batch adds to the counters.
+COUNTS_OF_WINDOWS = (
+    "SELECT metric, labels, sum(value) FROM rttm_metrics WHERE window_start = ANY(%(starts)s)"
+    " AND metric = ANY(%(metrics)s) GROUP BY metric, labels"
+)
+ADD_TO_TOTAL = (
+    "INSERT INTO rttm_metrics_totals (metric, labels, value) VALUES (%s, %s::jsonb, %s)"
+    " ON CONFLICT (metric, labels) DO UPDATE"
+    " SET value = rttm_metrics_totals.value + excluded.value, updated_at = now()"
 )
 INSERT_UNCOUNTED = (
     "INSERT INTO rttm_metrics_uncounted (topic, kafka_partition, kafka_offset, event_time,"
@@ -88,6 +102,28 @@ def _utc(seconds: float) -> datetime:
 
 def _point_row(p: Point) -> tuple[Any, ...]:
     return p.metric, p.window_start, outbox.labels_json(p.labels), p.window_end, p.value
+
+
+Counts = dict[tuple[str, str], float]
+
+
+def _counts(cur: psycopg.Cursor[tuple[Any, ...]], touched: Mapping[str, Any]) -> Counts:
+    """The count-type points of the touched windows, summed per metric and labels."""
+    if not touched["starts"]:
+        return {}
+    cur.execute(COUNTS_OF_WINDOWS, touched)
+    return {(metric, outbox.labels_json(labels_of(labels))): value
+            for metric, labels, value in cur.fetchall()}  # fmt: skip
+
+
+def _added(before: Counts, after: Counts) -> list[tuple[str, str, float]]:
+    """What the counters gain: each rise in a count, and a zero for a new label set.
+
+    A counter that starts at 0 gives rate() its first sample; a counter never goes down.
+    """
+    return [(metric, labels, max(value - before.get((metric, labels), 0.0), 0.0))
+            for (metric, labels), value in sorted(after.items())
+            if (metric, labels) not in before or value > before[metric, labels]]  # fmt: skip
 
 
 class MetricsWriter:
@@ -181,7 +217,10 @@ class MetricsWriter:
             notices = outbox.outbox_rows(
                 (t for out in outputs for t in out.transitions), delivery, computed
             )
+        touched = {"starts": sorted({p.window_start for out in outputs for p in out.points}
+                                    | corrected.keys()), "metrics": sorted(COUNTS)}  # fmt: skip
         with conn.transaction(), conn.cursor() as cur:
+            counted = _counts(cur, touched)
             batches: list[tuple[str, Sequence[Any]]] = [
                 (UPSERT_POINT, points), (DELETE_CORRECTED, cleared), (UPSERT_POINT, rewritten),
                 (INSERT_UNCOUNTED, uncounted), (INSERT_TRANSITION, transitions),
@@ -190,6 +229,9 @@ class MetricsWriter:
             for statement, rows in batches:
                 if rows:
                     cur.executemany(statement, rows)
+            added = _added(counted, _counts(cur, touched))
+            if added:
+                cur.executemany(ADD_TO_TOTAL, added)
         return bool(notices)
 
     def _publish(self, outputs: Sequence[MetricsOutput]) -> None:
