@@ -25,6 +25,7 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, expect
 
+from rttm.metric_catalogue import COUNTS
 from rttm.stack.processes import free_port
 from rttm.views.limits import ViewLimits
 from rttm.web.app import create_app
@@ -68,6 +69,25 @@ def _metric_rows() -> Iterator[tuple[str, datetime, str, datetime, float]]:
         yield "tps", start, json.dumps({"service": "pms-core"}), end, 10.0
 
 
+def _total_rows() -> Iterator[tuple[str, str, float]]:
+    """``rttm_metrics_totals`` as the metrics sink leaves it: the counts' windows added up."""
+    sums: dict[tuple[str, str], float] = {}
+    for metric, _, labels, _, value in _metric_rows():
+        if metric in COUNTS:
+            sums[metric, labels] = sums.get((metric, labels), 0.0) + value
+    for (metric, labels), value in sums.items():
+        yield metric, labels, value
+
+
+def _snapshot_rows() -> Iterator[tuple[Any, ...]]:
+    """A queue-metrics snapshot per partition and window: partition i lags by i."""
+    for w in range(WINDOWS):
+        at = NEWEST - w * WINDOW
+        for i in range(FLOOD):
+            yield (f"svc-{i}", f"topic-{i}", 0, 10_000 + i, 10_000, at, f"snap-{w}-{i}", 0,
+                   w * FLOOD + i)  # fmt: skip
+
+
 def _alert_rows() -> Iterator[tuple[Any, ...]]:
     for i in range(FIRING + PENDING):
         state = "firing" if i < FIRING else "pending"
@@ -90,6 +110,10 @@ def _flood(url: str) -> None:
          _alert_rows()),
         ("rttm_stuck_trades (trade_id, last_event_time, stage, service_name, last_event_type,"
          " detected_at)", _stuck_rows()),
+        ("rttm_metrics_totals (metric, labels, value)", _total_rows()),
+        ("rttm_queue_metrics (service_name, topic_name, queue_partition, produced_offset,"
+         " consumed_offset, snapshot_time, dedupe_key, kafka_partition, kafka_offset)",
+         _snapshot_rows()),
     ]  # fmt: skip
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         for table, rows in copies:
@@ -181,9 +205,14 @@ def test_metrics_of_a_flood_are_capped_per_metric(flooded: Run) -> None:
     assert sum(1 for line in lines if line.startswith("rttm_queue_lag{")) == 2000
     assert f'rttm_queue_lag{{partition="0",service="svc-{FLOOD - 1}",topic="topic-{FLOOD - 1}"}}' \
         in body  # the most lag first  # fmt: skip
-    for metric in ("queue_lag", "consumer_status", "dlq_events"):
+    for metric in ("queue_lag", "consumer_status", "dlq_events", "queue_offsets"):
         assert f'rttm_serve_series_omitted{{metric="{metric}"}} {FLOOD - 2000}.0' in lines
-    assert 'rttm_serve_series_omitted{metric="tps"} 0.0' in lines
+    # A counter: the three windows added up, the largest first.
+    assert 'rttm_dlq_events_total{reason="reason 00009",topic="trade-dlq"} 3027.0' in lines
+    offsets = [line for line in lines if line.startswith("rttm_queue_consumed_offset{")]
+    assert len(offsets) == 2000
+    assert offsets[0].startswith(f'rttm_queue_consumed_offset{{partition="0",'
+                                 f'service="svc-{FLOOD - 1}"')  # fmt: skip
     # Time to data loss: the least is the most urgent, so the least are kept.
     loss = [line for line in lines if line.startswith("rttm_time_to_data_loss_seconds{")]
     assert len(loss) == 2000

@@ -189,7 +189,7 @@ def test_shard_of_is_stable_and_spread() -> None:
 
 
 def test_progress_line_reports_counters() -> None:
-    counters = Counters(read=10, rows=9, rejects=1, duplicates=2, lag={"t[0]": 5, "t[1]": 7})
+    counters = Counters(read=10, rows=9, rejects=1, duplicates=2, lag={("t", 0): 5, ("t", 1): 7})
     assert describe(counters, 1234.4) == (
         "ingest: 1,234 rows/s | read 10 | rows 9 | rejects 1 | duplicates dropped 2"
         " | remaining lag 12"

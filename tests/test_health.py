@@ -61,7 +61,7 @@ def test_a_flow_is_ready_once_it_polls_and_while_it_reads_or_has_nothing_to_read
     now = time.monotonic()
     counters.polled = {1: now, 2: now}
     assert check() is None  # polling, nothing behind: caught up
-    counters.lag = {"rttm.trade.events[0]": 500}
+    counters.lag = {("rttm.trade.events", 0): 500}
     counters.started = counters.read_at = now - 30
     assert check() is None  # behind, but read 30 s ago: making progress
     counters.read_at = now - 61

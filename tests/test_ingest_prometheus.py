@@ -26,7 +26,7 @@ def test_counters_and_lag_are_exposed() -> None:
     registry = CollectorRegistry()
     registry.register(prometheus.IngestCollector())
     before = generate_latest(registry).decode()
-    stats.record_read("rttm.trade.events[0]", 10, 7)
+    stats.record_read("rttm.trade.events", 0, 10, 7)
     stats.record_written(9, 1)
     stats.record_retry()
     after = generate_latest(registry).decode()
@@ -35,7 +35,7 @@ def test_counters_and_lag_are_exposed() -> None:
                         ("rttm_ingest_rejects_written_total", 1),
                         ("rttm_ingest_sink_retries_total", 1)):  # fmt: skip
         assert value(after, name) - value(before, name) == delta
-    assert 'rttm_ingest_lag_messages{partition="rttm.trade.events[0]"} 7.0' in after
+    assert 'rttm_ingest_lag_messages{partition="0",topic="rttm.trade.events"} 7.0' in after
 
 
 def test_metrics_port_serves_the_default_registry_and_the_probes_on_localhost() -> None:

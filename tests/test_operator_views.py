@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,12 +21,16 @@ from pathlib import Path
 import pytest
 from bytewax.testing import run_main
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import simulated
+from rttm import health, metrics_port
 from rttm.cli.main import build_parser
 from rttm.config import KafkaSettings
 from rttm.contracts import DlqEvent, Message, TradeEvent
+from rttm.ingest import prometheus as ingest_prometheus
 from rttm.metrics import flow as metrics_flow
+from rttm.metrics import prometheus as metrics_prometheus
 from rttm.metrics import settings as metrics_settings
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
@@ -69,6 +75,28 @@ def _filled(brokers: str, url: str) -> Run:
     env = flow_env(kafka, url)
     run_main(metrics_flow.build_flow(metrics_settings.from_env(env), publish=False))  # type: ignore[no-untyped-call]
     return Run(url, env, events)
+
+
+@dataclass(frozen=True)
+class Exposition:
+    """``/metrics`` of ``rttm serve`` and of a flow's metrics port, after both flows ran."""
+
+    serve: str
+    flows: str
+
+
+@pytest.fixture(scope="module")
+def exposition(run: Run) -> Exposition:
+    serve = TestClient(create_app(run.url)).get("/metrics").text
+    # Both flows ran in this process: their collectors hold what they counted, and a
+    # metrics port serves them as ``rttm ingest`` / ``rttm metrics --metrics-port`` would.
+    ingest_prometheus.register()
+    metrics_prometheus.register()
+    port = free_port()
+    metrics_port.serve(port, health.Readiness([]))
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as answer:
+        flows = answer.read().decode()
+    return Exposition(serve, flows)
 
 
 def rttm(run: Run, *args: str) -> subprocess.CompletedProcess[str]:
@@ -169,11 +197,38 @@ def test_api_answers_what_the_cli_shows(run: Run) -> None:
     assert "<html" in page.text.lower()
 
 
+def sample(body: str, name: str, **labels: str) -> float:
+    """The value of the sample ``name{labels}`` in exposition ``body``."""
+    inner = ",".join(f'{label}="{value}"' for label, value in sorted(labels.items()))
+    line = f"{name}{{{inner}}} " if labels else f"{name} "
+    found = [row for row in body.splitlines() if row.startswith(line)]
+    assert len(found) == 1, (line, found)
+    return float(found[0].removeprefix(line))
+
+
 def test_metrics_endpoint_exposes_platform_and_rttm_health(run: Run) -> None:
     body = TestClient(create_app(run.url)).get("/metrics").text
-    assert 'rttm_tps{service="pms-core"}' in body
+    trade_events = [e for e in run.events if isinstance(e, TradeEvent)]
+    # Counters: every window's counts added up, equal to what was sent.
+    for service, event_type in {(e.service_name, e.event_type) for e in trade_events}:
+        sent = sum(1 for e in trade_events
+                   if (e.service_name, e.event_type) == (service, event_type))  # fmt: skip
+        assert sample(body, "rttm_trade_events_total", event_type=event_type,
+                      service=service) == sent  # fmt: skip
+    created = sum(1 for e in trade_events if e.event_type == "TRADE_CREATED")
+    assert sample(body, "rttm_trades_started_total") == created
+    dlq = Counter((e.topic_name, e.reason) for e in run.events if isinstance(e, DlqEvent))
+    for (topic, reason), sent in dlq.items():
+        assert sample(body, "rttm_dlq_events_total", reason=reason, topic=topic) == sent
+    assert "# TYPE rttm_trade_events_total counter" in body
+    assert "rttm_tps" not in body  # a rate: rate() of the counter gives it
+    # Latency as a summary in seconds, quantiles spelled as Prometheus does.
+    assert "# TYPE rttm_e2e_latency_seconds summary" in body
+    p50 = sample(body, "rttm_e2e_latency_seconds", quantile="0.5")
+    assert 0 < p50 < sample(body, "rttm_e2e_latency_seconds", quantile="0.99") < 60
     assert "rttm_consumer_status{" in body
-    trades = sum(1 for e in run.events if isinstance(e, TradeEvent))
+    assert 'rttm_queue_consumed_offset{partition="' in body
+    trades = len(trade_events)
     # Messages durably ingested, once per partition (every shard records its own position).
     assert f'rttm_ingest_position_total{{topic="rttm.trade.events"}} {float(trades)}' in body
     assert "rttm_stuck_trades_open " in body
@@ -197,16 +252,43 @@ def test_dashboard_files_are_packaged() -> None:
     assert (static / "index.html").is_file()
 
 
-def test_grafana_dashboard_queries_only_series_rttm_exposes(run: Run) -> None:
-    body = TestClient(create_app(run.url)).get("/metrics").text
-    exposed = {line.split("{")[0].split(" ")[0] for line in body.splitlines()
-               if line and not line.startswith("#")}  # fmt: skip
+def dashboard_queries() -> list[tuple[str, str]]:
+    """``(panel title, expression)`` of every query of the Grafana dashboard."""
     dashboard = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
+    found = []
     for panel in dashboard["panels"]:
-        for target in panel["targets"]:
-            names = set(re.findall(r"\brttm_[a-z0-9_]+", target["expr"]))
-            assert names, target
-            assert names <= exposed, (panel["title"], names - exposed)
+        if panel["type"] == "row":
+            continue
+        assert panel["targets"], panel["title"]
+        found += [(panel["title"], target["expr"]) for target in panel["targets"]]
+    return found
+
+
+def test_grafana_dashboard_queries_only_series_rttm_exposes(exposition: Exposition) -> None:
+    exposed = set()  # every family's series, declared or with samples now
+    for body in (exposition.serve, exposition.flows):
+        for family in text_string_to_metric_families(body):
+            exposed.add(family.name + ("_total" if family.type == "counter" else ""))
+            exposed |= {found.name for found in family.samples}
+    for title, expr in dashboard_queries():
+        names = set(re.findall(r"\brttm_[a-z0-9_]+", expr))
+        assert names, title
+        assert names <= exposed, (title, names - exposed)
+        # Every range follows the scrape interval Grafana knows (never a fixed [1m]).
+        assert re.findall(r"\[([^\]]*)\]", expr) == ["$__rate_interval"] * expr.count("["), expr
+
+
+def test_promtool_accepts_every_dashboard_query_as_promql(tmp_path: Path) -> None:
+    rules = [{"record": f"rttm:dashboard_query_{n}", "expr": expr.replace("$__rate_interval", "1m")}
+             for n, (_, expr) in enumerate(dashboard_queries())]  # fmt: skip
+    rule_file = tmp_path / "dashboard.rules.yml"
+    rule_file.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))
+    binary = shutil.which("promtool")
+    assert binary, "promtool is not installed: run ./dev setup (Debian package prometheus)"
+    checked = subprocess.run([binary, "check", "rules", str(rule_file)], capture_output=True,
+                             text=True, timeout=60, check=False)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in checked.stdout
 
 
 def test_api_answers_only_its_own_host_names_when_told(run: Run) -> None:
@@ -236,3 +318,23 @@ def test_an_unmigrated_database_is_one_line_not_a_traceback(
     assert "Traceback" not in result.stderr
     answer = TestClient(create_app(empty)).get("/api/status")
     assert answer.status_code == 503
+
+
+def promtool_lint(exposition: str) -> str:
+    """What ``promtool check metrics`` says of ``exposition`` (empty: nothing to fix)."""
+    binary = shutil.which("promtool")
+    assert binary, "promtool is not installed: run ./dev setup (Debian package prometheus)"
+    checked = subprocess.run([binary, "check", "metrics"], input=exposition, capture_output=True,
+                             text=True, timeout=60, check=False)  # fmt: skip
+    return (checked.stdout + checked.stderr).strip()
+
+
+def test_promtool_finds_nothing_to_fix_on_serve_and_the_flows_metrics_ports(
+    exposition: Exposition,
+) -> None:
+    assert "rttm_hop_latency_seconds{" in exposition.serve
+    assert promtool_lint(exposition.serve) == ""
+    assert "rttm_ingest_rows_written_total " in exposition.flows
+    assert "rttm_metrics_windows_finalized_total " in exposition.flows
+    assert 'rttm_ingest_lag_messages{partition="0",topic="rttm.trade.events"}' in exposition.flows
+    assert promtool_lint(exposition.flows) == ""

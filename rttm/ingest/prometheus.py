@@ -31,9 +31,9 @@ class IngestCollector(Collector):
         ):
             yield CounterMetricFamily(name, about, value=float(value))
         lag = GaugeMetricFamily("rttm_ingest_lag_messages", "Messages behind each partition's end",
-                                labels=["partition"])  # fmt: skip
-        for where, behind in sorted(COUNTERS.lag.items()):
-            lag.add_metric([where], float(behind))
+                                labels=["topic", "partition"])  # fmt: skip
+        for topic, partition, behind in COUNTERS.lag_by_partition():
+            lag.add_metric([topic, str(partition)], float(behind))
         yield lag
 
 

@@ -171,7 +171,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         # ListOffsets request on the local one (DESIGN §7), and free.
         watermarks = self._consumer.get_watermark_offsets(self._tp, cached=True)
         high = watermarks[1] if watermarks else self._next
-        stats.record_read(self._where, len(good), max(high - self._next, 0))
+        stats.record_read(self._topic, self._partition, len(good), max(high - self._next, 0))
         return [RawBatch(self._topic, self._partition, good, self._next)]
 
     def _on_error(self, error: KafkaError) -> None:

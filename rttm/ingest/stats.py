@@ -1,7 +1,11 @@
-"""Process-local ingestion counters, read by the live progress line of ``rttm ingest``.
+"""Process-local ingestion counters, for the live line, readiness and Prometheus.
 
-Plain dictionaries updated from the Bytewax worker threads: a progress display tolerates
-the rare lost increment, and a lock on the hot path would cost more than it is worth.
+Read by the progress line of ``rttm ingest``, its readiness probe and
+:mod:`rttm.ingest.prometheus`.
+
+Bytewax runs a thread per worker, and ``+=`` on a shared integer is not atomic, so every
+update takes one lock: Prometheus counters must not lose increments. The updates come once
+per batch of messages, not per message, so the lock costs nothing measurable.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ class Counters:
     rejects: int = 0
     duplicates: int = 0
     retries: int = 0  # sink batches retried after losing the database
-    lag: dict[str, int] = field(default_factory=dict)
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition)
     started: float = field(default_factory=time.monotonic)
     began: bool = False  # the flow started: its source listed its partitions
     polled: dict[int, float] = field(default_factory=dict)  # worker thread: last poll
@@ -29,17 +33,25 @@ class Counters:
     @property
     def remaining_lag(self) -> int:
         """Messages behind the end of the partitions read so far."""
-        return sum(self.lag.values())
+        with _LOCK:
+            return sum(self.lag.values())
+
+    def lag_by_partition(self) -> list[tuple[str, int, int]]:
+        """``(topic, partition, lag)`` of every partition read so far, in order."""
+        with _LOCK:
+            return sorted((topic, partition, lag) for (topic, partition), lag in self.lag.items())
 
 
 COUNTERS = Counters()
+_LOCK = threading.Lock()
 
 
-def record_read(where: str, count: int, lag: int) -> None:
+def record_read(topic: str, partition: int, count: int, lag: int) -> None:
     """A source partition read ``count`` messages and is ``lag`` behind its end."""
-    COUNTERS.read += count
-    COUNTERS.lag[where] = lag
-    COUNTERS.read_at = time.monotonic()
+    with _LOCK:
+        COUNTERS.read += count
+        COUNTERS.lag[topic, partition] = lag
+        COUNTERS.read_at = time.monotonic()
 
 
 def record_began() -> None:
@@ -54,15 +66,18 @@ def record_poll() -> None:
 
 def record_dropped_duplicates(count: int) -> None:
     """The dedupe step dropped ``count`` messages already seen."""
-    COUNTERS.duplicates += count
+    with _LOCK:
+        COUNTERS.duplicates += count
 
 
 def record_retry() -> None:
     """The sink lost the database and will retry its batch."""
-    COUNTERS.retries += 1
+    with _LOCK:
+        COUNTERS.retries += 1
 
 
 def record_written(rows: int, rejects: int) -> None:
     """The sink committed ``rows`` rows and ``rejects`` rejects (conflicts included)."""
-    COUNTERS.rows += rows
-    COUNTERS.rejects += rejects
+    with _LOCK:
+        COUNTERS.rows += rows
+        COUNTERS.rejects += rejects

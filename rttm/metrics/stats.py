@@ -1,12 +1,14 @@
 """Process-local counters of the metrics flow: ``rttm metrics``'s live line and port.
 
-Plain attributes updated from the Bytewax worker threads, as for the ingestion
-(``rttm.ingest.stats``): a display tolerates the rare lost increment. The merge step runs
-on one worker of one process, so in a cluster only that process knows the windows.
+Updated from the Bytewax worker threads under one lock, as the ingestion's
+(``rttm.ingest.stats``): they are Prometheus counters, which must not lose increments. The
+merge step runs on one worker of one process, so in a cluster only that process knows the
+windows.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -35,43 +37,51 @@ class Counters:
 
 
 COUNTERS = Counters()
+_LOCK = threading.Lock()
 
 
 def record_read(count: int) -> None:
     """The engine decoded ``count`` messages of one batch."""
-    COUNTERS.events += count
+    with _LOCK:
+        COUNTERS.events += count
 
 
 def record_finalized(windows: int, watermark: float, stuck_open: int, firing: int) -> None:
     """The merge step finalized ``windows`` windows up to ``watermark`` (epoch seconds)."""
-    COUNTERS.windows += windows
-    COUNTERS.watermark = watermark
-    COUNTERS.stuck_open = stuck_open
-    COUNTERS.alerts_firing = firing
+    with _LOCK:
+        COUNTERS.windows += windows
+        COUNTERS.watermark = watermark
+        COUNTERS.stuck_open = stuck_open
+        COUNTERS.alerts_firing = firing
 
 
 def record_folded(metric: str, dropped: int) -> None:
     """``dropped`` label sets of ``metric`` were folded into ``__other__`` in a window."""
-    COUNTERS.series_dropped[metric] = COUNTERS.series_dropped.get(metric, 0) + dropped
+    with _LOCK:
+        COUNTERS.series_dropped[metric] = COUNTERS.series_dropped.get(metric, 0) + dropped
 
 
 def record_evicted(state: str, count: int) -> None:
     """``count`` entries of ``state`` ("trades", "partitions") were let go for space."""
-    COUNTERS.evicted[state] = COUNTERS.evicted.get(state, 0) + count
+    with _LOCK:
+        COUNTERS.evicted[state] = COUNTERS.evicted.get(state, 0) + count
 
 
 def record_alerts_folded(rule: str, count: int) -> None:
     """``count`` series of ``rule`` were watched as its ``__other__`` alert in a window."""
-    COUNTERS.alerts_folded[rule] = COUNTERS.alerts_folded.get(rule, 0) + count
+    with _LOCK:
+        COUNTERS.alerts_folded[rule] = COUNTERS.alerts_folded.get(rule, 0) + count
 
 
 def record_arrivals(late: int, corrected: int, repeated: int) -> None:
     """A shard found ``late`` events past the horizon, ``corrected`` applied, ``repeated``."""
-    COUNTERS.late += late
-    COUNTERS.corrected += corrected
-    COUNTERS.repeated += repeated
+    with _LOCK:
+        COUNTERS.late += late
+        COUNTERS.corrected += corrected
+        COUNTERS.repeated += repeated
 
 
 def record_corrections(windows: int) -> None:
     """The merge step rewrote ``windows`` closed windows with late events."""
-    COUNTERS.corrections += windows
+    with _LOCK:
+        COUNTERS.corrections += windows

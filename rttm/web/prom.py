@@ -1,16 +1,26 @@
 """``/metrics`` of ``rttm serve``: platform metrics and RTTM's health, for Prometheus.
 
-Read from PostgreSQL on each scrape, so any number of servers show the same:
+Read from PostgreSQL on each scrape, so any number of servers show the same. The families,
+named and described by :mod:`rttm.metric_catalogue`:
 
-* ``rttm_<metric>{labels}`` — the series of the last 15 minutes of metrics windows, as of
-  the newest window (``rttm_metrics_window_end_seconds``): a state (lag, status, depth,
-  latency) keeps its latest value; a per-window count or rate absent from the newest window
-  is 0 there (the engine writes no row for "nothing happened"). At most ``max_series`` per
-  metric (``rttm serve --max-series``, default 2,000), the highest values first;
-* ``rttm_serve_series_omitted{metric}`` — the series of each metric left out by that cap
-  (``metric="alerts_firing"`` for the rules of ``rttm_alerts_firing``);
-* ``rttm_ingest_position{topic}`` — messages the ingestion has durably written per topic
-  (a counter: ``rate()`` of it is the ingestion rate);
+* counters ``rttm_<count>_total`` (trade events, trades started/completed/rejected, errors,
+  DLQ events, log events, RTTM's own bookkeeping): every window's counts added up since the
+  counters' table was created (``rttm_metrics_totals``); ``rate()`` and ``increase()`` of
+  them replace the engine's per-window rates and ratios, which are not exposed;
+* gauges of states (queue lag, consumer status, time to data loss, DLQ depth, stuck
+  trades) as of the newest window (``rttm_metrics_window_end_seconds``) among those of the
+  last 15 minutes: a lasting state keeps its latest value; stuck trades absent from the
+  newest window are 0 there;
+* summaries ``rttm_hop_latency_seconds`` and ``rttm_e2e_latency_seconds``: the quantiles
+  (``quantile="0.5"``, ``"0.95"``, ``"0.99"``) of the newest window with latencies;
+* ``rttm_queue_consumed_offset`` and ``rttm_queue_produced_offset`` per (service, topic,
+  partition): the newest snapshot's offsets (``rate()`` of the consumed one is the consume
+  rate);
+* ``rttm_serve_series_omitted{metric}`` — the series of each family left out by the cap:
+  at most ``max_series`` per family (``rttm serve --max-series``, default 2,000), the most
+  urgent first (``metric="alerts_firing"`` for the rules of ``rttm_alerts_firing``);
+* ``rttm_ingest_position_total{topic}`` — messages the ingestion has durably written per
+  topic (``rate()`` of it is the ingestion rate);
 * ``rttm_ingest_rejects`` — malformed messages kept in ``rttm_ingest_rejects`` (the
   planner's estimate, refreshed by autovacuum);
 * ``rttm_stuck_trades_open`` and ``rttm_alerts_firing``.
@@ -23,13 +33,16 @@ flow itself: ``--metrics-port`` or ``BYTEWAX_DATAFLOW_API_ENABLED=true``
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from rttm import metric_catalogue as catalogue
 from rttm.alerts.stored import LATEST_PER_SERIES
+from rttm.metric_catalogue import Kind
 from rttm.metrics.limits import LEAST_FIRST, STATES
-from rttm.metrics.points import SERIES_PREFIX
+from rttm.registry import BY_NAME
 from rttm.views.budget import DEFAULT_BUDGET_S, Deadline
 from rttm.views.common import Conn, open_view
 from rttm.views.limits import DEFAULT_MAX_SERIES
@@ -44,6 +57,7 @@ WITH newest AS (SELECT max(window_start) AS start FROM rttm_metrics),
 latest AS (
     SELECT metric, labels, max(ARRAY[extract(epoch FROM window_start)::float8, value]) AS last
     FROM rttm_metrics WHERE window_start > (SELECT start FROM newest) - interval '15 minutes'
+      AND metric = ANY(%(shown)s)
     GROUP BY metric, labels
 ),
 shown AS (
@@ -63,6 +77,28 @@ ranked AS (
 )
 SELECT metric, labels, value, total FROM ranked WHERE n <= %(cap)s ORDER BY metric, n
 """
+#: The counters, the largest first (ties in label order), at most ``%(cap)s`` per metric.
+_TOTALS = """
+SELECT metric, labels, value, total FROM (
+    SELECT metric, labels, value, count(*) OVER (PARTITION BY metric) AS total,
+           row_number() OVER (PARTITION BY metric ORDER BY value DESC, labels) AS n
+    FROM rttm_metrics_totals
+) ranked WHERE n <= %(cap)s ORDER BY metric, n
+"""
+#: Each queue partition's newest snapshot of the last 15 minutes (the index of migration
+#: 0001 gives the newest per partition), at most ``%(cap)s``: the most lag first.
+_OFFSETS = """
+WITH newest AS (SELECT max(snapshot_time) AS at FROM {table}),
+latest AS (
+    SELECT DISTINCT ON (service_name, topic_name, queue_partition)
+           service_name, topic_name, queue_partition, produced_offset, consumed_offset
+    FROM {table} WHERE snapshot_time > (SELECT at FROM newest) - interval '15 minutes'
+    ORDER BY service_name, topic_name, queue_partition, snapshot_time DESC
+)
+SELECT *, count(*) OVER () AS total FROM latest
+ORDER BY produced_offset - consumed_offset DESC, service_name, topic_name, queue_partition
+LIMIT %(cap)s
+""".format(table=BY_NAME["rttm.queue.metrics"].table)  # noqa: S608 - the registry's table name
 _WINDOW_END = (
     "SELECT extract(epoch FROM window_end) AS end FROM rttm_metrics"
     " ORDER BY window_start DESC LIMIT 1"
@@ -86,7 +122,10 @@ SELECT rule, severity, count(*) AS n, count(*) OVER () AS total
 FROM ({LATEST_PER_SERIES}) latest WHERE state = 'firing'
 GROUP BY rule, severity ORDER BY n DESC, rule, severity LIMIT %(cap)s
 """  # noqa: S608 - a constant column list, no input
-PREFIX = SERIES_PREFIX
+#: The metrics read from the newest windows: states and latencies (the counts are added up
+#: in ``rttm_metrics_totals``; rates and ratios are not exposed).
+_SHOWN = sorted(name for name, spec in catalogue.METRICS.items() if spec.exposed
+                and spec.kind is not Kind.COUNT)  # fmt: skip
 OMITTED = "rttm_serve_series_omitted"
 #: Rows turned into samples between two looks at the deadline.
 _CHECK_EVERY = 1_000
@@ -95,7 +134,7 @@ _CHECK_EVERY = 1_000
 class DatabaseCollector(Collector):
     """Collects from the database at ``url`` on every scrape, within ``budget_s`` seconds.
 
-    At most ``max_series`` series per metric; ``rttm_serve_series_omitted{metric}`` says how
+    At most ``max_series`` series per family; ``rttm_serve_series_omitted{metric}`` says how
     many more there were.
     """
 
@@ -114,7 +153,9 @@ class DatabaseCollector(Collector):
             labels=["metric"],
         )  # fmt: skip
         with open_view(self._url) as conn:
-            yield from self._series(conn, deadline, omitted)
+            yield from self._states(conn, deadline, omitted)
+            yield from self._counters(conn, deadline, omitted)
+            yield from self._offsets(conn, deadline, omitted)
             position = CounterMetricFamily(
                 "rttm_ingest_position", "Messages durably ingested per topic", labels=["topic"]
             )
@@ -131,34 +172,88 @@ class DatabaseCollector(Collector):
             yield omitted
             deadline.check()
 
-    def _series(
-        self, conn: Conn, deadline: Deadline, omitted: GaugeMetricFamily
+    def _families(
+        self,
+        kinds: tuple[Kind, ...],
+        rows: list[dict[str, Any]],
+        deadline: Deadline,
+        omitted: GaugeMetricFamily,
     ) -> Iterator[Metric]:
-        """``rttm_<metric>`` families (counting the series left out) and the newest window."""
-        rows = deadline.execute(conn, _SERIES, {
-            "states": sorted(STATES), "least_first": sorted(LEAST_FIRST), "cap": self._max_series,
-        })  # fmt: skip
-        families: dict[str, GaugeMetricFamily] = {}
+        """A family per catalogue metric of ``kinds``, filled from ``rows``.
+
+        Declared even while it has no series, so that its help text is there; counts the
+        series left out in ``omitted``.
+        """
+        families: dict[str, Metric] = {}
         totals: dict[str, int] = {}
+        for spec in catalogue.METRICS.values():
+            if spec.kind in kinds:
+                families[spec.name] = Metric(spec.family, spec.help, spec.prometheus_type)
+                totals[spec.name] = 0
         for n, row in enumerate(rows):
             if n % _CHECK_EVERY == 0:
                 deadline.check()
-            labels = dict(sorted(row["labels"].items()))
-            family = families.get(row["metric"])
-            if family is None:
-                family = families[row["metric"]] = GaugeMetricFamily(
-                    PREFIX + row["metric"], f"RTTM metric {row['metric']}", labels=list(labels)
-                )
-                totals[row["metric"]] = int(row["total"])
-            family.add_metric(list(labels.values()), row["value"])
-        for metric, family in families.items():
-            omitted.add_metric([metric], float(totals[metric] - len(family.samples)))
+            found = catalogue.METRICS.get(row["metric"])
+            if found is None or found.name not in families:
+                continue  # written by a newer RTTM: not in this catalogue
+            spec = found
+            totals[spec.name] = int(row["total"])
+            labels = {name: str(value) for name, value in row["labels"].items()}
+            value = float(row["value"])
+            if spec.kind is Kind.LATENCY:
+                labels["quantile"] = catalogue.quantile(labels.get("quantile", ""))
+                value /= 1000  # stored in milliseconds
+            suffix = "_total" if spec.kind is Kind.COUNT else ""
+            families[spec.name].add_sample(spec.family + suffix, dict(sorted(labels.items())),
+                                           value)  # fmt: skip
+        for name, family in families.items():
+            if family.samples:
+                omitted.add_metric([name], float(totals[name] - len(family.samples)))
         yield from families.values()
+
+    def _states(
+        self, conn: Conn, deadline: Deadline, omitted: GaugeMetricFamily
+    ) -> Iterator[Metric]:
+        """Gauges and latency summaries of the newest windows, and the newest window's end."""
+        rows = deadline.execute(conn, _SERIES, {
+            "states": sorted(STATES), "least_first": sorted(LEAST_FIRST), "cap": self._max_series,
+            "shown": _SHOWN,
+        })  # fmt: skip
+        yield from self._families((Kind.STATE, Kind.LATENCY), rows, deadline, omitted)
         end = deadline.execute(conn, _WINDOW_END)
         if end:
             yield GaugeMetricFamily("rttm_metrics_window_end_seconds",
                                     "End of the newest metrics window (Unix time)",
                                     value=float(end[0]["end"]))  # fmt: skip
+
+    def _counters(
+        self, conn: Conn, deadline: Deadline, omitted: GaugeMetricFamily
+    ) -> Iterator[Metric]:
+        """``rttm_<count>_total``: the per-window counts added up."""
+        rows = deadline.execute(conn, _TOTALS, {"cap": self._max_series})
+        yield from self._families((Kind.COUNT,), rows, deadline, omitted)
+
+    def _offsets(
+        self, conn: Conn, deadline: Deadline, omitted: GaugeMetricFamily
+    ) -> Iterator[Metric]:
+        """The newest snapshot's consumed and produced offset of each queue partition."""
+        labels = ["service", "topic", "partition"]
+        consumed = GaugeMetricFamily(
+            catalogue.CONSUMED_OFFSET, "Offset consumed up to (newest snapshot)", labels=labels
+        )
+        produced = GaugeMetricFamily(
+            catalogue.PRODUCED_OFFSET, "End offset of the partition (newest snapshot)",
+            labels=labels,
+        )  # fmt: skip
+        rows = deadline.execute(conn, _OFFSETS, {"cap": self._max_series})
+        for row in rows:
+            where = [row["service_name"], row["topic_name"], str(row["queue_partition"])]
+            consumed.add_metric(where, float(row["consumed_offset"]))
+            produced.add_metric(where, float(row["produced_offset"]))
+        left = int(rows[0]["total"]) - len(rows) if rows else 0
+        omitted.add_metric(["queue_offsets"], float(left))
+        yield consumed
+        yield produced
 
     def _firing(self, conn: Conn, deadline: Deadline, omitted: GaugeMetricFamily) -> Metric:
         """``rttm_alerts_firing{rule, severity}``, counted in the database."""
