@@ -126,7 +126,12 @@ SETTINGS: tuple[Setting, ...] = (
         "alert rules file",
         "the shipped rules",
     ),
-    Setting(metrics.ENV_WINDOW, _ENGINE, "metrics window length", metrics.DEFAULT_WINDOW),
+    Setting(
+        metrics.ENV_WINDOW,
+        (*_ENGINE, "rules export"),
+        "metrics window length",
+        metrics.DEFAULT_WINDOW,
+    ),
     Setting(
         metrics.ENV_LATENESS,
         _ENGINE,

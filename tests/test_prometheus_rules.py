@@ -38,7 +38,7 @@ def test_promtool_accepts_the_exported_shipped_rules(tmp_path: Path) -> None:
     assert "SUCCESS: 10 rules found" in checked.stdout
     text = out.read_text()
     assert "# Not expressible in PromQL: RTTM finds stuck trades per trade" in text
-    assert 'expr: "rttm_e2e_latency_ms{quantile=\\"p99\\"} > 5000"' in text
+    assert 'expr: "rttm_e2e_latency_seconds{quantile=\\"0.99\\"} * 1000 > 5000"' in text
 
 
 def test_prometheus_fires_the_exported_rules_with_rttms_labels_and_text(tmp_path: Path) -> None:
@@ -51,10 +51,12 @@ def test_prometheus_fires_the_exported_rules_with_rttms_labels_and_text(tmp_path
         'runbook_url = "https://runbooks.example/lag"\nlabels = { team = "pms" }\n'
         '\n[[rules]]\nname = "DlqShare"\nmetric = "dlq_ratio"\nop = ">="\nthreshold = 0.25\n'
         'severity = "warning"\nsummary = "DLQ share {{ $value }}"\n'
+        '\n[[rules]]\nname = "Slow"\nmetric = "e2e_latency_ms"\nmatch = { quantile = "p99" }\n'
+        'op = ">"\nthreshold = 5000\nseverity = "warning"\nsummary = "p99 {{ $value }} ms"\n'
     )  # fmt: skip
     out = tmp_path / "exported.yml"
     assert export(out, str(rules_file)).returncode == 0
-    lag, dlq = load_rules(rules_file)
+    lag, dlq, slow = load_rules(rules_file)
     lag_labels = {"service": "pms-core", "topic": "trade-valid", "partition": "3"}
     series = 'rttm_queue_lag{service="pms-core",topic="trade-valid",partition="3"}'
 
@@ -78,7 +80,11 @@ def test_prometheus_fires_the_exported_rules_with_rttms_labels_and_text(tmp_path
             "interval": "10s",
             "input_series": [
                 {"series": series, "values": "1234567x12"},
-                {"series": "rttm_dlq_ratio", "values": "0.25x3"},
+                # Counters: 25 DLQ events per window of 10 s, 100 trades started.
+                {"series": 'rttm_dlq_events_total{topic="dlq",reason="bad"}', "values": "0+25x12"},
+                {"series": "rttm_trades_started_total", "values": "0+100x12"},
+                # A summary in seconds: RTTM's rules and texts are in milliseconds.
+                {"series": 'rttm_e2e_latency_seconds{quantile="0.99"}', "values": "6x12"},
             ],
             "alert_rule_test": [
                 {"eval_time": "30s", "alertname": "LagHuge", "exp_alerts": []},  # still pending
@@ -86,9 +92,13 @@ def test_prometheus_fires_the_exported_rules_with_rttms_labels_and_text(tmp_path
                     "exp_labels": rttm_labels(lag, lag_labels),
                     "exp_annotations": expected(1234567.0, lag_labels, lag),
                 }]},
-                {"eval_time": "10s", "alertname": "DlqShare", "exp_alerts": [{
+                {"eval_time": "60s", "alertname": "DlqShare", "exp_alerts": [{
                     "exp_labels": rttm_labels(dlq, {}),
                     "exp_annotations": expected(0.25, {}, dlq),
+                }]},
+                {"eval_time": "10s", "alertname": "Slow", "exp_alerts": [{
+                    "exp_labels": rttm_labels(slow, {"quantile": "0.99"}),
+                    "exp_annotations": expected(6000.0, {"quantile": "0.99"}, slow),
                 }]},
             ],
         }],

@@ -1,7 +1,10 @@
 """RTTM's alert rules as Prometheus alerting rules over what ``rttm serve`` exposes.
 
 For teams that evaluate alerts in their own Prometheus, scraping ``rttm serve``'s
-``/metrics``: each rule becomes ``rttm_<metric>{match} OP threshold`` with the same ``for``,
+``/metrics``: each rule becomes the PromQL of its metric over the exposed series
+(:func:`rttm.metric_catalogue.promql`: a gauge as it is, a rate or a ratio from
+``rate()`` of counters, a per-window count as a counter's increase scaled to one window,
+a latency back in milliseconds) ``OP threshold``, with the same ``for``,
 ``keep_firing_for``, labels (with ``source="rttm"``, so routes and silences made for RTTM's
 alerts apply) and annotations (the templates are Prometheus' own syntax, so they render
 the same). Where Prometheus cannot see what RTTM sees, the rule says so in a
@@ -19,11 +22,24 @@ from rttm.alerts.notifications import SOURCE_NAME, SOURCE_VALUE
 from rttm.alerts.rules import Rule
 from rttm.alerts.templates import format_value
 from rttm.durations import format_duration
-from rttm.metrics.points import SERIES_PREFIX
+from rttm.metric_catalogue import METRICS, RANGE, Kind, promql
 
 GROUP: Final = "rttm"
 
-#: What differs, per metric, between RTTM's evaluation and Prometheus' over the gauge.
+#: What differs, per kind of metric, between RTTM's evaluation and Prometheus'.
+KIND_NOTES: Final[Mapping[Kind, str]] = MappingProxyType({
+    Kind.COUNT: (
+        f"RTTM counts per window; Prometheus sees a counter, so this is its increase over\n"
+        f"the last {RANGE} scaled to one window: an average over the last {RANGE}."
+    ),
+    Kind.RATE: f"RTTM's rate is per window; this is rate() over the last {RANGE}.",
+    Kind.RATIO: f"RTTM's ratio is per window; this is a ratio of rate()s over the last {RANGE}.",
+    Kind.LATENCY: (
+        "Prometheus' quantile label is 0.5, 0.95 or 0.99 where RTTM's is p50, p95 or p99; the\n"
+        "summary is in seconds, so the value is multiplied back to RTTM's milliseconds."
+    ),
+})  # fmt: skip
+#: What differs, per metric, between RTTM's evaluation and Prometheus' (beyond its kind's).
 NOTES: Final[Mapping[str, str]] = MappingProxyType({
     "stuck_trades": (
         "Not expressible in PromQL: RTTM finds stuck trades per trade (each one's deadline after\n"
@@ -38,8 +54,9 @@ _HEADER: Final = """\
 # {source}.
 # They read the series `rttm serve` exposes at /metrics (scrape it every 10-15 s). RTTM
 # evaluates each rule at the close of every metrics window, on event time; Prometheus
-# evaluates on its own schedule over the latest window's values, so an alert can start
-# or end up to a scrape interval apart from RTTM's. Check with: promtool check rules FILE
+# evaluates on its own schedule over the exposed counters and gauges, so an alert can
+# start or end up to a scrape interval apart from RTTM's; a comment above a rule says
+# where its PromQL differs. Check with: promtool check rules FILE
 """
 
 
@@ -48,16 +65,17 @@ def _string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def expression(rule: Rule) -> str:
-    """The PromQL condition of ``rule``."""
-    matchers = ",".join(f"{name}={_string(value)}" for name, value in rule.match)
-    selector = SERIES_PREFIX + rule.metric + (f"{{{matchers}}}" if matchers else "")
-    return f"{selector} {rule.op} {format_value(rule.threshold)}"
+def expression(rule: Rule, window_s: float) -> str:
+    """The PromQL condition of ``rule``, for metrics windows of ``window_s`` seconds."""
+    found = promql(METRICS[rule.metric], dict(rule.match), window_s)
+    return f"{found} {rule.op} {format_value(rule.threshold)}"
 
 
-def _rule(rule: Rule) -> list[str]:
-    lines = [f"      # {line}".rstrip() for line in NOTES.get(rule.metric, "").splitlines()]
-    lines += [f"      - alert: {rule.name}", f"        expr: {_string(expression(rule))}"]
+def _rule(rule: Rule, window_s: float) -> list[str]:
+    notes = [KIND_NOTES.get(METRICS[rule.metric].kind, ""), NOTES.get(rule.metric, "")]
+    lines = [f"      # {line}".rstrip() for note in notes for line in note.splitlines()]
+    lines += [f"      - alert: {rule.name}",
+              f"        expr: {_string(expression(rule, window_s))}"]  # fmt: skip
     if rule.for_s:
         lines.append(f"        for: {format_duration(rule.for_s)}")
     if rule.keep_firing_for_s:
@@ -75,10 +93,13 @@ def _rule(rule: Rule) -> list[str]:
     return lines
 
 
-def export(rules: Iterable[Rule], source: str) -> str:
-    """A Prometheus rules file (YAML) with one group of ``rules``; ``source`` names them."""
+def export(rules: Iterable[Rule], source: str, window_s: float) -> str:
+    """A Prometheus rules file (YAML) with one group of ``rules``; ``source`` names them.
+
+    ``window_s``: the metrics window the rules were written for (``RTTM_METRICS_WINDOW``).
+    """
     lines = [_HEADER.format(source=source).rstrip("\n"), "groups:", f"  - name: {GROUP}",
              "    rules:"]  # fmt: skip
     for rule in rules:
-        lines += _rule(rule)
+        lines += _rule(rule, window_s)
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from pathlib import Path
 from rttm.alerts import prometheus_rules, rule_tests, rules
 from rttm.cli import Subcommands, add_command, say
 from rttm.errors import RttmError
+from rttm.metrics import settings as metrics_settings
 from rttm.metrics.settings import ENV_ALERT_RULES
 
 DEFAULT_RULES = "the shipped default rules"
@@ -94,7 +95,8 @@ def _export(args: argparse.Namespace) -> int:
     if source is None and os.environ.get(ENV_ALERT_RULES, "").strip():
         source = Path(os.environ[ENV_ALERT_RULES].strip())
     found = rules.load_rules(source)
-    text = prometheus_rules.export(found, str(source) if source else DEFAULT_RULES)
+    text = prometheus_rules.export(found, str(source) if source else DEFAULT_RULES,
+                                   metrics_settings.window_s())  # fmt: skip
     if str(args.prometheus) == "-":
         sys.stdout.write(text)
         return 0

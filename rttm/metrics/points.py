@@ -9,9 +9,6 @@ from datetime import datetime
 
 #: Labels as sorted (name, value) pairs: hashable, ordered, cheap to compare.
 Labels = tuple[tuple[str, str], ...]
-#: What each metric's name starts with in Prometheus exposition (``rttm_tps``): ``rttm
-#: serve``'s ``/metrics`` and the exported Prometheus rules.
-SERIES_PREFIX = "rttm_"
 #: Longest label value stored (PostgreSQL's btree key limit is about 2.7 kB).
 MAX_LABEL_CHARS = 200
 

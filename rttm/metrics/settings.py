@@ -64,12 +64,18 @@ def pipeline_from_env(env: Mapping[str, str] = os.environ) -> pipeline.Pipeline:
     return pipeline.load(_file(env, ENV_PIPELINE))
 
 
-def engine_config(env: Mapping[str, str] = os.environ) -> EngineConfig:
-    """Window, lateness, shards, pipeline and caps from the environment (no servers needed)."""
+def window_s(env: Mapping[str, str] = os.environ) -> float:
+    """The metrics window's length in seconds (``RTTM_METRICS_WINDOW``)."""
     window = _duration(env, ENV_WINDOW, DEFAULT_WINDOW)
     if window < 1 or not window.is_integer():
         msg = f"{ENV_WINDOW} must be a whole number of seconds, at least 1s, got {window:g}s"
         raise ConfigError(msg)
+    return window
+
+
+def engine_config(env: Mapping[str, str] = os.environ) -> EngineConfig:
+    """Window, lateness, shards, pipeline and caps from the environment (no servers needed)."""
+    window = window_s(env)
     lateness = _duration(env, ENV_LATENESS, DEFAULT_LATENESS)
     correction = _duration(env, ENV_CORRECTION, DEFAULT_CORRECTION)
     if not 0 <= correction <= MAX_CORRECTION_S:
