@@ -46,6 +46,7 @@ from rttm.registry import BY_NAME
 from rttm.views.budget import DEFAULT_BUDGET_S, Deadline
 from rttm.views.common import Conn, open_view
 from rttm.views.limits import DEFAULT_MAX_SERIES
+from rttm_emit.topics import QUEUE_METRICS
 
 #: The latest value of each series of the last 15 minutes (the greatest ``[epoch, value]``
 #: pair: a hash aggregate, where ``DISTINCT ON`` would sort the jsonb labels), at most
@@ -98,7 +99,7 @@ latest AS (
 SELECT *, count(*) OVER () AS total FROM latest
 ORDER BY produced_offset - consumed_offset DESC, service_name, topic_name, queue_partition
 LIMIT %(cap)s
-""".format(table=BY_NAME["rttm.queue.metrics"].table)  # noqa: S608 - the registry's table name
+""".format(table=BY_NAME[QUEUE_METRICS.name].table)  # noqa: S608 - the registry's table name
 _WINDOW_END = (
     "SELECT extract(epoch FROM window_end) AS end FROM rttm_metrics"
     " ORDER BY window_start DESC LIMIT 1"
