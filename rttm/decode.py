@@ -21,7 +21,7 @@ class Accepted(msgspec.Struct, frozen=True, gc=False):
     Attributes:
         spec: registry entry of the topic it came from.
         event: the decoded contract Struct.
-        dedupe_key: the row's idempotency key (DESIGN §3), see :func:`dedupe_key`.
+        dedupe_key: the row's idempotency key (docs/design.md §3.1), see :func:`dedupe_key`.
         partition: Kafka partition of the ``rttm.*`` message.
         offset: Kafka offset of the ``rttm.*`` message.
     """

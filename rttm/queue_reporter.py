@@ -3,8 +3,8 @@
 Any consumer service can run :class:`QueueMetricsReporter` in a thread; RTTM runs one for
 its own consumer groups (``rttm ingest``), so RTTM's lag shows up in RTTM. The produced
 offset is the partition's high watermark (ListOffsets, right on Kafka; the local Tansu
-broker answers it wrongly for batched writes, DESIGN §7), the consumed offset is the group's
-committed offset, or the low watermark when the group has committed nothing.
+broker answers it wrongly for batched writes, docs/design.md §8), the consumed offset is
+the group's committed offset, or the low watermark when the group has committed nothing.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from rttm_emit.topics import Topic
 COLUMN_RENAMES: dict[str, str] = {"partition": "queue_partition", "offset": "queue_offset"}
 
 #: Columns every ingested table carries after the payload: the dedupe key and where the row
-#: came from (DESIGN §3). ``ingested_at`` is filled by the database.
+#: came from (docs/design.md §4.1). ``ingested_at`` is filled by the database.
 PROVENANCE_COLUMNS: tuple[str, ...] = ("dedupe_key", "kafka_partition", "kafka_offset")
 PROVENANCE_TYPES: tuple[str, ...] = ("text", "int4", "int8")
 INGESTED_AT_COLUMN = "ingested_at"

@@ -118,7 +118,7 @@ SETTINGS: tuple[Setting, ...] = (
         metrics.ENV_PIPELINE,
         (*_ENGINE, "trace", "serve"),
         "pipeline definition file (stages, event types, terminal types, stuck_after)",
-        "the shipped one (DESIGN §5)",
+        "the shipped one (docs/design.md §5.3)",
     ),
     Setting(
         metrics.ENV_ALERT_RULES,

@@ -1,11 +1,11 @@
-"""The example messages of DESIGN §2, one per topic, as producers send them."""
+"""A valid example message per topic (docs/design.md §1), as producers send them."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-DESIGN_EXAMPLES: dict[str, dict[str, Any]] = {
+SAMPLE_MESSAGES: dict[str, dict[str, Any]] = {
     "rttm.trade.events": {
         "trade_id": "T123",
         "service_name": "validation-service",
@@ -51,7 +51,8 @@ DESIGN_EXAMPLES: dict[str, dict[str, Any]] = {
     },
 }
 
-#: Fields DESIGN §2 makes optional, per topic (``event_id`` is optional everywhere).
+#: Fields the contracts make optional, per topic (docs/design.md §1.2; ``event_id``
+#: is optional everywhere).
 OPTIONAL_FIELDS: dict[str, set[str]] = {
     "rttm.trade.events": {
         "source_queue",

@@ -12,7 +12,7 @@ from rttm.decode import Accepted, decode_message
 from rttm.ingest.chunks import shard_keys, shard_of, split_batch, table_row
 from rttm.ingest.source import RawBatch
 from rttm.registry import TOPICS
-from tests.samples import DESIGN_EXAMPLES, encode
+from tests.samples import SAMPLE_MESSAGES, encode
 from tests.test_contract_properties import JSON_VALUES, events
 
 TOPIC_NAMES = [spec.name for spec in TOPICS]
@@ -29,7 +29,7 @@ def values(draw: st.DrawFn, topic: str) -> bytes | None:
         return None
     if kind == "bytes":
         return draw(st.binary(max_size=300))
-    payload = dict(DESIGN_EXAMPLES[topic])
+    payload = dict(SAMPLE_MESSAGES[topic])
     payload[draw(st.sampled_from(sorted(payload)))] = draw(JSON_VALUES)
     raw = encode(payload)
     return raw[: draw(st.integers(0, len(raw)))] if kind == "cut" else raw

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rttm.contracts import Message
 from rttm.decode import Accepted, Rejected, decode_message
 from rttm.registry import TOPICS
-from tests.samples import DESIGN_EXAMPLES, encode
+from tests.samples import SAMPLE_MESSAGES, encode
 
 # RFC 3339 offsets have minute precision; msgspec encodes them so.
 OFFSETS = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(
@@ -91,7 +91,7 @@ JSON_VALUES = st.recursive(
 
 @settings(max_examples=1000)
 @given(
-    topic=st.sampled_from(list(DESIGN_EXAMPLES)),
+    topic=st.sampled_from(list(SAMPLE_MESSAGES)),
     field=st.text(min_size=1, max_size=20),
     replacement=JSON_VALUES,
     data=st.data(),
@@ -99,7 +99,7 @@ JSON_VALUES = st.recursive(
 def test_mutated_valid_messages_decode_or_reject(
     topic: str, field: str, replacement: object, data: st.DataObject
 ) -> None:
-    payload = dict(DESIGN_EXAMPLES[topic])
+    payload = dict(SAMPLE_MESSAGES[topic])
     payload[data.draw(st.sampled_from([*payload, field]))] = replacement
     raw = encode(payload)
     cut = data.draw(st.integers(min_value=0, max_value=len(raw)))

@@ -1,4 +1,4 @@
-"""Every contract rule of DESIGN §2, through the one decode function the ingestion uses."""
+"""Every contract rule of docs/design.md §1.2, through the one decode function of the ingestion."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from rttm.contracts import ID_MAX_CHARS, INT32_MAX, INT64_MAX, TEXT_MAX_CHARS, TradeEvent
 from rttm.decode import Accepted, Rejected, decode_message, fallback_key
 from rttm.registry import BY_NAME, TOPICS
-from tests.samples import DESIGN_EXAMPLES, OPTIONAL_FIELDS, encode
+from tests.samples import OPTIONAL_FIELDS, SAMPLE_MESSAGES, encode
 
 PARTITION, OFFSET, TIMESTAMP_MS = 3, 41, 1_765_969_549_000
 
@@ -30,18 +30,18 @@ def rejected(topic: str, payload: dict[str, Any] | bytes | None) -> str:
 
 
 def with_field(topic: str, field: str, value: Any) -> dict[str, Any]:
-    return {**DESIGN_EXAMPLES[topic], field: value}
+    return {**SAMPLE_MESSAGES[topic], field: value}
 
 
 def without(topic: str, field: str) -> dict[str, Any]:
-    return {k: v for k, v in DESIGN_EXAMPLES[topic].items() if k != field}
+    return {k: v for k, v in SAMPLE_MESSAGES[topic].items() if k != field}
 
 
 def fields(kind: type, *, required_only: bool = False) -> list[tuple[str, str]]:
-    """(topic, field) pairs of the DESIGN examples whose values are of ``kind``."""
+    """(topic, field) pairs of the sample messages whose values are of ``kind``."""
     return [
         (topic, name)
-        for topic, example in DESIGN_EXAMPLES.items()
+        for topic, example in SAMPLE_MESSAGES.items()
         for name, value in example.items()
         if type(value) is kind
         and not name.endswith("_time")
@@ -52,19 +52,19 @@ def fields(kind: type, *, required_only: bool = False) -> list[tuple[str, str]]:
 TIME_FIELDS = [(spec.name, spec.time_field) for spec in TOPICS]
 REQUIRED = [
     (topic, name)
-    for topic, example in DESIGN_EXAMPLES.items()
+    for topic, example in SAMPLE_MESSAGES.items()
     for name in example
     if name not in OPTIONAL_FIELDS[topic]
 ]
 OPTIONAL = [(topic, name) for topic, names in OPTIONAL_FIELDS.items() for name in sorted(names)]
 
 
-@pytest.mark.parametrize("topic", list(DESIGN_EXAMPLES))
+@pytest.mark.parametrize("topic", list(SAMPLE_MESSAGES))
 def test_design_example_is_accepted_with_every_field(topic: str) -> None:
-    result = decode(topic, encode(DESIGN_EXAMPLES[topic]))
+    result = decode(topic, encode(SAMPLE_MESSAGES[topic]))
     assert isinstance(result, Accepted)
     assert type(result.event) is BY_NAME[topic].struct
-    for name, value in DESIGN_EXAMPLES[topic].items():
+    for name, value in SAMPLE_MESSAGES[topic].items():
         got = getattr(result.event, name)
         if name.endswith("_time"):
             assert got == datetime.fromisoformat(value)
@@ -75,7 +75,7 @@ def test_design_example_is_accepted_with_every_field(topic: str) -> None:
 
 
 def test_trade_event_fields_keep_types() -> None:
-    result = decode("rttm.trade.events", encode(DESIGN_EXAMPLES["rttm.trade.events"]))
+    result = decode("rttm.trade.events", encode(SAMPLE_MESSAGES["rttm.trade.events"]))
     assert isinstance(result, Accepted)
     assert isinstance(result.event, TradeEvent)
     assert result.event.partition == 2
@@ -174,25 +174,25 @@ def test_timestamp_with_offset_is_accepted_as_the_same_instant(topic: str, field
         (b"null", "Expected `object`, got `null`"),
     ],
 )
-@pytest.mark.parametrize("topic", list(DESIGN_EXAMPLES))
+@pytest.mark.parametrize("topic", list(SAMPLE_MESSAGES))
 def test_unusable_values_are_rejected(topic: str, value: bytes | None, expected: str) -> None:
     assert expected in rejected(topic, value)
 
 
-@pytest.mark.parametrize("topic", list(DESIGN_EXAMPLES))
+@pytest.mark.parametrize("topic", list(SAMPLE_MESSAGES))
 def test_invalid_utf8_anywhere_is_rejected(topic: str) -> None:
     in_known_field = encode(with_field(topic, "service_name", "SVCX")).replace(b"SVCX", b"S\xffX")
     assert "JSON is malformed" in rejected(topic, in_known_field)
-    in_unknown_field = encode({**DESIGN_EXAMPLES[topic], "note": "NOTE"}).replace(b"NOTE", b"\xfe")
+    in_unknown_field = encode({**SAMPLE_MESSAGES[topic], "note": "NOTE"}).replace(b"NOTE", b"\xfe")
     assert "JSON is malformed" in rejected(topic, in_unknown_field)
 
 
-@pytest.mark.parametrize("topic", list(DESIGN_EXAMPLES))
+@pytest.mark.parametrize("topic", list(SAMPLE_MESSAGES))
 def test_json_nested_5000_deep_is_rejected_not_raised(topic: str) -> None:
     deep = b'{"a":' * 5_000 + b"1" + b"}" * 5_000  # beyond msgspec's depth limit
     too_deep = "JSON is malformed: maximum recursion depth exceeded while deserializing an object"
     assert rejected(topic, deep) == too_deep
-    in_unknown_field = encode({**DESIGN_EXAMPLES[topic], "note": "DEEP"}).replace(b'"DEEP"', deep)
+    in_unknown_field = encode({**SAMPLE_MESSAGES[topic], "note": "DEEP"}).replace(b'"DEEP"', deep)
     assert rejected(topic, in_unknown_field) == too_deep
     assert rejected(topic, b"[" * 5_000 + b"]" * 5_000) == "Expected `object`, got `array`"
 
@@ -211,7 +211,7 @@ def test_a_megabyte_of_text_is_accepted_and_beyond_the_cap_is_rejected_naming_it
 
 def test_text_and_ids_at_their_limits_are_accepted() -> None:
     payload = {
-        **DESIGN_EXAMPLES["rttm.log.events"],
+        **SAMPLE_MESSAGES["rttm.log.events"],
         "message": "m" * TEXT_MAX_CHARS,
         "service_name": "s" * ID_MAX_CHARS,
     }
@@ -220,29 +220,29 @@ def test_text_and_ids_at_their_limits_are_accepted() -> None:
     assert len(result.event.message) == TEXT_MAX_CHARS  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("topic", list(DESIGN_EXAMPLES))
+@pytest.mark.parametrize("topic", list(SAMPLE_MESSAGES))
 def test_unknown_extra_fields_are_ignored(topic: str) -> None:
-    payload = {**DESIGN_EXAMPLES[topic], "extra": {"nested": [1, 2]}, "zz_version": 3}
+    payload = {**SAMPLE_MESSAGES[topic], "extra": {"nested": [1, 2]}, "zz_version": 3}
     result = decode(topic, encode(payload))
     assert isinstance(result, Accepted)
     assert not hasattr(result.event, "extra")
 
 
-@pytest.mark.parametrize("topic", list(DESIGN_EXAMPLES))
+@pytest.mark.parametrize("topic", list(SAMPLE_MESSAGES))
 def test_event_id_is_optional_and_becomes_the_dedupe_key(topic: str) -> None:
-    plain = decode(topic, encode(DESIGN_EXAMPLES[topic]))
+    plain = decode(topic, encode(SAMPLE_MESSAGES[topic]))
     assert isinstance(plain, Accepted)
     assert plain.event.event_id is None
     assert plain.dedupe_key == fallback_key(topic, PARTITION, OFFSET, TIMESTAMP_MS)
-    with_id = decode(topic, encode({**DESIGN_EXAMPLES[topic], "event_id": "0190-abc"}))
+    with_id = decode(topic, encode({**SAMPLE_MESSAGES[topic], "event_id": "0190-abc"}))
     assert isinstance(with_id, Accepted)
     assert with_id.dedupe_key == "e:0190-abc"
-    assert "`$.event_id`" in rejected(topic, {**DESIGN_EXAMPLES[topic], "event_id": ""})
-    assert "`$.event_id`" in rejected(topic, {**DESIGN_EXAMPLES[topic], "event_id": 7})
+    assert "`$.event_id`" in rejected(topic, {**SAMPLE_MESSAGES[topic], "event_id": ""})
+    assert "`$.event_id`" in rejected(topic, {**SAMPLE_MESSAGES[topic], "event_id": 7})
 
 
 def test_fallback_key_tells_a_reused_offset_from_a_replay() -> None:
-    value = encode(DESIGN_EXAMPLES["rttm.trade.events"])
+    value = encode(SAMPLE_MESSAGES["rttm.trade.events"])
     first = decode_message("rttm.trade.events", None, value, 0, 5, 1000)
     replay = decode_message("rttm.trade.events", None, value, 0, 5, 1000)
     reused = decode_message("rttm.trade.events", None, value, 0, 5, 2000)
@@ -257,7 +257,7 @@ def test_fallback_key_tells_a_reused_offset_from_a_replay() -> None:
 
 
 def test_reject_keeps_raw_key_and_value_and_names_where() -> None:
-    raw = encode({**DESIGN_EXAMPLES["rttm.trade.events"], "partition": -5})
+    raw = encode({**SAMPLE_MESSAGES["rttm.trade.events"], "partition": -5})
     result = decode_message("rttm.trade.events", b"T123", raw, 4, 1041, 99)
     assert result == Rejected(
         topic="rttm.trade.events",
@@ -285,7 +285,7 @@ def test_nul_character_in_any_text_field_is_rejected(topic: str, field: str) -> 
 
 def test_nul_outside_stored_fields_or_as_literal_text_is_accepted() -> None:
     topic = "rttm.log.events"
-    ignored = decode(topic, encode({**DESIGN_EXAMPLES[topic], "debug": "a\x00b"}))
+    ignored = decode(topic, encode({**SAMPLE_MESSAGES[topic], "debug": "a\x00b"}))
     assert isinstance(ignored, Accepted)
     literal = decode(topic, encode(with_field(topic, "message", "path C:\\u0000x")))
     assert isinstance(literal, Accepted)

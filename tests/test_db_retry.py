@@ -24,7 +24,7 @@ from rttm.metrics.merge import MetricsOutput
 from rttm.metrics.points import Point
 from rttm.metrics.store import MetricsWriter
 from rttm.stack.processes import free_port
-from tests.samples import DESIGN_EXAMPLES, encode
+from tests.samples import SAMPLE_MESSAGES, encode
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def attempts(url: str) -> int:
 def dlq_chunk() -> Chunk:
     """One DLQ event as the ingestion's decode step makes it."""
     topic = "rttm.dlq.events"
-    table, row = table_row(decode_message(topic, b"k", encode(DESIGN_EXAMPLES[topic]), 0, 0))
+    table, row = table_row(decode_message(topic, b"k", encode(SAMPLE_MESSAGES[topic]), 0, 0))
     return Chunk(topic, 0, 1, {table: [row]})
 
 

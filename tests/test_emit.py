@@ -119,7 +119,8 @@ def test_reporter_lag_equals_produced_minus_committed(kafka: KafkaSettings) -> N
     admin = AdminClient({"bootstrap.servers": kafka.brokers})
     for future in admin.create_topics([NewTopic("trade-input", 2, 1)]).values():
         future.result()
-    # One record per batch: the local broker reports end offsets right only then (DESIGN §7).
+    # One record per batch: the local broker reports end offsets right only then
+    # (docs/design.md §8).
     producer = Producer({"bootstrap.servers": kafka.brokers, "linger.ms": 0,
                          "batch.num.messages": 1})  # fmt: skip
     for n in range(9):

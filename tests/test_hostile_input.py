@@ -34,7 +34,7 @@ from rttm.ingest.source import RawBatch
 from rttm.ingest.writer import ShardWriter
 from rttm.registry import REJECTS_TABLE, TOPICS
 from tests.ingest_helpers import row_columns
-from tests.samples import DESIGN_EXAMPLES, encode
+from tests.samples import SAMPLE_MESSAGES, encode
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def values(draw: st.DrawFn, topic: str, offset: int) -> bytes | None:
         return draw(st.sampled_from(RAW_HOSTILE))
     if kind == "bytes":
         return draw(st.binary(max_size=400))
-    payload: dict[str, Any] = dict(DESIGN_EXAMPLES[topic])
+    payload: dict[str, Any] = dict(SAMPLE_MESSAGES[topic])
     # Unique per message (its offset is), so a dropped message cannot pass on an earlier
     # message's row; a hostile value drawn for event_id below may still repeat on purpose.
     # Fixed width: the offsets come from a counter outside Hypothesis, and a payload whose

@@ -1,4 +1,4 @@
-"""The ingestion flow end to end against the real broker and PostgreSQL (DESIGN §3, §4)."""
+"""The ingestion flow end to end, real broker and PostgreSQL (docs/design.md §3, §5.1)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tests.ingest_helpers import (
     produce,
     rows,
 )
-from tests.samples import DESIGN_EXAMPLES
+from tests.samples import SAMPLE_MESSAGES
 
 pytestmark = pytest.mark.integration
 TRADES = "rttm.trade.events"
@@ -39,9 +39,9 @@ def topics(kafka: KafkaSettings) -> KafkaSettings:
 def test_design_examples_of_all_five_topics_are_stored_intact(
     topics: KafkaSettings, migrated_db: str
 ) -> None:
-    produce(topics.brokers, [(t, b"k", payload(ex)) for t, ex in DESIGN_EXAMPLES.items()])
+    produce(topics.brokers, [(t, b"k", payload(ex)) for t, ex in SAMPLE_MESSAGES.items()])
     ingest(topics, migrated_db)
-    for topic, example in DESIGN_EXAMPLES.items():
+    for topic, example in SAMPLE_MESSAGES.items():
         spec = BY_NAME[topic]
         columns = [COLUMN_RENAMES.get(f, f) for f in example]
         stored = rows(migrated_db, spec.table, columns)
@@ -60,7 +60,7 @@ def test_a_trades_events_are_stored_in_kafka_order(topics: KafkaSettings, migrat
     steps = [f"STEP_{n:03d}" for n in range(300)]
     messages = [
         (TRADES, b"T-ordered",
-         payload({**DESIGN_EXAMPLES[TRADES], "trade_id": "T-ordered", "event_type": step}))
+         payload({**SAMPLE_MESSAGES[TRADES], "trade_id": "T-ordered", "event_type": step}))
         for step in steps
     ]  # fmt: skip
     produce(topics.brokers, messages)
@@ -77,9 +77,9 @@ def test_a_trades_events_are_stored_in_kafka_order(topics: KafkaSettings, migrat
 
 
 def test_same_event_id_twice_is_one_row(topics: KafkaSettings, migrated_db: str) -> None:
-    event = payload({**DESIGN_EXAMPLES[TRADES], "event_id": "ev-1"})
+    event = payload({**SAMPLE_MESSAGES[TRADES], "event_id": "ev-1"})
     produce(topics.brokers, [(TRADES, b"T123", event)] * 2)
-    other_topic = payload({**DESIGN_EXAMPLES["rttm.log.events"], "event_id": "ev-1"})
+    other_topic = payload({**SAMPLE_MESSAGES["rttm.log.events"], "event_id": "ev-1"})
     produce(topics.brokers, [("rttm.log.events", b"analytics-service", other_topic)])
     ingest(topics, migrated_db)
     assert rows(migrated_db, "rttm_trade_events", ["dedupe_key", "event_id"]) == [
@@ -91,7 +91,7 @@ def test_same_event_id_twice_is_one_row(topics: KafkaSettings, migrated_db: str)
 def test_event_id_repeated_across_runs_and_beyond_the_dedupe_window_is_one_row(
     topics: KafkaSettings, migrated_db: str
 ) -> None:
-    first = [(TRADES, b"T123", payload({**DESIGN_EXAMPLES[TRADES], "event_id": f"e{n}"}))
+    first = [(TRADES, b"T123", payload({**SAMPLE_MESSAGES[TRADES], "event_id": f"e{n}"}))
              for n in range(50)]  # fmt: skip
     produce(topics.brokers, first)
     ingest(topics, migrated_db, RTTM_DEDUPE_CAPACITY="2")
@@ -103,7 +103,7 @@ def test_event_id_repeated_across_runs_and_beyond_the_dedupe_window_is_one_row(
 def test_identical_content_without_event_id_at_two_offsets_is_two_rows(
     topics: KafkaSettings, migrated_db: str
 ) -> None:
-    event = payload(DESIGN_EXAMPLES[TRADES])
+    event = payload(SAMPLE_MESSAGES[TRADES])
     produce(topics.brokers, [(TRADES, b"T123", event)] * 2)
     ingest(topics, migrated_db)
     stored = rows(migrated_db, "rttm_trade_events", ["trade_id", "kafka_offset"])
@@ -114,7 +114,7 @@ def test_replaying_every_topic_adds_no_row(topics: KafkaSettings, migrated_db: s
     messages = [
         (topic, b"k", payload({**example, "event_id": None if n % 2 else f"id-{topic}-{n}"}))
         for n in range(200)
-        for topic, example in DESIGN_EXAMPLES.items()
+        for topic, example in SAMPLE_MESSAGES.items()
     ]
     produce(topics.brokers, [*messages, (TRADES, b"k", b"not json")])
     ingest(topics, migrated_db)
@@ -132,28 +132,28 @@ def test_replaying_every_topic_adds_no_row(topics: KafkaSettings, migrated_db: s
 
 MALFORMED: list[tuple[str, bytes | None]] = [
     ("invalid JSON", b"{not json"),
-    ("invalid UTF-8", payload(DESIGN_EXAMPLES[TRADES]).replace(b"T123", b"T\xff23")),
+    ("invalid UTF-8", payload(SAMPLE_MESSAGES[TRADES]).replace(b"T123", b"T\xff23")),
     ("empty value", b""),
     ("null value", None),
     ("array", b"[1, 2]"),
     (
         "missing field",
-        payload({k: v for k, v in DESIGN_EXAMPLES[TRADES].items() if k != "trade_id"}),
+        payload({k: v for k, v in SAMPLE_MESSAGES[TRADES].items() if k != "trade_id"}),
     ),
-    ("wrong type", payload({**DESIGN_EXAMPLES[TRADES], "offset": "7"})),
-    ("naive timestamp", payload({**DESIGN_EXAMPLES[TRADES], "event_time": "2025-12-17T11:05:49"})),
-    ("negative offset", payload({**DESIGN_EXAMPLES[TRADES], "offset": -1})),
-    ("empty string", payload({**DESIGN_EXAMPLES[TRADES], "service_name": ""})),
-    ("id too long", payload({**DESIGN_EXAMPLES[TRADES], "trade_id": "T" * (ID_MAX_CHARS + 1)})),
-    ("beyond bigint", payload({**DESIGN_EXAMPLES[TRADES], "offset": 2**63})),
-    ("NUL in text", payload({**DESIGN_EXAMPLES[TRADES], "message": "a\x00b"})),
+    ("wrong type", payload({**SAMPLE_MESSAGES[TRADES], "offset": "7"})),
+    ("naive timestamp", payload({**SAMPLE_MESSAGES[TRADES], "event_time": "2025-12-17T11:05:49"})),
+    ("negative offset", payload({**SAMPLE_MESSAGES[TRADES], "offset": -1})),
+    ("empty string", payload({**SAMPLE_MESSAGES[TRADES], "service_name": ""})),
+    ("id too long", payload({**SAMPLE_MESSAGES[TRADES], "trade_id": "T" * (ID_MAX_CHARS + 1)})),
+    ("beyond bigint", payload({**SAMPLE_MESSAGES[TRADES], "offset": 2**63})),
+    ("NUL in text", payload({**SAMPLE_MESSAGES[TRADES], "message": "a\x00b"})),
 ]
 
 
 def test_malformed_messages_become_rejects_and_the_flow_goes_on(
     topics: KafkaSettings, migrated_db: str
 ) -> None:
-    good = payload(DESIGN_EXAMPLES[TRADES])
+    good = payload(SAMPLE_MESSAGES[TRADES])
     messages = []
     for _name, value in MALFORMED:
         messages += [(TRADES, b"T123", value), (TRADES, b"T123", good)]
@@ -174,7 +174,7 @@ def test_offsets_are_committed_to_each_topics_consumer_group(
     topics: KafkaSettings, migrated_db: str
 ) -> None:
     messages = [
-        (t, f"k{n}".encode(), payload(ex)) for n in range(40) for t, ex in DESIGN_EXAMPLES.items()
+        (t, f"k{n}".encode(), payload(ex)) for n in range(40) for t, ex in SAMPLE_MESSAGES.items()
     ]
     produce(topics.brokers, messages)
     ingest(topics, migrated_db)
@@ -187,7 +187,7 @@ def test_offsets_are_committed_to_each_topics_consumer_group(
 
 
 def test_topic_subset_ingests_only_those_topics(topics: KafkaSettings, migrated_db: str) -> None:
-    produce(topics.brokers, [(t, b"k", payload(ex)) for t, ex in DESIGN_EXAMPLES.items()])
+    produce(topics.brokers, [(t, b"k", payload(ex)) for t, ex in SAMPLE_MESSAGES.items()])
     ingest(topics, migrated_db, RTTM_TOPICS="rttm.dlq.events, rttm.log.events")
     assert {t: n for t, n in counts(migrated_db).items() if n} == {
         "rttm_dlq_events": 1,
@@ -203,7 +203,7 @@ def test_days_without_partition_are_created_by_the_sink(
     far = [*days, date(2093, 1, 1)]  # beyond the horizon: the default partition keeps it
     messages = [
         (TRADES, b"T9",
-         payload({**DESIGN_EXAMPLES[TRADES], "event_time": f"{day.isoformat()}T00:00:00Z"}))
+         payload({**SAMPLE_MESSAGES[TRADES], "event_time": f"{day.isoformat()}T00:00:00Z"}))
         for day in far
     ]  # fmt: skip
     produce(topics.brokers, messages)
@@ -229,11 +229,11 @@ def test_stack_traces_in_free_text_are_stored_whole(
     log_message = "é" * 400_000  # 800 kB of two-byte UTF-8
     messages = [
         ("rttm.dlq.events", b"T1",
-         payload({**DESIGN_EXAMPLES["rttm.dlq.events"], "reason": reason})),
+         payload({**SAMPLE_MESSAGES["rttm.dlq.events"], "reason": reason})),
         ("rttm.error.events", b"svc",
-         payload({**DESIGN_EXAMPLES["rttm.error.events"], "error_message": error_message})),
+         payload({**SAMPLE_MESSAGES["rttm.error.events"], "error_message": error_message})),
         ("rttm.log.events", b"svc", json.dumps(
-            {**DESIGN_EXAMPLES["rttm.log.events"], "message": log_message}, ensure_ascii=False
+            {**SAMPLE_MESSAGES["rttm.log.events"], "message": log_message}, ensure_ascii=False
         ).encode()),
     ]  # fmt: skip
     produce(topics.brokers, messages)

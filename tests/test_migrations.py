@@ -25,7 +25,7 @@ from rttm.registry import (
     TopicSpec,
     all_tables,
 )
-from tests.samples import DESIGN_EXAMPLES, encode
+from tests.samples import SAMPLE_MESSAGES, encode
 
 pytestmark = pytest.mark.integration
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -168,7 +168,7 @@ def test_operator_queries_use_indexes(db: Conn) -> None:
 
 
 def sample_row(spec: TopicSpec) -> tuple[Any, ...]:
-    result = decode_message(spec.name, None, encode(DESIGN_EXAMPLES[spec.name]), 1, 7, 1000)
+    result = decode_message(spec.name, None, encode(SAMPLE_MESSAGES[spec.name]), 1, 7, 1000)
     assert isinstance(result, Accepted)
     payload = tuple(getattr(result.event, f) for f in spec.payload_fields)
     return (*payload, result.dedupe_key, result.partition, result.offset)

@@ -1,4 +1,4 @@
-"""The topic registry spells DESIGN §1 exactly; everything else reads it."""
+"""The topic registry spells docs/design.md §1 exactly; everything else reads it."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, QueueMetrics, TradeEv
 from rttm.decode import Accepted, decode_message
 from rttm.registry import TOPICS, UnknownTopicError, all_tables, spec_for
 from rttm_emit import topics as emit_topics
-from tests.samples import DESIGN_EXAMPLES, encode
+from tests.samples import SAMPLE_MESSAGES, encode
 
-# DESIGN §1, as written there.
-DESIGN_TOPICS = [
+# docs/design.md §1.1 and §2 (and the README's table), key fields joined by " + ".
+DOCUMENTED_TOPICS = [
     ("rttm.trade.events", "trade_id", "rttm-trade-consumer", "rttm_trade_events", TradeEvent),
     (
         "rttm.queue.metrics",
@@ -29,7 +29,7 @@ DESIGN_TOPICS = [
 def test_registry_matches_design_table() -> None:
     assert [
         (s.name, " + ".join(s.key_fields), s.consumer_group, s.table, s.struct) for s in TOPICS
-    ] == DESIGN_TOPICS
+    ] == DOCUMENTED_TOPICS
 
 
 def test_the_server_stores_every_topic_of_the_producer_package_as_it_is() -> None:
@@ -50,7 +50,7 @@ def test_the_server_stores_every_topic_of_the_producer_package_as_it_is() -> Non
     ],
 )
 def test_key_rule_of_each_topic(topic: str, key: str) -> None:
-    result = decode_message(topic, None, encode(DESIGN_EXAMPLES[topic]), 0, 0, 0)
+    result = decode_message(topic, None, encode(SAMPLE_MESSAGES[topic]), 0, 0, 0)
     assert isinstance(result, Accepted)
     assert spec_for(topic).key_of(result.event) == key
     assert emit_topics.BY_NAME[topic].key_of(result.event) == key

@@ -20,14 +20,14 @@ from rttm.config import KafkaSettings
 from rttm.ingest import stats
 from rttm.ingest.resume import resume_positions, still_kept
 from tests.ingest_helpers import counts, create_topics, ingest, payload, produce
-from tests.samples import DESIGN_EXAMPLES
+from tests.samples import SAMPLE_MESSAGES
 
 pytestmark = pytest.mark.integration
 TRADES = "rttm.trade.events"
 
 
 def trades(count: int, tag: str) -> list[tuple[str, bytes, bytes]]:
-    example = DESIGN_EXAMPLES[TRADES]
+    example = SAMPLE_MESSAGES[TRADES]
     return [(TRADES, f"T{n}".encode(),
              payload({**example, "trade_id": f"T{n}", "event_id": f"{tag}-{n}"}))
             for n in range(count)]  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 
 from rttm.cli.main import main
 from rttm.registry import TOPICS
-from tests.samples import DESIGN_EXAMPLES
+from tests.samples import SAMPLE_MESSAGES
 
 
 def test_export_writes_one_schema_per_topic(
@@ -22,7 +22,7 @@ def test_export_writes_one_schema_per_topic(
     assert len(capsys.readouterr().out.splitlines()) == len(TOPICS)
 
 
-@pytest.mark.parametrize("topic", list(DESIGN_EXAMPLES))
+@pytest.mark.parametrize("topic", list(SAMPLE_MESSAGES))
 def test_schema_accepts_design_example_and_refuses_contract_breaks(
     tmp_path: Path, topic: str
 ) -> None:
@@ -31,7 +31,7 @@ def test_schema_accepts_design_example_and_refuses_contract_breaks(
     validator = jsonschema.Draft202012Validator(
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
-    example = DESIGN_EXAMPLES[topic]
+    example = SAMPLE_MESSAGES[topic]
     validator.validate(example)
     assert schema["title"] == topic
     required = set(schema["$defs"][next(iter(schema["$defs"]))]["required"])

@@ -89,7 +89,7 @@ def test_ingestion_over_tls_stores_every_event(tls_broker: TlsBroker, migrated_d
     # The offset commits went through too: read back over TLS, each topic's consumer group
     # stands past every message sent to it (offsets count from 0 in each partition, so the
     # committed offsets add up to the messages; the local broker's ListOffsets cannot be
-    # trusted for end offsets, DESIGN §7).
+    # trusted for end offsets, docs/design.md §8).
     assert "committing consumer-group offsets failed" not in result.stderr
     sent = Counter(topic for topic, _, _ in work.messages)
     tls = KafkaSettings(brokers=tls_broker.settings.brokers, extra=tls_broker.client_tls)

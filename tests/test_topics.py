@@ -49,7 +49,8 @@ def test_list_shows_end_offsets(
     kafka: KafkaSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     kafka_topics.create_topics(kafka, partitions=2)
-    # One record per batch: the local broker reports end offsets right only then (DESIGN §7).
+    # One record per batch: the local broker reports end offsets right only then
+    # (docs/design.md §8).
     producer = Producer(
         {"bootstrap.servers": kafka.brokers, "linger.ms": 0, "batch.num.messages": 1}
     )

@@ -33,7 +33,7 @@ from rttm.registry import BY_NAME, REJECTS_TABLE, TOPICS
 from rttm.stack.processes import free_port
 from tests import ingest_helpers
 from tests.ingest_helpers import committed_offsets, row_columns
-from tests.samples import DESIGN_EXAMPLES, encode
+from tests.samples import SAMPLE_MESSAGES, encode
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ _offsets = iter(range(10**9))
 
 def event_row(topic: str, **changes: Any) -> tuple[str, Row]:
     """(table, row) of a valid message of ``topic``, at a new offset of partition 0."""
-    payload = {**DESIGN_EXAMPLES[topic], "event_id": f"ev-{next(_offsets)}", **changes}
+    payload = {**SAMPLE_MESSAGES[topic], "event_id": f"ev-{next(_offsets)}", **changes}
     offset = next(_offsets)
     return table_row(decode_message(topic, b"k", encode(payload), 0, offset, 1_700_000_000_000))
 

@@ -3,13 +3,13 @@
 Brings up a stack of its own (``rttm up`` in ``RTTM_STATE_DIR/demo``: broker, PostgreSQL,
 migrations, topics — never the servers ``RTTM_KAFKA_BROKERS``/``RTTM_DATABASE_URL`` name,
 nor the alert receivers of ``RTTM_ALERTMANAGER_URL``/``RTTM_ALERT_WEBHOOK_URL``, so fake
-trades and alerts cannot reach a real platform or page anyone), then runs the simulator (the DESIGN
-platform with its injected faults: stuck trades, a lagging consumer, DLQ traffic), the
-ingestion flow, the metrics flow and the dashboard, each as its own process logging to
-``RTTM_STATE_DIR/demo-logs``. Prints the dashboard's URL and the ``export`` lines of the
-demo's broker and PostgreSQL (as ``rttm up`` prints them); Ctrl-C stops every process and
-the demo's stack, and deletes its data, so each demo starts afresh, and says in one line
-how each process ended.
+trades and alerts cannot reach a real platform or page anyone), then runs the simulator (the
+platform of docs/design.md §5.3 with its injected faults: stuck trades, a lagging consumer,
+DLQ traffic), the ingestion flow, the metrics flow and the dashboard, each as its own
+process logging to ``RTTM_STATE_DIR/demo-logs``. Prints the dashboard's URL and the
+``export`` lines of the demo's broker and PostgreSQL (as ``rttm up`` prints them); Ctrl-C
+stops every process and the demo's stack, and deletes its data, so each demo starts afresh,
+and says in one line how each process ended.
 """
 
 from __future__ import annotations

@@ -42,7 +42,9 @@ def register(commands: Subcommands) -> None:
     sim.add_argument("--start", type=datetime.fromisoformat, metavar="ISO-TIME",
                      help="event time of the first trade (default: now); fix it with --seed "
                      "for identical events")  # fmt: skip
-    sim.add_argument("--scenario", type=Path, help="TOML pipeline and faults (default: DESIGN's)")
+    sim.add_argument(
+        "--scenario", type=Path, help="TOML pipeline and faults (default: docs/design.md §5.3)"
+    )
     sim.add_argument("--fast", action="store_true",
                      help="do not pace events to the wall clock: as fast as possible")  # fmt: skip
     sim.add_argument("--summary-json", type=Path, metavar="FILE",

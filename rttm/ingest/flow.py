@@ -1,4 +1,4 @@
-"""The ingestion dataflow (DESIGN §4): Kafka → decode → shard → dedupe → PostgreSQL.
+"""The ingestion dataflow (docs/design.md §5.1): Kafka → decode → shard → dedupe → PostgreSQL.
 
 Items are batches, not messages, from source to sink: one raw batch per ``consume()`` call,
 then one chunk per shard. Bytewax's per-item cost is paid per batch, and the per-message

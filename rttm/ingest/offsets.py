@@ -1,4 +1,4 @@
-"""Commit durably written offsets to each topic's consumer group (DESIGN §1).
+"""Commit durably written offsets to each topic's consumer group (docs/design.md §3.3).
 
 The offset of a Kafka partition is the minimum over shards of ``rttm_ingest_progress``,
 read after the database commit, so standard Kafka tooling shows RTTM's real lag. Commits are

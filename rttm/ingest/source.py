@@ -2,12 +2,12 @@
 
 Unlike Bytewax's ``KafkaSource``, a partition emits one item per ``consume()`` call — the
 raw librdkafka messages of one Kafka partition — instead of one wrapped object per message:
-wrapping cost as much as decoding and writing together (BYTEWAX-NOTES, "where the time
-goes"). The partitions of a worker share a read budget per round (``budget``), so catching
-up a backlog on every partition takes bounded memory. The resume state is the next offset
-to read; the ingestion resumes from the database's positions (``resume``), the metrics flow
-from Bytewax recovery or the beginning. The consumer groups are never read. A stop asked
-for (``rttm.stopping``) ends every partition as a bounded run ends at its last message.
+wrapping cost as much as decoding and writing together (docs/design.md §6.4). The
+partitions of a worker share a read budget per round (``budget``), so catching up a backlog
+on every partition takes bounded memory. The resume state is the next offset to read; the
+ingestion resumes from the database's positions (``resume``), the metrics flow from Bytewax
+recovery or the beginning. The consumer groups are never read. A stop asked for
+(``rttm.stopping``) ends every partition as a bounded run ends at its last message.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         self._message_bytes = (self._message_bytes + size / len(good)) / 2
         self._next = (good[-1].offset() or 0) + 1
         # The watermark cached from fetch responses: right on every broker, unlike a
-        # ListOffsets request on the local one (DESIGN §7), and free.
+        # ListOffsets request on the local one (docs/design.md §8), and free.
         watermarks = self._consumer.get_watermark_offsets(self._tp, cached=True)
         high = watermarks[1] if watermarks else self._next
         stats.record_read(self._topic, self._partition, len(good), max(high - self._next, 0))

@@ -1,1 +1,1 @@
-"""The metrics and alerts engine (DESIGN §5): windows on event time, stuck trades, alerts."""
+"""The metrics and alerts engine (docs/design.md §5.2): event-time windows, stuck trades, alerts."""

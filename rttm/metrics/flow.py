@@ -1,4 +1,4 @@
-"""The metrics dataflow (DESIGN §5): Kafka → per-shard facts → windows → merge → PostgreSQL.
+"""The metrics dataflow (docs/design.md §5.2): Kafka → shard facts → windows → merge → PostgreSQL.
 
     raw batches ─► split per shard (trade / queue partition / service) ─► shard: windows,
     trades, queues, watermark ─► merge: add shards up, derive metrics, alert rules ─► sink

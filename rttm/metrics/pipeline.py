@@ -1,6 +1,6 @@
 """The trade pipeline the metrics engine follows: stages, their event types, terminal types.
 
-The default (``default_pipeline.toml`` beside this module) is the DESIGN §5 pipeline;
+The default (``default_pipeline.toml`` beside this module) is the pipeline of docs/design.md §5.3;
 ``RTTM_PIPELINE`` names another file of the same shape. Files are decoded strictly: an
 unknown key, a missing one, a wrong type or an event type claimed by two stages is an error
 naming the file and the key.

@@ -1,7 +1,8 @@
 """A simulated platform: its pipeline of stages and the faults to inject (TOML).
 
-The default (``default.toml`` beside this module) is the DESIGN pipeline. Files are decoded
-strictly: an unknown key, a missing one or a wrong type is an error naming where.
+The default (``default.toml`` beside this module) is the pipeline of docs/design.md §5.3.
+Files are decoded strictly: an unknown key, a missing one or a wrong type is an error naming
+where.
 """
 
 from __future__ import annotations

