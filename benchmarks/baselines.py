@@ -24,7 +24,7 @@ from confluent_kafka import (
 )
 
 from rttm.decode import decode_message
-from rttm.ingest.chunks import Row, table_row
+from rttm.ingest.rows import Row, table_row
 from rttm.ingest.writer import TABLE_SQL
 from rttm.registry import TOPICS
 

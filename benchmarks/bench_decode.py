@@ -7,12 +7,12 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME
 from confluent_kafka import Message as KafkaMessage
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from benchmarks import workload
-from benchmarks.data import messages
 from rttm.decode import Accepted, Rejected, decode_message
 from rttm.ingest.chunks import split_batch
-from rttm.ingest.source import RawBatch
 from rttm.registry import TOPICS
+from rttm.stream.source import RawBatch
+from support import workload
+from support.data import messages
 
 BATCH = 10_000
 

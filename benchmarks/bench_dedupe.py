@@ -7,8 +7,9 @@ import random
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from benchmarks.rows import trade_rows
-from rttm.ingest.chunks import Chunk, Row
+from rttm.ingest.chunks import Chunk
 from rttm.ingest.dedupe import DEFAULT_CAPACITY, ShardDedupe
+from rttm.ingest.rows import Row
 
 BATCH = 10_000
 REPEATS = BATCH // 10

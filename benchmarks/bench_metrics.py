@@ -13,13 +13,13 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from benchmarks.simulated import events, raw_batches, sources
 from rttm.alerts.rules import load_rules
 from rttm.contracts import TradeEvent
 from rttm.metrics import pipeline
 from rttm.metrics.flow import add_engine
 from rttm.metrics.merge import MetricsOutput
 from rttm.metrics.shard import EngineConfig
+from support.simulated import events, raw_batches, sources
 
 
 def test_metrics_engine(benchmark: BenchmarkFixture) -> None:

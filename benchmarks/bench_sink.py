@@ -17,7 +17,8 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from benchmarks.baselines import insert_batched, insert_per_row
 from benchmarks.rows import TRADES, trade_rows
-from rttm.ingest.chunks import Chunk, Row
+from rttm.ingest.chunks import Chunk
+from rttm.ingest.rows import Row
 from rttm.ingest.writer import ShardWriter
 
 TABLE = "rttm_trade_events"

@@ -9,7 +9,7 @@ partitions over the five topics, so 6 or 12 per topic), each size (``--events
 1000000,5000000,10000000``) and each flow (``--flows ingest,metrics``), a new broker gets
 the backlog, streamed (nothing is held in memory):
 
-- ``ingest``: the seeded workload of ``benchmarks.workload`` (80 % trade events, 10 %
+- ``ingest``: the seeded workload of ``support.workload`` (80 % trade events, 10 %
   duplicates, 1 % malformed), read by ``python -m bytewax.run dataflows.rttm``; the rows
   per table and the rejects are checked against the workload;
 - ``metrics``: the first ``size`` events of the simulator's default platform (300 trades/s,
@@ -17,7 +17,7 @@ the backlog, streamed (nothing is held in memory):
   ``events`` metric must add up to the trade events produced.
 
 Each run goes into a fresh database migrated by the code under test, and is timed with
-its peak RSS (``benchmarks.e2e.timed``). ``--baseline DIR`` (another checkout, e.g. a
+its peak RSS (``benchmarks.harness.timed``). ``--baseline DIR`` (another checkout, e.g. a
 ``git worktree`` of an older commit) runs every flow with that code too (``cwd`` and
 ``PYTHONPATH`` set to DIR), on the same backlog, so the table compares both side by side.
 Prints the table, writes ``results/catchup.json`` (after every run).
@@ -40,15 +40,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks import simulated, workload
-from benchmarks.e2e import RESULTS, check, timed
-from benchmarks.metrics_e2e import TRADES_PER_S, counted_events
+from benchmarks.harness import RESULTS, TRADES_PER_S, check, counted_events, timed
 from rttm import kafka_topics, stack
 from rttm.config import KafkaSettings
 from rttm.contracts import TradeEvent
 from rttm.registry import TOPICS
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
+from support import simulated, workload
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = {"ingest": "dataflows.rttm", "metrics": "dataflows.metrics"}
@@ -61,7 +60,10 @@ SIMULATION_SEED = 1
 #: packages were imported from (checked against the checkout's directory).
 _PREPARE = (
     "import json, sys, dataflows, rttm\n"
-    "from benchmarks.e2e import fresh_database\n"
+    "try:\n"
+    "    from benchmarks.harness import fresh_database\n"
+    "except ImportError:  # a checkout from before benchmarks/harness.py\n"
+    "    from benchmarks.e2e import fresh_database\n"
     "url = fresh_database(sys.argv[1])\n"
     "print(json.dumps([url, rttm.__file__, dataflows.__file__]))\n"
 )

@@ -11,8 +11,7 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 
 if TYPE_CHECKING:
-    from benchmarks.e2e import Result
-    from benchmarks.scaling import Point
+    from benchmarks.harness import Point, Result
 
 
 def e2e(result: Result, path: Path) -> None:

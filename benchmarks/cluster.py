@@ -21,12 +21,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks import workload
-from benchmarks.e2e import RESULTS, check, fresh_database
+from benchmarks.harness import RESULTS, check, fresh_database
 from rttm import kafka_topics, stack
 from rttm.config import KafkaSettings
 from rttm.registry import TOPICS
 from rttm.stack.processes import free_port
+from support import workload
 
 FLOW = [sys.executable, "-m", "bytewax.run", "dataflows.rttm"]
 

@@ -32,19 +32,18 @@ from pathlib import Path
 import msgspec
 import psycopg
 
-from benchmarks import simulated
-from benchmarks.e2e import RESULTS, fresh_database, timed
+from benchmarks.harness import RESULTS, TRADES_PER_S, fresh_database, timed
 from rttm import kafka_topics, stack
 from rttm.config import KafkaSettings
 from rttm.contracts import Message, TradeEvent
 from rttm.durations import parse_duration
-from rttm.metrics import verify
 from rttm.metrics.settings import DEFAULT_CORRECTION
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
-from tests.ingest_helpers import produce
+from rttm.views import verify
+from support import simulated
+from support.kafka import produce
 
-TRADES_PER_S = 300
 SERVICES = ("trade-capture-service", "validation-service", "pms-core", "analytics-service")
 
 

@@ -25,8 +25,9 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Producer
 
-from benchmarks import cpu, workload
+from benchmarks import cpu
 from rttm.registry import BY_NAME
+from support import workload
 
 PROBE_EVERY_S = 0.02
 POLL_S = 0.005

@@ -33,7 +33,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,17 +41,16 @@ import psycopg
 from bytewax.recovery import init_db_dir
 
 from benchmarks import cpu
-from benchmarks.e2e import RESULTS, fresh_database, timed
-from benchmarks.simulated import kafka_messages
-from benchmarks.workload import produce_stream
+from benchmarks.harness import RESULTS, fresh_database, timed
 from rttm import kafka_topics, stack
 from rttm.config import KafkaSettings
-from rttm.contracts import DlqEvent, Message, QueueMetrics, TradeEvent
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
+from support.floods import HOT, hot_trade, series_flood, trade_flood
+from support.simulated import kafka_messages
+from support.workload import produce_stream
 
 REPO = Path(__file__).resolve().parent.parent
-HOT = "HOT"
 #: Requests made at once in the concurrency probe.
 CONCURRENT = 10
 #: Seconds between the metrics flow's recovery snapshots.
@@ -81,43 +79,6 @@ class Scenario:
     responses: list[Response] = field(default_factory=list)
     healthz_under_load: Response | None = None
     server_peak_mb: float = 0.0
-
-
-def series_flood(partitions: int, reasons: int, start: datetime) -> Iterator[Message]:
-    """Snapshots of ``partitions`` new partitions and ``reasons`` DLQ events over 180 s."""
-    for n in range(partitions):
-        yield QueueMetrics(
-            service_name=f"svc-{n}", topic_name=f"orders-{n}", partition=n % 12,
-            produced_offset=1_000 + n, consumed_offset=1_000,
-            snapshot_time=start + timedelta(seconds=180 * n / partitions),
-        )  # fmt: skip
-    for n in range(reasons):
-        at = start + timedelta(seconds=180 * n / reasons)
-        yield DlqEvent(
-            trade_id=f"D{n}", service_name="validation-service", topic_name="trade-dlq",
-            reason=f"request req-{n:08x}{n} rejected at {at.isoformat()}: limit {n % 997}",
-            event_time=at,
-        )  # fmt: skip
-
-
-def trade_flood(trades: int, start: datetime) -> Iterator[Message]:
-    """``trades`` trades created over 120 s that never go further."""
-    for n in range(trades):
-        yield TradeEvent(
-            trade_id=f"N{n:07d}", service_name="simulation-service", event_type="TRADE_CREATED",
-            event_status="SUCCESS", event_time=start + timedelta(seconds=120 * n / trades),
-        )  # fmt: skip
-
-
-def hot_trade(events: int, start: datetime) -> Iterator[Message]:
-    """``events`` events of 5 KB on the one trade ``HOT``."""
-    body = "x" * 5_000
-    for n in range(events):
-        yield TradeEvent(
-            trade_id=HOT, service_name="pms-core", event_type="POSITION_UPDATED",
-            event_status="SUCCESS", event_time=start + timedelta(milliseconds=5 * n),
-            message=f"{n} {body}",
-        )  # fmt: skip
 
 
 def main() -> None:

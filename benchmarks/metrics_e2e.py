@@ -20,18 +20,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psycopg
-
-from benchmarks import simulated
-from benchmarks.e2e import RESULTS, fresh_database, timed
+from benchmarks.harness import RESULTS, TRADES_PER_S, counted_events, fresh_database, timed
 from rttm import kafka_topics, stack
 from rttm.config import KafkaSettings
 from rttm.contracts import TradeEvent
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
-from tests.ingest_helpers import produce
+from support import simulated
+from support.kafka import produce
 
-TRADES_PER_S = 300
 TARGET = 50_000  # events/s on one process (issue 7)
 
 
@@ -50,16 +47,6 @@ class Run:
     def rate(self) -> float:
         """Events per wall-clock second."""
         return self.events / self.seconds
-
-
-def counted_events(url: str) -> tuple[int, int]:
-    """(trade events counted in the windows, rows of rttm_metrics)."""
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(value) FILTER (WHERE metric = 'events'), 0), count(*)"
-            " FROM rttm_metrics"
-        ).fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def main() -> None:

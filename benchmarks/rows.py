@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import itertools
 
-from benchmarks.data import messages
 from rttm.decode import decode_message
-from rttm.ingest.chunks import Row, table_row
+from rttm.ingest.rows import Row, table_row
+from support.data import messages
 
 TRADES = "rttm.trade.events"
 _NEXT_OFFSET = itertools.count(step=1_000_000)

@@ -17,42 +17,22 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from benchmarks import charts, workload
-from benchmarks.e2e import RESULTS, check, fresh_database, timed, write_window
+from benchmarks import charts
+from benchmarks.harness import RESULTS, Point, check, fresh_database, timed, write_window
 from rttm import kafka_topics, stack
 from rttm.config import KafkaSettings
 from rttm.registry import INGESTED_AT_COLUMN, REJECTS_TABLE, all_tables
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
+from support import workload
 
 SLICES = 10
-
-
-@dataclass
-class Point:
-    """One ingestion to completion."""
-
-    events: int
-    workers: int
-    seconds: float
-    steady_seconds: float
-    peak_rss_mb: float
-
-    @property
-    def rate(self) -> float:
-        """Events per second, process start-up included."""
-        return self.events / self.seconds
-
-    @property
-    def steady_rate(self) -> float:
-        """Events per second from the first to the last write."""
-        return self.events / self.steady_seconds if self.steady_seconds else self.rate
 
 
 def write_slices(url: str, slices: int = SLICES) -> list[tuple[int, float]]:

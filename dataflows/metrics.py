@@ -15,11 +15,11 @@ import sys
 
 from rttm import cluster, logs, safe_paths, stopping
 from rttm.errors import RttmError
-from rttm.ingest import stats
 from rttm.metrics import prometheus
 from rttm.metrics.flow import build_flow
 from rttm.metrics.progress import MetricsLine
 from rttm.metrics.settings import from_env
+from rttm.stream import stats
 
 prometheus.register()  # served by Bytewax when BYTEWAX_DATAFLOW_API_ENABLED=true
 try:

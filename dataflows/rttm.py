@@ -15,9 +15,10 @@ import sys
 
 from rttm import cluster, logs, memory, safe_paths, stopping
 from rttm.errors import RttmError
-from rttm.ingest import progress, prometheus, stats
+from rttm.ingest import progress, prometheus
 from rttm.ingest.flow import build_flow
 from rttm.ingest.settings import from_env
+from rttm.stream import stats
 
 memory.tune_malloc()  # before any thread: the pre-flight checks start librdkafka's
 prometheus.register()  # served by Bytewax when BYTEWAX_DATAFLOW_API_ENABLED=true

@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from rttm.errors import RttmError
-from rttm.stack import LocalStack, running_stack
 from rttm_emit import kafka_settings
 from rttm_emit.kafka_settings import ENV_BROKERS, ENV_KAFKA_CONFIG, KAFKA_LOG, KafkaConfigError
+
+if TYPE_CHECKING:
+    from rttm.stack import LocalStack
 
 ENV_DATABASE_URL = "RTTM_DATABASE_URL"
 ENV_STATE_DIR = "RTTM_STATE_DIR"
@@ -56,7 +58,13 @@ def state_dir(env: Mapping[str, str] = os.environ) -> Path:
 def _from_local_stack(
     env: Mapping[str, str], variable: str, address: Callable[[LocalStack], str]
 ) -> str:
-    """An address of the running local stack, or a clear error naming ``variable``."""
+    """An address of the running local stack, or a clear error naming ``variable``.
+
+    The stack (a developer's tool, above this module) is looked up only when a server is
+    not named: a deployment never imports it.
+    """
+    from rttm.stack import running_stack
+
     stack = running_stack(state_dir(env))
     try:
         if stack is not None:

@@ -58,15 +58,42 @@ def fallback_key(topic: str, partition: int, offset: int, timestamp_ms: int | No
 
 
 def dedupe_key(
-    event: Message, topic: str, partition: int, offset: int, timestamp_ms: int | None
+    event_id: str | None, topic: str, partition: int, offset: int, timestamp_ms: int | None
 ) -> str:
-    """The producer's ``event_id`` when given, else :func:`fallback_key`.
+    """The row's idempotency key: ``event_id`` when given, else :func:`fallback_key`.
 
-    Prefixes keep the two spaces apart, so no ``event_id`` can collide with a fallback key.
+    The one rule, used by :func:`decode_message` and the batched hot path. Prefixes keep
+    the two spaces apart, so no ``event_id`` can collide with a fallback key.
     """
-    if event.event_id is not None:
-        return "e:" + event.event_id
+    if event_id is not None:
+        return "e:" + event_id
     return fallback_key(topic, partition, offset, timestamp_ms)
+
+
+def refusal_reason(topic: str, partition: int, offset: int, detail: str) -> str:
+    """A reject's reason: where the message is, then what is wrong with it."""
+    return f"{topic}[{partition}]@{offset}: {detail}"
+
+
+def rejected(
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    partition: int,
+    offset: int,
+    timestamp_ms: int | None,
+    detail: str,
+) -> Rejected:
+    """The :class:`Rejected` of a message refused for ``detail``, kept whole."""
+    return Rejected(topic=topic, partition=partition, offset=offset,
+                    dedupe_key=fallback_key(topic, partition, offset, timestamp_ms),
+                    key=key, value=value,
+                    reason=refusal_reason(topic, partition, offset, detail))  # fmt: skip
+
+
+def empty_value(value: bytes | None) -> str:
+    """Why an empty ``value`` is refused."""
+    return "empty value" if value == b"" else "null value (tombstone)"
 
 
 def _fits_utc(moment: datetime) -> bool:
@@ -150,23 +177,13 @@ def decode_message(
     if spec is None:
         detail = "unknown topic, not in the rttm topic registry"
     elif not value:
-        detail = "empty value" if value == b"" else "null value (tombstone)"
+        detail = empty_value(value)
     else:
         try:
             event = validated(spec, value)
         except Refusal as refusal:
             detail = str(refusal)
         else:
-            return Accepted(
-                spec, event, dedupe_key(event, topic, partition, offset, timestamp_ms),
-                partition, offset,
-            )  # fmt: skip
-    return Rejected(
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        dedupe_key=fallback_key(topic, partition, offset, timestamp_ms),
-        key=key,
-        value=value,
-        reason=f"{topic}[{partition}]@{offset}: {detail}",
-    )
+            key_of_row = dedupe_key(event.event_id, topic, partition, offset, timestamp_ms)
+            return Accepted(spec, event, key_of_row, partition, offset)
+    return rejected(topic, key, value, partition, offset, timestamp_ms, detail)

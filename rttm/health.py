@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 
 from rttm.config import KafkaSettings, rejected_kafka_config
 from rttm.db.connect import describe, error_cause
-from rttm.ingest.stats import COUNTERS, Counters
+from rttm.stream.stats import COUNTERS, SourceCounters
 
 #: Seconds a readiness probe waits for one server.
 PROBE_TIMEOUT_S = 2
@@ -82,7 +82,7 @@ def broker(settings: KafkaSettings) -> Check:
     return _BrokerCheck(settings)
 
 
-def flow_progress(counters: Counters = COUNTERS, stall_s: float = STALL_S) -> Check:
+def flow_progress(counters: SourceCounters = COUNTERS, stall_s: float = STALL_S) -> Check:
     """The flow polls its source, and reads or has nothing left to read.
 
     Not ready before its first poll (pre-flight checks, waiting for cluster peers, restoring

@@ -20,9 +20,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
 
+from rttm.addresses import LOCALHOST
 from rttm.errors import RttmError
 from rttm.health import Readiness
-from rttm.stack.processes import LOCALHOST
 from rttm.web.auth import Authenticator
 
 StartResponse = Callable[..., Any]

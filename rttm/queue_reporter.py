@@ -20,7 +20,7 @@ from rttm.config import KafkaSettings
 from rttm.contracts import QueueMetrics
 from rttm_emit import Emitter, uuid7
 
-_LOG = logging.getLogger("rttm.queue_reporter")
+_LOG = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 10.0
 REQUEST_TIMEOUT_S = 5.0
 

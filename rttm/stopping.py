@@ -27,7 +27,7 @@ from typing import NoReturn
 from rttm import logs
 from rttm.errors import RttmError
 
-_LOG = logging.getLogger("rttm.stop")
+_LOG = logging.getLogger(__name__)
 #: How long a stop may take before the process says what it is waiting for.
 NOTICE_S = 3.0
 #: How long a stop may take before the process gives up waiting and exits at once: a

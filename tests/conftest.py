@@ -1,4 +1,5 @@
-"""Session fixtures: a real Kafka-protocol broker and a real PostgreSQL, started here.
+"""Shared fixtures: a real Kafka-protocol broker and a real PostgreSQL, started here; real
+alert receivers; a real browser; the entry points a dataflow runs under in this process.
 
 The servers come from the same code as ``rttm up`` (``rttm.stack``). Set
 ``RTTM_TEST_DATABASE_URL`` (a superuser URL) to test against an existing PostgreSQL instead.
@@ -19,6 +20,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import cluster_main, run_main
+from playwright.sync_api import Browser, sync_playwright
 from psycopg import sql
 
 from rttm.config import KafkaSettings
@@ -31,6 +35,9 @@ from tests.alerting import Alertmanager, WebhookServer
 
 #: Durability is not what these tests check; skipping fsync keeps DDL-heavy tests fast.
 TEST_POSTGRES_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+CHROMIUM = Path("/usr/bin/chromium")
+#: Runs a bounded dataflow to its end in this process.
+EntryPoint = Callable[[Dataflow], None]
 
 
 @contextlib.contextmanager
@@ -171,6 +178,41 @@ def alertmanager(tmp_path: Path, webhook: WebhookServer) -> Iterator[Alertmanage
         yield manager
     finally:
         manager.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
+    if not CHROMIUM.exists():
+        how = (
+            "run ./dev setup (installs it with apt-get) or: apt-get install chromium"
+            if shutil.which("apt-get")
+            else "there is no apt-get here: install Chromium so that it runs as " + str(CHROMIUM)
+        )
+        pytest.fail(f"{CHROMIUM} not found: the browser test drives Debian's chromium; {how}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def one_worker(flow: Dataflow) -> None:
+    """``flow`` on one worker (``run_main``)."""
+    run_main(flow)  # type: ignore[no-untyped-call]
+
+
+def two_workers(flow: Dataflow) -> None:
+    """``flow`` on a cluster of two workers in this process (``cluster_main``)."""
+    cluster_main(flow, [], 0, worker_count_per_proc=2)  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture(params=[one_worker, two_workers], ids=["1-worker", "2-workers"])
+def entry_point(request: pytest.FixtureRequest) -> EntryPoint:
+    """Each way a flow runs: the test runs once on one worker, once on a two-worker cluster."""
+    run: EntryPoint = request.param
+    return run
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

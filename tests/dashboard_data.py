@@ -5,6 +5,9 @@ the page sees a platform that is running: three trades (completed, rejected, stu
 ``positioned``), ten-second metric windows of the last fifteen minutes, an open stuck trade
 and a firing ``TradeStuck`` alert. Two texts are markup on purpose (an event message and a
 DLQ reason): the page must show them as text.
+
+``put_events`` writes one trade's events by COPY, dated from ``T0``: the trace tests' hot
+and paged trades, and the browser test's.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import count, pairwise
@@ -88,6 +91,23 @@ VALUES (%s, %s, %s, %s, %s, %s)
 """
 
 Metric = tuple[str, datetime, str, datetime, float]
+
+#: A fixed moment to date hand-written trades from (the seeded platform is dated from now).
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+COPY_EVENTS = """
+COPY rttm_trade_events (trade_id, service_name, event_type, event_status, event_time, message,
+    dedupe_key, kafka_partition, kafka_offset)
+FROM STDIN
+"""
+#: (service, event type, event time, message, kafka partition, kafka offset)
+Event = tuple[str, str, datetime, str | None, int, int]
+
+
+def put_events(url: str, trade_id: str, events: Iterable[Event]) -> None:
+    with psycopg.connect(url) as conn, conn.cursor() as cur, cur.copy(COPY_EVENTS) as copy:
+        for service, kind, time, message, partition, offset in events:
+            copy.write_row((trade_id, service, kind, "SUCCESS", time, message,
+                            f"k:{trade_id}/{partition}/{offset}", partition, offset))  # fmt: skip
 
 
 @dataclass(frozen=True)

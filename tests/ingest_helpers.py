@@ -1,4 +1,4 @@
-"""Helpers of the ingestion tests: produce to the real broker, run the flow, read tables."""
+"""Helpers of the ingestion tests: topics, the flow run here or as a process, its tables."""
 
 from __future__ import annotations
 
@@ -6,40 +6,30 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from bytewax.testing import run_main
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
 from rttm import kafka_topics
 from rttm.config import KafkaSettings
+from rttm.db import prepare
 from rttm.ingest import settings as ingest_settings
 from rttm.ingest.flow import build_flow
 from rttm.registry import REJECTS_COLUMNS, REJECTS_TABLE, TOPICS, all_tables
+from support import workload
+from support.truth import expected_keys, expected_rejects, stored_keys, stored_rejects
 
-Message = tuple[str, bytes | None, bytes | None]
 REPO = Path(__file__).resolve().parents[1]
 
 
 def create_topics(kafka: KafkaSettings, partitions: int = 2) -> None:
     kafka_topics.create_topics(kafka, partitions=partitions)
-
-
-def produce(brokers: str, messages: Iterable[Message], **config: Any) -> int:
-    """Send ``(topic, key, value)`` messages in order; returns how many."""
-    producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5, **config})
-    count = 0
-    for topic, key, value in messages:
-        producer.produce(topic, value, key)
-        count += 1
-        if count % 10_000 == 0:
-            producer.poll(0)
-    assert producer.flush(30) == 0
-    return count
 
 
 def payload(message: dict[str, Any]) -> bytes:
@@ -67,6 +57,22 @@ def run_flow_process(
         [sys.executable, "-m", "bytewax.run", "dataflows.rttm", *args],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
+
+
+def one_line_failure(env: dict[str, str], expected: str) -> subprocess.CompletedProcess[str]:
+    """Run the flow: it must exit 1 within 20 s, its one line ``rttm: error: EXPECTED``."""
+    started = time.monotonic()
+    result = run_flow_process(env)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [f"rttm: error: {expected}"]
+    assert time.monotonic() - started < 20
+    return result
+
+
+def migrated(url: str) -> str:
+    with psycopg.connect(url, autocommit=True) as conn:
+        prepare(conn)
+    return url
 
 
 def rows(url: str, table: str, columns: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
@@ -121,3 +127,12 @@ def counts(url: str) -> dict[str, int]:
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """All ingested tables' contents, for equality across runs."""
     return {table: rows(url, table) for table in all_tables()}
+
+
+def assert_complete(url: str, *works: workload.Workload) -> None:
+    """Every table holds exactly the keys of ``works``; the rejects are their malformed ones."""
+    messages = [message for work in works for message in work.messages]
+    assert {table: sorted(keys) for table, keys in stored_keys(url).items()} == {
+        table: sorted(keys) for table, keys in expected_keys(messages).items()
+    }
+    assert stored_rejects(url) == expected_rejects(messages)

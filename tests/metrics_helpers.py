@@ -1,27 +1,38 @@
-"""Helpers of the metrics-engine tests: contract events → raw Kafka batches → the engine.
+"""Helpers of the metrics tests: contract events → raw Kafka batches → the engine; the flow.
 
 Events are laid out as Kafka would hold them (partition by the registry's message key,
 offsets in order) and fed as raw batches through Bytewax's TestingSource, so the engine
-runs exactly as in the flow, minus the broker and the database.
+runs exactly as in the flow, minus the broker and the database. ``simulate``,
+``run_metrics`` and ``metrics_rows`` run the whole flow as a process instead, against the
+real broker and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import bytewax.operators as op
+import psycopg
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from benchmarks.simulated import sources
 from rttm.alerts.rules import Rule, load_rules
-from rttm.ingest.source import RawBatch
+from rttm.config import KafkaSettings
 from rttm.metrics import pipeline
 from rttm.metrics.flow import add_engine
 from rttm.metrics.merge import CORRECTED, MetricsOutput
 from rttm.metrics.points import Point
 from rttm.metrics.shard import EngineConfig
+from rttm.simulator import scenario
+from rttm.simulator.engine import Simulation
+from rttm.stream.source import RawBatch
+from support.kafka import produce
+from support.simulated import kafka_messages, sources
+from tests.ingest_helpers import REPO
 
 
 def engine_config(**overrides: object) -> EngineConfig:
@@ -73,3 +84,29 @@ def series(points: Iterable[Point], metric: str, **labels: str) -> dict[datetime
     """``window start → value`` of one metric's points whose labels include ``labels``."""
     want = set(labels.items())
     return {p.window_start: p.value for p in points if p.metric == metric and want <= set(p.labels)}
+
+
+START = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+
+
+def simulate(kafka: KafkaSettings, seconds: float, rate: float) -> list[Any]:
+    """Produce a simulated run (default scenario: faults included) and return its events."""
+    run = Simulation(scenario.load(), seed=7, start=START, rate=rate, duration=seconds)
+    events = [event for _, event in run.events()]
+    produce(kafka.brokers, kafka_messages(events))
+    return events
+
+
+def run_metrics(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "dataflows.metrics", *args],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+
+
+def metrics_rows(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT metric, window_start, labels::text, value FROM rttm_metrics"
+            " ORDER BY metric, window_start, labels::text"
+        ).fetchall()

@@ -110,7 +110,7 @@ FAST_TESTS: dict[str, tuple[str, ...]] = {
 SERVER_TESTS = frozenset({"tests/test_writer.py", "tests/test_alert_delivery.py"})
 ALL_FAST_TESTS = ("tests",)
 #: What the tests import or read, copied into each worker's private tree.
-COPIED = ("rttm", "rttm-emit", "dataflows", "tests", "benchmarks", "sql", "pyproject.toml",
+COPIED = ("rttm", "rttm-emit", "dataflows", "tests", "support", "sql", "pyproject.toml",
           "README.md")  # fmt: skip
 GUARANTEES = "docs/guarantees.md"
 PYTEST_OPTIONS = ("-x", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0")

@@ -1,4 +1,5 @@
-"""A valid example message per topic (docs/design.md §1), as producers send them."""
+"""A valid example message per topic (docs/design.md §1), as producers send them, and a
+valid alert rules file."""
 
 from __future__ import annotations
 
@@ -67,6 +68,17 @@ OPTIONAL_FIELDS: dict[str, set[str]] = {
     "rttm.error.events": {"trade_id"},
     "rttm.log.events": {"trade_id"},
 }
+
+
+#: A rules file with one valid rule, which the rules and templates tests extend or break.
+GOOD_RULES = """\
+[[rules]]
+name = "LagHigh"
+metric = "queue_lag"
+op = ">"
+threshold = 10
+severity = "warning"
+"""
 
 
 def encode(payload: dict[str, Any]) -> bytes:

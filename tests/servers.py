@@ -1,5 +1,5 @@
 """Test plumbing shared by the view tests: an app served for real, a database per module,
-the CLI against a given database."""
+the CLI against a given database or a run of the flows."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,11 @@ import uvicorn
 from fastapi import FastAPI
 from psycopg import sql
 
+from rttm.addresses import LOCALHOST
+from rttm.contracts import Message, TradeEvent
 from rttm.db import prepare
-from rttm.stack.processes import LOCALHOST, free_port
+from rttm.stack.processes import free_port
+from tests.ingest_helpers import REPO
 
 #: How long an app served from a thread may take to start.
 SERVER_START_S = 10.0
@@ -77,3 +81,25 @@ def rttm_against(url: str, *args: str) -> subprocess.CompletedProcess[str]:
         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
         timeout=60, check=False,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Run:
+    """A filled database: its URL, the environment commands run with, the events sent to it."""
+
+    url: str
+    env: dict[str, str]
+    events: list[Message]
+
+    def trades(self) -> dict[str, list[TradeEvent]]:
+        by_id: dict[str, list[TradeEvent]] = {}
+        for event in self.events:
+            if isinstance(event, TradeEvent):
+                by_id.setdefault(event.trade_id, []).append(event)
+        return by_id
+
+
+def rttm(run: Run, *args: str) -> subprocess.CompletedProcess[str]:
+    """``rttm ARGS`` in the run's environment."""
+    return subprocess.run([sys.executable, "-m", "rttm", *args], env=run.env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip

@@ -33,8 +33,7 @@ from rttm.stack.postgres import start_postgres
 from rttm.stack.processes import free_port
 from tests.alerting import Alertmanager, WebhookServer, wait_for
 from tests.conftest import TEST_POSTGRES_SETTINGS
-from tests.ingest_helpers import REPO
-from tests.test_ingest_resilience import migrated
+from tests.ingest_helpers import REPO, migrated
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +143,7 @@ def test_an_alert_that_fires_while_alertmanager_is_down_arrives_when_it_is_back(
     alertmanager.stop()
     write(migrated_db, delivery, transition("firing", now()))
     sender = sender_for(delivery)
-    with caplog.at_level(logging.WARNING, "rttm.alerts.delivery"):
+    with caplog.at_level(logging.WARNING, "rttm.alerts.sender"):
         sender.run_once()
         sender.run_once()  # within the backoff: no second call, no second log line
     [(_, _, status, attempts, has_error)] = outbox_rows(migrated_db)
@@ -220,7 +219,7 @@ def test_a_receiver_that_refuses_is_reported_once_and_not_retried(
     delivery = from_env({"RTTM_ALERT_WEBHOOK_URL": webhook.url})
     write(migrated_db, delivery, transition("firing", now()))
     sender = sender_for(delivery)
-    with caplog.at_level(logging.ERROR, "rttm.alerts.delivery"):
+    with caplog.at_level(logging.ERROR, "rttm.alerts.sender"):
         for _ in range(3):
             sender.run_once()
     assert len(webhook.received) == 1
@@ -429,7 +428,7 @@ def test_resends_skip_rules_that_are_gone_and_rows_of_removed_receivers_are_drop
     write(migrated_db, old, transition("firing", now(), rule="Retired"))
     add_window(migrated_db, now() - timedelta(seconds=10))
     delivery = from_env({"RTTM_ALERTMANAGER_URL": alertmanager.url})
-    with caplog.at_level(logging.WARNING, "rttm.alerts.delivery"):
+    with caplog.at_level(logging.WARNING, "rttm.alerts.sender"):
         assert sender_for(delivery).run_once()
     assert [r.getMessage() for r in caplog.records] == [
         "1 undelivered alert notifications dropped: their receivers are no longer configured"
@@ -515,7 +514,7 @@ def test_the_webhook_waits_for_a_receiver_that_fails_and_sends_only_the_latest_s
           transition("firing", now(), rule="Other"))  # fmt: skip
     webhook.status = 503
     sender = sender_for(delivery)
-    with caplog.at_level(logging.WARNING, "rttm.alerts.delivery"):
+    with caplog.at_level(logging.WARNING, "rttm.alerts.sender"):
         assert sender.run_once()
         assert len(webhook.received) == 1  # one payload per rule: the second waits
         write(migrated_db, delivery, transition("resolved", now(), started))  # resolved meanwhile
@@ -547,7 +546,7 @@ def test_a_database_outage_ends_rounds_quietly_and_delivery_resumes_when_it_is_b
     sender = Sender(url, delivery, [STUCK_RULE])
     try:
         servers[0].stop()
-        with caplog.at_level(logging.WARNING, "rttm.alerts.delivery"):
+        with caplog.at_level(logging.WARNING, "rttm.alerts.sender"):
             assert not sender.run_once()  # no exception: the round ends, the thread goes on
             assert not sender.run_once()
             servers.append(start_postgres(state, port, TEST_POSTGRES_SETTINGS))
@@ -583,7 +582,7 @@ def test_resends_wait_out_the_backoff_of_an_alertmanager_that_is_away(
     add_window(migrated_db, now() - timedelta(seconds=10))
     webhook.status = 503
     sender = sender_for(stand_in)
-    with caplog.at_level(logging.WARNING, "rttm.alerts.delivery"):
+    with caplog.at_level(logging.WARNING, "rttm.alerts.sender"):
         assert sender.run_once()  # resend: 503, back off 1 s
         time.sleep(1.1)
         assert sender.run_once()  # resend: 503, back off 2 s

@@ -21,11 +21,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from benchmarks.simulated import kafka_messages
 from rttm.config import KafkaSettings
 from rttm.contracts import TradeEvent
+from support.kafka import produce
+from support.simulated import kafka_messages
 from tests.alerting import Alertmanager, WebhookServer, wait_for
-from tests.ingest_helpers import REPO, create_topics, flow_env, produce
+from tests.ingest_helpers import REPO, create_topics, flow_env
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).parent / "artifacts"

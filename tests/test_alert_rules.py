@@ -20,15 +20,7 @@ from rttm.alerts.rules import (
 from rttm.cli.main import main
 from rttm.durations import parse_duration
 from rttm.errors import RttmError
-
-GOOD = """\
-[[rules]]
-name = "LagHigh"
-metric = "queue_lag"
-op = ">"
-threshold = 10
-severity = "warning"
-"""
+from tests.samples import GOOD_RULES
 
 
 @pytest.mark.parametrize(
@@ -183,7 +175,9 @@ def test_every_problem_is_reported_on_its_line() -> None:
 
 
 def test_match_and_label_keys_are_checked_against_the_metric() -> None:
-    text = GOOD + 'match = { topic = "trade-valid", servce = "x" }\nlabels = { topic = "y" }\n'
+    text = (
+        GOOD_RULES + 'match = { topic = "trade-valid", servce = "x" }\nlabels = { topic = "y" }\n'
+    )
     assert check_text(text) == [
         Problem(7, "rule 'LagHigh': match.servce is not a label of queue_lag "
                    "(did you mean 'service'?)"),
@@ -193,10 +187,10 @@ def test_match_and_label_keys_are_checked_against_the_metric() -> None:
 
 
 def test_toml_syntax_errors_give_tomllib_line() -> None:
-    (problem,) = check_text(GOOD + 'summary = "unterminated\n')
+    (problem,) = check_text(GOOD_RULES + 'summary = "unterminated\n')
     assert problem.line == 7
     assert problem.message.startswith("not valid TOML: ")
-    (problem,) = check_text(GOOD + "name = 'again'\n")
+    (problem,) = check_text(GOOD_RULES + "name = 'again'\n")
     assert (problem.line, problem.message) == (
         7,
         "not valid TOML: cannot overwrite a value (column 15)",
@@ -232,7 +226,7 @@ def test_a_file_without_rules_and_inline_arrays() -> None:
 
 def test_load_rules_lists_every_problem_with_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "rules.toml"
-    path.write_text(GOOD.replace('op = ">"', 'op = "=>"').replace("10", "'x'"))
+    path.write_text(GOOD_RULES.replace('op = ">"', 'op = "=>"').replace("10", "'x'"))
     with pytest.raises(RttmError) as caught:
         load_rules(path)
     assert str(caught.value).splitlines() == [
@@ -242,7 +236,7 @@ def test_load_rules_lists_every_problem_with_file_and_line(tmp_path: Path) -> No
     ]
     with pytest.raises(RttmError, match=r"cannot read rules .*missing\.toml: No such file"):
         load_rules(tmp_path / "missing.toml")
-    path.write_text(GOOD + 'for = "90s"\nkeep_firing_for = "1m"\nlabels = { team = "ops" }\n')
+    path.write_text(GOOD_RULES + 'for = "90s"\nkeep_firing_for = "1m"\nlabels = { team = "ops" }\n')
     (rule,) = load_rules(path)
     assert rule == Rule(
         name="LagHigh", metric="queue_lag", op=">", threshold=10.0, for_s=90.0,
@@ -266,7 +260,7 @@ def test_the_shipped_rule_tests_pass() -> None:
     assert rule_tests.run_tests(rule_tests.default_tests_path()) == []
 
 
-RULES_WITH_EXTRA_LABELS = GOOD + 'for = "20s"\nlabels = { team = "ops" }\n'
+RULES_WITH_EXTRA_LABELS = GOOD_RULES + 'for = "20s"\nlabels = { team = "ops" }\n'
 LAG = '{ service = "s", topic = "t", partition = "0" }'
 TESTS = f"""\
 rules = "rules.toml"
@@ -337,8 +331,8 @@ def test_cli_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "check"]) == 0
     assert capsys.readouterr().out == "the shipped default rules: 10 rules OK\n"
     good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
-    good.write_text(GOOD)
-    bad.write_text(GOOD.replace("queue_lag", "queue_lagg") + "colour = 1\n")
+    good.write_text(GOOD_RULES)
+    bad.write_text(GOOD_RULES.replace("queue_lag", "queue_lagg") + "colour = 1\n")
     assert main(["rules", "check", str(good)]) == 0
     assert capsys.readouterr().out == f"{good}: 1 rule OK\n"
     assert main(["rules", "check", str(good), str(bad)]) == 1

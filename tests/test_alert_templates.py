@@ -8,7 +8,7 @@ from rttm.alerts import templates
 from rttm.alerts.receivers import Delivery, from_env
 from rttm.alerts.rules import Problem, check_text
 from rttm.config import ConfigError
-from tests.test_alert_rules import GOOD
+from tests.samples import GOOD_RULES
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_other_actions_are_problems(text: str, problem: str) -> None:
 
 
 def test_rule_labels_may_not_set_what_rttm_sets() -> None:
-    text = GOOD + 'labels = { severity = "page", team = "pms", source = "x" }\n'
+    text = GOOD_RULES + 'labels = { severity = "page", team = "pms", source = "x" }\n'
     assert check_text(text) == [
         Problem(7, "rule 'LagHigh': labels.severity: set it with the rule's severity key"),
         Problem(7, "rule 'LagHigh': labels.source: RTTM marks its alerts source=\"rttm\" for"
@@ -57,7 +57,7 @@ def test_rule_labels_may_not_set_what_rttm_sets() -> None:
 
 
 def test_rules_check_templates_and_runbook_links_on_their_lines() -> None:
-    text = (GOOD + 'summary = "lag {{ .Value }}"\ndescription = "ok {{ $value }}"\n'
+    text = (GOOD_RULES + 'summary = "lag {{ .Value }}"\ndescription = "ok {{ $value }}"\n'
             'runbook_url = "ftp://runbooks/lag"\n')  # fmt: skip
     assert check_text(text) == [
         Problem(7, "rule 'LagHigh': summary: unsupported template '{{ .Value }}':"

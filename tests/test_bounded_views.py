@@ -29,9 +29,7 @@ from rttm.metric_catalogue import COUNTS
 from rttm.stack.processes import free_port
 from rttm.views.limits import ViewLimits
 from rttm.web.app import create_app
-from tests.servers import migrated_database, serving
-from tests.test_dashboard_browser import browser  # noqa: F401 - the fixture
-from tests.test_operator_views import Run, rttm
+from tests.servers import Run, migrated_database, rttm, serving
 
 pytestmark = pytest.mark.integration
 
@@ -327,7 +325,7 @@ def test_heavy_requests_over_the_limit_are_refused_at_once(migrated_db: str) -> 
         assert fetch(f"{base}/api/alerts")[0] == 200  # the slot is free again
 
 
-def test_the_dashboard_says_how_many_it_left_out(flooded: Run, browser: Browser) -> None:  # noqa: F811
+def test_the_dashboard_says_how_many_it_left_out(flooded: Run, browser: Browser) -> None:
     with serving(create_app(flooded.url)) as base:
         page = browser.new_page()
         try:

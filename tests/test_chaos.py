@@ -1,4 +1,4 @@
-"""A small chaos run (``benchmarks.chaos``): SIGKILLs and PostgreSQL outages lose nothing.
+"""A small chaos run (``support.chaos``): SIGKILLs and PostgreSQL outages lose nothing.
 
 The assertions read what the harness observed: each kill met a running flow that was
 storing rows and the SIGKILL ended it; each outage lasted 10 s or more and the same flow
@@ -13,7 +13,7 @@ import signal
 
 import pytest
 
-from benchmarks import chaos
+from support import chaos
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

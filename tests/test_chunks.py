@@ -9,11 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rttm.decode import Accepted, decode_message
-from rttm.ingest.chunks import shard_keys, shard_of, split_batch, table_row
-from rttm.ingest.source import RawBatch
+from rttm.ingest.chunks import split_batch
+from rttm.ingest.rows import table_row
 from rttm.registry import TOPICS
+from rttm.stream.shards import shard_keys, shard_of
+from rttm.stream.source import RawBatch
 from tests.samples import SAMPLE_MESSAGES, encode
-from tests.test_contract_properties import JSON_VALUES, events
+from tests.strategies import JSON_VALUES, events
 
 TOPIC_NAMES = [spec.name for spec in TOPICS]
 

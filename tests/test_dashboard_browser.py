@@ -8,7 +8,6 @@ package, which ``./dev setup`` installs), never a downloaded one. Screenshots go
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,7 +23,6 @@ from playwright.sync_api import (
     Page,
     Request,
     expect,
-    sync_playwright,
 )
 
 from rttm.web.app import create_app
@@ -33,17 +31,17 @@ from tests.dashboard_data import (
     DELIVERY_ERROR,
     MARKUP_REASON,
     SCRIPT_MESSAGE,
+    T0,
     WINDOW,
     Seeded,
     add_tps_window,
+    put_events,
     seed,
 )
 from tests.servers import serving
-from tests.test_trace_pages import T0, put_events
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 #: The page polls every 2 s; a change must show within a few polls.
 POLL_WAIT_MS = 10_000
@@ -89,23 +87,6 @@ class Dashboard:
         assert self.dialogs == [], f"a JS dialog fired (markup from the API ran): {self.dialogs}"
         assert self.errors == [], f"the page reported errors: {self.errors}"
         assert self.foreign_requests == [], f"requests elsewhere: {self.foreign_requests}"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        how = (
-            "run ./dev setup (installs it with apt-get) or: apt-get install chromium"
-            if shutil.which("apt-get")
-            else "there is no apt-get here: install Chromium so that it runs as " + str(CHROMIUM)
-        )
-        pytest.fail(f"{CHROMIUM} not found: the browser test drives Debian's chromium; {how}")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from rttm.db.connect import CONNECT_TIMEOUT_S
 from rttm.db.retry import CONFLICT_RETRIES, Failure, classify
 from rttm.decode import decode_message
 from rttm.errors import RttmError
-from rttm.ingest.chunks import Chunk, table_row
+from rttm.ingest.chunks import Chunk
+from rttm.ingest.rows import table_row
 from rttm.ingest.writer import ShardWriter
 from rttm.metrics.merge import MetricsOutput
 from rttm.metrics.points import Point

@@ -13,24 +13,27 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from rttm.ingest import settings as ingest_settings
 from rttm.ingest import stats
-from rttm.ingest.chunks import DEDUPE_INDEX, Chunk, Row, shard_of
+from rttm.ingest.chunks import Chunk
 from rttm.ingest.dedupe import DEFAULT_CAPACITY, DedupeMemory, ShardDedupe, dedupe_step
 from rttm.ingest.progress import ProgressLine, describe
+from rttm.ingest.rows import LAYOUTS, Row
 from rttm.ingest.stats import Counters
+from rttm.stream.shards import shard_of
+from rttm.stream.stats import SourceCounters
 
 TABLE = "rttm_dlq_events"
 
 
 def chunk(*keys: str, table: str = TABLE) -> Chunk:
-    width = DEDUPE_INDEX[table] + 3
+    width = LAYOUTS[table].dedupe + 3
     rows: list[tuple[object, ...]] = [
-        tuple(key if i == DEDUPE_INDEX[table] else None for i in range(width)) for key in keys
+        tuple(key if i == LAYOUTS[table].dedupe else None for i in range(width)) for key in keys
     ]
     return Chunk("rttm.dlq.events", 0, 0, {table: rows})
 
 
 def keys_of(c: Chunk, table: str = TABLE) -> list[str]:
-    return [str(row[DEDUPE_INDEX[table]]) for row in c.tables[table]]
+    return [str(row[LAYOUTS[table].dedupe]) for row in c.tables[table]]
 
 
 def first_time(memory: DedupeMemory, key: str) -> bool:
@@ -97,14 +100,6 @@ def test_tables_share_the_shards_memory_budget() -> None:
     assert len(state.memory) <= 10 + 20
 
 
-def test_a_snapshot_from_per_table_memories_resumes_with_an_empty_memory() -> None:
-    old = ShardDedupe.__new__(ShardDedupe)
-    old.__dict__.update({"capacity": 10, "tables": {"rttm_dlq_events": DedupeMemory(10)}})
-    resumed = pickle.loads(pickle.dumps(old))  # noqa: S301 - our own object
-    assert keys_of(resumed.filter(chunk("e:1", "e:1"))) == ["e:1"]
-    assert resumed.memory.generation_size == 5
-
-
 def test_a_snapshot_with_other_table_tags_resumes_with_an_empty_memory() -> None:
     state = ShardDedupe(capacity=10)
     state.filter(chunk("e:1"))
@@ -150,15 +145,6 @@ def test_a_replayed_chunk_is_remembered_so_later_repeats_are_dropped() -> None:
     assert len(state.memory) <= 6 + 3
 
 
-def test_a_snapshot_from_before_read_positions_were_kept_resumes_with_none() -> None:
-    state = ShardDedupe(capacity=10)
-    state.filter(chunk("e:1"))
-    del state.__dict__["read_to"]  # as such a snapshot was
-    resumed = pickle.loads(pickle.dumps(state))  # noqa: S301 - our own object
-    assert resumed.read_to == {}
-    assert keys_of(resumed.filter(chunk("e:1", "e:2"))) == ["e:2"]  # the memory is kept
-
-
 def test_same_key_in_two_tables_is_two_rows() -> None:
     state = ShardDedupe(capacity=100)
     first = state.filter(chunk("e:1", "e:1", "e:2"))
@@ -189,13 +175,14 @@ def test_shard_of_is_stable_and_spread() -> None:
 
 
 def test_progress_line_reports_counters() -> None:
-    counters = Counters(read=10, rows=9, rejects=1, duplicates=2, lag={("t", 0): 5, ("t", 1): 7})
-    assert describe(counters, 1234.4) == (
+    counters = Counters(rows=9, rejects=1, duplicates=2)
+    source = SourceCounters(read=10, lag={("t", 0): 5, ("t", 1): 7})
+    assert describe(counters, source, 1234.4) == (
         "ingest: 1,234 rows/s | read 10 | rows 9 | rejects 1 | duplicates dropped 2"
         " | remaining lag 12"
     )
     stream = io.StringIO()
-    summary = ProgressLine(stream, counters).start().stop()
+    summary = ProgressLine(stream, counters, source).start().stop()
     assert summary.startswith("ingest: ")
     assert "rows/s on average over" in summary
 

@@ -9,53 +9,27 @@ from __future__ import annotations
 import signal
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from benchmarks import workload
 from rttm import health
 from rttm.config import KafkaSettings
-from rttm.ingest.stats import Counters
 from rttm.stack.broker import BrokerProcess
 from rttm.stack.postgres import PostgresProcess, start_postgres
 from rttm.stack.processes import free_port
+from rttm.stream.stats import SourceCounters
+from support import workload
 from tests.conftest import TEST_POSTGRES_SETTINGS
-from tests.ingest_helpers import create_topics, flow_env
-from tests.test_ingest_resilience import migrated, wait_for
-from tests.test_stop_and_resume import RTTM, start, stop
-
-
-def probe(port: int, path: str) -> tuple[int, str]:
-    """(HTTP status, body) of ``GET path`` on 127.0.0.1:``port``."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
-
-
-def ready(port: int) -> Callable[[], bool]:
-    """Whether the process on ``port`` answers /readyz with 200."""
-    return lambda: probe(port, "/readyz") == (200, "ready\n")
-
-
-def not_ready(port: int) -> Callable[[], bool]:
-    """Whether the process on ``port`` answers /readyz with 503."""
-    return lambda: probe(port, "/readyz")[0] == 503
-
+from tests.ingest_helpers import create_topics, flow_env, migrated
+from tests.processes import RTTM, not_ready, probe, ready, start, stop, wait_for
 
 # -- the readiness rules ----------------------------------------------------------------
 
 
 def test_a_flow_is_ready_once_it_polls_and_while_it_reads_or_has_nothing_to_read() -> None:
-    counters = Counters()
+    counters = SourceCounters()
     check = health.flow_progress(counters, stall_s=60)
     assert check() == "starting: the flow has not begun reading"
     now = time.monotonic()

@@ -28,11 +28,12 @@ from psycopg import sql
 
 from rttm.db import prepare
 from rttm.decode import Rejected, decode_message
-from rttm.ingest.chunks import DEDUPE_INDEX, DEFAULT_SHARDS, split_batch, table_row
+from rttm.ingest.chunks import DEFAULT_SHARDS, split_batch
 from rttm.ingest.dedupe import ShardDedupe
-from rttm.ingest.source import RawBatch
+from rttm.ingest.rows import LAYOUTS, table_row
 from rttm.ingest.writer import ShardWriter
 from rttm.registry import REJECTS_TABLE, TOPICS
+from rttm.stream.source import RawBatch
 from tests.ingest_helpers import row_columns
 from tests.samples import SAMPLE_MESSAGES, encode
 
@@ -168,7 +169,7 @@ def test_hostile_batches_through_the_sink_are_each_a_row_or_a_reject(
                                         batch.partition, message.offset() or 0,
                                         message.timestamp()[1])  # fmt: skip
                 table, row = table_row(result)
-                key = row[DEDUPE_INDEX[table]]
+                key = row[LAYOUTS[table].dedupe]
                 where = f"{batch.topic}@{message.offset()} ({table}, {key!r:.60})"
                 if isinstance(result, Rejected):
                     fate = "reject"

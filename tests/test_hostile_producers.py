@@ -4,7 +4,7 @@ flows, PostgreSQL and the API.
 One buggy release puts a new id into every queue-metrics snapshot's service, topic and
 partition and into every DLQ reason; another creates trades that never complete; a third
 sends thousands of 5 KB events on one trade. The caps are set low so that a few thousand
-messages cross them; the floods are the benchmark harness's own (``benchmarks.hostile``).
+messages cross them; the floods are the benchmark harness's own (``support.floods``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from benchmarks.hostile import HOT, hot_trade, series_flood, trade_flood
-from benchmarks.simulated import kafka_messages
 from rttm.config import KafkaSettings
 from rttm.contracts import Message
 from rttm.metrics.limits import OTHER
@@ -28,9 +26,12 @@ from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
 from rttm.views import trace as trace_view
 from rttm.web.app import create_app
-from tests.ingest_helpers import create_topics, flow_env, ingest, produce
+from support.floods import HOT, hot_trade, series_flood, trade_flood
+from support.kafka import produce
+from support.simulated import kafka_messages
+from tests.ingest_helpers import create_topics, flow_env, ingest
+from tests.metrics_helpers import run_metrics
 from tests.servers import migrated_database
-from tests.test_metrics_flow import run_metrics
 
 pytestmark = pytest.mark.integration
 

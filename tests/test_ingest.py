@@ -13,15 +13,15 @@ from psycopg import sql
 from rttm.config import KafkaSettings
 from rttm.contracts import ID_MAX_CHARS
 from rttm.db import partitions
-from rttm.ingest import stats
 from rttm.registry import BY_NAME, COLUMN_RENAMES, REJECTS_TABLE, TOPICS
+from rttm.stream import stats as source_stats
+from support.kafka import produce
 from tests.ingest_helpers import (
     committed_offsets,
     counts,
     create_topics,
     ingest,
     payload,
-    produce,
     rows,
 )
 from tests.samples import SAMPLE_MESSAGES
@@ -124,9 +124,9 @@ def test_replaying_every_topic_adds_no_row(topics: KafkaSettings, migrated_db: s
     assert counts(migrated_db) == first
     with psycopg.connect(migrated_db, autocommit=True) as conn:
         conn.execute("DELETE FROM rttm_ingest_progress")  # positions lost: a full replay
-    read = stats.COUNTERS.read
+    read = source_stats.COUNTERS.read
     ingest(topics, migrated_db)
-    assert stats.COUNTERS.read - read == len(messages) + 1
+    assert source_stats.COUNTERS.read - read == len(messages) + 1
     assert counts(migrated_db) == first
 
 

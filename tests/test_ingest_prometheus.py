@@ -14,6 +14,7 @@ from rttm import health, metrics_port
 from rttm.errors import RttmError
 from rttm.ingest import prometheus, stats
 from rttm.stack.processes import free_port
+from rttm.stream import stats as source_stats
 
 
 def value(text: str, name: str) -> float:
@@ -26,7 +27,7 @@ def test_counters_and_lag_are_exposed() -> None:
     registry = CollectorRegistry()
     registry.register(prometheus.IngestCollector())
     before = generate_latest(registry).decode()
-    stats.record_read("rttm.trade.events", 0, 10, 7)
+    source_stats.record_read("rttm.trade.events", 0, 10, 7)
     stats.record_written(9, 1)
     stats.record_retry()
     after = generate_latest(registry).decode()

@@ -16,18 +16,27 @@ import psycopg
 import pytest
 from bytewax.recovery import init_db_dir
 
-from benchmarks import workload
-from benchmarks.truth import expected_keys, expected_rejects, stored_keys, stored_rejects
 from rttm.config import KafkaSettings
-from rttm.db import prepare
 from rttm.db.connect import describe
 from rttm.db.migrate import migrations
 from rttm.registry import TOPICS
 from rttm.stack.pgdata import purge_under
 from rttm.stack.postgres import PostgresProcess, start_postgres
 from rttm.stack.processes import free_port
+from support import workload
 from tests.conftest import TEST_POSTGRES_SETTINGS
-from tests.ingest_helpers import REPO, counts, create_topics, flow_env, run_flow_process, snapshot
+from tests.ingest_helpers import (
+    REPO,
+    assert_complete,
+    counts,
+    create_topics,
+    flow_env,
+    migrated,
+    one_line_failure,
+    run_flow_process,
+    snapshot,
+)
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,26 +50,7 @@ def loaded(kafka: KafkaSettings) -> tuple[KafkaSettings, workload.Workload]:
     return kafka, work
 
 
-def assert_complete(url: str, *works: workload.Workload) -> None:
-    """Every table holds exactly the keys of ``works``; the rejects are their malformed ones."""
-    messages = [message for work in works for message in work.messages]
-    assert {table: sorted(keys) for table, keys in stored_keys(url).items()} == {
-        table: sorted(keys) for table, keys in expected_keys(messages).items()
-    }
-    assert stored_rejects(url) == expected_rejects(messages)
-
-
 # -- start-up checks -------------------------------------------------------------------
-
-
-def one_line_failure(env: dict[str, str], expected: str) -> subprocess.CompletedProcess[str]:
-    """Run the flow: it must exit 1 within 20 s, its one line ``rttm: error: EXPECTED``."""
-    started = time.monotonic()
-    result = run_flow_process(env)
-    assert result.returncode == 1, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines() == [f"rttm: error: {expected}"]
-    assert time.monotonic() - started < 20
-    return result
 
 
 @pytest.mark.parametrize("shards", ["0", "x", "65"])
@@ -153,12 +143,6 @@ def test_unmigrated_database_and_missing_topics_fail_fast(
 
 
 # -- scale-out ---------------------------------------------------------------------------
-
-
-def migrated(url: str) -> str:
-    with psycopg.connect(url, autocommit=True) as conn:
-        prepare(conn)
-    return url
 
 
 def test_workers_clusters_shard_counts_and_topic_splits_write_what_one_worker_writes(
@@ -289,19 +273,6 @@ def test_database_outage_loses_nothing_and_the_flow_waits(
     assert text.count("database unavailable") == 1, text[-3000:]
     assert text.count("database back") == 1, text[-3000:]
     assert secret not in text
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except Exception:  # noqa: S110 - the database may be restarting
-            pass
-        time.sleep(0.1)
-    msg = "condition not met in time"
-    raise AssertionError(msg)
 
 
 # -- the command people run ----------------------------------------------------------------

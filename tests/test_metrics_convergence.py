@@ -19,12 +19,13 @@ import psycopg
 import pytest
 from bytewax.recovery import init_db_dir
 
-from benchmarks.simulated import kafka_messages
 from rttm.config import KafkaSettings
 from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, TradeEvent
 from rttm.db import prepare
 from rttm.metrics.merge import CORRECTED
-from tests.ingest_helpers import REPO, create_topics, flow_env, ingest, produce
+from support.kafka import produce
+from support.simulated import kafka_messages
+from tests.ingest_helpers import REPO, create_topics, flow_env, ingest
 
 pytestmark = pytest.mark.integration
 START = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # history: nobody is paged

@@ -18,19 +18,19 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from benchmarks.simulated import T0, raw_batches, sources
 from rttm.alerts.rules import load_rules
 from rttm.contracts import DlqEvent, ErrorEvent, TradeEvent
 from rttm.ids import uuid7
-from rttm.ingest.source import RawBatch
 from rttm.metrics import stats
-from rttm.metrics.events import split_batch
+from rttm.metrics.events import facts_by_shard
 from rttm.metrics.limits import Limits
 from rttm.metrics.merge import MergeLogic, MetricsOutput
 from rttm.metrics.progress import describe
 from rttm.metrics.prometheus import MetricsFlowCollector
 from rttm.metrics.repeats import NO_ID, Repeats, id_key
 from rttm.metrics.shard import ShardLogic, ShardReport
+from rttm.stream.source import RawBatch
+from support.simulated import T0, raw_batches, sources
 from tests.metrics_helpers import engine_config, run_engine, series, stored
 
 SERVICE = "simulation-service"
@@ -181,7 +181,7 @@ def test_closed_windows_keep_their_ids_sealed_and_still_recognise_repeats() -> N
 def _reports(logic: ShardLogic, batches: list[RawBatch]) -> list[ShardReport]:
     reports: list[ShardReport] = []
     for batch in batches:
-        for _, chunk in split_batch(batch, 1):
+        for _, chunk in facts_by_shard(batch, 1):
             reports += logic.on_item(chunk)[0]
     return reports
 

@@ -14,15 +14,16 @@ from pathlib import Path
 import bytewax.operators as op
 import pytest
 from bytewax.dataflow import Dataflow
-from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+from bytewax.testing import TestingSink, TestingSource, run_main
 
-from benchmarks.simulated import T0, raw_batches, sources
-from benchmarks.simulated import events as simulated
 from rttm.alerts.rules import METRIC_LABELS, load_rules
 from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, QueueMetrics, TradeEvent
 from rttm.metrics.flow import add_engine
 from rttm.metrics.merge import CORRECTED, MetricsOutput
 from rttm.metrics.points import MAX_LABEL_CHARS, Point
+from support.simulated import T0, raw_batches, sources
+from support.simulated import events as simulated
+from tests.conftest import EntryPoint, one_worker
 from tests.metrics_helpers import engine_config, run_engine, series, stored
 
 WINDOW = 10.0
@@ -250,7 +251,7 @@ def test_late_events_past_the_horizon_are_counted_not_applied() -> None:
 
 
 def engine_points(
-    events: list[Message], workers: int, shards: int, *, corrected: bool = False
+    events: list[Message], run: EntryPoint, shards: int, *, corrected: bool = False
 ) -> set[tuple[str, tuple[tuple[str, str], ...], datetime, float]]:
     """Every point of a run; ``corrected``: the count-type points as the sink leaves them."""
     batches = raw_batches(events)
@@ -259,10 +260,7 @@ def engine_points(
     raw = op.input("raw", flow, TestingSource(batches, batch_size=20))
     outputs: list[MetricsOutput] = []
     op.output("out", add_engine(raw, config, load_rules()), TestingSink(outputs))
-    if workers == 1:
-        run_main(flow)  # type: ignore[no-untyped-call]
-    else:
-        cluster_main(flow, [], 0, worker_count_per_proc=workers)  # type: ignore[no-untyped-call]
+    run(flow)
     if corrected:
         total = MetricsOutput()
         for out in outputs:
@@ -274,30 +272,32 @@ def engine_points(
     return {(p.metric, p.labels, p.window_start, round(p.value, 9)) for p in points}
 
 
-def test_results_are_identical_with_one_and_two_workers_and_any_shard_count() -> None:
+def test_results_are_identical_with_one_and_two_workers_and_any_shard_count(
+    entry_point: EntryPoint,
+) -> None:
     events = simulated(90, rate=30, seed=5)
-    one = engine_points(events, workers=1, shards=2)
+    one = engine_points(events, one_worker, shards=2)
     assert one
-    assert engine_points(events, workers=2, shards=2) == one
-    assert engine_points(events, workers=2, shards=3) == one
-    assert engine_points(events, workers=1, shards=1) == one
+    for shards in (2, 3, 1):
+        assert engine_points(events, entry_point, shards=shards) == one, shards
 
 
-def test_corrected_results_are_identical_with_one_and_two_workers_and_any_shard_count() -> None:
+def test_corrected_results_are_identical_with_one_and_two_workers_and_any_shard_count(
+    entry_point: EntryPoint,
+) -> None:
     events = simulated(90, rate=30, seed=5)
     # pms-core publishes its events of [20 s, 40 s) after everything else: corrections.
     late = [e for e in events if getattr(e, "service_name", None) == "pms-core"
             and 20 <= (_moment(e) - T0).total_seconds() < 40]  # fmt: skip
     events = [e for e in events if all(e is not x for x in late)] + late
     assert len(run_engine(raw_batches(events)).corrections) >= 2  # windows were corrected
-    one = engine_points(events, workers=1, shards=2, corrected=True)
+    one = engine_points(events, one_worker, shards=2, corrected=True)
     assert len(one) > 100
-    assert engine_points(events, workers=2, shards=2, corrected=True) == one
-    assert engine_points(events, workers=2, shards=3, corrected=True) == one
-    assert engine_points(events, workers=1, shards=1, corrected=True) == one
+    for shards in (2, 3, 1):
+        assert engine_points(events, entry_point, shards=shards, corrected=True) == one, shards
     # Late or not, the counts converge to the same. Latencies do not: a hop is measured
     # when a trade is seen moving forward, and pms-core's events came after the next hop's.
-    in_order = engine_points(sorted(events, key=_moment), workers=1, shards=2, corrected=True)
+    in_order = engine_points(sorted(events, key=_moment), one_worker, shards=2, corrected=True)
     latency = {"hop_latency_ms", "e2e_latency_ms"}
     assert {p for p in in_order if p[0] not in latency} == {p for p in one if p[0] not in latency}
 

@@ -21,42 +21,19 @@ import pytest
 from bytewax.recovery import init_db_dir
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from benchmarks.simulated import kafka_messages
 from rttm.config import KafkaSettings
 from rttm.contracts import TradeEvent
 from rttm.kafka_topics import partition_counts
 from rttm.registry import ALERT_EVENTS_TOPIC
 from rttm.simulator import scenario
 from rttm.simulator.engine import Simulation
+from support.kafka import produce
+from support.simulated import kafka_messages
 from tests.alerting import Alertmanager, WebhookServer
-from tests.ingest_helpers import REPO, create_topics, flow_env, produce
-from tests.test_ingest_resilience import migrated
+from tests.ingest_helpers import REPO, create_topics, flow_env, migrated
+from tests.metrics_helpers import metrics_rows, run_metrics, simulate
 
 pytestmark = pytest.mark.integration
-START = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
-
-
-def simulate(kafka: KafkaSettings, seconds: float, rate: float) -> list[Any]:
-    """Produce a simulated run (default scenario: faults included) and return its events."""
-    run = Simulation(scenario.load(), seed=7, start=START, rate=rate, duration=seconds)
-    events = [event for _, event in run.events()]
-    produce(kafka.brokers, kafka_messages(events))
-    return events
-
-
-def run_metrics(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bytewax.run", "dataflows.metrics", *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
-
-
-def metrics_rows(url: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT metric, window_start, labels::text, value FROM rttm_metrics"
-            " ORDER BY metric, window_start, labels::text"
-        ).fetchall()
 
 
 def table(url: str, query: str) -> list[tuple[Any, ...]]:

@@ -7,21 +7,18 @@ queue partitions, DLQ reasons), never-completed trades, and the caps' own parts.
 from __future__ import annotations
 
 import math
-import pickle
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from benchmarks.simulated import T0, raw_batches, sources
 from rttm.alerts.engine import AlertEngine
 from rttm.alerts.rules import Rule, load_rules
 from rttm.config import ConfigError
 from rttm.contracts import DlqEvent, Message, QueueMetrics, TradeEvent
 from rttm.metrics import pipeline, stats
 from rttm.metrics.limits import OTHER, Limits, fold
-from rttm.metrics.merge import MergeLogic, MergeState
 from rttm.metrics.points import Point
 from rttm.metrics.prometheus import MetricsFlowCollector
 from rttm.metrics.queues import QueueTracker
@@ -29,6 +26,7 @@ from rttm.metrics.reasons import ReasonBook, reason_group
 from rttm.metrics.shard import _bump
 from rttm.metrics.trades import TradeTracker
 from rttm.metrics.windows import WindowAcc
+from support.simulated import T0, raw_batches, sources
 from tests.metrics_helpers import engine_config, run_engine
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -103,16 +101,6 @@ def test_a_window_pickled_before_new_fields_restores_with_their_defaults() -> No
     assert (restored.untracked_trades, restored.untracked_partitions) == (0, 0)
     restored.merge(acc)
     assert restored.started == 6
-
-
-def test_a_merge_snapshot_from_before_the_dlq_book_is_grouped_into_one() -> None:
-    old = MergeState(layout=engine_config().layout())
-    vars(old)["dlq_depth"] = {("dlq", "trade T-000123 rejected"): 4,
-                              ("dlq", "trade T-000999 rejected"): 3}  # fmt: skip
-    merge = MergeLogic(engine_config(), [], pickle.dumps(old))
-    restored = pickle.loads(merge.snapshot())  # noqa: S301 - made just above
-    assert restored.dlq.depth == {"dlq": {"trade <id> rejected": 7}}
-    assert "dlq_depth" not in vars(restored)
 
 
 def test_a_shard_counts_a_bounded_number_of_label_sets_per_window() -> None:

@@ -20,7 +20,8 @@ import bcrypt
 import pytest
 
 from rttm import health, metrics_port
-from rttm.stack.processes import LOCALHOST, free_port
+from rttm.addresses import LOCALHOST
+from rttm.stack.processes import free_port
 from rttm.web.auth import Authenticator
 from tests.ingest_helpers import REPO
 

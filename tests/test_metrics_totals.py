@@ -10,13 +10,13 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from benchmarks.simulated import T0, raw_batches, sources
 from rttm.contracts import TradeEvent
 from rttm.metric_catalogue import COUNTS
 from rttm.metrics.limits import Limits
 from rttm.metrics.merge import MetricsOutput
 from rttm.metrics.points import Labels, labels_of
 from rttm.metrics.store import MetricsWriter
+from support.simulated import T0, raw_batches, sources
 from tests.metrics_helpers import engine_config, run_engine
 
 pytestmark = pytest.mark.integration

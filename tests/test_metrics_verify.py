@@ -23,20 +23,22 @@ from bytewax.testing import run_main
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from benchmarks import simulated
 from rttm.config import KafkaSettings
 from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, TradeEvent
+from rttm.db.connect import Conn
 from rttm.errors import RttmError
 from rttm.metrics import flow as metrics_flow
 from rttm.metrics import settings as metrics_settings
-from rttm.metrics import verify
 from rttm.metrics.limits import OTHER
 from rttm.metrics.pipeline import load
 from rttm.metrics.points import Labels, labels_of
 from rttm.metrics.reasons import reason_group
 from rttm.metrics.shard import COUNTED_LEVELS
 from rttm.registry import TOPICS, TopicSpec
-from tests.ingest_helpers import create_topics, flow_env, ingest, produce
+from rttm.views import verify
+from support import simulated
+from support.kafka import produce
+from tests.ingest_helpers import create_topics, flow_env, ingest
 from tests.servers import migrated_database, rttm_against
 
 pytestmark = pytest.mark.integration
@@ -48,7 +50,6 @@ BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 REFERENCE_END = BASE + timedelta(hours=1, seconds=70)
 PIPELINE = load()
 LATENCY = {"p50": 100.0, "p95": 150.0, "p99": 200.0}
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 def spec_of(struct: type[Message]) -> TopicSpec:

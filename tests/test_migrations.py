@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from rttm.db.connect import Conn
 from rttm.db.migrate import MIGRATIONS_TABLE, migrate, migrations
 from rttm.db.roles import PROGRESS_TABLE, TOPIC_IDS_TABLE
 from rttm.decode import Accepted, decode_message
@@ -28,7 +29,6 @@ from rttm.registry import (
 from tests.samples import SAMPLE_MESSAGES, encode
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 def columns(conn: Conn, table: str) -> list[str]:

@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,11 +22,10 @@ from bytewax.testing import run_main
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks import simulated
 from rttm import health, metrics_port
 from rttm.cli.main import build_parser
 from rttm.config import KafkaSettings
-from rttm.contracts import DlqEvent, Message, TradeEvent
+from rttm.contracts import DlqEvent, TradeEvent
 from rttm.ingest import prometheus as ingest_prometheus
 from rttm.metrics import flow as metrics_flow
 from rttm.metrics import prometheus as metrics_prometheus
@@ -35,24 +33,12 @@ from rttm.metrics import settings as metrics_settings
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
 from rttm.web.app import create_app
-from tests.ingest_helpers import REPO, create_topics, flow_env, ingest, produce
-from tests.servers import migrated_database
+from support import simulated
+from support.kafka import produce
+from tests.ingest_helpers import REPO, create_topics, flow_env, ingest
+from tests.servers import Run, migrated_database, rttm
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass(frozen=True)
-class Run:
-    url: str
-    env: dict[str, str]
-    events: list[Message]
-
-    def trades(self) -> dict[str, list[TradeEvent]]:
-        by_id: dict[str, list[TradeEvent]] = {}
-        for event in self.events:
-            if isinstance(event, TradeEvent):
-                by_id.setdefault(event.trade_id, []).append(event)
-        return by_id
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +83,6 @@ def exposition(run: Run) -> Exposition:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as answer:
         flows = answer.read().decode()
     return Exposition(serve, flows)
-
-
-def rttm(run: Run, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rttm", *args], env=run.env, cwd=REPO,
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
 
 
 def test_status_shows_the_simulated_platform(run: Run) -> None:

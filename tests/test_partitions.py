@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import psycopg
 import pytest
 
 from rttm.cli.main import main
 from rttm.db import partitions
+from rttm.db.connect import Conn
 from rttm.metrics import retention
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 INSERT = (
     "INSERT INTO rttm_trade_events (trade_id, service_name, event_type, event_status,"

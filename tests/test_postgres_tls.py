@@ -24,13 +24,14 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from benchmarks import workload
+from rttm.addresses import LOCALHOST
 from rttm.config import KafkaSettings
-from rttm.stack.processes import LOCALHOST, free_port
+from rttm.stack.processes import free_port
 from rttm.web.app import create_app
+from support import workload
 from tests.ingest_helpers import counts, create_topics, flow_env, ingest
+from tests.metrics_helpers import run_metrics
 from tests.servers import rttm_against
-from tests.test_metrics_flow import run_metrics
 from tests.tls import make_certificates
 
 pytestmark = pytest.mark.integration

@@ -15,11 +15,12 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
     NewTopic,
 )
 
-from benchmarks import workload
 from rttm.config import KafkaSettings
-from rttm.ingest import stats
 from rttm.ingest.resume import resume_positions, still_kept
-from tests.ingest_helpers import counts, create_topics, ingest, payload, produce
+from rttm.stream import stats as source_stats
+from support import workload
+from support.kafka import produce
+from tests.ingest_helpers import counts, create_topics, ingest, payload
 from tests.samples import SAMPLE_MESSAGES
 
 pytestmark = pytest.mark.integration
@@ -38,10 +39,10 @@ def test_a_restart_reads_only_what_is_new(kafka: KafkaSettings, migrated_db: str
     first, second = workload.build(10_000, seed=1), workload.build(3_000, seed=2)
     workload.produce(kafka.brokers, first)
     ingest(kafka, migrated_db)
-    read = stats.COUNTERS.read
+    read = source_stats.COUNTERS.read
     workload.produce(kafka.brokers, second)
     ingest(kafka, migrated_db)
-    assert stats.COUNTERS.read - read == second.total
+    assert source_stats.COUNTERS.read - read == second.total
     assert counts(migrated_db)["rttm_trade_events"] == (
         first.distinct["rttm_trade_events"] + second.distinct["rttm_trade_events"]
     )

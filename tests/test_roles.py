@@ -14,11 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
 
-from benchmarks import workload
 from rttm.config import KafkaSettings
 from rttm.db import roles
 from rttm.stack.processes import free_port
 from rttm.web.app import create_app
+from support import workload
 from tests.dashboard_data import seed
 from tests.ingest_helpers import REPO, counts, create_topics, flow_env, run_flow_process
 from tests.servers import rttm_against

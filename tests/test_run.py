@@ -23,14 +23,12 @@ import psycopg
 import pytest
 from bytewax.recovery import init_db_dir
 
-from benchmarks import workload
 from rttm.cli.ingest_commands import LAG_SERVICE_NAME
 from rttm.config import KafkaSettings
 from rttm.stack.processes import free_port, port_is_free
-from tests.ingest_helpers import REPO, counts, create_topics, flow_env
-from tests.test_health import ready
-from tests.test_ingest_resilience import assert_complete, wait_for
-from tests.test_stop_and_resume import BYTEWAX_RUN, RTTM, start
+from support import workload
+from tests.ingest_helpers import REPO, assert_complete, counts, create_topics, flow_env
+from tests.processes import BYTEWAX_RUN, RTTM, ready, start, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -31,9 +31,10 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 
+from rttm.addresses import LOCALHOST
 from rttm.cli.serve_security import is_loopback
 from rttm.config import ConfigError
-from rttm.stack.processes import LOCALHOST, free_port
+from rttm.stack.processes import free_port
 from rttm.web.app import create_app
 from rttm.web.auth import Authenticator, Verdict
 from rttm.web.credentials import read_tokens, read_users
@@ -155,11 +156,11 @@ MALFORMED: list[str | bytes] = [
 def test_malformed_authorization_headers_are_refused_not_failed(
     guarded: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, "rttm.serve")
+    caplog.set_level(logging.WARNING, "rttm.web")
     for header in MALFORMED:
         answer = fetch(guarded, "/api/status", {"Authorization": header})
         assert answer.status == 401, (header, answer.body)
-    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "rttm.serve")
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("rttm.web."))
     assert "sign-in failed for user '☃?[31m' from 127.0.0.1" in logged  # no escape codes
     assert "not-utf-8" not in logged  # passwords are never logged
     assert "pppp" not in logged

@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -21,37 +20,14 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from benchmarks import workload
 from rttm.config import KafkaSettings
 from rttm.stack.processes import free_port, port_answers
-from tests.ingest_helpers import REPO, counts, create_topics, flow_env
-from tests.test_ingest_resilience import assert_complete, migrated, wait_for
-from tests.test_metrics_flow import metrics_rows, run_metrics, simulate
+from support import workload
+from tests.ingest_helpers import REPO, assert_complete, counts, create_topics, flow_env, migrated
+from tests.metrics_helpers import metrics_rows, run_metrics, simulate
+from tests.processes import BYTEWAX_RUN, RTTM, start, stop, wait_for
 
 pytestmark = pytest.mark.integration
-#: A stop must end the process within this, from the signal (it takes about a second).
-STOP_WITHIN_S = 10.0
-RTTM = [sys.executable, "-m", "rttm"]
-BYTEWAX_RUN = [sys.executable, "-m", "bytewax.run"]
-
-
-def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    """``command`` in its own process group, as a shell starts a job."""
-    return subprocess.Popen(
-        command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-
-
-def stop(process: subprocess.Popen[str], sig: signal.Signals) -> tuple[int, list[str]]:
-    """Signal the process group; (exit status, stderr lines), checking it ended quickly."""
-    os.killpg(process.pid, sig)
-    sent = time.monotonic()
-    _, err = process.communicate(timeout=60)
-    assert time.monotonic() - sent < STOP_WITHIN_S, err[-2000:]
-    assert "Traceback" not in err, err[-3000:]
-    assert "panicked" not in err, err[-3000:]
-    return process.returncode, err.strip().splitlines()
 
 
 def stored_rows(url: str) -> tuple[int, int]:

@@ -17,13 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import workload
 from rttm.config import KafkaSettings
 from rttm.registry import TOPICS
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
-from tests.ingest_helpers import REPO, committed_offsets, counts, flow_env, run_flow_process
-from tests.test_ingest_resilience import one_line_failure
+from support import workload
+from tests.ingest_helpers import (
+    REPO,
+    committed_offsets,
+    counts,
+    flow_env,
+    one_line_failure,
+    run_flow_process,
+)
 from tests.tls import Certificates, TlsTerminator, make_certificates
 
 pytestmark = pytest.mark.integration

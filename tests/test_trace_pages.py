@@ -11,8 +11,8 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -22,26 +22,10 @@ from fastapi.testclient import TestClient
 
 from rttm.views import trace
 from rttm.web.app import create_app
-from tests.dashboard_data import INSERT_DLQ, INSERT_ERROR, INSERT_LOG
+from tests.dashboard_data import INSERT_DLQ, INSERT_ERROR, INSERT_LOG, T0, Event, put_events
 from tests.ingest_helpers import REPO
 
 pytestmark = pytest.mark.integration
-
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-COPY_EVENTS = """
-COPY rttm_trade_events (trade_id, service_name, event_type, event_status, event_time, message,
-    dedupe_key, kafka_partition, kafka_offset)
-FROM STDIN
-"""
-#: (service, event type, event time, message, kafka partition, kafka offset)
-Event = tuple[str, str, datetime, str | None, int, int]
-
-
-def put_events(url: str, trade_id: str, events: Iterable[Event]) -> None:
-    with psycopg.connect(url) as conn, conn.cursor() as cur, cur.copy(COPY_EVENTS) as copy:
-        for service, kind, time, message, partition, offset in events:
-            copy.write_row((trade_id, service, kind, "SUCCESS", time, message,
-                            f"k:{trade_id}/{partition}/{offset}", partition, offset))  # fmt: skip
 
 
 def tied_events(count: int, per_time: int) -> list[Event]:

@@ -26,8 +26,9 @@ from rttm.config import KafkaSettings
 from rttm.db import partitions
 from rttm.decode import decode_message
 from rttm.ingest import stats
-from rttm.ingest.chunks import Chunk, Row, table_row
+from rttm.ingest.chunks import Chunk
 from rttm.ingest.offsets import OffsetCommitter
+from rttm.ingest.rows import Row, table_row
 from rttm.ingest.writer import MERGE_RUN, ShardWriter
 from rttm.registry import BY_NAME, REJECTS_TABLE, TOPICS
 from rttm.stack.processes import free_port
@@ -231,7 +232,7 @@ def test_the_merge_path_lasts_a_run_of_conflicting_batches_and_ends_at_the_first
     def batches(replayed: bool, count: int) -> int:
         """Write ``count`` batches (each with a stored row if ``replayed``); COPYs refused."""
         caplog.clear()
-        with caplog.at_level(logging.DEBUG, logger="rttm.ingest.sink"):
+        with caplog.at_level(logging.DEBUG, logger="rttm.ingest.writer"):
             for _ in range(count):
                 writer.write([chunk(TRADES, [event_row(TRADES), *([seen] if replayed else [])])])
         return caplog.text.count("COPY refused")
@@ -269,7 +270,7 @@ def test_a_connection_the_server_ends_mid_run_is_replaced_and_the_batch_written(
         ).fetchall()
     assert ended == [(True,)]
     last = [seen, event_row(TRADES)]  # the new connection has no staging table yet
-    with caplog.at_level(logging.WARNING, logger="rttm.ingest.sink"):
+    with caplog.at_level(logging.WARNING, logger="rttm.ingest.writer"):
         writer.write([chunk(TRADES, last)])
     assert stats.COUNTERS.retries == before + 1
     assert caplog.text.count("database unavailable") == caplog.text.count("database back") == 1

@@ -38,11 +38,10 @@ from rttm.alerts.notifications import AlertRecord
 from rttm.alerts.receivers import ALERTS_PATH, Delivery, Receiver
 from rttm.alerts.rules import Rule
 from rttm.alerts.stored import LATEST_PER_SERIES
-from rttm.db.connect import error_cause, sink_connection
+from rttm.db.connect import DictConn, error_cause, sink_connection
 from rttm.outage import OutageLog
 
-_LOG = logging.getLogger("rttm.alerts.delivery")
-Conn = psycopg.Connection[dict[str, Any]]
+_LOG = logging.getLogger(__name__)
 #: How often the sender looks for due rows when nothing wakes it.
 POLL_S: Final = 1.0
 #: First and longest wait before calling a receiver again after a failure.
@@ -150,7 +149,7 @@ class Sender:
         self._url, self._delivery = url, delivery
         self._rules = {rule.name: rule for rule in rules}
         self._backoff = {r.name: _Backoff(r) for r in delivery.receivers}
-        self._conn: Conn | None = None
+        self._conn: DictConn | None = None
         self._leader = False
         self._next_resend = 0.0
         self._wake = threading.Event()
@@ -217,16 +216,16 @@ class Sender:
         self._db_outage.back()
         return True
 
-    def _connection(self) -> Conn:
+    def _connection(self) -> DictConn:
         conn = self._conn
         if conn is None or conn.closed:
             self._leader = False
             raw = sink_connection(self._url, "rttm-alert-sender")
             raw.row_factory = dict_row  # type: ignore[assignment]
-            conn = self._conn = cast("Conn", raw)
+            conn = self._conn = cast("DictConn", raw)
         return conn
 
-    def _lead(self, conn: Conn) -> bool:
+    def _lead(self, conn: DictConn) -> bool:
         if not self._leader:
             row = conn.execute("SELECT pg_try_advisory_lock(%s) AS locked", (LOCK_ID,)).fetchone()
             self._leader = bool(row and row["locked"])
@@ -247,7 +246,7 @@ class Sender:
             self._conn.close()  # ends the session: the advisory lock goes with it
         self._conn, self._leader = None, False
 
-    def _deliver_due(self, conn: Conn, receiver: Receiver, backoff: _Backoff) -> None:
+    def _deliver_due(self, conn: DictConn, receiver: Receiver, backoff: _Backoff) -> None:
         while True:
             rows = conn.execute(
                 _DUE, {"receiver": receiver.name, "due": outbox.DUE, "limit": BATCH}
@@ -342,11 +341,13 @@ class Sender:
         return answers
 
     @staticmethod
-    def _mark(conn: Conn, ids: list[int], status: str, error: str | None, *, failed: int) -> None:
+    def _mark(
+        conn: DictConn, ids: list[int], status: str, error: str | None, *, failed: int
+    ) -> None:
         conn.execute(_MARK, {"status": status, "error": error, "failed": failed, "ids": ids,
                              "delivered": outbox.DELIVERED})  # fmt: skip
 
-    def _stuck_trade(self, conn: Conn, row: Mapping[str, Any]) -> str | None:
+    def _stuck_trade(self, conn: DictConn, row: Mapping[str, Any]) -> str | None:
         """A trade still stuck where a stuck-trades alert points (the oldest), for the link."""
         rule = self._rules.get(row["rule"])
         if rule is None or rule.metric != "stuck_trades" or not self._delivery.dashboard_url:
@@ -357,7 +358,7 @@ class Sender:
         ).fetchone()
         return None if found is None else str(found["trade_id"])
 
-    def _resend(self, conn: Conn) -> None:
+    def _resend(self, conn: DictConn) -> None:
         """Every firing alert of a known rule to every Alertmanager again, if the flow is live."""
         self._next_resend = time.monotonic() + self._delivery.resend_s
         newest = conn.execute(_NEWEST_WINDOW).fetchone()
@@ -375,7 +376,11 @@ class Sender:
                 self._resend_to(conn, receiver, backoff, rows)
 
     def _resend_to(
-        self, conn: Conn, receiver: Receiver, backoff: _Backoff, rows: Sequence[Mapping[str, Any]]
+        self,
+        conn: DictConn,
+        receiver: Receiver,
+        backoff: _Backoff,
+        rows: Sequence[Mapping[str, Any]],
     ) -> None:
         records = [_record(row, self._stuck_trade(conn, row)) for row in rows]
         for start in range(0, len(records), BATCH):

@@ -11,8 +11,8 @@ import psycopg
 from rttm import config
 from rttm.cli import Subcommands, add_command, say
 from rttm.db import partitions, prepare, roles
-from rttm.db.connect import connect, describe, error_cause
-from rttm.db.migrate import Conn, applied_versions, migrations
+from rttm.db.connect import Conn, connect, describe, error_cause
+from rttm.db.migrate import applied_versions, migrations
 from rttm.errors import RttmError
 from rttm.metrics import retention
 

@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import IO
 
 from rttm import config, stack, stopping
+from rttm.addresses import LOCALHOST
 from rttm.alerts import receivers
 from rttm.cli import Subcommands, add_command, say
 from rttm.cli.serve_commands import DEFAULT_PORT
 from rttm.cli.stack_commands import print_env
 from rttm.errors import RttmError
 from rttm.logs import setup as setup_logging
-from rttm.stack.processes import LOCALHOST, log_tail, port_answers, port_is_free
+from rttm.stack.processes import log_tail, port_answers, port_is_free
 
 STOP_GRACE_S = 10.0
 START_TIMEOUT_S = 60.0

@@ -1,7 +1,7 @@
 """``rttm metrics``: run the metrics and alerts dataflow in this process, with a live line.
 
 ``rttm metrics verify`` recounts settled windows from the event tables and compares them
-with the stored metrics (:mod:`rttm.metrics.verify`).
+with the stored metrics (:mod:`rttm.views.verify`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from rttm import flow_settings, health, logs, stopping
 from rttm.cli import Subcommands, add_command, run_flow, say, screens
 from rttm.durations import format_duration, parse_positive_duration
 from rttm.errors import RttmError
-from rttm.metrics import prometheus, verify
+from rttm.metrics import prometheus
 from rttm.metrics import settings as metrics_settings
 from rttm.metrics.flow import build_flow
 from rttm.metrics.progress import MetricsLine
 from rttm.metrics.shard import EngineConfig
+from rttm.views import verify
 
 #: Written into a recovery directory: the window length and shard count of its state.
 LAYOUT_MARKER = "rttm-metrics-layout"

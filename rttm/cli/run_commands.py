@@ -18,12 +18,12 @@ from pathlib import Path
 from bytewax.recovery import init_db_dir
 
 from rttm import config, flow_settings, logs
+from rttm.addresses import LOCALHOST
 from rttm.alerts import receivers
 from rttm.cli import Subcommands, add_command, metrics_access, say, serve_security
 from rttm.cli.serve_commands import DEFAULT_PORT, refuse_writer_role
 from rttm.errors import RttmError
 from rttm.safe_paths import check_private_dir
-from rttm.stack.processes import LOCALHOST
 from rttm.supervisor import MAX_DELAY_S, STOP_TIMEOUT_S, Child, Group, Supervisor
 from rttm.web.auth import DEFAULT_PROXY_HEADER
 

@@ -21,9 +21,9 @@ from rttm import cluster, health, metrics_port, stopping
 from rttm.cli import metrics_access, say
 from rttm.cluster import Place
 from rttm.errors import RttmError
-from rttm.ingest import stats
 from rttm.live_line import RateLine
 from rttm.safe_paths import check_private_dir
+from rttm.stream import stats
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:

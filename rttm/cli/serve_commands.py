@@ -8,6 +8,7 @@ import logging
 import uvicorn
 
 from rttm import config, logs, stopping
+from rttm.addresses import LOCALHOST
 from rttm.alerts import receivers
 from rttm.cli import Subcommands, add_command, say, serve_security
 from rttm.cli.view_commands import bounded
@@ -15,7 +16,6 @@ from rttm.db import roles
 from rttm.db.connect import connect
 from rttm.errors import RttmError
 from rttm.metrics.settings import pipeline_from_env
-from rttm.stack.processes import LOCALHOST
 from rttm.views import limits
 from rttm.views.budget import DEFAULT_BUDGET_S
 from rttm.views.common import open_view

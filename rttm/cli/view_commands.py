@@ -23,11 +23,12 @@ from rttm import config
 from rttm.alerts import receivers, silences
 from rttm.alerts.rules import LABEL_NAME
 from rttm.cli import Subcommands, add_command, say, screens
+from rttm.db.connect import DictConn
 from rttm.durations import format_duration, parse_positive_duration
 from rttm.errors import RttmError
 from rttm.metrics.settings import pipeline_from_env
 from rttm.views import alerts, limits, status, trace
-from rttm.views.common import Conn, open_view, query_failed
+from rttm.views.common import open_view, query_failed
 
 WATCH_INTERVAL_S = 2.0
 T = TypeVar("T", int, float)
@@ -143,7 +144,7 @@ def _duration(text: str) -> float:
 
 def _show(
     args: argparse.Namespace,
-    read: Callable[[Conn], dict[str, Any] | None],
+    read: Callable[[DictConn], dict[str, Any] | None],
     screen: Callable[[dict[str, Any]], list[screens.Block]],
 ) -> int:
     url = config.database_url()

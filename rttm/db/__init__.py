@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from rttm.db import partitions
-from rttm.db.migrate import Conn, Migration, migrate
+from rttm.db.connect import Conn
+from rttm.db.migrate import Migration, migrate
 
 
 def prepare(conn: Conn) -> tuple[list[Migration], list[date]]:

@@ -9,6 +9,11 @@ from psycopg.conninfo import conninfo_to_dict
 
 from rttm.errors import RttmError
 
+#: A connection whose rows are tuples (the sinks, migrations, the recount of `verify`).
+Conn = psycopg.Connection[tuple[Any, ...]]
+#: A connection whose rows are dicts by column name (the views, the alert sender).
+DictConn = psycopg.Connection[dict[str, Any]]
+
 #: Seconds to wait for a server that does not answer: fail fast on a wrong address.
 CONNECT_TIMEOUT_S = 5
 

@@ -6,17 +6,16 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
+from rttm.db.connect import Conn
 from rttm.errors import RttmError
 
 MIGRATIONS_TABLE = "rttm_schema_migrations"
 #: Session advisory lock held while migrating: a second `rttm db migrate` waits, then
 #: finds everything applied. The number is arbitrary but fixed ("rttm" in ASCII).
 LOCK_ID = 0x7274_746D
-Conn = psycopg.Connection[tuple[Any, ...]]
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from psycopg import sql
 
-from rttm.db.migrate import Conn
+from rttm.db.connect import Conn
 from rttm.registry import spec_for
 
 TABLE = spec_for("rttm.trade.events").table

@@ -30,7 +30,7 @@ from rttm import stopping
 from rttm.db.connect import error_cause
 from rttm.outage import OutageLog
 
-_LOG = logging.getLogger("rttm.db.retry")
+_LOG = logging.getLogger(__name__)
 #: First and longest wait between attempts while the database is away.
 BACKOFF_START_S = 0.2
 BACKOFF_CAP_S = 5.0

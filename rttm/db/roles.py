@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from rttm.db.migrate import Conn
+from rttm.db.connect import Conn
 from rttm.registry import BY_NAME, REJECTS_TABLE, TOPICS
 
 #: Tables the ingestion only ever inserts into.

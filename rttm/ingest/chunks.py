@@ -9,15 +9,15 @@ Kafka partition; the consumer-group offset is the minimum over shards (see ``pro
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
-from msgspec.structs import astuple
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
-from rttm.decode import Accepted, Decoded, Refusal, decode_message, fallback_key, validated
-from rttm.ingest.source import RawBatch
-from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
+from rttm.decode import Refusal, dedupe_key, empty_value, rejected, validated
+from rttm.ingest.rows import Row, event_row, reject_row
+from rttm.registry import BY_NAME, REJECTS_TABLE
+from rttm.stream.shards import shard_keys, shard_of
+from rttm.stream.source import RawBatch
 
 #: Default number of shards = sink partitions = database connections of one flow
 #: (``RTTM_SHARDS``); 2 measured best on 2 cores (1 to 4 tried: each extra connection
@@ -28,19 +28,6 @@ from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
 #: offset commit only counts current shards (``offsets``), and the tables catch what the
 #: dedupe memories of re-hashed keys, empty at first, would have dropped.
 DEFAULT_SHARDS = 2
-
-
-def shard_keys(shards: int) -> tuple[str, ...]:
-    """The item keys (and sink partition names) of ``shards`` shards."""
-    return tuple(f"shard-{n}" for n in range(shards))
-
-
-Row = tuple[object, ...]
-#: Position of the dedupe key in each table's row tuples.
-DEDUPE_INDEX: dict[str, int] = {
-    **{spec.table: len(spec.payload_fields) for spec in TOPICS},
-    REJECTS_TABLE: REJECTS_COLUMNS.index("dedupe_key"),
-}
 
 
 @dataclass(slots=True)
@@ -62,29 +49,18 @@ class Chunk:
     first_offset: int = field(default=0, kw_only=True)
 
 
-def shard_of(key: str, shards: int) -> int:
-    """The shard of a registry key (stable across processes, unlike ``hash``)."""
-    return zlib.crc32(key.encode()) % shards
-
-
-def table_row(result: Decoded) -> tuple[str, Row]:
-    """The table and row tuple (columns in registry order) a decoded message becomes."""
-    if isinstance(result, Accepted):
-        return result.spec.table, (
-            *astuple(result.event), result.dedupe_key, result.partition, result.offset,
-        )  # fmt: skip
-    return REJECTS_TABLE, (
-        result.topic, result.partition, result.offset, result.dedupe_key, result.key,
-        result.value, result.reason,
-    )  # fmt: skip
+def _timestamp_ms(message: Message) -> int | None:
+    """The message's Kafka timestamp in ms, or None when the broker gave none."""
+    kind, stamp = message.timestamp()
+    return None if kind == TIMESTAMP_NOT_AVAILABLE else stamp
 
 
 def split_batch(batch: RawBatch, shards: int = DEFAULT_SHARDS) -> list[tuple[str, Chunk]]:
     """Decode every message of ``batch`` and route its row to its shard's chunk.
 
     The hot path of the ingestion: a valid message goes straight from ``validated`` to its
-    row tuple, without the per-message objects of :func:`decode_message`, which handles the
-    rest (and gives a refused message its reason).
+    row tuple, without the per-message objects of :func:`~rttm.decode.decode_message`; a
+    refused one keeps the reason ``validated`` gave.
     """
     topic, partition = batch.topic, batch.partition
     spec = BY_NAME[topic]
@@ -96,22 +72,19 @@ def split_batch(batch: RawBatch, shards: int = DEFAULT_SHARDS) -> list[tuple[str
         value, offset = message.value(), message.offset() or 0
         try:
             event = validated(spec, value) if value else None
-        except Refusal:
-            event = None
+            detail = "" if value else empty_value(value)
+        except Refusal as refusal:
+            event, detail = None, str(refusal)
         if event is None:
-            kind, stamp = message.timestamp()
-            reject = decode_message(topic, message.key(), value, partition, offset,
-                                    None if kind == TIMESTAMP_NOT_AVAILABLE else stamp)  # fmt: skip
-            reject_table, row = table_row(reject)
-            chunks[partition % shards].tables.setdefault(reject_table, []).append(row)
+            reject = rejected(topic, message.key(), value, partition, offset,
+                              _timestamp_ms(message), detail)  # fmt: skip
+            chunks[partition % shards].tables.setdefault(REJECTS_TABLE, []).append(
+                reject_row(reject)
+            )
             continue
-        if event.event_id is not None:
-            key = "e:" + event.event_id
-        else:
-            kind, stamp = message.timestamp()
-            key = fallback_key(topic, partition, offset,
-                               None if kind == TIMESTAMP_NOT_AVAILABLE else stamp)  # fmt: skip
-        rows[shard_of(key_of(event), shards)].append((*astuple(event), key, partition, offset))
+        stamp = None if event.event_id is not None else _timestamp_ms(message)
+        key = dedupe_key(event.event_id, topic, partition, offset, stamp)
+        rows[shard_of(key_of(event), shards)].append(event_row(event, key, partition, offset))
     for chunk in chunks:  # no empty table lists: the writer skips them, the dedupe too
         if not chunk.tables[table]:
             del chunk.tables[table]

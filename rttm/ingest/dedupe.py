@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from rttm.ingest import stats
-from rttm.ingest.chunks import DEDUPE_INDEX, Chunk, Row
+from rttm.ingest.chunks import Chunk
+from rttm.ingest.rows import LAYOUTS, Row
 
 #: Keys remembered per shard, all tables together (two generations of half this size).
 DEFAULT_CAPACITY = 200_000
@@ -69,7 +70,7 @@ class DedupeMemory:
 #: Tag of each table's keys in a shard's memory: keys are unique per table, not across.
 #: Short, so kept in the snapshot with the keys: a resumed memory whose tags differ (the
 #: registry changed) would read one table's keys as another's, and is dropped.
-_TAGS = {table: f"{n}|" for n, table in enumerate(DEDUPE_INDEX)}
+_TAGS = {table: f"{n}|" for n, table in enumerate(LAYOUTS)}
 
 
 class ShardDedupe:
@@ -87,13 +88,10 @@ class ShardDedupe:
         self.read_to: dict[tuple[str, int], int] = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("read_to", {})  # snapshots from before it was kept
-        # A snapshot with other tags (or from before memories were shared, one per table)
-        # starts afresh: dedupe is an optimisation, the tables' unique keys catch the rest.
-        if state.get("tags") != _TAGS:
-            memory = state.get("memory")
-            capacity = (memory.generation_size * 2 if isinstance(memory, DedupeMemory)
-                        else state.get("capacity", DEFAULT_CAPACITY))  # fmt: skip
+        # A snapshot with other tags (the registry changed since) starts afresh: dedupe is
+        # an optimisation, the tables' unique keys catch the rest.
+        if state["tags"] != _TAGS:
+            capacity = state["memory"].generation_size * 2
             state = {"memory": DedupeMemory(capacity), "tags": _TAGS, "read_to": {}}
         self.__dict__.update(state)
 
@@ -108,9 +106,9 @@ class ShardDedupe:
             self.read_to[where] = chunk.next_offset
         for table, rows in chunk.tables.items():
             if replay:
-                memory.remember(rows, DEDUPE_INDEX[table], tags[table])
+                memory.remember(rows, LAYOUTS[table].dedupe, tags[table])
                 continue
-            kept = memory.keep_new(rows, DEDUPE_INDEX[table], tags[table])
+            kept = memory.keep_new(rows, LAYOUTS[table].dedupe, tags[table])
             dropped += len(rows) - len(kept)
             chunk.tables[table] = kept
         if dropped:

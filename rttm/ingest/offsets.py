@@ -16,10 +16,10 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from rttm.db.migrate import Conn
+from rttm.db.connect import Conn
 from rttm.registry import BY_NAME
 
-_LOG = logging.getLogger("rttm.ingest.offsets")
+_LOG = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 0.5
 
 _MIN_OFFSETS = (

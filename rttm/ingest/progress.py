@@ -15,23 +15,30 @@ from rttm.errors import RttmError
 from rttm.ingest.resume import stored_positions
 from rttm.ingest.stats import COUNTERS, Counters
 from rttm.live_line import RateLine
+from rttm.stream import stats as source_stats
+from rttm.stream.stats import SourceCounters
 
 
-def describe(counters: Counters, rate: float) -> str:
+def describe(counters: Counters, source: SourceCounters, rate: float) -> str:
     """One line of what the ingestion has done so far."""
     return (
-        f"ingest: {rate:,.0f} rows/s | read {counters.read:,} | rows {counters.rows:,}"
+        f"ingest: {rate:,.0f} rows/s | read {source.read:,} | rows {counters.rows:,}"
         f" | rejects {counters.rejects:,}"
-        f" | duplicates dropped {counters.duplicates:,} | remaining lag {counters.remaining_lag:,}"
+        f" | duplicates dropped {counters.duplicates:,} | remaining lag {source.remaining_lag:,}"
     )
 
 
 class ProgressLine(RateLine):
     """:func:`describe` with the rate since the previous refresh, live on ``stream``."""
 
-    def __init__(self, stream: TextIO = sys.stderr, counters: Counters = COUNTERS) -> None:
-        super().__init__(partial(describe, counters), lambda: counters.rows, counters.started,
-                         stream)  # fmt: skip
+    def __init__(
+        self,
+        stream: TextIO = sys.stderr,
+        counters: Counters = COUNTERS,
+        source: SourceCounters = source_stats.COUNTERS,
+    ) -> None:
+        super().__init__(partial(describe, counters, source), lambda: counters.rows,
+                         counters.started, stream)  # fmt: skip
 
 
 def stopped(summary: str, received: signal.Signals, url: str, topics: Sequence[str]) -> str:

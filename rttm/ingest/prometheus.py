@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from rttm.ingest.stats import COUNTERS
+from rttm.stream.stats import COUNTERS as SOURCE
 
 
 class IngestCollector(Collector):
@@ -23,7 +24,7 @@ class IngestCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Messages read, rows written, rejects, duplicates, sink retries, lag."""
         for name, value, about in (
-            ("rttm_ingest_messages_read", COUNTERS.read, "Messages read from Kafka"),
+            ("rttm_ingest_messages_read", SOURCE.read, "Messages read from Kafka"),
             ("rttm_ingest_rows_written", COUNTERS.rows, "Rows committed to PostgreSQL"),
             ("rttm_ingest_rejects_written", COUNTERS.rejects, "Malformed messages kept"),
             ("rttm_ingest_duplicates_dropped", COUNTERS.duplicates, "Repeats not written"),
@@ -32,7 +33,7 @@ class IngestCollector(Collector):
             yield CounterMetricFamily(name, about, value=float(value))
         lag = GaugeMetricFamily("rttm_ingest_lag_messages", "Messages behind each partition's end",
                                 labels=["topic", "partition"])  # fmt: skip
-        for topic, partition, behind in COUNTERS.lag_by_partition():
+        for topic, partition, behind in SOURCE.lag_by_partition():
             lag.add_metric([topic, str(partition)], float(behind))
         yield lag
 

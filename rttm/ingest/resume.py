@@ -18,8 +18,8 @@ the record is checked against the broker:
   commit first. Otherwise a crash after shard 0's first commit, before shard 1's, would
   resume past rows that only shard 1 was to write.
 
-A recovery snapshot's offset never overrides it (:func:`resume_offset`): the database is
-the record of what is stored.
+A recovery snapshot's offset never overrides it (:func:`rttm.stream.source.resume_offset`):
+the database is the record of what is stored.
 """
 
 from __future__ import annotations
@@ -31,13 +31,12 @@ import psycopg
 
 from rttm import kafka_topics
 from rttm.config import KafkaSettings
-from rttm.db.connect import connect
-from rttm.db.migrate import Conn
+from rttm.db.connect import Conn, connect
 from rttm.db.retry import describe_fault
 from rttm.errors import RttmError
 from rttm.kafka_topics import Where
 
-_LOG = logging.getLogger("rttm.ingest.resume")
+_LOG = logging.getLogger(__name__)
 
 _PROGRESS = (
     "SELECT topic, kafka_partition, shard, next_offset FROM rttm_ingest_progress"
@@ -109,26 +108,6 @@ def still_kept(positions: Mapping[Where, int], starts: Mapping[Where, int]) -> d
             )  # fmt: skip
             kept[where] = oldest
     return kept
-
-
-def resume_offset(where: str, stored: int | None, snapshot: int | None) -> int | None:
-    """Where a partition resumes, given the database's position and a recovery snapshot's.
-
-    Both mark an offset below which every message is committed (a snapshot is taken only
-    after its batches are committed; a progress row is written with its rows), and the
-    database moves on after the snapshot, so the later of the two is the database's. A
-    snapshot ahead of the database means the database lost rows (restored from a backup,
-    or another database): not safe, so the database's position wins there too, and without
-    one (a new database, a recreated topic) the partition is read from its beginning
-    (``None``). The snapshot still restores the dedupe memory, which lets re-read rows
-    through (``rttm.ingest.dedupe``).
-    """
-    if stored is not None and snapshot is not None and snapshot > stored:
-        _LOG.warning(
-            "%s: the database's position %d is behind the recovery snapshot's %d: re-reading"
-            " from %d (was the database restored, or replaced?)", where, stored, snapshot, stored,
-        )  # fmt: skip
-    return stored
 
 
 def _note_topic_ids(conn: Conn, ids: Mapping[str, str]) -> set[str]:

@@ -23,16 +23,17 @@ import psycopg
 from psycopg import sql
 
 from rttm.db import partitions
-from rttm.db.connect import error_cause, sink_connection
-from rttm.db.migrate import Conn
+from rttm.db.connect import Conn, error_cause, sink_connection
 from rttm.db.retry import BACKOFF_CAP_S, Failure, Retry
+from rttm.decode import Rejected, refusal_reason
 from rttm.ingest import stats
-from rttm.ingest.chunks import DEDUPE_INDEX, Chunk, Row
+from rttm.ingest.chunks import Chunk
 from rttm.ingest.offsets import OffsetCommitter
+from rttm.ingest.rows import EVENT_TIME, LAYOUTS, TOPIC_OF_TABLE, Row, reject_row
 from rttm.outage import OutageLog
-from rttm.registry import BY_NAME, REJECTS_COLUMNS, REJECTS_TABLE, REJECTS_TYPES, TOPICS
+from rttm.registry import BY_NAME, REJECTS_TABLE
 
-_LOG = logging.getLogger("rttm.ingest.sink")
+_LOG = logging.getLogger(__name__)
 #: Day partitions are created only this close to today: a producer with a broken clock must
 #: not make thousands of tables (its rows land in the default partition).
 PARTITION_HORIZON_DAYS = 400
@@ -41,7 +42,7 @@ MERGE_RUN = 20
 #: Rows inserted per table by one batch (a replayed row already there is not counted).
 Stored = dict[str, int]
 _TRADE_TABLE = BY_NAME["rttm.trade.events"].table
-_TOPIC_OF_TABLE = {spec.table: spec.name for spec in TOPICS}
+_TRADE_TIME = EVENT_TIME[_TRADE_TABLE]
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,7 @@ def _table_sql(table: str, columns: Sequence[str], types: Sequence[str]) -> _Tab
 
 
 TABLE_SQL: dict[str, _TableSql] = {
-    **{spec.table: _table_sql(spec.table, spec.columns, spec.column_types) for spec in TOPICS},
-    REJECTS_TABLE: _table_sql(REJECTS_TABLE, REJECTS_COLUMNS, REJECTS_TYPES),
+    table: _table_sql(table, layout.columns, layout.types) for table, layout in LAYOUTS.items()
 }
 _UPSERT_PROGRESS = (
     "INSERT INTO rttm_ingest_progress (topic, kafka_partition, shard, next_offset)"
@@ -166,8 +166,7 @@ class ShardWriter:
         """Create the day partitions of the trade events about to be written, once each."""
         if not rows:
             return
-        index = BY_NAME["rttm.trade.events"].payload_fields.index("event_time")
-        times = cast("list[datetime]", [row[index] for row in rows])
+        times = cast("list[datetime]", [row[_TRADE_TIME] for row in rows])
         first, last = min(times).astimezone(UTC).date(), max(times).astimezone(UTC).date()
         if (last - first).days > 31:  # a wide spread: only the days actually present
             days = {t.astimezone(UTC).date() for t in times}
@@ -269,7 +268,12 @@ class ShardWriter:
 
 
 def _refused_row(table: str, row: Row, exc: Exception) -> Row:
-    topic = _TOPIC_OF_TABLE[table]
-    values = json.dumps(dict(zip(BY_NAME[topic].columns, row, strict=True)), default=str)
-    reason = f"{topic}[{row[-2]}]@{row[-1]}: postgres refused the row: {exc}"
-    return (topic, row[-2], row[-1], row[DEDUPE_INDEX[table]], None, values.encode(), reason)
+    """The reject of an event row PostgreSQL refused: its values as JSON, and why."""
+    layout, topic = LAYOUTS[table], TOPIC_OF_TABLE[table]
+    partition, offset = cast("int", row[layout.partition]), cast("int", row[layout.offset])
+    values = json.dumps(dict(zip(layout.columns, row, strict=True)), default=str)
+    return reject_row(Rejected(
+        topic=topic, partition=partition, offset=offset,
+        dedupe_key=cast("str", row[layout.dedupe]), key=None, value=values.encode(),
+        reason=refusal_reason(topic, partition, offset, f"postgres refused the row: {exc}"),
+    ))  # fmt: skip

@@ -21,12 +21,12 @@ from typing import Any, NamedTuple
 
 from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, QueueMetrics, TradeEvent
 from rttm.decode import Refusal, validated
-from rttm.ingest.chunks import shard_of
-from rttm.ingest.source import RawBatch
 from rttm.metrics import stats
 from rttm.metrics.reasons import reason_group
 from rttm.metrics.repeats import id_key
 from rttm.registry import BY_NAME, TopicSpec
+from rttm.stream.shards import shard_keys, shard_of
+from rttm.stream.source import RawBatch
 
 #: (trade_id, service, event_type, time, offset, key)
 Trade = tuple[str, str, str, float, int, int]
@@ -45,7 +45,7 @@ TIME_AT = {TRADE: -3, QUEUE: -1, DLQ: -3, ERROR: -3, LOG: -3}
 
 
 @dataclass(slots=True)
-class Chunk:
+class Facts:
     """One shard's part of one raw batch."""
 
     shard: str  # the shard key this chunk is for
@@ -116,15 +116,15 @@ _EXTRACT: dict[type, tuple[str, Callable[[Any, int], tuple[str, Any]]]] = {
 }
 
 
-def split_batch(batch: RawBatch, shards: int) -> list[tuple[str, Chunk]]:
+def facts_by_shard(batch: RawBatch, shards: int) -> list[tuple[str, Facts]]:
     """``(shard key, chunk)`` for every shard; events routed by trade, queue or service."""
     spec: TopicSpec = BY_NAME[batch.topic]
     kind, extract = _EXTRACT[spec.struct]
     source = f"{batch.topic}/{batch.partition}"
     caught_up = not batch.messages
     chunks = [
-        Chunk(str(index), source, batch.topic, batch.partition, kind, float("-inf"), caught_up)
-        for index in range(shards)
+        Facts(key, source, batch.topic, batch.partition, kind, float("-inf"), caught_up)
+        for key in shard_keys(shards)
     ]
     at = TIME_AT[kind]
     high = float("-inf")

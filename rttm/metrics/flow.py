@@ -16,13 +16,13 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
 from rttm.alerts.rules import Rule
-from rttm.ingest.budget import METRICS_ROUND_MESSAGES
-from rttm.ingest.source import RawBatch, RttmKafkaSource
-from rttm.metrics.events import split_batch
+from rttm.metrics.events import facts_by_shard
 from rttm.metrics.merge import MergeLogic, MetricsOutput
 from rttm.metrics.settings import MetricsSettings
 from rttm.metrics.shard import EngineConfig, ShardLogic, ShardReport
 from rttm.metrics.store import MetricsSink
+from rttm.stream.budget import METRICS_ROUND_MESSAGES
+from rttm.stream.source import RawBatch, RttmKafkaSource
 
 FLOW_ID = "rttm_metrics"
 #: Consumer group id the metrics readers name (required by librdkafka, never committed).
@@ -42,7 +42,7 @@ def add_engine(
     raw: Stream[RawBatch], config: EngineConfig, rules: Iterable[Rule]
 ) -> Stream[MetricsOutput]:
     """The engine's steps after a stream of raw batches; returns the merge step's output."""
-    chunks = op.flat_map("split", raw, partial(split_batch, shards=config.shards))
+    chunks = op.flat_map("split", raw, partial(facts_by_shard, shards=config.shards))
     reports = op.stateful("shard", chunks, partial(ShardLogic, config))
     merged = op.stateful(
         "merge", op.map("to_merge", reports, _to_merge), partial(MergeLogic, config, tuple(rules))

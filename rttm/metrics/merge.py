@@ -26,7 +26,7 @@ from rttm.alerts.rules import Rule
 from rttm.metrics import limits, stats
 from rttm.metrics.events import Uncounted
 from rttm.metrics.points import MAX_LABEL_CHARS, Labels, Point, bounded_value, labels_of
-from rttm.metrics.reasons import ReasonBook, reason_group
+from rttm.metrics.reasons import ReasonBook
 from rttm.metrics.shard import MAX_EMPTY_WINDOWS, STATE_FORMAT, EngineConfig, ShardReport
 from rttm.metrics.trades import Recovered, Stuck
 from rttm.metrics.windows import WindowAcc, window_start
@@ -110,14 +110,6 @@ def bounded(labels: Labels) -> Labels:
     return tuple((name, bounded_value(value)) for name, value in labels)
 
 
-def _book(caps: limits.Limits, old: dict[tuple[str, str], int]) -> ReasonBook:
-    """A DLQ book, holding the depths of a snapshot made before there was one."""
-    book = ReasonBook(caps.dlq_reasons, caps.series)
-    for (topic, reason), count in sorted(old.items(), key=lambda kv: -kv[1]):
-        book.add(topic, reason_group(reason), count)
-    return book
-
-
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
@@ -169,8 +161,8 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
                 )
         self._state.layout, self._state.correction_s = config.layout(), config.correction_s
         caps = config.limits
-        if self._state.dlq is None:  # a snapshot from before the book: its depths, grouped
-            self._state.dlq = _book(caps, vars(self._state).pop("dlq_depth", {}))
+        if self._state.dlq is None:  # a new state: no DLQ seen yet
+            self._state.dlq = ReasonBook(caps.dlq_reasons, caps.series)
         self._state.dlq.cap, self._state.dlq.topics = caps.dlq_reasons, caps.series
         self._engine = AlertEngine(rules, self._state.alerts, max_per_rule=caps.alerts_per_rule)
 

@@ -44,7 +44,7 @@ MIN_TREND_SNAPSHOTS = 3
 #: A consumed offset that has not moved over snapshots spanning this long: STALL.
 STALL_AFTER_S = 30.0
 
-_LOG = logging.getLogger("rttm.metrics")
+_LOG = logging.getLogger(__name__)
 
 Point = tuple[float, int, int]  # (time, produced offset, consumed offset)
 

@@ -26,7 +26,7 @@ from hashlib import blake2b
 
 from rttm.metrics import stats
 
-_LOG = logging.getLogger("rttm.metrics.repeats")
+_LOG = logging.getLogger(__name__)
 #: Key of an event without ``event_id``: never remembered, never a repeat.
 NO_ID = 0
 _MASK = (1 << 64) - 1

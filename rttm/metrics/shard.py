@@ -31,7 +31,7 @@ from bytewax.operators import StatefulLogic
 from rttm import stopping
 from rttm.errors import RttmError
 from rttm.metrics import stats
-from rttm.metrics.events import DLQ, ERROR, LOG, QUEUE, TIME_AT, TRADE, Chunk, Uncounted
+from rttm.metrics.events import DLQ, ERROR, LOG, QUEUE, TIME_AT, TRADE, Facts, Uncounted
 from rttm.metrics.limits import OTHER, Limits
 from rttm.metrics.pipeline import Pipeline
 from rttm.metrics.queues import QueueTracker
@@ -39,7 +39,7 @@ from rttm.metrics.repeats import Repeats
 from rttm.metrics.trades import REMEMBER_ENDED_S, Recovered, Stuck, TradeTracker
 from rttm.metrics.windows import WindowAcc, window_start
 
-_LOG = logging.getLogger("rttm.metrics")
+_LOG = logging.getLogger(__name__)
 #: How often an idle shard re-checks its watermark (wall clock).
 TICK_S = 1.0
 #: Heartbeats older than this do not count: the worker was busy (or blocked), not idle.
@@ -54,8 +54,9 @@ MAX_FUTURE_S = 300.0
 #: (an outage of hours, or a stray old event, must not mean millions of empty windows).
 MAX_EMPTY_WINDOWS = 360
 #: The shape of the shard's and merge step's pickled state; raised when it changes (2:
-#: corrections, repeats and uncounted events).
-STATE_FORMAT = 2
+#: corrections, repeats and uncounted events; 3: shards keyed ``shard-n``, as the
+#: ingestion's, where they were ``n``).
+STATE_FORMAT = 3
 #: Uncounted events a shard holds at most before it reports them (else once a tick).
 MAX_UNCOUNTED = 10_000
 _NEG_INF = float("-inf")
@@ -169,7 +170,7 @@ class ShardState:
     format: int = STATE_FORMAT
 
 
-class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
+class ShardLogic(StatefulLogic[Facts, ShardReport, bytes]):
     """The stateful step of one shard (Bytewax calls it per chunk and on its timer)."""
 
     def __init__(self, config: EngineConfig, resume: bytes | None) -> None:
@@ -201,7 +202,7 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
 
     # -- Bytewax hooks ------------------------------------------------------------------
 
-    def on_item(self, value: Chunk) -> tuple[list[ShardReport], bool]:
+    def on_item(self, value: Facts) -> tuple[list[ShardReport], bool]:
         """Apply a chunk, note its partition's progress, close what the watermark passed."""
         now = time.time()
         state = self._state
@@ -245,7 +246,7 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
 
     # -- events -------------------------------------------------------------------------
 
-    def _drop_future(self, chunk: Chunk, limit: float) -> float:
+    def _drop_future(self, chunk: Facts, limit: float) -> float:
         """Remove events dated after ``limit`` from ``chunk``, counting them; the new high."""
         at = TIME_AT[chunk.kind]
         kept = [event for event in chunk.events if event[at] <= limit]
@@ -290,7 +291,7 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
         late = self._arrivals().late
         late[topic] = late.get(topic, 0) + 1
 
-    def _apply(self, chunk: Chunk) -> list[Recovered]:
+    def _apply(self, chunk: Facts) -> list[Recovered]:
         recovered: list[Recovered] = []
         topic = chunk.topic
         if chunk.kind == QUEUE:
@@ -309,7 +310,7 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
                 acc.invalid[topic] = acc.invalid.get(topic, 0) + chunk.invalid
         return recovered
 
-    def _count(self, chunk: Chunk) -> list[Recovered]:
+    def _count(self, chunk: Facts) -> list[Recovered]:
         """Trade, DLQ, error and log events: counters and sketches of the event's window.
 
         The window is open, or closed and within the horizon (its correction), or older
@@ -373,7 +374,7 @@ class ShardLogic(StatefulLogic[Chunk, ShardReport, bytes]):
         return recovered
 
     def _note_arrivals(self, topic: str, late: int, corrected: int, repeated: int,
-                       chunk: Chunk) -> None:  # fmt: skip
+                       chunk: Facts) -> None:  # fmt: skip
         """Count a chunk's late, corrected and repeated events where they arrived."""
         if self._state.closed_until is None:  # nothing closed yet: only repeats, in place
             moment = chunk.high if not math.isinf(chunk.high) else self._state.newest

@@ -41,7 +41,7 @@ from rttm.metrics.points import Point, labels_of
 from rttm.outage import OutageLog
 from rttm.registry import ALERT_EVENTS_TOPIC
 
-_LOG = logging.getLogger("rttm.metrics.sink")
+_LOG = logging.getLogger(__name__)
 #: The tables this sink writes (migrations 0005, 0007, 0008 and 0009).
 TABLES = (
     "rttm_metrics", "rttm_alerts", "rttm_stuck_trades", "rttm_alert_outbox",

@@ -34,7 +34,7 @@ FORGET_STUCK_AFTER_S = 86_400.0
 REMEMBER_ENDED_S = 300.0
 
 _CHECK, _FORGET = 0, 1
-_LOG = logging.getLogger("rttm.metrics")
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rttm.addresses import LOCALHOST
 from rttm.errors import RttmError
 from rttm.stack.processes import (
-    LOCALHOST,
     START_TIMEOUT_S,
     is_same_process,
     log_tail,

@@ -18,12 +18,12 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from rttm.addresses import LOCALHOST
 from rttm.errors import RttmError
 from rttm.safe_paths import check_private_dir
 from rttm.stack import pgdata
 from rttm.stack.pgdata import SUPERUSER, SYSTEM_USER
 from rttm.stack.processes import (
-    LOCALHOST,
     START_TIMEOUT_S,
     is_same_process,
     log_tail,

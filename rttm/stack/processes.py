@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from rttm.addresses import LOCALHOST
 from rttm.errors import RttmError
 from rttm.safe_paths import open_private
 
@@ -17,7 +18,6 @@ from rttm.safe_paths import open_private
 START_TIMEOUT_S = 30.0
 #: How long a server may take to exit after SIGTERM before it is killed.
 STOP_TIMEOUT_S = 15.0
-LOCALHOST = "127.0.0.1"
 #: Index of ``starttime`` (field 22 of proc(5)'s /proc/PID/stat) after the ``(comm)`` field.
 _STARTTIME = 19
 

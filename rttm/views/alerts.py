@@ -15,8 +15,9 @@ from typing import Any
 from rttm.alerts import outbox
 from rttm.alerts.notifications import fingerprint, manager_labels
 from rttm.alerts.stored import ALERT_COLUMNS, LATEST_PER_SERIES
+from rttm.db.connect import DictConn
 from rttm.views.budget import DEFAULT_BUDGET_S, Deadline
-from rttm.views.common import Conn, alert
+from rttm.views.common import alert
 from rttm.views.limits import DEFAULT_MAX_ENTRIES
 
 #: The active alerts, at most ``%(cap)s`` per state (most severe, then longest standing,
@@ -90,7 +91,7 @@ def _active_alert(
 
 
 def active(
-    conn: Conn, silenced: Mapping[str, Sequence[str]] | None = None,
+    conn: DictConn, silenced: Mapping[str, Sequence[str]] | None = None,
     max_entries: int = DEFAULT_MAX_ENTRIES, deadline: Deadline | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """``{"firing": [...], "pending": [...], "omitted": {"firing": n, "pending": n}}``.
@@ -110,7 +111,7 @@ def active(
 
 
 def alerts(
-    conn: Conn, limit: int = 50, silenced: Mapping[str, Sequence[str]] | None = None,
+    conn: DictConn, limit: int = 50, silenced: Mapping[str, Sequence[str]] | None = None,
     max_entries: int = DEFAULT_MAX_ENTRIES, deadline: Deadline | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Active alerts and the latest transitions (``limit``, at most ``max_entries``).

@@ -18,8 +18,8 @@ from typing import Any, LiteralString
 
 import psycopg
 
+from rttm.db.connect import DictConn
 from rttm.errors import RttmError
-from rttm.views.common import Conn
 
 #: Seconds a view request may take; the page polls every 2 s and gives up after 5 s.
 DEFAULT_BUDGET_S = 5.0
@@ -59,7 +59,7 @@ class Deadline:
         return BudgetExceeded(f"{self.what}: not done within its time budget of {self.seconds:g} s")
 
     def execute(
-        self, conn: Conn, query: LiteralString, params: Mapping[str, Any] | None = None
+        self, conn: DictConn, query: LiteralString, params: Mapping[str, Any] | None = None
     ) -> list[dict[str, Any]]:
         """The rows of ``query``, its statement timeout being the time left."""
         self.check()

@@ -8,11 +8,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from rttm.db.connect import connect, describe, error_cause
+from rttm.db.connect import DictConn, connect, describe, error_cause
 from rttm.errors import RttmError
-
-Conn = psycopg.Connection[dict[str, Any]]
-
 
 #: A view that takes longer than this is cut off (the page polls every 2 s).
 STATEMENT_TIMEOUT = "5s"
@@ -22,7 +19,7 @@ STATEMENT_TIMEOUT = "5s"
 WORK_MEM = "32MB"
 
 
-def open_view(url: str) -> Conn:
+def open_view(url: str) -> DictConn:
     """A read-only connection whose rows are dicts (errors as :class:`RttmError`).
 
     Read-only by the server's session setting (psycopg's ``read_only`` does nothing in

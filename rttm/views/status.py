@@ -18,11 +18,12 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any, LiteralString
 
+from rttm.db.connect import DictConn
 from rttm.metrics.windows import STATUS_NAMES
 from rttm.views import status_queries as q
 from rttm.views.alerts import active
 from rttm.views.budget import DEFAULT_BUDGET_S, Deadline
-from rttm.views.common import Conn, iso, number
+from rttm.views.common import iso, number
 from rttm.views.limits import DEFAULT_MAX_ENTRIES
 
 DEFAULT_MINUTES = 15
@@ -33,7 +34,7 @@ _NEVER = datetime.max.replace(tzinfo=UTC)
 class _Reader:
     """Runs the section queries of one status request within its deadline."""
 
-    def __init__(self, conn: Conn, deadline: Deadline, cap: int, since: datetime) -> None:
+    def __init__(self, conn: DictConn, deadline: Deadline, cap: int, since: datetime) -> None:
         self.conn, self.deadline, self.cap = conn, deadline, cap
         self.params: dict[str, Any] = {"since": since, "cap": cap}
 
@@ -52,7 +53,7 @@ def left_out(rows: list[dict[str, Any]]) -> int:
 
 
 def status(
-    conn: Conn, minutes: int = DEFAULT_MINUTES, max_entries: int = DEFAULT_MAX_ENTRIES,
+    conn: DictConn, minutes: int = DEFAULT_MINUTES, max_entries: int = DEFAULT_MAX_ENTRIES,
     deadline: Deadline | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The status screen as JSON-ready data (see the module docstring)."""

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, LiteralString, NamedTuple, TypeAlias
 
+from rttm.db.connect import DictConn
 from rttm.metrics.pipeline import Pipeline
 from rttm.views.budget import Deadline
-from rttm.views.common import Conn, iso, number
+from rttm.views.common import iso, number
 
 #: Events per page unless the caller asks otherwise; 500 rows render at once in a browser.
 DEFAULT_LIMIT = 500
@@ -162,7 +163,7 @@ def _event(row: dict[str, Any], older: datetime | None) -> dict[str, Any]:
 class _Reader:
     """Runs a trace's queries, each within what is left of the request's budget (if any)."""
 
-    def __init__(self, conn: Conn, deadline: Deadline | None) -> None:
+    def __init__(self, conn: DictConn, deadline: Deadline | None) -> None:
         self._conn, self._deadline = conn, deadline
 
     def rows(self, query: LiteralString, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -235,7 +236,7 @@ def _lists(conn: _Reader, trade_id: str, limit: int) -> dict[str, list[dict[str,
 
 
 def trace(
-    conn: Conn,
+    conn: DictConn,
     trade_id: str,
     pipeline: Pipeline,
     limit: int = DEFAULT_LIMIT,
@@ -276,7 +277,7 @@ def trace(
 
 
 def full_text(
-    conn: Conn, source: TextSource, key: str, time: datetime, deadline: Deadline | None = None
+    conn: DictConn, source: TextSource, key: str, time: datetime, deadline: Deadline | None = None
 ) -> str | None:
     """The whole text of one listed row (by its ``key`` and ``time``), or None if absent.
 

@@ -41,7 +41,7 @@ from rttm.web.auth_middleware import OPEN_PATHS, AuthMiddleware
 from rttm.web.failures import query_failed_detail, unavailable_detail
 from rttm.web.prom import DatabaseCollector
 
-_LOG = logging.getLogger("rttm.serve")
+_LOG = logging.getLogger(__name__)
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "the database is away, the request is past its time budget, or busy"}
 }

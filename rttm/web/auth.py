@@ -31,7 +31,7 @@ from rttm.config import ConfigError
 from rttm.web import credentials
 from rttm.web.throttle import Throttle
 
-_LOG = logging.getLogger("rttm.serve")
+_LOG = logging.getLogger(__name__)
 REALM = "rttm"
 DEFAULT_PROXY_HEADER = "X-Forwarded-User"
 #: An ``Authorization`` header longer than this is refused unread (a token is 43 characters,

@@ -17,7 +17,7 @@ from rttm.errors import RttmError
 from rttm.views.budget import BudgetExceeded, Busy
 from rttm.views.common import query_failed
 
-_LOG = logging.getLogger("rttm.serve")
+_LOG = logging.getLogger(__name__)
 UNAVAILABLE = "database unavailable"
 
 

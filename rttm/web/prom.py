@@ -40,11 +40,12 @@ from prometheus_client.registry import Collector
 
 from rttm import metric_catalogue as catalogue
 from rttm.alerts.stored import LATEST_PER_SERIES
+from rttm.db.connect import DictConn
 from rttm.metric_catalogue import Kind
 from rttm.metrics.limits import LEAST_FIRST, STATES
 from rttm.registry import BY_NAME
 from rttm.views.budget import DEFAULT_BUDGET_S, Deadline
-from rttm.views.common import Conn, open_view
+from rttm.views.common import open_view
 from rttm.views.limits import DEFAULT_MAX_SERIES
 from rttm_emit.topics import QUEUE_METRICS
 
@@ -213,7 +214,7 @@ class DatabaseCollector(Collector):
         yield from families.values()
 
     def _states(
-        self, conn: Conn, deadline: Deadline, omitted: GaugeMetricFamily
+        self, conn: DictConn, deadline: Deadline, omitted: GaugeMetricFamily
     ) -> Iterator[Metric]:
         """Gauges and latency summaries of the newest windows, and the newest window's end."""
         rows = deadline.execute(conn, _SERIES, {
@@ -228,14 +229,14 @@ class DatabaseCollector(Collector):
                                     value=float(end[0]["end"]))  # fmt: skip
 
     def _counters(
-        self, conn: Conn, deadline: Deadline, omitted: GaugeMetricFamily
+        self, conn: DictConn, deadline: Deadline, omitted: GaugeMetricFamily
     ) -> Iterator[Metric]:
         """``rttm_<count>_total``: the per-window counts added up."""
         rows = deadline.execute(conn, _TOTALS, {"cap": self._max_series})
         yield from self._families((Kind.COUNT,), rows, deadline, omitted)
 
     def _offsets(
-        self, conn: Conn, deadline: Deadline, omitted: GaugeMetricFamily
+        self, conn: DictConn, deadline: Deadline, omitted: GaugeMetricFamily
     ) -> Iterator[Metric]:
         """The newest snapshot's consumed and produced offset of each queue partition."""
         labels = ["service", "topic", "partition"]
@@ -256,7 +257,7 @@ class DatabaseCollector(Collector):
         yield consumed
         yield produced
 
-    def _firing(self, conn: Conn, deadline: Deadline, omitted: GaugeMetricFamily) -> Metric:
+    def _firing(self, conn: DictConn, deadline: Deadline, omitted: GaugeMetricFamily) -> Metric:
         """``rttm_alerts_firing{rule, severity}``, counted in the database."""
         firing = GaugeMetricFamily("rttm_alerts_firing", "Firing alerts per rule",
                                    labels=["rule", "severity"])  # fmt: skip

@@ -18,10 +18,10 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME
 from confluent_kafka import Message as KafkaMessage
 
 from rttm.contracts import Message
-from rttm.ingest.source import RawBatch
 from rttm.registry import TOPICS
 from rttm.simulator import scenario
 from rttm.simulator.engine import Simulation
+from rttm.stream.source import RawBatch
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 _SPEC_OF = {spec.struct: spec for spec in TOPICS}

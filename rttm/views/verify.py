@@ -52,7 +52,7 @@ from psycopg import sql
 
 from rttm import config
 from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, TradeEvent
-from rttm.db.connect import connect
+from rttm.db.connect import Conn, connect
 from rttm.errors import RttmError
 from rttm.metrics.limits import OTHER
 from rttm.metrics.pipeline import Pipeline
@@ -508,9 +508,6 @@ def _family_query(spec: TopicSpec, columns: tuple[str, ...]) -> sql.Composed:
         " GROUP BY win, {cols}"
     ).format(cols=grouped, table=sql.Identifier(spec.table),
              uncounted=sql.Identifier(UNCOUNTED_TABLE))  # fmt: skip
-
-
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 def recount(conn: Conn, span: Span, pipeline: Pipeline) -> tuple[Counts, dict[str, int]]:

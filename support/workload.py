@@ -1,6 +1,6 @@
 """A realistic, seeded mix of the five topics, with duplicates and malformed messages.
 
-Shares one generator with the micro benchmarks (``benchmarks.data.payload``). Every event
+Shares one generator with the micro benchmarks (``support.data.payload``). Every event
 carries an ``event_id``, as producers using ``rttm.emit`` do; a duplicate is the same
 message sent again a little later (a producer retry), a malformed message breaks one rule.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from benchmarks.data import payload
 from rttm.registry import BY_NAME
+from support.data import payload
 
 #: Share of each topic in the stream: trade events dominate, as in the platform.
 MIX = {

@@ -25,14 +25,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from rttm import stopping
 from rttm.errors import RttmError
-from rttm.ingest import stats
-from rttm.ingest.budget import ROUND_MESSAGES, ReadBudget
-from rttm.ingest.resume import resume_offset
 from rttm.kafka_topics import Where
 from rttm.outage import OutageLog
 from rttm.registry import TopicSpec
+from rttm.stream import stats
+from rttm.stream.budget import ROUND_MESSAGES, ReadBudget
 
-_LOG = logging.getLogger("rttm.ingest.source")
+_LOG = logging.getLogger(__name__)
 #: Most messages a partition's first poll returns: with a backlog on every partition, a first
 #: round of 30 x 5,000 messages kept PostgreSQL idle while it was decoded; 500 brings the
 #: first write 0.3-0.5 s earlier (measured on the 1M benchmark workload).
@@ -71,6 +70,26 @@ _FATAL = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILE
 
 
 _BROKER = OutageLog(_LOG, "kafka", "waiting for it")
+
+
+def resume_offset(where: str, stored: int | None, snapshot: int | None) -> int | None:
+    """Where a partition resumes, given the database's position and a recovery snapshot's.
+
+    Both mark an offset below which every message is committed (a snapshot is taken only
+    after its batches are committed; a progress row is written with its rows), and the
+    database moves on after the snapshot, so the later of the two is the database's. A
+    snapshot ahead of the database means the database lost rows (restored from a backup,
+    or another database): not safe, so the database's position wins there too, and without
+    one (a new database, a recreated topic) the partition is read from its beginning
+    (``None``). The snapshot still restores the dedupe memory, which lets re-read rows
+    through (``rttm.ingest.dedupe``).
+    """
+    if stored is not None and snapshot is not None and snapshot > stored:
+        _LOG.warning(
+            "%s: the database's position %d is behind the recovery snapshot's %d: re-reading"
+            " from %d (was the database restored, or replaced?)", where, stored, snapshot, stored,
+        )  # fmt: skip
+    return stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +226,7 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
             (:func:`rttm.ingest.resume.resume_positions`), overriding a recovery
             snapshot's offset; ``None`` resumes from the snapshot or the beginning.
         round_messages: the read budget of each worker, in messages per round
-            (``rttm.ingest.budget``).
+            (``rttm.stream.budget``).
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Seeded message generator shared by the benchmarks: realistic payloads per topic."""
+"""Seeded message generator of the micro benchmarks and the workload: realistic payloads."""
 
 from __future__ import annotations
 

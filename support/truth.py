@@ -8,9 +8,9 @@ from collections.abc import Iterable
 import psycopg
 from psycopg import sql
 
-from benchmarks.workload import Msg
 from rttm.decode import Accepted, Rejected, decode_message
 from rttm.registry import REJECTS_TABLE, TOPICS
+from support.workload import Msg
 
 #: A reject as the ground truth knows it: (topic, raw key, raw value, reason without the
 #: message's Kafka coordinates, which the truth cannot know).

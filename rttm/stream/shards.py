@@ -1,0 +1,15 @@
+"""Shards: how both flows spread keys over their stateful steps, and what they call them."""
+
+from __future__ import annotations
+
+import zlib
+
+
+def shard_keys(shards: int) -> tuple[str, ...]:
+    """The item keys (and sink partition names) of ``shards`` shards: ``shard-0`` and on."""
+    return tuple(f"shard-{n}" for n in range(shards))
+
+
+def shard_of(key: str, shards: int) -> int:
+    """The shard of a key (a trade, a service, a queue partition), the same in every process."""
+    return zlib.crc32(key.encode()) % shards
