@@ -16,7 +16,7 @@ from rttm.metrics import pipeline
 from rttm.metrics.merge import MergeLogic, MergeState
 from rttm.metrics.queues import QueueTracker
 from rttm.metrics.settings import engine_config
-from rttm.metrics.shard import EngineConfig, ShardLogic
+from rttm.metrics.shard import STATE_FORMAT, EngineConfig, ShardLogic
 from rttm.metrics.sketch import ACCURACY, Sketch
 from rttm.metrics.windows import STALL
 from rttm.simulator import scenario
@@ -149,7 +149,8 @@ def test_recovered_state_of_an_older_format_is_refused_in_one_line() -> None:
     config = EngineConfig(pipeline.load())
     old = ShardLogic(config, None)._state
     del old.__dict__["format"]
-    with pytest.raises(RttmError, match="shard state has format 1, this RTTM reads 2: start a"):
+    reads = f"shard state has format 1, this RTTM reads {STATE_FORMAT}: start a"
+    with pytest.raises(RttmError, match=reads):
         ShardLogic(config, pickle.dumps(old))
     merge = MergeState(layout=config.layout())
     del merge.__dict__["format"]
