@@ -5,7 +5,7 @@ raised by a correction, never lowered."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
@@ -14,7 +14,7 @@ from rttm.contracts import TradeEvent
 from rttm.metric_catalogue import COUNTS
 from rttm.metrics.limits import Limits
 from rttm.metrics.merge import MetricsOutput
-from rttm.metrics.points import Labels, labels_of
+from rttm.metrics.points import Labels, Point, labels_of
 from rttm.metrics.store import MetricsWriter
 from support.simulated import T0, raw_batches, sources
 from tests.metrics_helpers import engine_config, run_engine
@@ -81,3 +81,26 @@ def test_counters_add_up_the_windows_a_replay_adds_nothing_a_correction_adds(
     assert corrected[b_events] == first[b_events] == 4
     assert window_sums(migrated_db).get(b_events, 0) == 0
     assert all(corrected[key] >= value for key, value in first.items())
+
+
+def test_a_window_written_lower_then_corrected_again_is_counted_once(migrated_db: str) -> None:
+    """A replay may finalize a window before its late events (written lower), then correct
+    it; and one batch may lower a label set in one window while raising it in another."""
+    errors = (("error_type", "Timeout"), ("service", "pms-core"))
+    start = T0
+    later = T0 + timedelta(seconds=10)
+
+    def point(at: datetime, value: float) -> Point:
+        return Point("errors", errors, at, at + timedelta(seconds=10), value)
+
+    writer = MetricsWriter(migrated_db, kafka_config=None)
+    try:
+        writer.write([MetricsOutput(points=[point(start, 7)])])
+        writer.write([MetricsOutput(points=[point(start, 5)])])  # a replay, written lower
+        writer.write([MetricsOutput(points=[point(start, 7)])])  # ... then corrected again
+        assert totals(migrated_db)["errors", errors] == 7
+        # In one batch: the first window lower again, the next one new with 3.
+        writer.write([MetricsOutput(points=[point(start, 2), point(later, 3)])])
+        assert totals(migrated_db)["errors", errors] == 10
+    finally:
+        writer.close()

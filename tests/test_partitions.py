@@ -201,7 +201,8 @@ def test_prune_also_drops_old_metrics_ended_alerts_their_outbox_old_stuck_and_un
     db.execute(totals, ("errors", old))
     db.execute(totals, ("events", new))
     cutoff = today - timedelta(days=30)
-    expected = {"rttm_alert_outbox": 3, "rttm_metrics": 1, "rttm_metrics_totals": 1,
+    expected = {"rttm_alert_outbox": 3, "rttm_metrics": 1, "rttm_metrics_counted": 0,
+                "rttm_metrics_totals": 1,
                 "rttm_alerts": 2, "rttm_stuck_trades": 1, "rttm_metrics_uncounted": 3}  # fmt: skip
     assert retention.prune_results(db, cutoff, dry_run=True) == expected
     assert db.execute("SELECT count(*) FROM rttm_metrics").fetchone() == (2,)

@@ -26,6 +26,7 @@ _OLD = {
         " AND a.labels = o.labels AND a.started_at = o.started_at)"
     ),
     "rttm_metrics": "FROM rttm_metrics WHERE window_start < %(cutoff)s",
+    "rttm_metrics_counted": "FROM rttm_metrics_counted WHERE window_start < %(cutoff)s",
     # A label set not counted since the cutoff: its counter ends (Prometheus marks it stale).
     "rttm_metrics_totals": "FROM rttm_metrics_totals WHERE updated_at < %(cutoff)s",
     "rttm_alerts": (

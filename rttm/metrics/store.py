@@ -9,9 +9,9 @@ Transitions are published after the commit and acknowledged before the batch is 
 at-least-once, keyed by rule, each carrying its idempotency key in a header. With receivers
 configured, the same transaction writes the alert outbox, which a
 :class:`~rttm.alerts.sender.Sender` per process delivers. Events the engine left uncounted
-go to ``rttm_metrics_uncounted``. What a batch adds to the windows' counts is added to
-``rttm_metrics_totals`` in the same transaction (Prometheus' counters; a replay adds
-nothing, since it changes no count).
+go to ``rttm_metrics_uncounted``. What a window's count rose above the most it was ever
+counted at (``rttm_metrics_counted``) is added to ``rttm_metrics_totals`` in the same
+transaction: Prometheus' counters, to which a replay adds nothing (migration 0009).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ _LOG = logging.getLogger(__name__)
 #: The tables this sink writes (migrations 0005, 0007, 0008 and 0009).
 TABLES = (
     "rttm_metrics", "rttm_alerts", "rttm_stuck_trades", "rttm_alert_outbox",
-    "rttm_metrics_uncounted", "rttm_metrics_totals",
+    "rttm_metrics_uncounted", "rttm_metrics_totals", "rttm_metrics_counted",
 )  # fmt: skip
 #: How long closing the sink waits for the broker to take the last alert events.
 FLUSH_TIMEOUT_S = 10.0
@@ -65,11 +65,17 @@ DELETE_CORRECTED = (
     "DELETE FROM rttm_metrics WHERE window_start = %(start)s AND (metric = ANY(%(metrics)s)"
     " OR (metric = 'cardinality_exceeded' AND labels->>'metric' = ANY(%(metrics)s)))"
 )
-#: The counts of the windows a batch touches, by metric and labels: read before and after
-#: the batch's writes, their difference is what the batch adds to the counters.
+#: The counts of the windows a batch touches, after its writes, with the most each was
+#: ever counted at: their difference is what the batch adds to the counters.
 COUNTS_OF_WINDOWS = (
-    "SELECT metric, labels, sum(value) FROM rttm_metrics WHERE window_start = ANY(%(starts)s)"
-    " AND metric = ANY(%(metrics)s) GROUP BY metric, labels"
+    "SELECT m.metric, m.window_start, m.labels, m.value, coalesce(c.counted, 0)"
+    " FROM rttm_metrics m LEFT JOIN rttm_metrics_counted c USING (metric, window_start, labels)"
+    " WHERE m.window_start = ANY(%(starts)s) AND m.metric = ANY(%(metrics)s)"
+)
+MARK_COUNTED = (
+    "INSERT INTO rttm_metrics_counted (metric, window_start, labels, counted)"
+    " VALUES (%s, %s, %s::jsonb, %s) ON CONFLICT (metric, window_start, labels) DO UPDATE"
+    " SET counted = greatest(rttm_metrics_counted.counted, excluded.counted)"
 )
 ADD_TO_TOTAL = (
     "INSERT INTO rttm_metrics_totals (metric, labels, value) VALUES (%s, %s::jsonb, %s)"
@@ -104,26 +110,28 @@ def _point_row(p: Point) -> tuple[Any, ...]:
     return p.metric, p.window_start, outbox.labels_json(p.labels), p.window_end, p.value
 
 
-Counts = dict[tuple[str, str], float]
+def _count(
+    cur: psycopg.Cursor[tuple[Any, ...]], touched: Mapping[str, Any]
+) -> tuple[list[tuple[Any, ...]], list[tuple[str, str, float]]]:
+    """The marks to raise and what to add to each counter, for the touched windows.
 
-
-def _counts(cur: psycopg.Cursor[tuple[Any, ...]], touched: Mapping[str, Any]) -> Counts:
-    """The count-type points of the touched windows, summed per metric and labels."""
-    if not touched["starts"]:
-        return {}
-    cur.execute(COUNTS_OF_WINDOWS, touched)
-    return {(metric, outbox.labels_json(labels_of(labels))): value
-            for metric, labels, value in cur.fetchall()}  # fmt: skip
-
-
-def _added(before: Counts, after: Counts) -> list[tuple[str, str, float]]:
-    """What the counters gain: each rise in a count, and a zero for a new label set.
-
-    A counter that starts at 0 gives rate() its first sample; a counter never goes down.
+    Per window and label set, what its count rose above the most it was ever counted at;
+    a label set seen for the first time gets a counter at 0, so that it exists (a counter
+    never goes down).
     """
-    return [(metric, labels, max(value - before.get((metric, labels), 0.0), 0.0))
-            for (metric, labels), value in sorted(after.items())
-            if (metric, labels) not in before or value > before[metric, labels]]  # fmt: skip
+    if not touched["starts"]:
+        return [], []
+    cur.execute(COUNTS_OF_WINDOWS, touched)
+    marks: list[tuple[Any, ...]] = []
+    added: dict[tuple[str, str], float] = {}
+    for metric, start, labels, value, counted in cur.fetchall():
+        key = (metric, outbox.labels_json(labels_of(labels)))
+        rise = max(value - counted, 0.0)
+        if rise or not counted:
+            added[key] = added.get(key, 0.0) + rise
+        if value > counted:
+            marks.append((metric, start, key[1], value))
+    return marks, sorted((metric, labels, value) for (metric, labels), value in added.items())
 
 
 class MetricsWriter:
@@ -220,7 +228,6 @@ class MetricsWriter:
         touched = {"starts": sorted({p.window_start for out in outputs for p in out.points}
                                     | corrected.keys()), "metrics": sorted(COUNTS)}  # fmt: skip
         with conn.transaction(), conn.cursor() as cur:
-            counted = _counts(cur, touched)
             batches: list[tuple[str, Sequence[Any]]] = [
                 (UPSERT_POINT, points), (DELETE_CORRECTED, cleared), (UPSERT_POINT, rewritten),
                 (INSERT_UNCOUNTED, uncounted), (INSERT_TRANSITION, transitions),
@@ -229,7 +236,9 @@ class MetricsWriter:
             for statement, rows in batches:
                 if rows:
                     cur.executemany(statement, rows)
-            added = _added(counted, _counts(cur, touched))
+            marks, added = _count(cur, touched)
+            if marks:
+                cur.executemany(MARK_COUNTED, marks)
             if added:
                 cur.executemany(ADD_TO_TOTAL, added)
         return bool(notices)
