@@ -19,6 +19,7 @@ a gauge; latency quantiles are a summary in seconds.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,8 +28,12 @@ from typing import Final
 
 #: Prometheus' name of every metric starts with this (``rttm_queue_lag``).
 PREFIX: Final = "rttm_"
-#: What Prometheus' rate() and increase() look back over in exported rules.
-RANGE: Final = "1m"
+#: What Prometheus' rate() and increase() look back over in exported rules, at least: a
+#: counter steps once per window, so the range spans two windows when they are longer.
+RANGE_S: Final = 60
+#: A service or trade creation active within this long is expected to go on: the engine
+#: writes its silence as zero (not as nothing), and an exported rule on a zero needs it.
+EXPECT_S: Final = 900.0
 #: Stored latency quantiles (``quantile="p99"``) and Prometheus' spelling of each (0.99).
 QUANTILES: Final[Mapping[str, str]] = MappingProxyType({"p50": "0.5", "p95": "0.95",
                                                         "p99": "0.99"})  # fmt: skip
@@ -158,9 +163,33 @@ def quantile(stored: str) -> str:
     return QUANTILES.get(stored, stored)
 
 
+#: Characters a PromQL string must not hold as they are (YAML would fold the line ends).
+_ESCAPED = {chr(c): f"\\u{c:04x}" for c in (*range(0x20), 0x7F, 0x85, 0x2028, 0x2029)}
+
+
+def _string(value: str) -> str:
+    """``value`` as a PromQL string: JSON's escapes, characters beyond the BMP kept whole.
+
+    PromQL refuses the surrogate pairs JSON would write for them.
+    """
+    quoted = json.dumps(value, ensure_ascii=False)
+    return "".join(_ESCAPED.get(char, char) for char in quoted)
+
+
 def _selector(family: str, match: Mapping[str, str]) -> str:
-    matchers = ",".join(f"{name}={json.dumps(value)}" for name, value in sorted(match.items()))
+    matchers = ",".join(f"{name}={_string(value)}" for name, value in sorted(match.items()))
     return family + (f"{{{matchers}}}" if matchers else "")
+
+
+def lookback_s(window_s: float) -> int:
+    """The range of rate() and increase() in exported rules: a minute, or two windows."""
+    return max(RANGE_S, math.ceil(2 * window_s))
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as a PromQL duration (``1m``, ``90s``)."""
+    whole = math.ceil(seconds)
+    return f"{whole // 60}m" if whole % 60 == 0 else f"{whole}s"
 
 
 def _summed(metric: Metric, expression: str) -> str:
@@ -168,10 +197,10 @@ def _summed(metric: Metric, expression: str) -> str:
     return f"sum{by}({expression})"
 
 
-def _rate(metric: Metric, count: str, match: Mapping[str, str]) -> str:
+def _rate(metric: Metric, count: str, match: Mapping[str, str], window_s: float) -> str:
     """Per second of ``count``'s counter, summed to ``metric``'s labels."""
     counter = _selector(METRICS[count].family + "_total", match)
-    return _summed(metric, f"rate({counter}[{RANGE}])")
+    return _summed(metric, f"rate({counter}[{duration(lookback_s(window_s))}])")
 
 
 def promql(metric: Metric, match: Mapping[str, str], window_s: float) -> str:
@@ -179,7 +208,7 @@ def promql(metric: Metric, match: Mapping[str, str], window_s: float) -> str:
 
     States and latencies are read as they are (latencies back in milliseconds); a rate is
     rate() of its count's counter; a ratio, one such rate over another; a count per window
-    is the counter's increase over :data:`RANGE`, scaled to one window.
+    is the counter's increase over :func:`lookback_s`, scaled to one window.
     """
     if metric.kind is Kind.STATE:
         return _selector(metric.family, match)
@@ -187,13 +216,30 @@ def promql(metric: Metric, match: Mapping[str, str], window_s: float) -> str:
         named = {name: quantile(value) if name == "quantile" else value
                  for name, value in match.items()}  # fmt: skip
         return f"{_selector(metric.family, named)} * 1000"
+    lookback = lookback_s(window_s)
     if metric.name == "consume_rate":
-        return f"rate({_selector(CONSUMED_OFFSET, match)}[{RANGE}])"
+        return f"rate({_selector(CONSUMED_OFFSET, match)}[{duration(lookback)}])"
     if metric.kind is Kind.RATE:
-        return _rate(metric, metric.of, match)
+        return _rate(metric, metric.of, match, window_s)
     if metric.kind is Kind.RATIO:
-        return f"{_rate(metric, metric.of, match)} / {_rate(metric, metric.per, match)}"
-    windows = 60 / window_s
+        ratio = _rate(metric, metric.of, match, window_s), _rate(metric, metric.per, match,
+                                                                window_s)  # fmt: skip
+        return " / ".join(ratio)
+    windows = lookback / window_s
     scaled = "" if windows == 1 else f" / {windows:g}"
     counter = _selector(metric.family + "_total", match)
-    return _summed(metric, f"increase({counter}[{RANGE}])") + scaled
+    return _summed(metric, f"increase({counter}[{duration(lookback)}])") + scaled
+
+
+def expected(metric: Metric, match: Mapping[str, str]) -> str | None:
+    """PromQL true where ``metric``'s zero means something: activity within ``EXPECT_S``.
+
+    The engine writes a count, rate or ratio of zero only while activity is expected; a
+    Prometheus counter stays after it stops, so a rule on a zero needs this beside it.
+    None for a metric the engine writes whatever happens (a state, a latency).
+    """
+    count = {Kind.COUNT: metric.name, Kind.RATE: metric.of, Kind.RATIO: metric.per}.get(metric.kind)
+    if not count:
+        return None
+    counter = _selector(METRICS[count].family + "_total", match)
+    return _summed(metric, f"increase({counter}[{duration(EXPECT_S)}])") + " > 0"

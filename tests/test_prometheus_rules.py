@@ -53,10 +53,14 @@ def test_prometheus_fires_the_exported_rules_with_rttms_labels_and_text(tmp_path
         'severity = "warning"\nsummary = "DLQ share {{ $value }}"\n'
         '\n[[rules]]\nname = "Slow"\nmetric = "e2e_latency_ms"\nmatch = { quantile = "p99" }\n'
         'op = ">"\nthreshold = 5000\nseverity = "warning"\nsummary = "p99 {{ $value }} ms"\n'
+        '\n[[rules]]\nname = "NoTrades"\nmetric = "trades_started"\nop = "=="\nthreshold = 0\n'
+        'severity = "critical"\n'
+        '\n[[rules]]\nname = "Odd"\nmetric = "errors"\nmatch = { error_type = "💥\\"\\\\" }\n'
+        'op = ">"\nthreshold = 0\nseverity = "info"\n'
     )  # fmt: skip
     out = tmp_path / "exported.yml"
     assert export(out, str(rules_file)).returncode == 0
-    lag, dlq, slow = load_rules(rules_file)
+    lag, dlq, slow, no_trades, _ = load_rules(rules_file)
     lag_labels = {"service": "pms-core", "topic": "trade-valid", "partition": "3"}
     series = 'rttm_queue_lag{service="pms-core",topic="trade-valid",partition="3"}'
 
@@ -85,6 +89,7 @@ def test_prometheus_fires_the_exported_rules_with_rttms_labels_and_text(tmp_path
                 {"series": "rttm_trades_started_total", "values": "0+100x12"},
                 # A summary in seconds: RTTM's rules and texts are in milliseconds.
                 {"series": 'rttm_e2e_latency_seconds{quantile="0.99"}', "values": "6x12"},
+
             ],
             "alert_rule_test": [
                 {"eval_time": "30s", "alertname": "LagHuge", "exp_alerts": []},  # still pending
@@ -100,6 +105,16 @@ def test_prometheus_fires_the_exported_rules_with_rttms_labels_and_text(tmp_path
                     "exp_labels": rttm_labels(slow, {"quantile": "0.99"}),
                     "exp_annotations": expected(6000.0, {"quantile": "0.99"}, slow),
                 }]},
+            ],
+        }, {
+            "interval": "10s",
+            # Trades start for a minute, then stop: RTTM writes trades_started == 0 only while
+            # some started in the last 15 minutes; the counter stays after that.
+            "input_series": [{"series": "rttm_trades_started_total", "values": "0+10x6 60x120"}],
+            "alert_rule_test": [
+                {"eval_time": "3m", "alertname": "NoTrades",
+                 "exp_alerts": [{"exp_labels": rttm_labels(no_trades, {})}]},
+                {"eval_time": "20m", "alertname": "NoTrades", "exp_alerts": []},
             ],
         }],
     }  # fmt: skip

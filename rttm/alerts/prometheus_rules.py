@@ -22,18 +22,18 @@ from rttm.alerts.notifications import SOURCE_NAME, SOURCE_VALUE
 from rttm.alerts.rules import Rule
 from rttm.alerts.templates import format_value
 from rttm.durations import format_duration
-from rttm.metric_catalogue import METRICS, RANGE, Kind, promql
+from rttm.metric_catalogue import EXPECT_S, METRICS, Kind, expected, promql
 
 GROUP: Final = "rttm"
 
 #: What differs, per kind of metric, between RTTM's evaluation and Prometheus'.
 KIND_NOTES: Final[Mapping[Kind, str]] = MappingProxyType({
     Kind.COUNT: (
-        f"RTTM counts per window; Prometheus sees a counter, so this is its increase over\n"
-        f"the last {RANGE} scaled to one window: an average over the last {RANGE}."
+        "RTTM counts per window; Prometheus sees a counter, so this is its increase over the\n"
+        "last minute (or two windows) scaled to one window: an average over that range."
     ),
-    Kind.RATE: f"RTTM's rate is per window; this is rate() over the last {RANGE}.",
-    Kind.RATIO: f"RTTM's ratio is per window; this is a ratio of rate()s over the last {RANGE}.",
+    Kind.RATE: "RTTM's rate is per window; this is rate() over the last minute (or two windows).",
+    Kind.RATIO: "RTTM's ratio is per window; this is a ratio of rate()s over the same range.",
     Kind.LATENCY: (
         "Prometheus' quantile label is 0.5, 0.95 or 0.99 where RTTM's is p50, p95 or p99; the\n"
         "summary is in seconds, so the value is multiplied back to RTTM's milliseconds."
@@ -65,14 +65,27 @@ def _string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+#: Comparisons that a zero meets: on a count, rate or ratio they hold only while activity
+#: is expected, as RTTM writes such zeros (:func:`rttm.metric_catalogue.expected`).
+_MET_BY_ZERO = ("==", "<", "<=")
+
+
 def expression(rule: Rule, window_s: float) -> str:
     """The PromQL condition of ``rule``, for metrics windows of ``window_s`` seconds."""
-    found = promql(METRICS[rule.metric], dict(rule.match), window_s)
-    return f"{found} {rule.op} {format_value(rule.threshold)}"
+    metric, match = METRICS[rule.metric], dict(rule.match)
+    condition = f"{promql(metric, match, window_s)} {rule.op} {format_value(rule.threshold)}"
+    guard = expected(metric, match)
+    if rule.op in _MET_BY_ZERO and guard is not None:
+        on = ", ".join(sorted(metric.labels))
+        condition += f" and on({on}) {guard}"
+    return condition
 
 
 def _rule(rule: Rule, window_s: float) -> list[str]:
     notes = [KIND_NOTES.get(METRICS[rule.metric].kind, ""), NOTES.get(rule.metric, "")]
+    if rule.op in _MET_BY_ZERO and expected(METRICS[rule.metric], {}) is not None:
+        minutes = f"{EXPECT_S / 60:.0f} minutes"
+        notes.append(f"Only while there was activity in the last {minutes}, as RTTM writes zeros.")
     lines = [f"      # {line}".rstrip() for note in notes for line in note.splitlines()]
     lines += [f"      - alert: {rule.name}",
               f"        expr: {_string(expression(rule, window_s))}"]  # fmt: skip

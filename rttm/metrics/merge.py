@@ -23,6 +23,7 @@ from bytewax.operators import StatefulLogic
 from rttm import stopping
 from rttm.alerts.engine import Alert, AlertEngine, Transition
 from rttm.alerts.rules import Rule
+from rttm.metric_catalogue import EXPECT_S
 from rttm.metrics import limits, stats
 from rttm.metrics.events import Uncounted
 from rttm.metrics.points import MAX_LABEL_CHARS, Labels, Point, bounded_value, labels_of
@@ -31,9 +32,6 @@ from rttm.metrics.shard import MAX_EMPTY_WINDOWS, STATE_FORMAT, EngineConfig, Sh
 from rttm.metrics.trades import Recovered, Stuck
 from rttm.metrics.windows import WindowAcc, window_start
 
-#: A service (or trade creation) active within this long is expected to go on: its silence
-#: is reported as zero, not as nothing.
-EXPECT_S = 900.0
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 #: Metrics a correction rewrites whole: a window's stored points of these are replaced by
 #: the ones computed again (a label set may have changed its name under the series cap).
