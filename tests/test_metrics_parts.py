@@ -18,7 +18,7 @@ from rttm.metrics.queues import QueueTracker
 from rttm.metrics.settings import engine_config
 from rttm.metrics.shard import STATE_FORMAT, EngineConfig, ShardLogic
 from rttm.metrics.sketch import ACCURACY, Sketch
-from rttm.metrics.windows import STALL
+from rttm.metrics.windows import MAX_EMPTY_WINDOWS, STALL, past_gap
 from rttm.simulator import scenario
 
 
@@ -156,3 +156,17 @@ def test_recovered_state_of_an_older_format_is_refused_in_one_line() -> None:
     del merge.__dict__["format"]
     with pytest.raises(RttmError, match="merge state has format 1"):
         MergeLogic(config, [], pickle.dumps(merge))
+
+
+def test_a_stretch_without_data_is_skipped_only_when_worth_it() -> None:
+    held = [0.0, 100.0, 40_000.0]
+    # Nothing expected: any gap is skipped, to the next window with data.
+    assert past_gap(10.0, held, 50_000.0, 10.0, busy=False) == 100.0
+    # Something expected (lag, stuck trades, services): short gaps are emitted one by one...
+    assert past_gap(10.0, held, 50_000.0, 10.0, busy=True) == 10.0
+    # ... and only a stretch of MAX_EMPTY_WINDOWS windows or more is skipped.
+    assert past_gap(110.0, held, 50_000.0, 10.0, busy=True) == 40_000.0
+    assert MAX_EMPTY_WINDOWS * 10.0 <= 40_000.0 - 110.0
+    # Never past the window of ``until``; at ``until``'s own window there is nothing to skip.
+    assert past_gap(110.0, held, 205.0, 10.0, busy=False) == 200.0
+    assert past_gap(200.0, held, 205.0, 10.0, busy=False) == 200.0

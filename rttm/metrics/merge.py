@@ -28,9 +28,9 @@ from rttm.metrics import limits, stats
 from rttm.metrics.events import Uncounted
 from rttm.metrics.points import MAX_LABEL_CHARS, Labels, Point, bounded_value, labels_of
 from rttm.metrics.reasons import ReasonBook
-from rttm.metrics.shard import MAX_EMPTY_WINDOWS, STATE_FORMAT, EngineConfig, ShardReport
+from rttm.metrics.shard import STATE_FORMAT, EngineConfig, ShardReport
 from rttm.metrics.trades import Recovered, Stuck
-from rttm.metrics.windows import WindowAcc, window_start
+from rttm.metrics.windows import WindowAcc, past_gap
 
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 #: Metrics a correction rewrites whole: a window's stored points of these are replaced by
@@ -246,10 +246,9 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         finalized = stuck_open = 0
         while start + length <= limit:
             if start not in state.pending:
-                following = min((s for s in state.pending if s > start), default=limit)
-                resume = window_start(min(following, limit), length)
-                gap = resume - start
-                if gap >= length * (MAX_EMPTY_WINDOWS if self._expecting(start + length) else 1):
+                busy = self._expecting(start + length)
+                resume = past_gap(start, state.pending, limit, length, busy=busy)
+                if resume != start:
                     start = resume  # nothing to say about the stretch in between
                     if start + length > limit:
                         break

@@ -37,7 +37,7 @@ from rttm.metrics.pipeline import Pipeline
 from rttm.metrics.queues import QueueTracker
 from rttm.metrics.repeats import Repeats
 from rttm.metrics.trades import REMEMBER_ENDED_S, Recovered, Stuck, TradeTracker
-from rttm.metrics.windows import WindowAcc, window_start
+from rttm.metrics.windows import WindowAcc, past_gap, window_start
 
 _LOG = logging.getLogger(__name__)
 #: How often an idle shard re-checks its watermark (wall clock).
@@ -50,9 +50,6 @@ COUNTED_LEVELS = frozenset({"WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"})
 #: watermark (a producer's clock, or a typo, could otherwise close hours of windows at once):
 #: they are counted as ``future_events`` and otherwise ignored.
 MAX_FUTURE_S = 300.0
-#: A stretch of this many windows without data is skipped, not emitted window by window
-#: (an outage of hours, or a stray old event, must not mean millions of empty windows).
-MAX_EMPTY_WINDOWS = 360
 #: The shape of the shard's and merge step's pickled state; raised when it changes (2:
 #: corrections, repeats and uncounted events; 3: shards keyed ``shard-n``, as the
 #: ingestion's, where they were ``n``).
@@ -453,10 +450,9 @@ class ShardLogic(StatefulLogic[Facts, ShardReport, bytes]):
         start = state.closed_until
         while start + length <= until:
             if start not in state.windows:  # skip a long stretch without data
-                following = min((w for w in state.windows if w > start), default=until)
-                resume = window_start(min(following, until), length)
-                quiet = not queues.parts and not trades.stuck_now
-                if resume - start >= length * (1 if quiet else MAX_EMPTY_WINDOWS):
+                busy = bool(queues.parts or trades.stuck_now)
+                resume = past_gap(start, state.windows, until, length, busy=busy)
+                if resume != start:
                     stuck.extend(trades.due(min(resume, stuck_limit)))
                     start = resume
                     if start + length > until:

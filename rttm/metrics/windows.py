@@ -8,7 +8,7 @@ is a sum, a sketch or a list of gauges owned by exactly one shard).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import TypeVar
 
@@ -39,6 +39,26 @@ class QueueGauge:
 def window_start(moment: float, length: float) -> float:
     """Start of the window (aligned to the epoch) holding ``moment``."""
     return math.floor(moment / length) * length
+
+
+#: A stretch of this many windows without data is skipped, not emitted window by window
+#: (an outage of hours, or a stray old event, must not mean millions of empty windows).
+MAX_EMPTY_WINDOWS = 360
+
+
+def past_gap(
+    start: float, held: Iterable[float], until: float, length: float, *, busy: bool
+) -> float:
+    """Where to go on from ``start``, a window that holds no data.
+
+    The next window that does (or ``until``'s) when the stretch up to it is worth skipping:
+    any stretch while nothing is expected (not ``busy``), else one of ``MAX_EMPTY_WINDOWS``
+    windows or more. Otherwise ``start``: its windows are emitted one by one. Shared by the
+    shards, which close windows, and the merge step, which finalizes them.
+    """
+    following = min((w for w in held if w > start), default=until)
+    resume = window_start(min(following, until), length)
+    return resume if resume - start >= length * (MAX_EMPTY_WINDOWS if busy else 1) else start
 
 
 def _add(into: dict[K, int], other: dict[K, int]) -> None:
