@@ -200,9 +200,9 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             kept = state.kept[start] = Kept(WindowAcc())
         acc = kept.acc
         acc.merge(delta)
-        assert state.dlq is not None  # noqa: S101 - made in __init__
+        book = self._dlq()
         for (topic, reason), count in sorted(delta.dlq.items()):
-            state.dlq.add(topic, reason, count)  # the depth from now on includes them
+            book.add(topic, reason, count)  # the depth from now on includes them
         window = _Points(start, start + self._config.window_s, self._config.limits.series)
         self._count_points(window.add, acc, self._dlq_names(acc), kept.services,
                            dlq_topics=kept.dlq_topics)  # fmt: skip
@@ -276,37 +276,67 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
 
     def _points(self, start: float, end: float, acc: WindowAcc) -> list[Point]:
         """Every point of a window being finalized (updates who is expected, DLQ depth)."""
-        state = self._state
         window = _Points(start, end, self._config.limits.series)
         add = window.add
+        trades = self._expect(end, acc)
+        named = self._book_dlq(acc)
+        services, topics = sorted(self._state.services_seen), sorted(self._dlq().depth)
+        self._count_points(add, acc, named, services, trades=trades, dlq_topics=topics)
+        self._depth_points(add, named)
+        self._queue_points(acc, add)
+        self._state_points(add, acc)
+        self._keep(start, acc, services, topics)  # last: it drops the gauges
+        return window.points()
+
+    def _dlq(self) -> ReasonBook:
+        """The DLQ book (made in ``__init__``)."""
+        book = self._state.dlq
+        assert book is not None  # noqa: S101 - made in __init__
+        return book
+
+    def _expect(self, end: float, acc: WindowAcc) -> bool:
+        """Note who was active in the window; whether trades are expected at its end.
+
+        A service active within ``EXPECT_S`` is expected (its silence is a zero), up to the
+        series cap; trades are expected while some started within ``EXPECT_S``.
+        """
+        state = self._state
         expected, room = state.services_seen, self._config.limits.series
         for service, _ in sorted(acc.events):
             if service in expected or len(expected) < room:  # beyond the cap: not expected
                 expected[service] = end
-        for service, seen in list(state.services_seen.items()):
+        for service, seen in list(expected.items()):
             if seen <= end - EXPECT_S:
-                del state.services_seen[service]  # silent long enough: no longer expected
+                del expected[service]  # silent long enough: no longer expected
         if acc.started:
             state.started_seen = end
-        trades = bool(
+        return bool(
             acc.started
             or acc.completed
             or acc.rejected
             or (state.started_seen is not None and state.started_seen > end - EXPECT_S)
         )
-        book = state.dlq
-        assert book is not None  # noqa: S101 - made in __init__
+
+    def _book_dlq(self, acc: WindowAcc) -> dict[tuple[str, str], int]:
+        """Add the window's DLQ events to the book; return them per the names it gave."""
+        book = self._dlq()
         named: dict[tuple[str, str], int] = {}
         for (topic, reason), count in sorted(acc.dlq.items(), key=lambda kv: (-kv[1], kv[0])):
             key = book.add(topic, reason, count)  # most frequent first: they get the names
             named[key] = named.get(key, 0) + count
-        services, topics = sorted(state.services_seen), sorted(book.depth)
-        self._count_points(add, acc, named, services, trades=trades, dlq_topics=topics)
+        return named
+
+    def _depth_points(self, add: Callable[..., None], named: dict[tuple[str, str], int]) -> None:
+        """DLQ depth per topic, and per reason for the reasons the window had."""
+        book = self._dlq()
         for topic, reason in sorted(named):
             add("dlq_depth_by_reason", book.depth[topic][reason], topic=topic, reason=reason)
         for topic, total in sorted(book.by_topic().items()):
             add("dlq_depth", total, topic=topic)
-        self._queue_points(acc, add)
+
+    @staticmethod
+    def _state_points(add: Callable[..., None], acc: WindowAcc) -> None:
+        """Stuck trades at the window's end, and the engine's own bookkeeping."""
         for (stage, service), count in sorted(acc.stuck.items()):
             add("stuck_trades", count, stage=stage, service=service)
         for metric, counts in (("late_events", acc.late), ("corrected_events", acc.corrected),
@@ -319,13 +349,10 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             add("trades_untracked", acc.untracked_trades)
         if acc.untracked_partitions:
             add("partitions_untracked", acc.untracked_partitions)
-        self._keep(start, acc, services, topics)  # last: it drops the gauges
-        return window.points()
 
     def _dlq_names(self, acc: WindowAcc) -> dict[tuple[str, str], int]:
         """A window's DLQ events per the labels the book names them by now (no counting)."""
-        book = self._state.dlq
-        assert book is not None  # noqa: S101 - made in __init__
+        book = self._dlq()
         named: dict[tuple[str, str], int] = {}
         for (topic, reason), count in acc.dlq.items():
             reasons = book.depth.get(topic)
