@@ -93,6 +93,38 @@ def test_typed_calls_publish_valid_keyed_messages_with_ids_and_times(kafka: Kafk
     assert ids == sorted(ids)  # time-ordered in emission order
 
 
+class _Failing:
+    """Counters whose ``sent`` cannot be updated: a delivery report that raises."""
+
+    failed = dropped = 0
+
+    @property
+    def sent(self) -> int:
+        return 0
+
+    @sent.setter
+    def sent(self, value: int) -> None:
+        msg = "a delivery report failed"
+        raise RuntimeError(msg)
+
+
+def test_a_failing_delivery_report_never_raises_into_the_caller(
+    kafka: KafkaSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    create_topics(kafka)
+    emitter = Emitter(kafka)
+    emitter.counters = _Failing()  # type: ignore[assignment]
+    assert emitter.error_event(service_name="svc", error_type="E", error_message="first")
+    time.sleep(2)  # its delivery report waits to be served
+    with caplog.at_level(logging.WARNING, logger="rttm.emit"):
+        for n in range(1_000):  # the 1,000th call serves the reports
+            assert emitter.error_event(service_name="svc", error_type="E", error_message=f"{n}")
+        emitter.close()  # its flush meets the failing reports too: logged, not raised
+    logged = [r.getMessage() for r in caplog.records if r.name == "rttm.emit"]
+    assert any("delivery reports failed: RuntimeError: a delivery report failed" in line
+               for line in logged), logged  # fmt: skip
+
+
 def test_unreachable_broker_never_blocks_or_raises(caplog: pytest.LogCaptureFixture) -> None:
     dead = KafkaSettings(brokers=f"127.0.0.1:{free_port()}", extra={})
     emitter = Emitter(dead, queue_messages=1_000, extra={"message.timeout.ms": 1_000})

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -209,8 +209,20 @@ class Emitter:
         self._since_poll += 1
         if self._since_poll >= 1_000:  # serve delivery reports without a thread
             self._since_poll = 0
-            self._producer.poll(0)
+            self._serve_reports(lambda: self._producer.poll(0))
         return True
+
+    def _serve_reports(self, serve: Callable[[], int]) -> int | None:
+        """``serve()``, which runs delivery reports; None if one of them failed.
+
+        A failure there is the emitter's: logged at most once per interval, never raised into
+        the caller.
+        """
+        try:
+            return serve()
+        except Exception as exc:  # librdkafka re-raises what a delivery callback raised
+            self._warn(f"delivery reports failed: {type(exc).__name__}: {exc}")
+            return None
 
     def _delivered(self, error: KafkaError | None, _message: KafkaMessage) -> None:
         if error is None:
@@ -239,10 +251,8 @@ class Emitter:
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait up to ``timeout`` s for queued events; returns how many are still pending."""
-        try:
-            return int(self._producer.flush(timeout))
-        except KafkaException:
-            return self.pending()
+        left = self._serve_reports(lambda: int(self._producer.flush(timeout)))
+        return self.pending() if left is None else left
 
     def close(self, timeout: float = 10.0) -> int:
         """Flush, then count what could not be delivered as failed; returns that number."""
