@@ -163,8 +163,9 @@ def quantile(stored: str) -> str:
     return QUANTILES.get(stored, stored)
 
 
-#: Characters a PromQL string must not hold as they are (YAML would fold the line ends).
-_ESCAPED = {chr(c): f"\\u{c:04x}" for c in (*range(0x20), 0x7F, 0x85, 0x2028, 0x2029)}
+#: Characters JSON leaves as they are that a PromQL string must not hold (YAML would fold
+#: the line ends); JSON escapes the other control characters itself.
+_ESCAPED = {chr(c): f"\\u{c:04x}" for c in (0x7F, 0x85, 0x2028, 0x2029)}
 
 
 def _string(value: str) -> str:

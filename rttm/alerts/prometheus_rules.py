@@ -70,20 +70,25 @@ def _string(text: str) -> str:
 _MET_BY_ZERO = ("==", "<", "<=")
 
 
+def _guard(rule: Rule) -> str | None:
+    """PromQL that must hold beside ``rule``'s condition, if a zero meets it."""
+    if rule.op not in _MET_BY_ZERO:
+        return None
+    return expected(METRICS[rule.metric], dict(rule.match))
+
+
 def expression(rule: Rule, window_s: float) -> str:
     """The PromQL condition of ``rule``, for metrics windows of ``window_s`` seconds."""
     metric, match = METRICS[rule.metric], dict(rule.match)
     condition = f"{promql(metric, match, window_s)} {rule.op} {format_value(rule.threshold)}"
-    guard = expected(metric, match)
-    if rule.op in _MET_BY_ZERO and guard is not None:
-        on = ", ".join(sorted(metric.labels))
-        condition += f" and on({on}) {guard}"
+    if (guard := _guard(rule)) is not None:
+        condition += f" and on({', '.join(sorted(metric.labels))}) {guard}"
     return condition
 
 
 def _rule(rule: Rule, window_s: float) -> list[str]:
     notes = [KIND_NOTES.get(METRICS[rule.metric].kind, ""), NOTES.get(rule.metric, "")]
-    if rule.op in _MET_BY_ZERO and expected(METRICS[rule.metric], {}) is not None:
+    if _guard(rule) is not None:
         minutes = f"{EXPECT_S / 60:.0f} minutes"
         notes.append(f"Only while there was activity in the last {minutes}, as RTTM writes zeros.")
     lines = [f"      # {line}".rstrip() for note in notes for line in note.splitlines()]

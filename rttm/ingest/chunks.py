@@ -72,10 +72,10 @@ def split_batch(batch: RawBatch, shards: int = DEFAULT_SHARDS) -> list[tuple[str
         value, offset = message.value(), message.offset() or 0
         try:
             event = validated(spec, value) if value else None
-            detail = "" if value else empty_value(value)
         except Refusal as refusal:
             event, detail = None, str(refusal)
         if event is None:
+            detail = detail if value else empty_value(value)  # why, on the refused path only
             reject = rejected(topic, message.key(), value, partition, offset,
                               _timestamp_ms(message), detail)  # fmt: skip
             chunks[partition % shards].tables.setdefault(REJECTS_TABLE, []).append(

@@ -252,8 +252,7 @@ class DatabaseCollector(Collector):
             where = [row["service_name"], row["topic_name"], str(row["queue_partition"])]
             consumed.add_metric(where, float(row["consumed_offset"]))
             produced.add_metric(where, float(row["produced_offset"]))
-        left = int(rows[0]["total"]) - len(rows) if rows else 0
-        omitted.add_metric(["queue_offsets"], float(left))
+        omitted.add_metric(["queue_offsets"], _left_out(rows))
         yield consumed
         yield produced
 
@@ -264,6 +263,10 @@ class DatabaseCollector(Collector):
         rows = deadline.execute(conn, _FIRING, {"cap": self._max_series})
         for row in sorted(rows, key=lambda r: (r["rule"], r["severity"])):
             firing.add_metric([row["rule"], row["severity"]], float(row["n"]))
-        left = int(rows[0]["total"]) - len(rows) if rows else 0
-        omitted.add_metric(["alerts_firing"], float(left))
+        omitted.add_metric(["alerts_firing"], _left_out(rows))
         return firing
+
+
+def _left_out(rows: list[dict[str, Any]]) -> float:
+    """How many of a capped query's rows (each carrying the ``total``) were left out."""
+    return float(int(rows[0]["total"]) - len(rows)) if rows else 0.0
