@@ -23,10 +23,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from rttm.decode import decode_message
+from rttm.core.decode import decode_message
+from rttm.core.registry import TOPICS
 from rttm.ingest.rows import Row, table_row
 from rttm.ingest.writer import TABLE_SQL
-from rttm.registry import TOPICS
 
 BATCH = 1_000
 

@@ -7,10 +7,10 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME
 from confluent_kafka import Message as KafkaMessage
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from rttm.decode import Accepted, Rejected, decode_message
+from rttm.core.decode import Accepted, Rejected, decode_message
+from rttm.core.registry import TOPICS
+from rttm.core.stream.source import RawBatch
 from rttm.ingest.chunks import split_batch
-from rttm.registry import TOPICS
-from rttm.stream.source import RawBatch
 from support import workload
 from support.data import messages
 

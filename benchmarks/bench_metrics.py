@@ -14,7 +14,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from rttm.alerts.rules import load_rules
-from rttm.contracts import TradeEvent
+from rttm.core.contracts import TradeEvent
 from rttm.metrics import pipeline
 from rttm.metrics.flow import add_engine
 from rttm.metrics.merge import MetricsOutput

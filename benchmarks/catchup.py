@@ -41,10 +41,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks.harness import RESULTS, TRADES_PER_S, check, counted_events, timed
-from rttm import kafka_topics, stack
-from rttm.config import KafkaSettings
-from rttm.contracts import TradeEvent
-from rttm.registry import TOPICS
+from rttm import stack
+from rttm.core import kafka_topics
+from rttm.core.config import KafkaSettings
+from rttm.core.contracts import TradeEvent
+from rttm.core.registry import TOPICS
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
 from support import simulated, workload

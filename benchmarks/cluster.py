@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks.harness import RESULTS, check, fresh_database
-from rttm import kafka_topics, stack
-from rttm.config import KafkaSettings
-from rttm.registry import TOPICS
+from rttm import stack
+from rttm.core import kafka_topics
+from rttm.core.config import KafkaSettings
+from rttm.core.registry import TOPICS
 from rttm.stack.processes import free_port
 from support import workload
 

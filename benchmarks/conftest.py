@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from rttm.db import prepare
+from rttm.core.db import prepare
 from rttm.stack.pgdata import purge_under
 from rttm.stack.postgres import start_postgres
 from rttm.stack.processes import free_port

@@ -33,10 +33,11 @@ import msgspec
 import psycopg
 
 from benchmarks.harness import RESULTS, TRADES_PER_S, fresh_database, timed
-from rttm import kafka_topics, stack
-from rttm.config import KafkaSettings
-from rttm.contracts import Message, TradeEvent
-from rttm.durations import parse_duration
+from rttm import stack
+from rttm.core import kafka_topics
+from rttm.core.config import KafkaSettings
+from rttm.core.contracts import Message, TradeEvent
+from rttm.core.durations import parse_duration
 from rttm.metrics.settings import DEFAULT_CORRECTION
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port

@@ -26,9 +26,10 @@ import psycopg
 
 from benchmarks import charts, cpu, freshness, limits
 from benchmarks.harness import RESULTS, Result, Run, check, fresh_database, timed, write_window
-from rttm import kafka_topics, stack
-from rttm.config import KafkaSettings
-from rttm.db import partitions
+from rttm import stack
+from rttm.core import kafka_topics
+from rttm.core.config import KafkaSettings
+from rttm.core.db import partitions
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
 from support import workload

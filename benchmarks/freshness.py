@@ -26,7 +26,7 @@ import psycopg
 from confluent_kafka import Producer
 
 from benchmarks import cpu
-from rttm.registry import BY_NAME
+from rttm.core.registry import BY_NAME
 from support import workload
 
 PROBE_EVERY_S = 0.02

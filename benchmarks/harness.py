@@ -20,8 +20,8 @@ import psycopg
 from psycopg import sql
 
 from benchmarks import cpu, freshness
-from rttm.db import prepare
-from rttm.registry import INGESTED_AT_COLUMN, REJECTS_TABLE, all_tables
+from rttm.core.db import prepare
+from rttm.core.registry import INGESTED_AT_COLUMN, REJECTS_TABLE, all_tables
 from support import workload
 
 RESULTS = Path(__file__).parent / "results"

@@ -42,8 +42,9 @@ from bytewax.recovery import init_db_dir
 
 from benchmarks import cpu
 from benchmarks.harness import RESULTS, fresh_database, timed
-from rttm import kafka_topics, stack
-from rttm.config import KafkaSettings
+from rttm import stack
+from rttm.core import kafka_topics
+from rttm.core.config import KafkaSettings
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
 from support.floods import HOT, hot_trade, series_flood, trade_flood

@@ -14,7 +14,7 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from psycopg import sql
 
-from rttm.registry import REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
+from rttm.core.registry import REJECTS_COLUMNS, REJECTS_TABLE, TOPICS
 
 #: Rows per COPY transaction: RTTM's largest poll (``budget.MAX_POLL``).
 COPY_BATCH = 5_000

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 
-from rttm.decode import decode_message
+from rttm.core.decode import decode_message
 from rttm.ingest.rows import Row, table_row
 from support.data import messages
 

@@ -25,9 +25,10 @@ from psycopg import sql
 
 from benchmarks import charts
 from benchmarks.harness import RESULTS, Point, check, fresh_database, timed, write_window
-from rttm import kafka_topics, stack
-from rttm.config import KafkaSettings
-from rttm.registry import INGESTED_AT_COLUMN, REJECTS_TABLE, all_tables
+from rttm import stack
+from rttm.core import kafka_topics
+from rttm.core.config import KafkaSettings
+from rttm.core.registry import INGESTED_AT_COLUMN, REJECTS_TABLE, all_tables
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
 from support import workload

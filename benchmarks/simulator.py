@@ -16,8 +16,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rttm import kafka_topics, stack
-from rttm.config import KafkaSettings
+from rttm import stack
+from rttm.core import kafka_topics
+from rttm.core.config import KafkaSettings
 from rttm.emit import Emitter
 from rttm.simulator import scenario as scenarios
 from rttm.simulator.run import run

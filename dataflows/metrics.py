@@ -13,13 +13,14 @@ from __future__ import annotations
 import atexit
 import sys
 
-from rttm import cluster, logs, safe_paths, stopping
-from rttm.errors import RttmError
+from rttm.core import logs, safe_paths, stopping
+from rttm.core.errors import RttmError
+from rttm.core.stream import stats
 from rttm.metrics import prometheus
 from rttm.metrics.flow import build_flow
 from rttm.metrics.progress import MetricsLine
 from rttm.metrics.settings import from_env
-from rttm.stream import stats
+from rttm.ops import cluster
 
 prometheus.register()  # served by Bytewax when BYTEWAX_DATAFLOW_API_ENABLED=true
 try:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import atexit
 import sys
 
-from rttm import cluster, logs, memory, safe_paths, stopping
-from rttm.errors import RttmError
+from rttm.core import logs, memory, safe_paths, stopping
+from rttm.core.errors import RttmError
+from rttm.core.stream import stats
 from rttm.ingest import progress, prometheus
 from rttm.ingest.flow import build_flow
 from rttm.ingest.settings import from_env
-from rttm.stream import stats
+from rttm.ops import cluster
 
 memory.tune_malloc()  # before any thread: the pre-flight checks start librdkafka's
 prometheus.register()  # served by Bytewax when BYTEWAX_DATAFLOW_API_ENABLED=true

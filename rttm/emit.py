@@ -3,7 +3,7 @@
 ``from rttm.emit import Emitter`` is ``from rttm_emit import Emitter``: the same class, with
 the package's rule for its default settings (``RTTM_KAFKA_BROKERS``, else localhost:9092).
 To fall back to the running local stack as RTTM's commands do, pass the server's settings:
-``Emitter(rttm.config.KafkaSettings.from_env())``.
+``Emitter(rttm.core.config.KafkaSettings.from_env())``.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from rttm.config import KafkaSettings
-from rttm.contracts import QueueMetrics
+from rttm.core.config import KafkaSettings
+from rttm.core.contracts import QueueMetrics
 from rttm_emit import Emitter, uuid7
 
 _LOG = logging.getLogger(__name__)

@@ -42,10 +42,10 @@ from bytewax.recovery import init_db_dir
 from confluent_kafka import Producer
 from psycopg import sql
 
-from rttm import kafka_topics
-from rttm.config import KafkaSettings
-from rttm.db import prepare
-from rttm.registry import REJECTS_TABLE, all_tables
+from rttm.core import kafka_topics
+from rttm.core.config import KafkaSettings
+from rttm.core.db import prepare
+from rttm.core.registry import REJECTS_TABLE, all_tables
 from rttm.stack.broker import start_broker
 from rttm.stack.pgdata import purge_under
 from rttm.stack.postgres import PostgresProcess, start_postgres

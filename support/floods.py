@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from rttm.contracts import DlqEvent, Message, QueueMetrics, TradeEvent
+from rttm.core.contracts import DlqEvent, Message, QueueMetrics, TradeEvent
 
 HOT = "HOT"
 

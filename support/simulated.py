@@ -17,11 +17,11 @@ import msgspec
 from confluent_kafka import TIMESTAMP_CREATE_TIME
 from confluent_kafka import Message as KafkaMessage
 
-from rttm.contracts import Message
-from rttm.registry import TOPICS
+from rttm.core.contracts import Message
+from rttm.core.registry import TOPICS
+from rttm.core.stream.source import RawBatch
 from rttm.simulator import scenario
 from rttm.simulator.engine import Simulation
-from rttm.stream.source import RawBatch
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 _SPEC_OF = {spec.struct: spec for spec in TOPICS}

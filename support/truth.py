@@ -8,8 +8,8 @@ from collections.abc import Iterable
 import psycopg
 from psycopg import sql
 
-from rttm.decode import Accepted, Rejected, decode_message
-from rttm.registry import REJECTS_TABLE, TOPICS
+from rttm.core.decode import Accepted, Rejected, decode_message
+from rttm.core.registry import REJECTS_TABLE, TOPICS
 from support.workload import Msg
 
 #: A reject as the ground truth knows it: (topic, raw key, raw value, reason without the

@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from rttm.registry import BY_NAME
+from rttm.core.registry import BY_NAME
 from support.data import payload
 
 #: Share of each topic in the stream: trade events dominate, as in the platform.

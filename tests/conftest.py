@@ -25,8 +25,8 @@ from bytewax.testing import cluster_main, run_main
 from playwright.sync_api import Browser, sync_playwright
 from psycopg import sql
 
-from rttm.config import KafkaSettings
-from rttm.db import prepare
+from rttm.core.config import KafkaSettings
+from rttm.core.db import prepare
 from rttm.stack.broker import BrokerProcess, start_broker
 from rttm.stack.pgdata import purge_under
 from rttm.stack.postgres import PostgresProcess, start_postgres

@@ -16,12 +16,12 @@ from bytewax.testing import run_main
 from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
-from rttm import kafka_topics
-from rttm.config import KafkaSettings
-from rttm.db import prepare
+from rttm.core import kafka_topics
+from rttm.core.config import KafkaSettings
+from rttm.core.db import prepare
+from rttm.core.registry import REJECTS_COLUMNS, REJECTS_TABLE, TOPICS, all_tables
 from rttm.ingest import settings as ingest_settings
 from rttm.ingest.flow import build_flow
-from rttm.registry import REJECTS_COLUMNS, REJECTS_TABLE, TOPICS, all_tables
 from support import workload
 from support.truth import expected_keys, expected_rejects, stored_keys, stored_rejects
 

@@ -21,7 +21,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from rttm.alerts.rules import Rule, load_rules
-from rttm.config import KafkaSettings
+from rttm.core.config import KafkaSettings
+from rttm.core.stream.source import RawBatch
 from rttm.metrics import pipeline
 from rttm.metrics.flow import add_engine
 from rttm.metrics.merge import CORRECTED, MetricsOutput
@@ -29,7 +30,6 @@ from rttm.metrics.points import Point
 from rttm.metrics.shard import EngineConfig
 from rttm.simulator import scenario
 from rttm.simulator.engine import Simulation
-from rttm.stream.source import RawBatch
 from support.kafka import produce
 from support.simulated import kafka_messages, sources
 from tests.ingest_helpers import REPO

@@ -33,7 +33,7 @@ which only an import would notice missing).
 A mutant is applied to the original text by replacing the source span of the one node it
 changes, so the rest of the file keeps its formatting; it is kept only when the result
 parses to exactly the mutated tree. Its id is ``PATH:LINE DESCRIPTION`` (``#2``, ``#3``
-for repeats on a line), e.g. ``rttm/decode.py:111 and→or``: stable while the line stays.
+for repeats on a line), e.g. ``rttm/core/decode.py:111 and→or``: stable while the line stays.
 
 Running: each of ``--jobs`` workers gets a private copy of the repository (``COPIED``, as
 it is when the run starts) in a temporary directory; pytest runs there as a subprocess
@@ -81,7 +81,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: exercise the module. test_metrics_engine.py also reaches the sketch, the alert engine
 #: and the decoder, but takes 6 s a run and killed none of their survivors: left out.
 FAST_TESTS: dict[str, tuple[str, ...]] = {
-    "rttm/decode.py": (
+    "rttm/core/decode.py": (
         "tests/test_contracts.py",
         "tests/test_contract_properties.py",
         "tests/test_chunks.py",
@@ -91,10 +91,10 @@ FAST_TESTS: dict[str, tuple[str, ...]] = {
     "rttm/ingest/dedupe.py": ("tests/test_dedupe.py",),
     "rttm/alerts/engine.py": ("tests/test_alert_engine.py", "tests/test_alert_rules.py"),
     "rttm/metrics/sketch.py": ("tests/test_metrics_parts.py",),
-    "rttm/health.py": ("tests/test_health.py", "tests/test_ingest_prometheus.py"),
-    "rttm/cluster.py": ("tests/test_cluster.py",),
-    "rttm/logs.py": ("tests/test_logs.py",),
-    "rttm/supervisor.py": ("tests/test_supervisor.py",),
+    "rttm/ops/health.py": ("tests/test_health.py", "tests/test_ingest_prometheus.py"),
+    "rttm/ops/cluster.py": ("tests/test_cluster.py",),
+    "rttm/core/logs.py": ("tests/test_logs.py",),
+    "rttm/ops/supervisor.py": ("tests/test_supervisor.py",),
     "rttm/alerts/templates.py": ("tests/test_alert_templates.py", "tests/test_alert_rules.py"),
     "rttm/alerts/receivers.py": ("tests/test_alert_templates.py",),
     "rttm/alerts/notifications.py": ("tests/test_alert_notifications.py",),
@@ -888,7 +888,7 @@ def _arguments(argv: Sequence[str]) -> argparse.Namespace:
         prog="./dev mutate",
         description="Mutation testing of MODULE… over its fast tests (see tests/mutate.py).",
     )
-    parser.add_argument("modules", nargs="+", metavar="MODULE", help="e.g. rttm/decode.py")
+    parser.add_argument("modules", nargs="+", metavar="MODULE", help="e.g. rttm/core/decode.py")
     parser.add_argument("--tests", nargs="+", metavar="PATH", help="test files to run instead")
     parser.add_argument(
         "--only", default="", metavar="NAME,…", help="only inside these functions or classes"

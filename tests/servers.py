@@ -20,9 +20,9 @@ import uvicorn
 from fastapi import FastAPI
 from psycopg import sql
 
-from rttm.addresses import LOCALHOST
-from rttm.contracts import Message, TradeEvent
-from rttm.db import prepare
+from rttm.core.addresses import LOCALHOST
+from rttm.core.contracts import Message, TradeEvent
+from rttm.core.db import prepare
 from rttm.stack.processes import free_port
 from tests.ingest_helpers import REPO
 

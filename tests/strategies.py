@@ -8,7 +8,7 @@ from typing import Any
 import msgspec.inspect as mi
 from hypothesis import strategies as st
 
-from rttm.contracts import Message
+from rttm.core.contracts import Message
 
 # RFC 3339 offsets have minute precision; msgspec encodes them so.
 OFFSETS = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(

@@ -21,8 +21,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from rttm.config import KafkaSettings
-from rttm.contracts import TradeEvent
+from rttm.core.config import KafkaSettings
+from rttm.core.contracts import TradeEvent
 from support.kafka import produce
 from support.simulated import kafka_messages
 from tests.alerting import Alertmanager, WebhookServer, wait_for

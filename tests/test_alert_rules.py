@@ -18,8 +18,8 @@ from rttm.alerts.rules import (
     load_rules,
 )
 from rttm.cli.main import main
-from rttm.durations import parse_duration
-from rttm.errors import RttmError
+from rttm.core.durations import parse_duration
+from rttm.core.errors import RttmError
 from tests.samples import GOOD_RULES
 
 

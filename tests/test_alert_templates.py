@@ -7,7 +7,7 @@ import pytest
 from rttm.alerts import templates
 from rttm.alerts.receivers import Delivery, from_env
 from rttm.alerts.rules import Problem, check_text
-from rttm.config import ConfigError
+from rttm.core.config import ConfigError
 from tests.samples import GOOD_RULES
 
 

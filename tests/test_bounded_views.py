@@ -25,7 +25,7 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, expect
 
-from rttm.metric_catalogue import COUNTS
+from rttm.core.metric_catalogue import COUNTS
 from rttm.stack.processes import free_port
 from rttm.views.limits import ViewLimits
 from rttm.web.app import create_app

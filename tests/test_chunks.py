@@ -8,12 +8,12 @@ from confluent_kafka import Message as KafkaMessage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rttm.decode import Accepted, decode_message
+from rttm.core.decode import Accepted, decode_message
+from rttm.core.registry import TOPICS
+from rttm.core.stream.shards import shard_keys, shard_of
+from rttm.core.stream.source import RawBatch
 from rttm.ingest.chunks import split_batch
 from rttm.ingest.rows import table_row
-from rttm.registry import TOPICS
-from rttm.stream.shards import shard_keys, shard_of
-from rttm.stream.source import RawBatch
 from tests.samples import SAMPLE_MESSAGES, encode
 from tests.strategies import JSON_VALUES, events
 

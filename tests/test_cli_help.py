@@ -1,6 +1,6 @@
 """``--help`` of every command: a description, and the environment it reads.
 
-The environment lists come from :mod:`rttm.settings_table`; so must the README's
+The environment lists come from :mod:`rttm.ops.settings_table`; so must the README's
 "Configuration" table, and every ``RTTM_*`` name in the code must be in it.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from rttm import settings_table
 from rttm.cli.main import build_parser
+from rttm.ops import settings_table
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = re.compile(r"RTTM_[A-Z0-9_]*[A-Z0-9]")
@@ -90,7 +90,7 @@ def _readme_rows() -> dict[str, list[str]]:
 def test_the_readme_configuration_table_matches_the_settings_table() -> None:
     rows = _readme_rows()
     table = {setting.name: setting for setting in settings_table.SETTINGS}
-    assert sorted(rows) == sorted(table), "README rows and rttm/settings_table.py differ"
+    assert sorted(rows) == sorted(table), "README rows and rttm/ops/settings_table.py differ"
     for name, cells in rows.items():
         assert cells[-1] == table[name].default, name
 

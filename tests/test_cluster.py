@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from rttm import cluster
 from rttm.cli import run_flow
-from rttm.cluster import Place
-from rttm.errors import RttmError
+from rttm.core.errors import RttmError
+from rttm.ops import cluster
+from rttm.ops.cluster import Place
 from rttm.stack.processes import free_port
 from tests.ingest_helpers import REPO
 
@@ -135,8 +135,9 @@ def test_a_port_whose_last_connection_is_in_time_wait_can_be_listened_on_again()
 
 WATCH = """
 import sys, time
-from rttm import cluster, stopping
-from rttm.cluster import Place
+from rttm.core import stopping
+from rttm.ops import cluster
+from rttm.ops.cluster import Place
 stopping.install()
 began = sys.argv[1] == "began"
 cluster.watch_start(Place(1, ("127.0.0.1:1", "127.0.0.1:2")), float(sys.argv[2]), lambda: began)
@@ -219,8 +220,9 @@ def test_without_the_cluster_variables_no_place_is_left() -> None:
 
 GUARD = """
 import sys, time
-from rttm import cluster, stopping
-from rttm.errors import RttmError
+from rttm.core import stopping
+from rttm.ops import cluster
+from rttm.core.errors import RttmError
 stopping.install()
 try:
     cluster.guard(sys.argv[1:], lambda: False)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 import rttm_emit
-from rttm import config
 from rttm.cli.ingest_commands import SHARDS_MARKER, _check_shards
-from rttm.config import ConfigError, KafkaSettings
-from rttm.errors import RttmError
+from rttm.core import config
+from rttm.core.config import ConfigError, KafkaSettings
+from rttm.core.errors import RttmError
 
 
 def test_brokers_from_environment_are_normalised(tmp_path: Path) -> None:

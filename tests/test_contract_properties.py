@@ -9,9 +9,9 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rttm.contracts import Message
-from rttm.decode import Accepted, Rejected, decode_message
-from rttm.registry import TOPICS
+from rttm.core.contracts import Message
+from rttm.core.decode import Accepted, Rejected, decode_message
+from rttm.core.registry import TOPICS
 from tests.samples import SAMPLE_MESSAGES, encode
 from tests.strategies import JSON_VALUES, events
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from rttm.contracts import ID_MAX_CHARS, INT32_MAX, INT64_MAX, TEXT_MAX_CHARS, TradeEvent
-from rttm.decode import Accepted, Rejected, decode_message, fallback_key
-from rttm.registry import BY_NAME, TOPICS
+from rttm.core.contracts import ID_MAX_CHARS, INT32_MAX, INT64_MAX, TEXT_MAX_CHARS, TradeEvent
+from rttm.core.decode import Accepted, Rejected, decode_message, fallback_key
+from rttm.core.registry import BY_NAME, TOPICS
 from tests.samples import OPTIONAL_FIELDS, SAMPLE_MESSAGES, encode
 
 PARTITION, OFFSET, TIMESTAMP_MS = 3, 41, 1_765_969_549_000

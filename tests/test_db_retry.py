@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from rttm.db.connect import CONNECT_TIMEOUT_S
-from rttm.db.retry import CONFLICT_RETRIES, Failure, classify
-from rttm.decode import decode_message
-from rttm.errors import RttmError
+from rttm.core.db.connect import CONNECT_TIMEOUT_S
+from rttm.core.db.retry import CONFLICT_RETRIES, Failure, classify
+from rttm.core.decode import decode_message
+from rttm.core.errors import RttmError
 from rttm.ingest.chunks import Chunk
 from rttm.ingest.rows import table_row
 from rttm.ingest.writer import ShardWriter

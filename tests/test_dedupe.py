@@ -11,6 +11,8 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
+from rttm.core.stream.shards import shard_of
+from rttm.core.stream.stats import SourceCounters
 from rttm.ingest import settings as ingest_settings
 from rttm.ingest import stats
 from rttm.ingest.chunks import Chunk
@@ -18,8 +20,6 @@ from rttm.ingest.dedupe import DEFAULT_CAPACITY, DedupeMemory, ShardDedupe, dedu
 from rttm.ingest.progress import ProgressLine, describe
 from rttm.ingest.rows import LAYOUTS, Row
 from rttm.ingest.stats import Counters
-from rttm.stream.shards import shard_of
-from rttm.stream.stats import SourceCounters
 
 TABLE = "rttm_dlq_events"
 

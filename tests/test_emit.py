@@ -16,13 +16,15 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 import rttm_emit
-from rttm import contracts, emit, ids, schema_export
-from rttm.config import KafkaSettings
-from rttm.contracts import QueueMetrics
-from rttm.decode import Accepted, decode_message
+from rttm import emit
+from rttm.core import contracts, ids
+from rttm.core.config import KafkaSettings
+from rttm.core.contracts import QueueMetrics
+from rttm.core.decode import Accepted, decode_message
+from rttm.core.registry import BY_NAME, TOPICS
 from rttm.emit import Emitter
+from rttm.ops import schema_export
 from rttm.queue_reporter import QueueMetricsReporter
-from rttm.registry import BY_NAME, TOPICS
 from rttm.stack.processes import free_port
 from rttm_emit import schemas
 from tests.ingest_helpers import REPO, counts, create_topics, flow_env, ingest

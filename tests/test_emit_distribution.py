@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
-from rttm import schema_export
-from rttm.config import KafkaSettings
-from rttm.registry import BY_NAME, COLUMN_RENAMES, REJECTS_TABLE
+from rttm.core.config import KafkaSettings
+from rttm.core.registry import BY_NAME, COLUMN_RENAMES, REJECTS_TABLE
+from rttm.ops import schema_export
 from tests.ingest_helpers import REPO, counts, create_topics, ingest, rows
 
 pytestmark = pytest.mark.integration

@@ -5,9 +5,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from rttm.db.connect import error_cause
-from rttm.errors import RttmError
-from rttm.kafka_topics import _without_noise
+from rttm.core.db.connect import error_cause
+from rttm.core.errors import RttmError
+from rttm.core.kafka_topics import _without_noise
 
 
 @pytest.mark.parametrize(

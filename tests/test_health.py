@@ -14,12 +14,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from rttm import health
-from rttm.config import KafkaSettings
+from rttm.core.config import KafkaSettings
+from rttm.core.stream.stats import SourceCounters
+from rttm.ops import health
 from rttm.stack.broker import BrokerProcess
 from rttm.stack.postgres import PostgresProcess, start_postgres
 from rttm.stack.processes import free_port
-from rttm.stream.stats import SourceCounters
 from support import workload
 from tests.conftest import TEST_POSTGRES_SETTINGS
 from tests.ingest_helpers import create_topics, flow_env, migrated

@@ -26,14 +26,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from rttm.db import prepare
-from rttm.decode import Rejected, decode_message
+from rttm.core.db import prepare
+from rttm.core.decode import Rejected, decode_message
+from rttm.core.registry import REJECTS_TABLE, TOPICS
+from rttm.core.stream.source import RawBatch
 from rttm.ingest.chunks import DEFAULT_SHARDS, split_batch
 from rttm.ingest.dedupe import ShardDedupe
 from rttm.ingest.rows import LAYOUTS, table_row
 from rttm.ingest.writer import ShardWriter
-from rttm.registry import REJECTS_TABLE, TOPICS
-from rttm.stream.source import RawBatch
 from tests.ingest_helpers import row_columns
 from tests.samples import SAMPLE_MESSAGES, encode
 

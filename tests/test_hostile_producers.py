@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from rttm.config import KafkaSettings
-from rttm.contracts import Message
+from rttm.core.config import KafkaSettings
+from rttm.core.contracts import Message
 from rttm.metrics.limits import OTHER
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port

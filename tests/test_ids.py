@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from rttm.ids import uuid7
+from rttm.core.ids import uuid7
 
 
 def test_ids_are_uuid7_and_sort_in_creation_order() -> None:

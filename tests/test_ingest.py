@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from rttm.config import KafkaSettings
-from rttm.contracts import ID_MAX_CHARS
-from rttm.db import partitions
-from rttm.registry import BY_NAME, COLUMN_RENAMES, REJECTS_TABLE, TOPICS
-from rttm.stream import stats as source_stats
+from rttm.core.config import KafkaSettings
+from rttm.core.contracts import ID_MAX_CHARS
+from rttm.core.db import partitions
+from rttm.core.registry import BY_NAME, COLUMN_RENAMES, REJECTS_TABLE, TOPICS
+from rttm.core.stream import stats as source_stats
 from support.kafka import produce
 from tests.ingest_helpers import (
     committed_offsets,

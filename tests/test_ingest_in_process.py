@@ -18,13 +18,13 @@ from bytewax.testing import TestingSource, run_main
 from confluent_kafka import TIMESTAMP_CREATE_TIME
 from confluent_kafka import Message as KafkaMessage
 
-from rttm.config import KafkaSettings
-from rttm.contracts import Message
+from rttm.core.config import KafkaSettings
+from rttm.core.contracts import Message
+from rttm.core.registry import BY_NAME, TOPICS
+from rttm.core.stream.source import RawBatch
 from rttm.ingest import flow as ingest_flow
 from rttm.ingest import stats
 from rttm.ingest.settings import IngestSettings
-from rttm.registry import BY_NAME, TOPICS
-from rttm.stream.source import RawBatch
 from support.simulated import events, raw_batches
 
 pytestmark = pytest.mark.integration

@@ -10,11 +10,11 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from rttm import health, metrics_port
-from rttm.errors import RttmError
+from rttm.core.errors import RttmError
+from rttm.core.stream import stats as source_stats
 from rttm.ingest import prometheus, stats
+from rttm.ops import health, metrics_port
 from rttm.stack.processes import free_port
-from rttm.stream import stats as source_stats
 
 
 def value(text: str, name: str) -> float:

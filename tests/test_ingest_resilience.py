@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from bytewax.recovery import init_db_dir
 
-from rttm.config import KafkaSettings
-from rttm.db.connect import describe
-from rttm.db.migrate import migrations
-from rttm.registry import TOPICS
+from rttm.core.config import KafkaSettings
+from rttm.core.db.connect import describe
+from rttm.core.db.migrate import migrations
+from rttm.core.registry import TOPICS
 from rttm.stack.pgdata import purge_under
 from rttm.stack.postgres import PostgresProcess, start_postgres
 from rttm.stack.processes import free_port

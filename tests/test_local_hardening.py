@@ -20,9 +20,9 @@ import psycopg
 import pytest
 
 from rttm.cli import run_flow, screens
-from rttm.config import ConfigError, KafkaSettings
+from rttm.core.config import ConfigError, KafkaSettings
+from rttm.core.errors import RttmError
 from rttm.emit import Emitter
-from rttm.errors import RttmError
 from rttm.stack import pgdata
 from rttm.stack.broker import start_broker
 from rttm.stack.postgres import bin_dir

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from rttm import logs
+from rttm.core import logs
 from tests.ingest_helpers import REPO
 
 
@@ -84,7 +84,7 @@ def test_a_failure_in_json_mode_is_a_json_object() -> None:
 
 SETUP = """
 import logging, sys
-from rttm import logs
+from rttm.core import logs
 logs.setup()
 logging.getLogger("rttm.sink").warning("database unavailable: %s", "refused")
 logging.getLogger("rttm.sink").debug("a detail")

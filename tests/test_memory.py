@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from rttm import memory
+from rttm.core import memory
 
 
 def test_glibc_accepts_the_malloc_settings() -> None:

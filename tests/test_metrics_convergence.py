@@ -19,9 +19,9 @@ import psycopg
 import pytest
 from bytewax.recovery import init_db_dir
 
-from rttm.config import KafkaSettings
-from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, TradeEvent
-from rttm.db import prepare
+from rttm.core.config import KafkaSettings
+from rttm.core.contracts import DlqEvent, ErrorEvent, LogEvent, Message, TradeEvent
+from rttm.core.db import prepare
 from rttm.metrics.merge import CORRECTED
 from support.kafka import produce
 from support.simulated import kafka_messages

@@ -19,8 +19,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 from rttm.alerts.rules import load_rules
-from rttm.contracts import DlqEvent, ErrorEvent, TradeEvent
-from rttm.ids import uuid7
+from rttm.core.contracts import DlqEvent, ErrorEvent, TradeEvent
+from rttm.core.ids import uuid7
+from rttm.core.stream.source import RawBatch
 from rttm.metrics import stats
 from rttm.metrics.events import facts_by_shard
 from rttm.metrics.limits import Limits
@@ -29,7 +30,6 @@ from rttm.metrics.progress import describe
 from rttm.metrics.prometheus import MetricsFlowCollector
 from rttm.metrics.repeats import NO_ID, Repeats, id_key
 from rttm.metrics.shard import ShardLogic, ShardReport
-from rttm.stream.source import RawBatch
 from support.simulated import T0, raw_batches, sources
 from tests.metrics_helpers import engine_config, run_engine, series, stored
 

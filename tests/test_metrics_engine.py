@@ -17,7 +17,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from rttm.alerts.rules import METRIC_LABELS, load_rules
-from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, QueueMetrics, TradeEvent
+from rttm.core.contracts import DlqEvent, ErrorEvent, LogEvent, Message, QueueMetrics, TradeEvent
 from rttm.metrics.flow import add_engine
 from rttm.metrics.merge import CORRECTED, MetricsOutput
 from rttm.metrics.points import MAX_LABEL_CHARS, Point

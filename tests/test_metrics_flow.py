@@ -21,10 +21,10 @@ import pytest
 from bytewax.recovery import init_db_dir
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from rttm.config import KafkaSettings
-from rttm.contracts import TradeEvent
-from rttm.kafka_topics import partition_counts
-from rttm.registry import ALERT_EVENTS_TOPIC
+from rttm.core.config import KafkaSettings
+from rttm.core.contracts import TradeEvent
+from rttm.core.kafka_topics import partition_counts
+from rttm.core.registry import ALERT_EVENTS_TOPIC
 from rttm.simulator import scenario
 from rttm.simulator.engine import Simulation
 from support.kafka import produce

@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from rttm.alerts.engine import AlertEngine
 from rttm.alerts.rules import Rule, load_rules
-from rttm.config import ConfigError
-from rttm.contracts import DlqEvent, Message, QueueMetrics, TradeEvent
+from rttm.core.config import ConfigError
+from rttm.core.contracts import DlqEvent, Message, QueueMetrics, TradeEvent
 from rttm.metrics import pipeline, stats
 from rttm.metrics.limits import OTHER, Limits, fold
 from rttm.metrics.points import Point

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rttm.config import ConfigError
-from rttm.errors import RttmError
+from rttm.core.config import ConfigError
+from rttm.core.errors import RttmError
 from rttm.metrics import pipeline
 from rttm.metrics.merge import MergeLogic, MergeState
 from rttm.metrics.queues import QueueTracker

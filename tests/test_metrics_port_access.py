@@ -1,6 +1,6 @@
 """A flow's ``--metrics-port`` beyond 127.0.0.1: credentials as Prometheus sends them.
 
-The port is served for real (``rttm.metrics_port.serve``) and asked over HTTP: no
+The port is served for real (``rttm.ops.metrics_port.serve``) and asked over HTTP: no
 credentials, wrong ones, a right password (``basic_auth``) and a right bearer token
 (``authorization``); the probes stay open. ``rttm ingest`` and ``rttm metrics`` refuse a
 non-loopback ``--metrics-host`` without credentials in one line, before anything starts.
@@ -19,8 +19,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from rttm import health, metrics_port
-from rttm.addresses import LOCALHOST
+from rttm.core.addresses import LOCALHOST
+from rttm.ops import health, metrics_port
 from rttm.stack.processes import free_port
 from rttm.web.auth import Authenticator
 from tests.ingest_helpers import REPO

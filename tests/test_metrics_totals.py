@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 import psycopg
 import pytest
 
-from rttm.contracts import TradeEvent
-from rttm.metric_catalogue import COUNTS
+from rttm.core.contracts import TradeEvent
+from rttm.core.metric_catalogue import COUNTS
 from rttm.metrics.limits import Limits
 from rttm.metrics.merge import MetricsOutput
 from rttm.metrics.points import Labels, Point, labels_of

@@ -23,10 +23,11 @@ from bytewax.testing import run_main
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from rttm.config import KafkaSettings
-from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, TradeEvent
-from rttm.db.connect import Conn
-from rttm.errors import RttmError
+from rttm.core.config import KafkaSettings
+from rttm.core.contracts import DlqEvent, ErrorEvent, LogEvent, Message, TradeEvent
+from rttm.core.db.connect import Conn
+from rttm.core.errors import RttmError
+from rttm.core.registry import TOPICS, TopicSpec
 from rttm.metrics import flow as metrics_flow
 from rttm.metrics import settings as metrics_settings
 from rttm.metrics.limits import OTHER
@@ -34,7 +35,6 @@ from rttm.metrics.pipeline import load
 from rttm.metrics.points import Labels, labels_of
 from rttm.metrics.reasons import reason_group
 from rttm.metrics.shard import COUNTED_LEVELS
-from rttm.registry import TOPICS, TopicSpec
 from rttm.views import verify
 from support import simulated
 from support.kafka import produce

@@ -11,13 +11,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from rttm.db.connect import Conn
-from rttm.db.migrate import MIGRATIONS_TABLE, migrate, migrations
-from rttm.db.roles import PROGRESS_TABLE, TOPIC_IDS_TABLE
-from rttm.decode import Accepted, decode_message
-from rttm.errors import RttmError
-from rttm.metrics.store import TABLES as METRICS_TABLES
-from rttm.registry import (
+from rttm.core.db.connect import Conn
+from rttm.core.db.migrate import MIGRATIONS_TABLE, migrate, migrations
+from rttm.core.db.roles import PROGRESS_TABLE, TOPIC_IDS_TABLE
+from rttm.core.decode import Accepted, decode_message
+from rttm.core.errors import RttmError
+from rttm.core.registry import (
     INGESTED_AT_COLUMN,
     REJECTS_COLUMNS,
     REJECTS_TABLE,
@@ -26,6 +25,7 @@ from rttm.registry import (
     TopicSpec,
     all_tables,
 )
+from rttm.metrics.store import TABLES as METRICS_TABLES
 from tests.samples import SAMPLE_MESSAGES, encode
 
 pytestmark = pytest.mark.integration

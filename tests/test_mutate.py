@@ -152,13 +152,16 @@ def test_documented_equivalents_come_from_their_section_only() -> None:
 
         | Mutant | Why |
         | --- | --- |
-        | `rttm/decode.py:111 and→or` | both operands are falsy together |
+        | `rttm/core/decode.py:111 and→or` | both operands are falsy together |
         | `rttm/x.py:2 1→0 #2` | … |
 
         ## Next
         | `b.py:3 <→<=` | nor this |
     """)
-    assert documented_equivalents(markdown) == ["rttm/decode.py:111 and→or", "rttm/x.py:2 1→0 #2"]
+    assert documented_equivalents(markdown) == [
+        "rttm/core/decode.py:111 and→or",
+        "rttm/x.py:2 1→0 #2",
+    ]
 
 
 def test_report_counts_documented_equivalents_apart_and_names_stale_ones() -> None:

@@ -22,14 +22,14 @@ from bytewax.testing import run_main
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from rttm import health, metrics_port
 from rttm.cli.main import build_parser
-from rttm.config import KafkaSettings
-from rttm.contracts import DlqEvent, TradeEvent
+from rttm.core.config import KafkaSettings
+from rttm.core.contracts import DlqEvent, TradeEvent
 from rttm.ingest import prometheus as ingest_prometheus
 from rttm.metrics import flow as metrics_flow
 from rttm.metrics import prometheus as metrics_prometheus
 from rttm.metrics import settings as metrics_settings
+from rttm.ops import health, metrics_port
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
 from rttm.web.app import create_app

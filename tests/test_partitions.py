@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 from rttm.cli.main import main
-from rttm.db import partitions
-from rttm.db.connect import Conn
+from rttm.core.db import partitions
+from rttm.core.db.connect import Conn
 from rttm.metrics import retention
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from rttm.addresses import LOCALHOST
-from rttm.config import KafkaSettings
+from rttm.core.addresses import LOCALHOST
+from rttm.core.config import KafkaSettings
 from rttm.stack.processes import free_port
 from rttm.web.app import create_app
 from support import workload

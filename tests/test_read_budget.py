@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rttm.stream.budget import MAX_POLL, ReadBudget
+from rttm.core.stream.budget import MAX_POLL, ReadBudget
 
 
 def one_round(budget: ReadBudget, readers: list[int], backlog: dict[int, int], size: int) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, QueueMetrics, TradeEvent
-from rttm.decode import Accepted, decode_message
-from rttm.registry import TOPICS, UnknownTopicError, all_tables, spec_for
+from rttm.core.contracts import DlqEvent, ErrorEvent, LogEvent, QueueMetrics, TradeEvent
+from rttm.core.decode import Accepted, decode_message
+from rttm.core.registry import TOPICS, UnknownTopicError, all_tables, spec_for
 from rttm_emit import topics as emit_topics
 from tests.samples import SAMPLE_MESSAGES, encode
 

@@ -15,9 +15,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
     NewTopic,
 )
 
-from rttm.config import KafkaSettings
+from rttm.core.config import KafkaSettings
+from rttm.core.stream import stats as source_stats
 from rttm.ingest.resume import resume_positions, still_kept
-from rttm.stream import stats as source_stats
 from support import workload
 from support.kafka import produce
 from tests.ingest_helpers import counts, create_topics, ingest, payload

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
 
-from rttm.config import KafkaSettings
-from rttm.db import roles
+from rttm.core.config import KafkaSettings
+from rttm.core.db import roles
 from rttm.stack.processes import free_port
 from rttm.web.app import create_app
 from support import workload

@@ -24,7 +24,7 @@ import pytest
 from bytewax.recovery import init_db_dir
 
 from rttm.cli.ingest_commands import LAG_SERVICE_NAME
-from rttm.config import KafkaSettings
+from rttm.core.config import KafkaSettings
 from rttm.stack.processes import free_port, port_is_free
 from support import workload
 from tests.ingest_helpers import REPO, assert_complete, counts, create_topics, flow_env

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from rttm.cli.main import main
-from rttm.registry import TOPICS
+from rttm.core.registry import TOPICS
 from tests.samples import SAMPLE_MESSAGES
 
 

@@ -31,9 +31,9 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 
-from rttm.addresses import LOCALHOST
 from rttm.cli.serve_security import is_loopback
-from rttm.config import ConfigError
+from rttm.core.addresses import LOCALHOST
+from rttm.core.config import ConfigError
 from rttm.stack.processes import free_port
 from rttm.web.app import create_app
 from rttm.web.auth import Authenticator, Verdict

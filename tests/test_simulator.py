@@ -10,10 +10,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, QueueMetrics, TradeEvent
-from rttm.decode import Accepted, decode_message
-from rttm.errors import RttmError
-from rttm.registry import TOPICS
+from rttm.core.contracts import DlqEvent, ErrorEvent, LogEvent, Message, QueueMetrics, TradeEvent
+from rttm.core.decode import Accepted, decode_message
+from rttm.core.errors import RttmError
+from rttm.core.registry import TOPICS
 from rttm.simulator import scenario as scenarios
 from rttm.simulator.engine import Simulation
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from rttm import stack
-from rttm.registry import TOPICS, all_tables
+from rttm.core.registry import TOPICS, all_tables
 from rttm.stack.processes import free_port, pid_alive, port_answers
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from rttm.config import KafkaSettings
+from rttm.core.config import KafkaSettings
 from rttm.stack.processes import free_port, port_answers
 from support import workload
 from tests.ingest_helpers import REPO, assert_complete, counts, create_topics, flow_env, migrated

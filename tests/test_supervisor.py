@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 
-from rttm import supervisor
+from rttm.ops import supervisor
 from tests.ingest_helpers import REPO
 
 DRIVER = """
 import json, sys
-from rttm import supervisor
-from rttm.supervisor import Child, Group, Supervisor
+from rttm.ops import supervisor
+from rttm.ops.supervisor import Child, Group, Supervisor
 spec = json.loads(sys.argv[1])
 for name, value in spec["constants"].items():  # shorter waits than a deployment's
     setattr(supervisor, name, value)
@@ -188,7 +188,7 @@ def test_a_second_signal_kills_every_child_at_once() -> None:
 
 
 def test_children_outlive_no_supervisor_even_one_killed_with_sigkill() -> None:
-    bound = "from rttm.supervisor import bind_to_parent; bind_to_parent(); " + SLEEP
+    bound = "from rttm.ops.supervisor import bind_to_parent; bind_to_parent(); " + SLEEP
     run = Running([("bound", [("c", bound)])])
     run.wait_for("c | up")
     [child] = run.pids()

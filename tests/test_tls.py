@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rttm.config import KafkaSettings
-from rttm.registry import TOPICS
+from rttm.core.config import KafkaSettings
+from rttm.core.registry import TOPICS
 from rttm.stack.broker import start_broker
 from rttm.stack.processes import free_port
 from support import workload

@@ -8,11 +8,11 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
-from rttm import kafka_topics
 from rttm.cli.main import main
-from rttm.config import KafkaSettings
-from rttm.errors import RttmError
-from rttm.registry import OUTPUT_TOPICS, TOPICS
+from rttm.core import kafka_topics
+from rttm.core.config import KafkaSettings
+from rttm.core.errors import RttmError
+from rttm.core.registry import OUTPUT_TOPICS, TOPICS
 from rttm.stack.broker import BrokerProcess
 from rttm.stack.processes import free_port
 

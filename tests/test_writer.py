@@ -21,16 +21,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from rttm import kafka_topics
-from rttm.config import KafkaSettings
-from rttm.db import partitions
-from rttm.decode import decode_message
+from rttm.core import kafka_topics
+from rttm.core.config import KafkaSettings
+from rttm.core.db import partitions
+from rttm.core.decode import decode_message
+from rttm.core.registry import BY_NAME, REJECTS_TABLE, TOPICS
 from rttm.ingest import stats
 from rttm.ingest.chunks import Chunk
 from rttm.ingest.offsets import OffsetCommitter
 from rttm.ingest.rows import Row, table_row
 from rttm.ingest.writer import MERGE_RUN, ShardWriter
-from rttm.registry import BY_NAME, REJECTS_TABLE, TOPICS
 from rttm.stack.processes import free_port
 from tests import ingest_helpers
 from tests.ingest_helpers import committed_offsets, row_columns

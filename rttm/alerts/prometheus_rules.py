@@ -2,7 +2,7 @@
 
 For teams that evaluate alerts in their own Prometheus, scraping ``rttm serve``'s
 ``/metrics``: each rule becomes the PromQL of its metric over the exposed series
-(:func:`rttm.metric_catalogue.promql`: a gauge as it is, a rate or a ratio from
+(:func:`rttm.core.metric_catalogue.promql`: a gauge as it is, a rate or a ratio from
 ``rate()`` of counters, a per-window count as a counter's increase scaled to one window,
 a latency back in milliseconds) ``OP threshold``, with the same ``for``,
 ``keep_firing_for``, labels (with ``source="rttm"``, so routes and silences made for RTTM's
@@ -21,8 +21,8 @@ from typing import Final
 from rttm.alerts.notifications import SOURCE_NAME, SOURCE_VALUE
 from rttm.alerts.rules import Rule
 from rttm.alerts.templates import format_value
-from rttm.durations import format_duration
-from rttm.metric_catalogue import EXPECT_S, METRICS, Kind, expected, promql
+from rttm.core.durations import format_duration
+from rttm.core.metric_catalogue import EXPECT_S, METRICS, Kind, expected, promql
 
 GROUP: Final = "rttm"
 
@@ -66,7 +66,7 @@ def _string(text: str) -> str:
 
 
 #: Comparisons that a zero meets: on a count, rate or ratio they hold only while activity
-#: is expected, as RTTM writes such zeros (:func:`rttm.metric_catalogue.expected`).
+#: is expected, as RTTM writes such zeros (:func:`rttm.core.metric_catalogue.expected`).
 _MET_BY_ZERO = ("==", "<", "<=")
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from rttm.config import ConfigError
-from rttm.durations import parse_duration, parse_positive_duration
+from rttm.core.config import ConfigError
+from rttm.core.durations import parse_duration, parse_positive_duration
 
 ENV_ALERTMANAGER = "RTTM_ALERTMANAGER_URL"
 ENV_WEBHOOK = "RTTM_ALERT_WEBHOOK_URL"

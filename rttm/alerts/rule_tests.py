@@ -36,8 +36,8 @@ import msgspec
 
 from rttm.alerts.engine import AlertEngine, format_labels
 from rttm.alerts.rules import METRIC_LABELS, METRICS, Rule, load_rules
-from rttm.durations import parse_duration
-from rttm.errors import RttmError
+from rttm.core.durations import parse_duration
+from rttm.core.errors import RttmError
 from rttm.metrics.points import Labels, Point, labels_of
 
 #: Most windows one test file may evaluate (about 11 days of 10 s windows), so that a typo

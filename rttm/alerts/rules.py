@@ -29,11 +29,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from rttm import metric_catalogue as catalogue
 from rttm.alerts import templates
 from rttm.alerts._lines import KeyLines
-from rttm.durations import parse_duration
-from rttm.errors import RttmError
+from rttm.core import metric_catalogue as catalogue
+from rttm.core.durations import parse_duration
+from rttm.core.errors import RttmError
 from rttm.metrics.points import Labels, labels_of
 
 #: The label names of every metric the metrics engine emits, by metric name.

@@ -38,8 +38,8 @@ from rttm.alerts.notifications import AlertRecord
 from rttm.alerts.receivers import ALERTS_PATH, Delivery, Receiver
 from rttm.alerts.rules import Rule
 from rttm.alerts.stored import LATEST_PER_SERIES
-from rttm.db.connect import DictConn, error_cause, sink_connection
-from rttm.outage import OutageLog
+from rttm.core.db.connect import DictConn, error_cause, sink_connection
+from rttm.core.outage import OutageLog
 
 _LOG = logging.getLogger(__name__)
 #: How often the sender looks for due rows when nothing wakes it.

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from rttm.alerts.http_client import Outcome, call
 from rttm.alerts.notifications import SOURCE_NAME, SOURCE_VALUE, iso
 from rttm.alerts.receivers import ALERTS_PATH, ENV_ALERTMANAGER, SILENCES_PATH, Receiver
-from rttm.errors import RttmError
+from rttm.core.errors import RttmError
 
 #: How long the dashboard reuses Alertmanager's answer, and waits for one.
 CACHE_S: Final = 5.0

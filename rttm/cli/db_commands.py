@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import psycopg
 
-from rttm import config
 from rttm.cli import Subcommands, add_command, say
-from rttm.db import partitions, prepare, roles
-from rttm.db.connect import Conn, connect, describe, error_cause
-from rttm.db.migrate import applied_versions, migrations
-from rttm.errors import RttmError
+from rttm.core import config
+from rttm.core.db import partitions, prepare, roles
+from rttm.core.db.connect import Conn, connect, describe, error_cause
+from rttm.core.db.migrate import applied_versions, migrations
+from rttm.core.errors import RttmError
 from rttm.metrics import retention
 
 

@@ -26,14 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from rttm import config, stack, stopping
-from rttm.addresses import LOCALHOST
+from rttm import stack
 from rttm.alerts import receivers
 from rttm.cli import Subcommands, add_command, say
 from rttm.cli.serve_commands import DEFAULT_PORT
 from rttm.cli.stack_commands import print_env
-from rttm.errors import RttmError
-from rttm.logs import setup as setup_logging
+from rttm.core import config, stopping
+from rttm.core.addresses import LOCALHOST
+from rttm.core.errors import RttmError
+from rttm.core.logs import setup as setup_logging
 from rttm.stack.processes import log_tail, port_answers, port_is_free
 
 STOP_GRACE_S = 10.0

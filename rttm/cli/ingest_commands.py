@@ -8,15 +8,16 @@ import signal
 from functools import partial
 from pathlib import Path
 
-from rttm import flow_settings, health, logs, memory, stopping
 from rttm.cli import Subcommands, add_command, run_flow, say
-from rttm.errors import RttmError
+from rttm.core import flow_settings, logs, memory, stopping
+from rttm.core.errors import RttmError
 from rttm.ingest import progress, prometheus
 from rttm.ingest import settings as ingest_settings
 from rttm.ingest.chunks import DEFAULT_SHARDS
 from rttm.ingest.flow import build_flow
 from rttm.ingest.progress import ProgressLine
 from rttm.ingest.settings import IngestSettings
+from rttm.ops import health
 from rttm.queue_reporter import QueueMetricsReporter
 from rttm_emit import Emitter
 

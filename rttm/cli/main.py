@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rttm import __version__, logs, supervisor
+from rttm import __version__
 from rttm.cli import (
     db_commands,
     demo_commands,
@@ -22,7 +22,9 @@ from rttm.cli import (
     topic_commands,
     view_commands,
 )
-from rttm.errors import RttmError
+from rttm.core import logs
+from rttm.core.errors import RttmError
+from rttm.ops import supervisor
 
 #: Exit status of a failure the user can act on; argparse uses 2 for usage errors.
 EXIT_ERROR = 1

@@ -13,9 +13,9 @@ import argparse
 import os
 from collections.abc import Mapping
 
-from rttm.addresses import LOCALHOST
 from rttm.cli.serve_security import is_loopback
-from rttm.errors import RttmError
+from rttm.core.addresses import LOCALHOST
+from rttm.core.errors import RttmError
 from rttm.web.auth import Authenticator
 
 ENV_AUTH_FILE = "RTTM_METRICS_AUTH_FILE"

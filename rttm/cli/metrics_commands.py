@@ -13,15 +13,16 @@ import signal
 import sys
 from pathlib import Path
 
-from rttm import flow_settings, health, logs, stopping
 from rttm.cli import Subcommands, add_command, run_flow, say, screens
-from rttm.durations import format_duration, parse_positive_duration
-from rttm.errors import RttmError
+from rttm.core import flow_settings, logs, stopping
+from rttm.core.durations import format_duration, parse_positive_duration
+from rttm.core.errors import RttmError
 from rttm.metrics import prometheus
 from rttm.metrics import settings as metrics_settings
 from rttm.metrics.flow import build_flow
 from rttm.metrics.progress import MetricsLine
 from rttm.metrics.shard import EngineConfig
+from rttm.ops import health
 from rttm.views import verify
 
 #: Written into a recovery directory: the window length and shard count of its state.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rttm.alerts import prometheus_rules, rule_tests, rules
 from rttm.cli import Subcommands, add_command, say
-from rttm.errors import RttmError
+from rttm.core.errors import RttmError
 from rttm.metrics import settings as metrics_settings
 from rttm.metrics.settings import ENV_ALERT_RULES
 

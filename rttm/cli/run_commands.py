@@ -17,14 +17,14 @@ from pathlib import Path
 
 from bytewax.recovery import init_db_dir
 
-from rttm import config, flow_settings, logs
-from rttm.addresses import LOCALHOST
 from rttm.alerts import receivers
 from rttm.cli import Subcommands, add_command, metrics_access, say, serve_security
 from rttm.cli.serve_commands import DEFAULT_PORT, refuse_writer_role
-from rttm.errors import RttmError
-from rttm.safe_paths import check_private_dir
-from rttm.supervisor import MAX_DELAY_S, STOP_TIMEOUT_S, Child, Group, Supervisor
+from rttm.core import config, flow_settings, logs
+from rttm.core.addresses import LOCALHOST
+from rttm.core.errors import RttmError
+from rttm.core.safe_paths import check_private_dir
+from rttm.ops.supervisor import MAX_DELAY_S, STOP_TIMEOUT_S, Child, Group, Supervisor
 from rttm.web.auth import DEFAULT_PROXY_HEADER
 
 #: The flows ``rttm run`` can run, in the order they are stopped (the dashboard after them).

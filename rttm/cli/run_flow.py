@@ -17,13 +17,14 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from rttm import cluster, health, metrics_port, stopping
 from rttm.cli import metrics_access, say
-from rttm.cluster import Place
-from rttm.errors import RttmError
-from rttm.live_line import RateLine
-from rttm.safe_paths import check_private_dir
-from rttm.stream import stats
+from rttm.core import stopping
+from rttm.core.errors import RttmError
+from rttm.core.live_line import RateLine
+from rttm.core.safe_paths import check_private_dir
+from rttm.core.stream import stats
+from rttm.ops import cluster, health, metrics_port
+from rttm.ops.cluster import Place
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -113,7 +114,7 @@ def run(
 ) -> int:
     """Run ``flow`` here until it ends or is stopped; print its last line; exit status.
 
-    SIGINT and SIGTERM stop it cleanly (``rttm.stopping``): the live line ends with
+    SIGINT and SIGTERM stop it cleanly (``rttm.core.stopping``): the live line ends with
     ``stopped(summary)``, and the status is 0, or 130/143 for a ``bounded`` run cut short.
     ``checks`` (the servers') and the flow's progress make ``/readyz`` on --metrics-port.
     """

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rttm import schema_export
 from rttm.cli import Subcommands, add_command
+from rttm.ops import schema_export
 
 
 def register(commands: Subcommands) -> None:

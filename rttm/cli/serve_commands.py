@@ -7,14 +7,14 @@ import logging
 
 import uvicorn
 
-from rttm import config, logs, stopping
-from rttm.addresses import LOCALHOST
 from rttm.alerts import receivers
 from rttm.cli import Subcommands, add_command, say, serve_security
 from rttm.cli.view_commands import bounded
-from rttm.db import roles
-from rttm.db.connect import connect
-from rttm.errors import RttmError
+from rttm.core import config, logs, stopping
+from rttm.core.addresses import LOCALHOST
+from rttm.core.db import roles
+from rttm.core.db.connect import connect
+from rttm.core.errors import RttmError
 from rttm.metrics.settings import pipeline_from_env
 from rttm.views import limits
 from rttm.views.budget import DEFAULT_BUDGET_S

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rttm.addresses import LOCALHOST
-from rttm.config import ConfigError
+from rttm.core.addresses import LOCALHOST
+from rttm.core.config import ConfigError
 from rttm.web.auth import DEFAULT_PROXY_HEADER, Authenticator
 
 ENV_AUTH_FILE = "RTTM_SERVE_AUTH_FILE"

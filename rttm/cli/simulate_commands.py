@@ -8,12 +8,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rttm import stopping
 from rttm.cli import Subcommands, add_command, say
-from rttm.config import KafkaSettings
-from rttm.errors import RttmError
-from rttm.live_line import LiveLine
-from rttm.logs import setup as setup_logging
+from rttm.core import stopping
+from rttm.core.config import KafkaSettings
+from rttm.core.errors import RttmError
+from rttm.core.live_line import LiveLine
+from rttm.core.logs import setup as setup_logging
 from rttm.simulator import scenario as scenarios
 from rttm.simulator.engine import Simulation
 from rttm.simulator.run import Summary, run

@@ -6,12 +6,13 @@ import argparse
 import os
 import shlex
 
-from rttm import config, stack
+from rttm import stack
 from rttm.cli import Subcommands, add_command, say
 from rttm.cli.db_commands import migrate_and_report
 from rttm.cli.topic_commands import add_topic_options, create_and_report
-from rttm.config import KafkaSettings
-from rttm.errors import RttmError
+from rttm.core import config
+from rttm.core.config import KafkaSettings
+from rttm.core.errors import RttmError
 
 
 def register(commands: Subcommands) -> None:

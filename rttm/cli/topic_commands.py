@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from rttm import kafka_topics
 from rttm.cli import Subcommands, add_command, say
-from rttm.config import KafkaSettings
-from rttm.registry import TOPICS
+from rttm.core import kafka_topics
+from rttm.core.config import KafkaSettings
+from rttm.core.registry import TOPICS
 
 
 def register(commands: Subcommands) -> None:

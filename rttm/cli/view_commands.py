@@ -19,13 +19,13 @@ from typing import Any, TypeVar
 import psycopg
 from rich.console import Console
 
-from rttm import config
 from rttm.alerts import receivers, silences
 from rttm.alerts.rules import LABEL_NAME
 from rttm.cli import Subcommands, add_command, say, screens
-from rttm.db.connect import DictConn
-from rttm.durations import format_duration, parse_positive_duration
-from rttm.errors import RttmError
+from rttm.core import config
+from rttm.core.db.connect import DictConn
+from rttm.core.durations import format_duration, parse_positive_duration
+from rttm.core.errors import RttmError
 from rttm.metrics.settings import pipeline_from_env
 from rttm.views import alerts, limits, status, trace
 from rttm.views.common import open_view, query_failed

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
-from rttm.decode import Refusal, dedupe_key, empty_value, rejected, validated
+from rttm.core.decode import Refusal, dedupe_key, empty_value, rejected, validated
+from rttm.core.registry import BY_NAME, REJECTS_TABLE
+from rttm.core.stream.shards import shard_keys, shard_of
+from rttm.core.stream.source import RawBatch
 from rttm.ingest.rows import Row, event_row, reject_row
-from rttm.registry import BY_NAME, REJECTS_TABLE
-from rttm.stream.shards import shard_keys, shard_of
-from rttm.stream.source import RawBatch
 
 #: Default number of shards = sink partitions = database connections of one flow
 #: (``RTTM_SHARDS``); 2 measured best on 2 cores (1 to 4 tried: each extra connection
@@ -59,7 +59,7 @@ def split_batch(batch: RawBatch, shards: int = DEFAULT_SHARDS) -> list[tuple[str
     """Decode every message of ``batch`` and route its row to its shard's chunk.
 
     The hot path of the ingestion: a valid message goes straight from ``validated`` to its
-    row tuple, without the per-message objects of :func:`~rttm.decode.decode_message`; a
+    row tuple, without the per-message objects of :func:`~rttm.core.decode.decode_message`; a
     refused one keeps the reason ``validated`` gave.
     """
     topic, partition = batch.topic, batch.partition

@@ -14,11 +14,11 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
+from rttm.core.stream.source import RawBatch, RttmKafkaSource
 from rttm.ingest.chunks import split_batch
 from rttm.ingest.dedupe import dedupe_step
 from rttm.ingest.settings import IngestSettings
 from rttm.ingest.sink import PostgresSink
-from rttm.stream.source import RawBatch, RttmKafkaSource
 
 FLOW_ID = "rttm_ingest"
 

@@ -16,8 +16,8 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from rttm.db.connect import Conn
-from rttm.registry import BY_NAME
+from rttm.core.db.connect import Conn
+from rttm.core.registry import BY_NAME
 
 _LOG = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 0.5

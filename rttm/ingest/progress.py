@@ -10,13 +10,13 @@ from typing import TextIO
 
 import psycopg
 
-from rttm.db.connect import error_cause
-from rttm.errors import RttmError
+from rttm.core.db.connect import error_cause
+from rttm.core.errors import RttmError
+from rttm.core.live_line import RateLine
+from rttm.core.stream import stats as source_stats
+from rttm.core.stream.stats import SourceCounters
 from rttm.ingest.resume import stored_positions
 from rttm.ingest.stats import COUNTERS, Counters
-from rttm.live_line import RateLine
-from rttm.stream import stats as source_stats
-from rttm.stream.stats import SourceCounters
 
 
 def describe(counters: Counters, source: SourceCounters, rate: float) -> str:

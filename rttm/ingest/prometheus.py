@@ -3,7 +3,7 @@
 Registered in the process's default registry by ``dataflows/rttm.py``, so Bytewax's API
 server serves it (``BYTEWAX_DATAFLOW_API_ENABLED=true``, port 3030 on every address,
 ``/metrics``);
-``rttm ingest --metrics-port PORT`` serves it on its own (``rttm.metrics_port``).
+``rttm ingest --metrics-port PORT`` serves it on its own (``rttm.ops.metrics_port``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from rttm.core.stream.stats import COUNTERS as SOURCE
 from rttm.ingest.stats import COUNTERS
-from rttm.stream.stats import COUNTERS as SOURCE
 
 
 class IngestCollector(Collector):

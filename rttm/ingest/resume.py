@@ -18,7 +18,7 @@ the record is checked against the broker:
   commit first. Otherwise a crash after shard 0's first commit, before shard 1's, would
   resume past rows that only shard 1 was to write.
 
-A recovery snapshot's offset never overrides it (:func:`rttm.stream.source.resume_offset`):
+A recovery snapshot's offset never overrides it (:func:`rttm.core.stream.source.resume_offset`):
 the database is the record of what is stored.
 """
 
@@ -29,12 +29,12 @@ from collections.abc import Mapping, Sequence
 
 import psycopg
 
-from rttm import kafka_topics
-from rttm.config import KafkaSettings
-from rttm.db.connect import Conn, connect
-from rttm.db.retry import describe_fault
-from rttm.errors import RttmError
-from rttm.kafka_topics import Where
+from rttm.core import kafka_topics
+from rttm.core.config import KafkaSettings
+from rttm.core.db.connect import Conn, connect
+from rttm.core.db.retry import describe_fault
+from rttm.core.errors import RttmError
+from rttm.core.kafka_topics import Where
 
 _LOG = logging.getLogger(__name__)
 

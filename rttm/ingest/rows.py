@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from msgspec.structs import astuple
 
-from rttm.contracts import Message
-from rttm.decode import Accepted, Decoded, Rejected
-from rttm.registry import REJECTS_COLUMNS, REJECTS_TABLE, REJECTS_TYPES, TOPICS
+from rttm.core.contracts import Message
+from rttm.core.decode import Accepted, Decoded, Rejected
+from rttm.core.registry import REJECTS_COLUMNS, REJECTS_TABLE, REJECTS_TYPES, TOPICS
 
 Row = tuple[object, ...]
 

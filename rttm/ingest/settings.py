@@ -6,14 +6,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from rttm import config
-from rttm.config import ConfigError, KafkaSettings
-from rttm.flow_settings import FlowSettings, check_schema, tail, topic_partitions
+from rttm.core import config
+from rttm.core.config import ConfigError, KafkaSettings
+from rttm.core.flow_settings import FlowSettings, check_schema, tail, topic_partitions
+from rttm.core.kafka_topics import Where
+from rttm.core.registry import TOPICS, TopicSpec, spec_for
 from rttm.ingest.chunks import DEFAULT_SHARDS
 from rttm.ingest.dedupe import DEFAULT_CAPACITY
 from rttm.ingest.resume import resume_positions
-from rttm.kafka_topics import Where
-from rttm.registry import TOPICS, TopicSpec, spec_for
 
 ENV_TOPICS = "RTTM_TOPICS"
 ENV_DEDUPE_CAPACITY = "RTTM_DEDUPE_CAPACITY"

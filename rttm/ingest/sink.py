@@ -4,7 +4,7 @@ Each partition hands its batches to a writer thread, so PostgreSQL inserts one b
 the worker decodes the next (psycopg releases the GIL while it waits on the server). The
 queue is short: when the database is slow or down, the worker blocks and Kafka buffers.
 When the writer finds more than one batch queued, it writes them in one transaction: the
-source reads a bounded round at a time (``rttm.stream.budget``), and a commit per round
+source reads a bounded round at a time (``rttm.core.stream.budget``), and a commit per round
 would make PostgreSQL, the bottleneck while catching up, pay the cost of a transaction
 (COPY per table, progress rows, WAL flush) several times as often.
 A snapshot waits until every queued batch is committed, so an epoch is recorded as done
@@ -21,10 +21,10 @@ from typing import Any
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from rttm.core.stream.shards import shard_keys
 from rttm.ingest.chunks import Chunk
 from rttm.ingest.offsets import OffsetCommitter
 from rttm.ingest.writer import ShardWriter
-from rttm.stream.shards import shard_keys
 
 _LOG = logging.getLogger(__name__)
 #: Batches a partition may have queued for its writer thread before the worker waits.

@@ -1,6 +1,6 @@
 """The ingestion's counters in this process: rows written, rejects, duplicates, retries.
 
-With the source's counters (:mod:`rttm.stream.stats`: messages read, lag), read by the
+With the source's counters (:mod:`rttm.core.stream.stats`: messages read, lag), read by the
 progress line of ``rttm ingest`` and :mod:`rttm.ingest.prometheus`. Bytewax runs a thread
 per worker, and ``+=`` on a shared integer is not atomic, so every update takes one lock:
 Prometheus counters must not lose increments. The updates come once per batch, not per

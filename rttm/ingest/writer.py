@@ -5,7 +5,7 @@ The dedupe step keeps duplicates off that path; a row that exists anyway (a repl
 crash, a duplicate older than the dedupe window) makes the COPY fail with a unique
 violation, and the batch is redone with the merge path — COPY into a temporary staging
 table, then ``INSERT … SELECT … ON CONFLICT DO NOTHING`` — which stays on for a while, since
-replays come in runs. Failures are retried by the policy of ``rttm.db.retry`` (a lost
+replays come in runs. Failures are retried by the policy of ``rttm.core.db.retry`` (a lost
 connection with capped backoff, the same batch in the same order, logging once when the
 database goes and once when it is back; a lost race a few times, then with backoff).
 """
@@ -22,16 +22,16 @@ from typing import cast
 import psycopg
 from psycopg import sql
 
-from rttm.db import partitions
-from rttm.db.connect import Conn, error_cause, sink_connection
-from rttm.db.retry import BACKOFF_CAP_S, Failure, Retry
-from rttm.decode import Rejected, refusal_reason
+from rttm.core.db import partitions
+from rttm.core.db.connect import Conn, error_cause, sink_connection
+from rttm.core.db.retry import BACKOFF_CAP_S, Failure, Retry
+from rttm.core.decode import Rejected, refusal_reason
+from rttm.core.outage import OutageLog
+from rttm.core.registry import BY_NAME, REJECTS_TABLE
 from rttm.ingest import stats
 from rttm.ingest.chunks import Chunk
 from rttm.ingest.offsets import OffsetCommitter
 from rttm.ingest.rows import EVENT_TIME, LAYOUTS, TOPIC_OF_TABLE, Row, reject_row
-from rttm.outage import OutageLog
-from rttm.registry import BY_NAME, REJECTS_TABLE
 
 _LOG = logging.getLogger(__name__)
 #: Day partitions are created only this close to today: a producer with a broken clock must
@@ -64,7 +64,7 @@ def _table_sql(table: str, columns: Sequence[str], types: Sequence[str]) -> _Tab
         types=types,
         copy=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(name, cols),
         # Columns spelled out rather than LIKE the table: LIKE needs SELECT on it, which the
-        # ingestion's role does not have (``rttm.db.roles``). Types come from the registry.
+        # ingestion's role does not have (``rttm.core.db.roles``). Types come from the registry.
         stage_create=sql.SQL(
             "CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS"
         ).format(

@@ -1,6 +1,6 @@
 """Raw Kafka batches → compact per-shard chunks of the facts the metrics need.
 
-Validation is the ingestion's (:func:`rttm.decode.validated`), so a message the ingestion
+Validation is the ingestion's (:func:`rttm.core.decode.validated`), so a message the ingestion
 rejects is counted as invalid here too. Events become plain tuples with the event time as
 epoch seconds: the shard logic touches millions of them, and tuples of str/float are the
 cheapest thing Python has. Counted events (all but queue snapshots) end in ``(time, Kafka
@@ -19,14 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, QueueMetrics, TradeEvent
-from rttm.decode import Refusal, validated
+from rttm.core.contracts import DlqEvent, ErrorEvent, LogEvent, QueueMetrics, TradeEvent
+from rttm.core.decode import Refusal, validated
+from rttm.core.registry import BY_NAME, TopicSpec
+from rttm.core.stream.shards import shard_keys, shard_of
+from rttm.core.stream.source import RawBatch
 from rttm.metrics import stats
 from rttm.metrics.reasons import reason_group
 from rttm.metrics.repeats import id_key
-from rttm.registry import BY_NAME, TopicSpec
-from rttm.stream.shards import shard_keys, shard_of
-from rttm.stream.source import RawBatch
 
 #: (trade_id, service, event_type, time, offset, key)
 Trade = tuple[str, str, str, float, int, int]

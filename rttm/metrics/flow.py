@@ -16,13 +16,13 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
 from rttm.alerts.rules import Rule
+from rttm.core.stream.budget import METRICS_ROUND_MESSAGES
+from rttm.core.stream.source import RawBatch, RttmKafkaSource
 from rttm.metrics.events import facts_by_shard
 from rttm.metrics.merge import MergeLogic, MetricsOutput
 from rttm.metrics.settings import MetricsSettings
 from rttm.metrics.shard import EngineConfig, ShardLogic, ShardReport
 from rttm.metrics.store import MetricsSink
-from rttm.stream.budget import METRICS_ROUND_MESSAGES
-from rttm.stream.source import RawBatch, RttmKafkaSource
 
 FLOW_ID = "rttm_metrics"
 #: Consumer group id the metrics readers name (required by librdkafka, never committed).

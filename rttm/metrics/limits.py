@@ -30,8 +30,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from rttm.config import ConfigError
-from rttm.metric_catalogue import LASTING
+from rttm.core.config import ConfigError
+from rttm.core.metric_catalogue import LASTING
 from rttm.metrics.points import Labels, Point
 
 #: The label value that stands for everything beyond a cap.

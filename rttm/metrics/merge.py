@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 
 from bytewax.operators import StatefulLogic
 
-from rttm import stopping
 from rttm.alerts.engine import Alert, AlertEngine, Transition
 from rttm.alerts.rules import Rule
-from rttm.metric_catalogue import EXPECT_S
+from rttm.core import stopping
+from rttm.core.metric_catalogue import EXPECT_S
 from rttm.metrics import limits, stats
 from rttm.metrics.events import Uncounted
 from rttm.metrics.points import MAX_LABEL_CHARS, Labels, Point, bounded_value, labels_of

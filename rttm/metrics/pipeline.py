@@ -16,8 +16,8 @@ from typing import Annotated
 
 import msgspec
 
-from rttm.durations import parse_duration
-from rttm.toml_files import load_toml
+from rttm.core.durations import parse_duration
+from rttm.core.toml_files import load_toml
 
 Name = Annotated[str, msgspec.Meta(min_length=1)]
 Names = tuple[Name, ...]

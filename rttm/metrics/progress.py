@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TextIO
 
-from rttm.live_line import RateLine
+from rttm.core.live_line import RateLine
 from rttm.metrics.stats import COUNTERS, Counters
 
 

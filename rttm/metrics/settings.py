@@ -7,17 +7,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from rttm import config
 from rttm.alerts import receivers
 from rttm.alerts.receivers import Delivery
 from rttm.alerts.rules import Rule, load_rules
-from rttm.config import ConfigError, KafkaSettings
-from rttm.durations import parse_duration
-from rttm.flow_settings import FlowSettings, check_schema, tail, topic_partitions
+from rttm.core import config
+from rttm.core.config import ConfigError, KafkaSettings
+from rttm.core.durations import parse_duration
+from rttm.core.flow_settings import FlowSettings, check_schema, tail, topic_partitions
+from rttm.core.registry import TOPICS
 from rttm.metrics import pipeline
 from rttm.metrics.limits import Limits
 from rttm.metrics.shard import EngineConfig
-from rttm.registry import TOPICS
 
 ENV_PIPELINE = "RTTM_PIPELINE"
 ENV_ALERT_RULES = "RTTM_ALERT_RULES"

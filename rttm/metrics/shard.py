@@ -28,8 +28,8 @@ from typing import TypeVar
 
 from bytewax.operators import StatefulLogic
 
-from rttm import stopping
-from rttm.errors import RttmError
+from rttm.core import stopping
+from rttm.core.errors import RttmError
 from rttm.metrics import stats
 from rttm.metrics.events import DLQ, ERROR, LOG, QUEUE, TIME_AT, TRADE, Facts, Uncounted
 from rttm.metrics.limits import OTHER, Limits

@@ -3,7 +3,7 @@
 Every row is keyed by event time (window start, alert activation, the trade's last event),
 so a replay after a crash rewrites what it wrote before; a window's correction replaces its
 count-type points (delete, then insert), after any points of the same batch. A batch is one
-transaction, retried by the policy of ``rttm.db.retry`` (with backoff while the database is
+transaction, retried by the policy of ``rttm.core.db.retry`` (with backoff while the database is
 away; a statement PostgreSQL refuses stops the flow instead: retrying it would never end).
 Transitions are published after the commit and acknowledged before the batch is done:
 at-least-once, keyed by rule, each carrying its idempotency key in a header. With receivers
@@ -27,19 +27,19 @@ import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Producer
 
-from rttm import stopping
 from rttm.alerts import outbox
 from rttm.alerts.engine import Transition
 from rttm.alerts.receivers import Delivery
 from rttm.alerts.rules import Rule
 from rttm.alerts.sender import Sender
-from rttm.db.connect import sink_connection
-from rttm.db.retry import BACKOFF_CAP_S, BACKOFF_START_S, Failure, Retry
-from rttm.metric_catalogue import COUNTS
+from rttm.core import stopping
+from rttm.core.db.connect import sink_connection
+from rttm.core.db.retry import BACKOFF_CAP_S, BACKOFF_START_S, Failure, Retry
+from rttm.core.metric_catalogue import COUNTS
+from rttm.core.outage import OutageLog
+from rttm.core.registry import ALERT_EVENTS_TOPIC
 from rttm.metrics.merge import CORRECTED, MetricsOutput
 from rttm.metrics.points import Point, labels_of
-from rttm.outage import OutageLog
-from rttm.registry import ALERT_EVENTS_TOPIC
 
 _LOG = logging.getLogger(__name__)
 #: The tables this sink writes (migrations 0005, 0007, 0008 and 0009).

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, QueueMetrics, TradeEvent
-from rttm.ids import uuid7
-from rttm.registry import TOPICS
+from rttm.core.contracts import DlqEvent, ErrorEvent, LogEvent, Message, QueueMetrics, TradeEvent
+from rttm.core.ids import uuid7
+from rttm.core.registry import TOPICS
 from rttm.simulator.scenario import Scenario, Stage
 
 Emit = Callable[[float], Message]

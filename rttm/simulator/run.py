@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rttm import stopping
+from rttm.core import stopping
 from rttm.simulator.engine import Simulation, Tally
 from rttm.simulator.scenario import Scenario
 from rttm_emit import EmitCounters, Emitter
@@ -62,7 +62,7 @@ def run(
 ) -> Summary:
     """Simulate and emit every event; ``paced`` keeps simulated time with the wall clock.
 
-    A stop asked for (``rttm.stopping``) ends the run early; what was emitted is flushed.
+    A stop asked for (``rttm.core.stopping``) ends the run early; what was emitted is flushed.
     """
     simulation = Simulation(
         scenario, seed=seed, start=start, rate=rate, trades=trades, duration=duration

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import msgspec
 
-from rttm.toml_files import load_toml
+from rttm.core.toml_files import load_toml
 
 Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Millis = Annotated[float, msgspec.Meta(ge=0.0)]

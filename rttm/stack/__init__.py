@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from rttm.safe_paths import check_private_dir, open_private
+from rttm.core.safe_paths import check_private_dir, open_private
 from rttm.stack import pgdata
 from rttm.stack.broker import LOG_NAME as BROKER_LOG
 from rttm.stack.broker import BrokerProcess, start_broker

@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rttm.addresses import LOCALHOST
-from rttm.errors import RttmError
+from rttm.core.addresses import LOCALHOST
+from rttm.core.errors import RttmError
 from rttm.stack.processes import (
     START_TIMEOUT_S,
     is_same_process,

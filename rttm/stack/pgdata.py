@@ -21,8 +21,8 @@ import stat
 import subprocess
 from pathlib import Path
 
-from rttm.errors import RttmError
-from rttm.safe_paths import check_private_dir, open_private
+from rttm.core.errors import RttmError
+from rttm.core.safe_paths import check_private_dir, open_private
 
 SUPERUSER = "postgres"
 #: PostgreSQL refuses to run as root; as root, the server runs as this system user.

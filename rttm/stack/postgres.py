@@ -18,9 +18,9 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from rttm.addresses import LOCALHOST
-from rttm.errors import RttmError
-from rttm.safe_paths import check_private_dir
+from rttm.core.addresses import LOCALHOST
+from rttm.core.errors import RttmError
+from rttm.core.safe_paths import check_private_dir
 from rttm.stack import pgdata
 from rttm.stack.pgdata import SUPERUSER, SYSTEM_USER
 from rttm.stack.processes import (

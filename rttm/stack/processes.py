@@ -10,9 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from rttm.addresses import LOCALHOST
-from rttm.errors import RttmError
-from rttm.safe_paths import open_private
+from rttm.core.addresses import LOCALHOST
+from rttm.core.errors import RttmError
+from rttm.core.safe_paths import open_private
 
 #: How long a local server may take to answer after it was started.
 START_TIMEOUT_S = 30.0

@@ -15,7 +15,7 @@ from typing import Any
 from rttm.alerts import outbox
 from rttm.alerts.notifications import fingerprint, manager_labels
 from rttm.alerts.stored import ALERT_COLUMNS, LATEST_PER_SERIES
-from rttm.db.connect import DictConn
+from rttm.core.db.connect import DictConn
 from rttm.views.budget import DEFAULT_BUDGET_S, Deadline
 from rttm.views.common import alert
 from rttm.views.limits import DEFAULT_MAX_ENTRIES

@@ -18,8 +18,8 @@ from typing import Any, LiteralString
 
 import psycopg
 
-from rttm.db.connect import DictConn
-from rttm.errors import RttmError
+from rttm.core.db.connect import DictConn
+from rttm.core.errors import RttmError
 
 #: Seconds a view request may take; the page polls every 2 s and gives up after 5 s.
 DEFAULT_BUDGET_S = 5.0

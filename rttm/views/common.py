@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from rttm.db.connect import DictConn, connect, describe, error_cause
-from rttm.errors import RttmError
+from rttm.core.db.connect import DictConn, connect, describe, error_cause
+from rttm.core.errors import RttmError
 
 #: A view that takes longer than this is cut off (the page polls every 2 s).
 STATEMENT_TIMEOUT = "5s"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from rttm.config import ConfigError
+from rttm.core.config import ConfigError
 from rttm.views.budget import DEFAULT_BUDGET_S, DEFAULT_CONCURRENT
 
 ENV_MAX_ENTRIES = "RTTM_VIEW_MAX_ENTRIES"

@@ -18,7 +18,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any, LiteralString
 
-from rttm.db.connect import DictConn
+from rttm.core.db.connect import DictConn
 from rttm.metrics.windows import STATUS_NAMES
 from rttm.views import status_queries as q
 from rttm.views.alerts import active

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, LiteralString, NamedTuple, TypeAlias
 
-from rttm.db.connect import DictConn
+from rttm.core.db.connect import DictConn
 from rttm.metrics.pipeline import Pipeline
 from rttm.views.budget import Deadline
 from rttm.views.common import iso, number

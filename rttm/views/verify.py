@@ -50,17 +50,17 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from rttm import config
-from rttm.contracts import DlqEvent, ErrorEvent, LogEvent, Message, TradeEvent
-from rttm.db.connect import Conn, connect
-from rttm.errors import RttmError
+from rttm.core import config
+from rttm.core.contracts import DlqEvent, ErrorEvent, LogEvent, Message, TradeEvent
+from rttm.core.db.connect import Conn, connect
+from rttm.core.errors import RttmError
+from rttm.core.registry import TOPICS, TopicSpec
 from rttm.metrics.limits import OTHER
 from rttm.metrics.pipeline import Pipeline
 from rttm.metrics.points import Labels, bounded_value, labels_of
 from rttm.metrics.reasons import reason_group
 from rttm.metrics.settings import engine_config
 from rttm.metrics.shard import COUNTED_LEVELS, EngineConfig
-from rttm.registry import TOPICS, TopicSpec
 from rttm.views.common import WORK_MEM, iso, query_failed
 
 #: The events the metrics engine noted as not counted (migration 0008).

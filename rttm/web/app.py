@@ -24,12 +24,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import Receive, Scope, Send
 
-from rttm import __version__, health
+from rttm import __version__
 from rttm.alerts.receivers import Receiver
 from rttm.alerts.silences import SilencedLookup
-from rttm.errors import RttmError
+from rttm.core.errors import RttmError
 from rttm.metrics import pipeline as pipelines
 from rttm.metrics.pipeline import Pipeline
+from rttm.ops import health
 from rttm.views import alerts as alert_view
 from rttm.views import status as status_view
 from rttm.views import trace as trace_view

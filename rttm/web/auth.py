@@ -27,7 +27,7 @@ from typing import TypeAlias
 
 import bcrypt
 
-from rttm.config import ConfigError
+from rttm.core.config import ConfigError
 from rttm.web import credentials
 from rttm.web.throttle import Throttle
 

@@ -14,7 +14,7 @@ import re
 import stat
 from pathlib import Path
 
-from rttm.config import ConfigError
+from rttm.core.config import ConfigError
 
 #: A bcrypt hash as ``htpasswd -B`` ($2y$), pyca bcrypt and crypt ($2b$) or older tools
 #: ($2a$) write it: cost, then 22 characters of salt and 31 of hash.

@@ -12,8 +12,8 @@ import logging
 
 import psycopg
 
-from rttm.db.connect import error_cause
-from rttm.errors import RttmError
+from rttm.core.db.connect import error_cause
+from rttm.core.errors import RttmError
 from rttm.views.budget import BudgetExceeded, Busy
 from rttm.views.common import query_failed
 

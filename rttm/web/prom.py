@@ -1,7 +1,7 @@
 """``/metrics`` of ``rttm serve``: platform metrics and RTTM's health, for Prometheus.
 
 Read from PostgreSQL on each scrape, so any number of servers show the same. The families,
-named and described by :mod:`rttm.metric_catalogue`:
+named and described by :mod:`rttm.core.metric_catalogue`:
 
 * counters ``rttm_<count>_total`` (trade events, trades started/completed/rejected, errors,
   DLQ events, log events, RTTM's own bookkeeping): every window's counts added up since the
@@ -38,12 +38,12 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rttm import metric_catalogue as catalogue
 from rttm.alerts.stored import LATEST_PER_SERIES
-from rttm.db.connect import DictConn
-from rttm.metric_catalogue import Kind
+from rttm.core import metric_catalogue as catalogue
+from rttm.core.db.connect import DictConn
+from rttm.core.metric_catalogue import Kind
+from rttm.core.registry import BY_NAME
 from rttm.metrics.limits import LEAST_FIRST, STATES
-from rttm.registry import BY_NAME
 from rttm.views.budget import DEFAULT_BUDGET_S, Deadline
 from rttm.views.common import open_view
 from rttm.views.limits import DEFAULT_MAX_SERIES

@@ -13,7 +13,7 @@ A failed transaction is classified by its SQLSTATE:
   including psycopg's own client-side errors, which have no SQLSTATE). No retry can mend
   it: the flow stops with one line that names the SQLSTATE.
 
-A stop asked for during a wait ends the process at once (``rttm.stopping``): the batch is
+A stop asked for during a wait ends the process at once (``rttm.core.stopping``): the batch is
 not committed, so the next start re-reads it.
 """
 
@@ -26,9 +26,9 @@ import time
 
 import psycopg
 
-from rttm import stopping
-from rttm.db.connect import error_cause
-from rttm.outage import OutageLog
+from rttm.core import stopping
+from rttm.core.db.connect import error_cause
+from rttm.core.outage import OutageLog
 
 _LOG = logging.getLogger(__name__)
 #: First and longest wait between attempts while the database is away.

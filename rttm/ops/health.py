@@ -21,9 +21,9 @@ import psycopg
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from rttm.config import KafkaSettings, rejected_kafka_config
-from rttm.db.connect import describe, error_cause
-from rttm.stream.stats import COUNTERS, SourceCounters
+from rttm.core.config import KafkaSettings, rejected_kafka_config
+from rttm.core.db.connect import describe, error_cause
+from rttm.core.stream.stats import COUNTERS, SourceCounters
 
 #: Seconds a readiness probe waits for one server.
 PROBE_TIMEOUT_S = 2

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from rttm.errors import RttmError
+from rttm.core.errors import RttmError
 
 #: Write bits for group and others: any of them lets another user plant files.
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH

@@ -1,7 +1,7 @@
 """``--metrics-port``: this process's Prometheus registry and its health.
 
 ``/metrics`` is the default registry; ``/healthz`` answers 200 while the process runs;
-``/readyz`` answers 200, or 503 with the reason of :class:`rttm.health.Readiness`.
+``/readyz`` answers 200, or 503 with the reason of :class:`rttm.ops.health.Readiness`.
 
 It binds 127.0.0.1 unless ``--metrics-host`` says otherwise. Another address needs
 credentials, as Prometheus' scrape configs send them (``basic_auth``, ``authorization`` with
@@ -20,9 +20,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
 
-from rttm.addresses import LOCALHOST
-from rttm.errors import RttmError
-from rttm.health import Readiness
+from rttm.core.addresses import LOCALHOST
+from rttm.core.errors import RttmError
+from rttm.ops.health import Readiness
 from rttm.web.auth import Authenticator
 
 StartResponse = Callable[..., Any]

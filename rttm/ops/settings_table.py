@@ -11,9 +11,9 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 
-from rttm import cluster, config, flow_settings, logs, supervisor
 from rttm.alerts import receivers
 from rttm.cli import metrics_access, serve_security
+from rttm.core import config, flow_settings, logs
 from rttm.ingest import chunks, dedupe
 from rttm.ingest import settings as ingest
 from rttm.metrics import settings as metrics
@@ -26,6 +26,7 @@ from rttm.metrics.limits import (
     ENV_MAX_TRADES,
     Limits,
 )
+from rttm.ops import cluster, supervisor
 from rttm.views import limits as views
 from rttm.views.budget import DEFAULT_BUDGET_S
 

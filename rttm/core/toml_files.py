@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import msgspec
 
-from rttm.errors import RttmError
+from rttm.core.errors import RttmError
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from rttm.errors import RttmError
+from rttm.core.errors import RttmError
 
 #: A connection whose rows are tuples (the sinks, migrations, the recount of `verify`).
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -51,7 +51,7 @@ def sink_connection(url: str, application_name: str) -> psycopg.Connection[tuple
     """A flow sink's long-lived autocommit connection; errors are raised as psycopg's own.
 
     TCP keepalives make a silent network partition show within about 20 s instead of the
-    kernel's two hours, so the sink's retry policy (``rttm.db.retry``) can act on it.
+    kernel's two hours, so the sink's retry policy (``rttm.core.db.retry``) can act on it.
     """
     return psycopg.connect(
         url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-from rttm.errors import RttmError
+from rttm.core.errors import RttmError
 from rttm_emit import kafka_settings
 from rttm_emit.kafka_settings import ENV_BROKERS, ENV_KAFKA_CONFIG, KAFKA_LOG, KafkaConfigError
 

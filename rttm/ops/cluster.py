@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from rttm import logs, stopping
-from rttm.errors import RttmError
+from rttm.core import logs, stopping
+from rttm.core.errors import RttmError
 
 ENV_PROCESS_ID = "BYTEWAX_PROCESS_ID"
 ENV_ADDRESSES = "BYTEWAX_ADDRESSES"
@@ -104,7 +104,7 @@ def guard(argv: Sequence[str], started: Callable[[], bool]) -> None:
     Reads this process's place from ``bytewax.run``'s own ``-i``/``-a`` in ``argv`` (or the
     environment); alone, it does nothing. Else it checks the own address and starts the
     peer timeout (``RTTM_PEER_TIMEOUT``). Call from the module, in the main thread, after
-    :func:`rttm.stopping.install`; raises :class:`RttmError` for a place that cannot work.
+    :func:`rttm.core.stopping.install`; raises :class:`RttmError` for a place that cannot work.
     """
     parser = argparse.ArgumentParser(add_help=False)
     add_options(parser)
@@ -170,7 +170,7 @@ def watch_start(where: Place, timeout: float, started: Callable[[], bool]) -> No
     does that only once every peer is connected). While Bytewax waits for its peers, no
     Python signal handler runs, so SIGINT and SIGTERM are watched here too (through the
     signal wake-up descriptor): a stop before the cluster formed ends the process at once,
-    with nothing to write. Call from the main thread, after :func:`rttm.stopping.install`.
+    with nothing to write. Call from the main thread, after :func:`rttm.core.stopping.install`.
     """
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from rttm.contracts import Message
-from rttm.registry import BY_NAME, TopicSpec
+from rttm.core.contracts import Message
+from rttm.core.registry import BY_NAME, TopicSpec
 
 
 class Accepted(msgspec.Struct, frozen=True, gc=False):

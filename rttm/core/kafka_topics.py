@@ -14,9 +14,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
     OffsetSpec,
 )
 
-from rttm.config import KAFKA_LOG, KafkaSettings, rejected_kafka_config
-from rttm.errors import RttmError
-from rttm.registry import OUTPUT_TOPICS, TOPICS
+from rttm.core.config import KAFKA_LOG, KafkaSettings, rejected_kafka_config
+from rttm.core.errors import RttmError
+from rttm.core.registry import OUTPUT_TOPICS, TOPICS
 
 DEFAULT_PARTITIONS = 6
 DEFAULT_RETENTION_DAYS = 3.0

@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from psycopg import sql
 
-from rttm.db.connect import Conn
-from rttm.registry import spec_for
+from rttm.core.db.connect import Conn
+from rttm.core.registry import spec_for
 
 TABLE = spec_for("rttm.trade.events").table
 PREFIX = f"{TABLE}_p"

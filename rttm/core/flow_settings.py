@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rttm.config import ConfigError, KafkaSettings
-from rttm.db.connect import connect, describe
-from rttm.db.migrate import applied_versions, migrations
-from rttm.errors import RttmError
-from rttm.kafka_topics import partition_counts
-from rttm.registry import TopicSpec
+from rttm.core.config import ConfigError, KafkaSettings
+from rttm.core.db.connect import connect, describe
+from rttm.core.db.migrate import applied_versions, migrations
+from rttm.core.errors import RttmError
+from rttm.core.kafka_topics import partition_counts
+from rttm.core.registry import TopicSpec
 
 ENV_TAIL = "RTTM_TAIL"
 

@@ -1,7 +1,7 @@
 """The five message contracts: a re-export of :mod:`rttm_emit.contracts`, their one definition.
 
 The contracts live in the ``rttm-emit`` distribution that producers install; this module
-keeps ``from rttm.contracts import …`` working. New code may import either.
+keeps ``from rttm.core.contracts import …`` working. New code may import either.
 """
 
 from __future__ import annotations

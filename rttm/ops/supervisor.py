@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import IO
 
-from rttm import cluster, logs, stopping
+from rttm.core import logs, stopping
+from rttm.ops import cluster
 
 #: Set in each child's environment: the pid of the supervisor it belongs to.
 ENV_SUPERVISOR = "RTTM_SUPERVISOR_PID"

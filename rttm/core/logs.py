@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from rttm.errors import RttmError
+from rttm.core.errors import RttmError
 
 ENV_LEVEL = "RTTM_LOG_LEVEL"
 ENV_FORMAT = "RTTM_LOG_FORMAT"

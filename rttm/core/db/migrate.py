@@ -9,8 +9,8 @@ from pathlib import Path
 
 import psycopg
 
-from rttm.db.connect import Conn
-from rttm.errors import RttmError
+from rttm.core.db.connect import Conn
+from rttm.core.errors import RttmError
 
 MIGRATIONS_TABLE = "rttm_schema_migrations"
 #: Session advisory lock held while migrating: a second `rttm db migrate` waits, then

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from rttm.db.connect import Conn
-from rttm.registry import BY_NAME, REJECTS_TABLE, TOPICS
+from rttm.core.db.connect import Conn
+from rttm.core.registry import BY_NAME, REJECTS_TABLE, TOPICS
 
 #: Tables the ingestion only ever inserts into.
 WRITE_ONLY = (*(spec.table for spec in TOPICS), REJECTS_TABLE)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from rttm import logs
+from rttm.core import logs
 
 #: Seconds between refreshes on a terminal, and between lines when output is a file.
 TTY_INTERVAL_S = 0.5

@@ -7,7 +7,7 @@ partitions of a worker share a read budget per round (``budget``), so catching u
 on every partition takes bounded memory. The resume state is the next offset to read; the
 ingestion resumes from the database's positions (``resume``), the metrics flow from Bytewax
 recovery or the beginning. The consumer groups are never read. A stop asked for
-(``rttm.stopping``) ends every partition as a bounded run ends at its last message.
+(``rttm.core.stopping``) ends every partition as a bounded run ends at its last message.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from rttm import stopping
-from rttm.errors import RttmError
-from rttm.kafka_topics import Where
-from rttm.outage import OutageLog
-from rttm.registry import TopicSpec
-from rttm.stream import stats
-from rttm.stream.budget import ROUND_MESSAGES, ReadBudget
+from rttm.core import stopping
+from rttm.core.errors import RttmError
+from rttm.core.kafka_topics import Where
+from rttm.core.outage import OutageLog
+from rttm.core.registry import TopicSpec
+from rttm.core.stream import stats
+from rttm.core.stream.budget import ROUND_MESSAGES, ReadBudget
 
 _LOG = logging.getLogger(__name__)
 #: Most messages a partition's first poll returns: with a backlog on every partition, a first
@@ -226,7 +226,7 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
             (:func:`rttm.ingest.resume.resume_positions`), overriding a recovery
             snapshot's offset; ``None`` resumes from the snapshot or the beginning.
         round_messages: the read budget of each worker, in messages per round
-            (``rttm.stream.budget``).
+            (``rttm.core.stream.budget``).
     """
 
     def __init__(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from rttm.db import partitions
-from rttm.db.connect import Conn
-from rttm.db.migrate import Migration, migrate
+from rttm.core.db import partitions
+from rttm.core.db.connect import Conn
+from rttm.core.db.migrate import Migration, migrate
 
 
 def prepare(conn: Conn) -> tuple[list[Migration], list[date]]:

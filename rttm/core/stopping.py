@@ -24,8 +24,8 @@ import time
 from types import FrameType
 from typing import NoReturn
 
-from rttm import logs
-from rttm.errors import RttmError
+from rttm.core import logs
+from rttm.core.errors import RttmError
 
 _LOG = logging.getLogger(__name__)
 #: How long a stop may take before the process says what it is waiting for.

@@ -1,6 +1,6 @@
 """The source's counters in this process: what both flows read, their lag, their polls.
 
-Read by each flow's live line, the readiness probe (:func:`rttm.health.flow_progress`), the
+Read by each flow's live line, the readiness probe (:func:`rttm.ops.health.flow_progress`), the
 cluster start-up watch and the ingestion's Prometheus port. Bytewax runs a thread per
 worker, and ``+=`` on a shared integer is not atomic, so every update takes one lock (once
 per batch of messages, not per message: it costs nothing measurable).
