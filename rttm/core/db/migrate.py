@@ -40,7 +40,7 @@ class Migration:
 
 def sql_dir() -> Path:
     """The migrations folder: packaged in a wheel as ``rttm/_sql``, else ``sql/`` in the repo."""
-    package = Path(__file__).resolve().parents[1]
+    package = Path(__file__).resolve().parents[2]  # rttm/core/db/migrate.py: rttm/
     packaged = package / "_sql"
     return packaged if packaged.is_dir() else package.parent / "sql"
 
