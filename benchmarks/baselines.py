@@ -32,8 +32,14 @@ BATCH = 1_000
 
 
 def _consumer(brokers: str) -> Consumer:
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "rttm-baseline",
-                         "enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": brokers,
+            "group.id": "rttm-baseline",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     metadata = consumer.list_topics(timeout=10)
     assignment = [
         TopicPartition(spec.name, p, OFFSET_BEGINNING)
@@ -59,10 +65,13 @@ def _rows(consumer: Consumer, limit: int, partitions: int) -> list[tuple[str, Ro
                 continue
             kind, stamp = message.timestamp()
             result = decode_message(
-                message.topic() or "", message.key(), message.value(),
-                message.partition() or 0, message.offset() or 0,
+                message.topic() or "",
+                message.key(),
+                message.value(),
+                message.partition() or 0,
+                message.offset() or 0,
                 None if kind == TIMESTAMP_NOT_AVAILABLE else stamp,
-            )  # fmt: skip
+            )
             out.append(table_row(result))
     return out[:limit]
 

@@ -41,9 +41,15 @@ def test_split_batch(benchmark: BenchmarkFixture) -> None:
     by_topic: dict[str, list[KafkaMessage]] = {}
     for offset, (topic, key, value) in enumerate(work.messages):
         by_topic.setdefault(topic, []).append(
-            KafkaMessage(topic=topic, partition=0, offset=offset, key=key, value=value,
-                         timestamp=(TIMESTAMP_CREATE_TIME, 1_700_000_000_000 + offset))
-        )  # fmt: skip
+            KafkaMessage(
+                topic=topic,
+                partition=0,
+                offset=offset,
+                key=key,
+                value=value,
+                timestamp=(TIMESTAMP_CREATE_TIME, 1_700_000_000_000 + offset),
+            )
+        )
     batches = [RawBatch(topic, 0, items, len(work.messages)) for topic, items in by_topic.items()]
     benchmark.extra_info["items"] = work.total
     # Duplicates are the dedupe step's business: every message here becomes a row.

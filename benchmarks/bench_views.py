@@ -14,26 +14,39 @@ from rttm.views import alerts, status
 from rttm.views.common import open_view
 
 WINDOWS = 8_640
-SERVICES = ["simulation-service", "trade-capture-service", "validation-service", "pms-core",
-            "analytics-service", "leaderboard-service"]  # fmt: skip
+SERVICES = [
+    "simulation-service",
+    "trade-capture-service",
+    "validation-service",
+    "pms-core",
+    "analytics-service",
+    "leaderboard-service",
+]
 
 
 def _fill(url: str) -> int:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     rows = 0
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        with cur.copy("COPY rttm_metrics (metric, window_start, labels, window_end, value)"
-                      " FROM STDIN") as copy:  # fmt: skip
+        with cur.copy(
+            "COPY rttm_metrics (metric, window_start, labels, window_end, value) FROM STDIN"
+        ) as copy:
             for n in range(WINDOWS):
                 begin = start + timedelta(seconds=10 * n)
                 end = begin + timedelta(seconds=10)
                 series = [("tps", {"service": s}) for s in SERVICES]
                 series += [("events", {"service": s, "event_type": "X"}) for s in SERVICES]
-                series += [(m, {"service": s, "topic": "q", "partition": str(p)})
-                           for m in ("queue_lag", "queue_lag_seconds", "consume_rate")
-                           for s in SERVICES for p in range(6)]  # fmt: skip
-                series += [(m, {"service": s, "topic": "q"}) for s in SERVICES
-                           for m in ("consumer_status", "time_to_data_loss_seconds")]  # fmt: skip
+                series += [
+                    (m, {"service": s, "topic": "q", "partition": str(p)})
+                    for m in ("queue_lag", "queue_lag_seconds", "consume_rate")
+                    for s in SERVICES
+                    for p in range(6)
+                ]
+                series += [
+                    (m, {"service": s, "topic": "q"})
+                    for s in SERVICES
+                    for m in ("consumer_status", "time_to_data_loss_seconds")
+                ]
                 series += [("e2e_latency_ms", {"quantile": q}) for q in ("p50", "p95", "p99")]
                 series += [("trades_started", {}), ("dlq_depth", {"topic": "trade-dlq"})]
                 for metric, labels in series:

@@ -197,13 +197,20 @@ def backlog(
             kafka.brokers, size
         )
         loaded = _loaded(kafka, partitions)
-        _say(f"{partitions} partitions, {size:,} {flow}: produced {produced:,} messages in "
-             f"{time.perf_counter() - started:.1f} s; backlog on {loaded} of {partitions} "
-             "partitions")  # fmt: skip
+        _say(
+            f"{partitions} partitions, {size:,} {flow}: produced {produced:,} messages in "
+            f"{time.perf_counter() - started:.1f} s; backlog on {loaded} of {partitions} "
+            "partitions"
+        )
         for code in codes:
             url = migrated_database(code, admin)
-            env = {**os.environ, "RTTM_KAFKA_BROKERS": kafka.brokers, "RTTM_DATABASE_URL": url,
-                   "RTTM_TAIL": "0", "PYTHONPATH": str(code.root)}  # fmt: skip
+            env = {
+                **os.environ,
+                "RTTM_KAFKA_BROKERS": kafka.brokers,
+                "RTTM_DATABASE_URL": url,
+                "RTTM_TAIL": "0",
+                "PYTHONPATH": str(code.root),
+            }
             with contextlib.chdir(code.root):  # `-m` puts the working directory first
                 seconds, rss, cpu_seconds = timed(
                     [sys.executable, "-m", "bytewax.run", FLOWS[flow]], env
@@ -212,8 +219,10 @@ def backlog(
             run = Run(
                 partitions, size, flow, code.name, produced, loaded, seconds, rss, cpu_seconds
             )
-            _say(f"{partitions} partitions, {size:,} {flow}, {code.name}: {seconds:.1f} s, "
-                 f"{run.rate:,.0f} events/s, peak {rss:.0f} MB (checked)")  # fmt: skip
+            _say(
+                f"{partitions} partitions, {size:,} {flow}, {code.name}: {seconds:.1f} s, "
+                f"{run.rate:,.0f} events/s, peak {rss:.0f} MB (checked)"
+            )
             record(run)
     finally:
         broker.stop()
@@ -233,8 +242,12 @@ def migrated_database(code: Code, admin: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(code.root)}
     done = subprocess.run(  # noqa: S603 - our own interpreter and snippet
         [sys.executable, "-c", _PREPARE, admin],
-        cwd=code.root, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=code.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         msg = (
             f"cannot prepare a database with the {code.name} code in {code.root}: "
@@ -308,13 +321,17 @@ def write_json(runs: list[Run], args: argparse.Namespace) -> None:
 def report(runs: list[Run]) -> None:
     """Print the table."""
     ratios = _ratios(runs)
-    print(f"\n{'layout':>12} {'size':>11} {'flow':<8} {'code':<9} {'seconds':>8} "
-          f"{'events/s':>10} {'peak MB':>8} {'x baseline':>10}")  # fmt: skip
+    print(
+        f"\n{'layout':>12} {'size':>11} {'flow':<8} {'code':<9} {'seconds':>8} "
+        f"{'events/s':>10} {'peak MB':>8} {'x baseline':>10}"
+    )
     for i, r in enumerate(runs):
         layout = f"{r.partitions} ({r.partitions // len(TOPICS)}/topic)"
         ratio = f"{ratios[i]:.2f}" if i in ratios else "-"
-        print(f"{layout:>12} {r.size:>11,} {r.flow:<8} {r.code:<9} {r.seconds:>8.1f} "
-              f"{r.rate:>10,.0f} {r.peak_rss_mb:>8.0f} {ratio:>10}")  # fmt: skip
+        print(
+            f"{layout:>12} {r.size:>11,} {r.flow:<8} {r.code:<9} {r.seconds:>8.1f} "
+            f"{r.rate:>10,.0f} {r.peak_rss_mb:>8.0f} {ratio:>10}"
+        )
     _say(
         "events/s: messages produced over wall clock from process start to exit; x baseline: "
         "events/s of the current code over the baseline's, on the same backlog"

@@ -54,8 +54,13 @@ def scaling(points: list[Point], slices: list[tuple[int, float]], path: Path) ->
         label = f"{workers} worker{'s' if workers > 1 else ''}"
         events = [p.events for p in mine]
         ax.plot(events, [p.rate for p in mine], marker="o", label=f"{label} (wall clock)")
-        ax.plot(events, [p.steady_rate for p in mine], marker="x", linestyle="--",
-                label=f"{label} (steady)")  # fmt: skip
+        ax.plot(
+            events,
+            [p.steady_rate for p in mine],
+            marker="x",
+            linestyle="--",
+            label=f"{label} (steady)",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("events ingested")
     ax.set_ylabel("events per second")

@@ -57,14 +57,15 @@ def commands(plan: str) -> list[tuple[list[str], dict[str, str]]]:
     if plan == "2 processes by topic":
         trades = "rttm.trade.events"
         rest = ",".join(spec.name for spec in TOPICS if spec.name != trades)
-        return [([*FLOW, "-w", "1"], {"RTTM_TOPICS": trades}),
-                ([*FLOW, "-w", "1"], {"RTTM_TOPICS": rest})]  # fmt: skip
+        return [
+            ([*FLOW, "-w", "1"], {"RTTM_TOPICS": trades}),
+            ([*FLOW, "-w", "1"], {"RTTM_TOPICS": rest}),
+        ]
     msg = f"unknown plan {plan!r}"
     raise ValueError(msg)
 
 
-PLANS = ["1 process, 1 worker", "1 process, 2 workers", "2-process cluster",
-         "2 processes by topic"]  # fmt: skip
+PLANS = ["1 process, 1 worker", "1 process, 2 workers", "2-process cluster", "2 processes by topic"]
 
 
 def run_plan(plan: str, env: dict[str, str]) -> float:
@@ -97,8 +98,12 @@ def main() -> None:
             admin = local.postgres.url("postgres") if local.postgres else ""
             for name in PLANS:
                 url = fresh_database(admin)
-                env = {**os.environ, "RTTM_KAFKA_BROKERS": kafka.brokers, "RTTM_TAIL": "0",
-                       "RTTM_DATABASE_URL": url}  # fmt: skip
+                env = {
+                    **os.environ,
+                    "RTTM_KAFKA_BROKERS": kafka.brokers,
+                    "RTTM_TAIL": "0",
+                    "RTTM_DATABASE_URL": url,
+                }
                 plan = Plan(name, len(commands(name)), run_plan(name, env))
                 check(url, work)
                 plans.append(plan)
@@ -107,11 +112,15 @@ def main() -> None:
             stack.down(Path(tmp), purge=True)  # a temporary stack: its data too
     print(f"\n{'plan':<24} {'processes':>9} {'seconds':>8} {'events/s':>10}")
     for plan in plans:
-        print(f"{plan.name:<24} {plan.processes:>9} {plan.seconds:>8.1f} "
-              f"{plan.rate(work.total):>10,.0f}")  # fmt: skip
+        print(
+            f"{plan.name:<24} {plan.processes:>9} {plan.seconds:>8.1f} "
+            f"{plan.rate(work.total):>10,.0f}"
+        )
     RESULTS.mkdir(exist_ok=True)
-    out = {"events": work.total,
-           "plans": [{**asdict(p), "rate": p.rate(work.total)} for p in plans]}  # fmt: skip
+    out = {
+        "events": work.total,
+        "plans": [{**asdict(p), "rate": p.rate(work.total)} for p in plans],
+    }
     (RESULTS / "cluster.json").write_text(json.dumps(out, indent=2) + "\n")
 
 

@@ -148,8 +148,12 @@ def main() -> None:
             produce(kafka.brokers, simulated.kafka_messages(order))
             _say(f"produced in {time.perf_counter() - started:.0f} s")
             url = fresh_database(admin)
-            env = {**os.environ, "RTTM_KAFKA_BROKERS": kafka.brokers, "RTTM_DATABASE_URL": url,
-                   "RTTM_TAIL": "0"}  # fmt: skip
+            env = {
+                **os.environ,
+                "RTTM_KAFKA_BROKERS": kafka.brokers,
+                "RTTM_DATABASE_URL": url,
+                "RTTM_TAIL": "0",
+            }
             ingest_s, _, _ = timed([sys.executable, "-m", "bytewax.run", "dataflows.rttm"], env)
             _say(f"ingested in {ingest_s:.0f} s")
             metrics_s, rss, _ = timed(
@@ -165,15 +169,28 @@ def main() -> None:
             broker.stop()
             stack.down(Path(tmp), purge=True)
     result = Result(
-        args.minutes, len(run), delayed, repeats, ingest_s, metrics_s, rss,
-        counted.get("late_events", 0.0), counted.get("corrected_events", 0.0),
-        counted.get("repeated_events", 0.0), report.span.windows if report.span else 0,
-        verify_s, report.compared, sum(report.left_out.values()), len(report.differences),
-    )  # fmt: skip
+        args.minutes,
+        len(run),
+        delayed,
+        repeats,
+        ingest_s,
+        metrics_s,
+        rss,
+        counted.get("late_events", 0.0),
+        counted.get("corrected_events", 0.0),
+        counted.get("repeated_events", 0.0),
+        report.span.windows if report.span else 0,
+        verify_s,
+        report.compared,
+        sum(report.left_out.values()),
+        len(report.differences),
+    )
     for found in report.differences[:20]:
-        print(f"difference: {found.metric} {dict(found.labels)} at"
-              f" {verify.iso_of(found.window_start)}: stored {found.stored},"
-              f" recounted {found.recounted}")  # fmt: skip
+        print(
+            f"difference: {found.metric} {dict(found.labels)} at"
+            f" {verify.iso_of(found.window_start)}: stored {found.stored},"
+            f" recounted {found.recounted}"
+        )
     print(json.dumps(asdict(result), indent=2))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "convergence.json").write_text(json.dumps(asdict(result), indent=2) + "\n")

@@ -39,8 +39,10 @@ class ServerUsage:
     """CPU seconds of the local PostgreSQL and broker, and WAL bytes, over a block of work."""
 
     def __init__(self, local: stack.LocalStack) -> None:
-        self._pids = {"postgres": local.postgres.pid if local.postgres else 0,
-                      "broker": local.broker.pid if local.broker else 0}  # fmt: skip
+        self._pids = {
+            "postgres": local.postgres.pid if local.postgres else 0,
+            "broker": local.broker.pid if local.broker else 0,
+        }
         self._admin = local.postgres.url("postgres") if local.postgres else ""
         self._start = self._now()
         self._lsn = self._wal_lsn()
@@ -58,8 +60,9 @@ class ServerUsage:
         now = self._now()
         out = {name: now[name] - self._start[name] for name in now}
         with psycopg.connect(self._admin, autocommit=True) as conn:
-            row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)",
-                               (self._lsn,)).fetchone()  # fmt: skip
+            row = conn.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (self._lsn,)
+            ).fetchone()
         out["wal"] = float(row[0]) if row else 0.0
         return out
 
@@ -110,8 +113,10 @@ def bench(local: stack.LocalStack, tmp: Path, args: argparse.Namespace) -> Resul
     work = workload.build(args.events)
     started = time.perf_counter()
     workload.produce(kafka.brokers, work)
-    _say(f"produced {work.total:,} messages in {time.perf_counter() - started:.1f} s "
-         f"({work.duplicates:,} duplicates, {work.malformed:,} malformed)")  # fmt: skip
+    _say(
+        f"produced {work.total:,} messages in {time.perf_counter() - started:.1f} s "
+        f"({work.duplicates:,} duplicates, {work.malformed:,} malformed)"
+    )
     consume_limit = Run("limit: raw consume", work.total, limit=True)
     for _ in range(args.repeat):
         count, seconds = limits.consume_rate(kafka.brokers)
@@ -139,8 +144,10 @@ def bench(local: stack.LocalStack, tmp: Path, args: argparse.Namespace) -> Resul
         runs.append(run)
         _say(f"{run.name}: {run.rate:,.0f} msg/s (median of {args.repeat})")
     copy_limits = copy_limit_runs(local, written, args.repeat)
-    for kind, count in (("batched", min(args.batched, work.total)),
-                        ("per-row", min(args.per_row, work.total))):  # fmt: skip
+    for kind, count in (
+        ("batched", min(args.batched, work.total)),
+        ("per-row", min(args.per_row, work.total)),
+    ):
         run = Run(f"baseline {kind}", count)
         for _ in range(args.repeat):
             url = fresh_database(admin)
@@ -155,8 +162,7 @@ def bench(local: stack.LocalStack, tmp: Path, args: argparse.Namespace) -> Resul
     fresh = None
     if args.freshness_seconds > 0:
         fresh = freshness_run(tmp, admin, args.freshness_rate, args.freshness_seconds)
-    return Result(runs, consume_limit, copy_limits, fresh,
-                  copy_limits[0].messages / work.total)  # fmt: skip
+    return Result(runs, consume_limit, copy_limits, fresh, copy_limits[0].messages / work.total)
 
 
 def copy_limit_runs(local: stack.LocalStack, source_url: str, repeat: int) -> list[Run]:
@@ -168,8 +174,7 @@ def copy_limit_runs(local: stack.LocalStack, source_url: str, repeat: int) -> li
     for binary in (False, True):
         batches = limits.export_batches(source_url, binary=binary)
         for connections in (1, 2):
-            run = Run(f"limit: COPY {'binary' if binary else 'text'} x{connections}", 0,
-                      limit=True)  # fmt: skip
+            run = Run(f"limit: COPY {'binary' if binary else 'text'} x{connections}", 0, limit=True)
             for _ in range(repeat):
                 url = fresh_database(admin)
                 with psycopg.connect(url, autocommit=True) as conn:
@@ -195,8 +200,10 @@ def freshness_run(tmp: Path, admin: str, rate: int, seconds: float) -> freshness
     finally:
         broker.stop()
     p50, p99 = result.percentile(50), result.percentile(99)
-    _say(f"freshness at {result.achieved:,.0f} events/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
-         f"({result.probes} probes, {result.unseen} unseen)")  # fmt: skip
+    _say(
+        f"freshness at {result.achieved:,.0f} events/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+        f"({result.probes} probes, {result.unseen} unseen)"
+    )
     return result
 
 
@@ -205,32 +212,42 @@ def report(result: Result, args: argparse.Namespace) -> None:
     runs = result.runs
     by_name = {r.name: r for r in runs}
     batched, per_row = by_name["baseline batched"], by_name["baseline per-row"]
-    print(f"\n{'run':<22} {'messages':>10} {'msg/s':>10} {'range':>17} {'steady/s':>10} "
-          f"{'x batched':>10} {'x per-row':>10} {'of COPY':>8} {'peak MB':>8}")  # fmt: skip
+    print(
+        f"\n{'run':<22} {'messages':>10} {'msg/s':>10} {'range':>17} {'steady/s':>10} "
+        f"{'x batched':>10} {'x per-row':>10} {'of COPY':>8} {'peak MB':>8}"
+    )
     for r in [result.consume_limit, *result.copy_limits, *runs]:
         steady = f"{r.steady_rate:,.0f}" if r.steady_rate else "-"
         low, high = r.spread
         rss = f"{r.peak_rss_mb:,.0f}" if r.peak_rss_mb else "-"
-        print(f"{r.name:<22} {r.messages:>10,} {r.rate:>10,.0f} {low:>8,.0f}-{high:<8,.0f} "
-              f"{steady:>10} {r.rate / batched.rate:>10.1f} {r.rate / per_row.rate:>10.1f} "
-              f"{result.of_copy_limit(r):>8.0%} {rss:>8}")  # fmt: skip
-    print(f"\nper message, median-time run: CPU µs of {'client':>8} {'postgres':>9} {'broker':>7} "
-          f"{'total':>7}; WAL bytes")  # fmt: skip
+        print(
+            f"{r.name:<22} {r.messages:>10,} {r.rate:>10,.0f} {low:>8,.0f}-{high:<8,.0f} "
+            f"{steady:>10} {r.rate / batched.rate:>10.1f} {r.rate / per_row.rate:>10.1f} "
+            f"{result.of_copy_limit(r):>8.0%} {rss:>8}"
+        )
+    print(
+        f"\nper message, median-time run: CPU µs of {'client':>8} {'postgres':>9} {'broker':>7} "
+        f"{'total':>7}; WAL bytes"
+    )
     for r in [*result.copy_limits, *runs]:
         parts = [r.usage_per_message(name) for name in ("client", "postgres", "broker")]
         micros = [None if part is None else part * 1e6 for part in parts]
         total = sum(part or 0.0 for part in micros)
-        cells = " ".join(f"{part:>{w}.1f}" if part is not None else f"{'-':>{w}}"
-                         for part, w in zip(micros, (8, 9, 7), strict=True))  # fmt: skip
+        cells = " ".join(
+            f"{part:>{w}.1f}" if part is not None else f"{'-':>{w}}"
+            for part, w in zip(micros, (8, 9, 7), strict=True)
+        )
         wal = r.usage_per_message("wal")
         print(f"  {r.name:<37} {cells} {total:>7.1f}  {wal or 0:>6,.0f}")
     fresh = result.freshness
     if fresh is not None:
-        print(f"\nfreshness (produce -> visible row), RTTM -w 1 following the topics at "
-              f"{fresh.achieved:,.0f} events/s for {fresh.seconds:.0f} s: "
-              f"p50 {fresh.percentile(50):.0f} ms, p99 {fresh.percentile(99):.0f} ms, "
-              f"max {max(fresh.latencies_ms):.0f} ms over {fresh.probes:,} probes "
-              f"({fresh.unseen} unseen), peak RSS {fresh.peak_rss_mb:.0f} MB")  # fmt: skip
+        print(
+            f"\nfreshness (produce -> visible row), RTTM -w 1 following the topics at "
+            f"{fresh.achieved:,.0f} events/s for {fresh.seconds:.0f} s: "
+            f"p50 {fresh.percentile(50):.0f} ms, p99 {fresh.percentile(99):.0f} ms, "
+            f"max {max(fresh.latencies_ms):.0f} ms over {fresh.probes:,} probes "
+            f"({fresh.unseen} unseen), peak RSS {fresh.peak_rss_mb:.0f} MB"
+        )
     _say(
         "msg/s: wall clock from process start to exit, median run (limits: best run); "
         "range: slowest-fastest run; steady/s: first to last write; x: ratio of msg/s to the "
@@ -243,13 +260,20 @@ def report(result: Result, args: argparse.Namespace) -> None:
         "args": vars(args),
         "limits": [_run_json(r) for r in (result.consume_limit, *result.copy_limits)],
         "runs": [_run_json(r) for r in runs],
-        "freshness": None if fresh is None else {
-            "rate": fresh.rate, "achieved": fresh.achieved, "seconds": fresh.seconds,
-            "probes": fresh.probes, "unseen": fresh.unseen, "peak_rss_mb": fresh.peak_rss_mb,
-            "p50_ms": fresh.percentile(50), "p99_ms": fresh.percentile(99),
+        "freshness": None
+        if fresh is None
+        else {
+            "rate": fresh.rate,
+            "achieved": fresh.achieved,
+            "seconds": fresh.seconds,
+            "probes": fresh.probes,
+            "unseen": fresh.unseen,
+            "peak_rss_mb": fresh.peak_rss_mb,
+            "p50_ms": fresh.percentile(50),
+            "p99_ms": fresh.percentile(99),
             "max_ms": max(fresh.latencies_ms),
         },
-    }  # fmt: skip
+    }
     (RESULTS / "e2e.json").write_text(json.dumps(out, indent=2) + "\n")
     charts.e2e(result, RESULTS / "e2e.png")
     _say(f"wrote {RESULTS / 'e2e.json'} and {RESULTS / 'e2e.png'}")

@@ -32,8 +32,12 @@ from support import workload
 PROBE_EVERY_S = 0.02
 POLL_S = 0.005
 #: librdkafka settings of ``rttm.emit.Emitter`` (its default linger is part of freshness).
-PRODUCER = {"linger.ms": 20, "batch.num.messages": 10_000, "enable.idempotence": True,
-            "queue.buffering.max.messages": 500_000}  # fmt: skip
+PRODUCER = {
+    "linger.ms": 20,
+    "batch.num.messages": 10_000,
+    "enable.idempotence": True,
+    "queue.buffering.max.messages": 500_000,
+}
 _TRADES = BY_NAME["rttm.trade.events"]
 
 
@@ -57,9 +61,14 @@ class Freshness:
 
 def _probe(n: int) -> tuple[str, bytes, bytes]:
     trade = f"PROBE-{n:08d}"
-    body = {"trade_id": trade, "service_name": "freshness-probe", "event_type": "PROBE",
-            "event_status": "SUCCESS", "event_id": f"probe-{n}",
-            "event_time": datetime.now(UTC).isoformat()}  # fmt: skip
+    body = {
+        "trade_id": trade,
+        "service_name": "freshness-probe",
+        "event_type": "PROBE",
+        "event_status": "SUCCESS",
+        "event_id": f"probe-{n}",
+        "event_time": datetime.now(UTC).isoformat(),
+    }
     return _TRADES.name, trade.encode(), json.dumps(body).encode()
 
 
@@ -121,13 +130,14 @@ def measure(brokers: str, url: str, rate: int, seconds: float, log: Path) -> Fre
     The flow's output goes to ``log`` (stopping it with SIGINT prints a traceback).
     """
     work = workload.build(int(rate * seconds))
-    env = {**os.environ, "RTTM_KAFKA_BROKERS": brokers, "RTTM_DATABASE_URL": url,
-           "RTTM_TAIL": "1"}  # fmt: skip
+    env = {**os.environ, "RTTM_KAFKA_BROKERS": brokers, "RTTM_DATABASE_URL": url, "RTTM_TAIL": "1"}
     with log.open("wb") as out:
         flow = subprocess.Popen(
             [sys.executable, "-m", "bytewax.run", "dataflows.rttm", "-w", "1"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     producer = Producer({"bootstrap.servers": brokers, **PRODUCER})
     watcher = _Watcher(url)
     watcher.start()
@@ -183,5 +193,6 @@ def measure(brokers: str, url: str, rate: int, seconds: float, log: Path) -> Fre
     if unseen:  # their latency is unknown: a percentile without them would flatter
         msg = f"{unseen} of {len(watcher.sent)} probes not visible 30 s after the load"
         raise RuntimeError(msg)
-    return Freshness(rate, (work.total + probes) / elapsed, elapsed, probes, latencies, peak,
-                     unseen)  # fmt: skip
+    return Freshness(
+        rate, (work.total + probes) / elapsed, elapsed, probes, latencies, peak, unseen
+    )

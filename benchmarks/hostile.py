@@ -121,8 +121,13 @@ def run(tmp: Path, admin: str, name: str, flood: object, code: Path) -> Scenario
         sent = produce_stream(kafka.brokers, kafka_messages(flood()))  # type: ignore[operator]
         _say(f"{name}: produced {sent:,} messages")
         url = fresh_database(admin)
-        env = {**os.environ, "RTTM_KAFKA_BROKERS": kafka.brokers, "RTTM_DATABASE_URL": url,
-               "RTTM_TAIL": "0", "PYTHONPATH": str(code)}  # fmt: skip
+        env = {
+            **os.environ,
+            "RTTM_KAFKA_BROKERS": kafka.brokers,
+            "RTTM_DATABASE_URL": url,
+            "RTTM_TAIL": "0",
+            "PYTHONPATH": str(code),
+        }
         scenario = Scenario(name, sent)
         _, scenario.ingest_peak_mb, _ = _flow(code, "dataflows.rttm", env)
         recovery = tmp / f"recovery-{name}"
@@ -172,9 +177,11 @@ def probe_server(code: Path, env: dict[str, str], scenario: Scenario) -> None:
     port = free_port()
     server = subprocess.Popen(  # noqa: S603 - our own command
         [sys.executable, "-m", "rttm", "serve", "--port", str(port), *_writer_role(code)],
-        env=env, cwd=code,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        env=env,
+        cwd=code,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -207,15 +214,20 @@ def _writer_role(code: Path) -> list[str]:
 
 def report(results: list[Scenario], label: str) -> None:
     """Print the table and write JSON."""
-    print(f"\n{'scenario':<8} {'messages':>10} {'flow MB':>8} {'rows/window':>12} "
-          f"{'server MB':>9}  responses (status, bytes, seconds)")  # fmt: skip
+    print(
+        f"\n{'scenario':<8} {'messages':>10} {'flow MB':>8} {'rows/window':>12} "
+        f"{'server MB':>9}  responses (status, bytes, seconds)"
+    )
     for s in results:
-        answers = "; ".join(f"{r.path} {r.status} {_bytes(r.size)} {r.seconds:.2f}s"
-                            for r in s.responses)  # fmt: skip
+        answers = "; ".join(
+            f"{r.path} {r.status} {_bytes(r.size)} {r.seconds:.2f}s" for r in s.responses
+        )
         health = s.healthz_under_load
         under = f"; /healthz under load {health.status} {health.seconds:.2f}s" if health else ""
-        print(f"{s.name:<8} {s.messages:>10,} {s.flow_peak_mb:>8.0f} {s.rows_per_window:>12,} "
-              f"{s.server_peak_mb:>9.0f}  {answers}{under}")  # fmt: skip
+        print(
+            f"{s.name:<8} {s.messages:>10,} {s.flow_peak_mb:>8.0f} {s.rows_per_window:>12,} "
+            f"{s.server_peak_mb:>9.0f}  {answers}{under}"
+        )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"hostile-{label}.json"
     out.write_text(json.dumps([asdict(s) for s in results], indent=2) + "\n")

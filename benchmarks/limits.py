@@ -30,9 +30,14 @@ def consume_rate(brokers: str) -> tuple[int, float]:
         (messages read, seconds).
     """
     consumer = Consumer(
-        {"bootstrap.servers": brokers, "group.id": "rttm-bench-raw", "enable.auto.commit": False,
-         "enable.partition.eof": True, "fetch.wait.max.ms": 100}
-    )  # fmt: skip
+        {
+            "bootstrap.servers": brokers,
+            "group.id": "rttm-bench-raw",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": 100,
+        }
+    )
     metadata = consumer.list_topics(timeout=10)
     assignment = [
         TopicPartition(spec.name, p, OFFSET_BEGINNING)
@@ -136,6 +141,10 @@ def copy_rate(url: str, batches: dict[str, list[bytes]], connections: int) -> tu
         thread.join()
     seconds = time.perf_counter() - started
     with psycopg.connect(url) as conn:
-        counts = [conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
-                  .fetchone() for table in batches]  # fmt: skip
+        counts = [
+            conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+            ).fetchone()
+            for table in batches
+        ]
     return sum(row[0] for row in counts if row), seconds

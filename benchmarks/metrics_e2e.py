@@ -63,9 +63,12 @@ def main() -> None:
             for minutes in (float(m) for m in args.minutes.split(",")):
                 runs.append(one_run(Path(tmp), admin, minutes))
                 r = runs[-1]
-                print(f"{minutes:g} min: {r.events:,} events in {r.seconds:.1f} s = "
-                      f"{r.rate:,.0f} events/s, peak {r.peak_rss_mb:.0f} MB",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"{minutes:g} min: {r.events:,} events in {r.seconds:.1f} s = "
+                    f"{r.rate:,.0f} events/s, peak {r.peak_rss_mb:.0f} MB",
+                    file=sys.stderr,
+                    flush=True,
+                )
         finally:
             stack.down(Path(tmp), purge=True)  # a temporary stack: its data too
     report(runs)
@@ -80,11 +83,19 @@ def one_run(tmp: Path, admin: str, minutes: float) -> Run:
         run = simulated.events(minutes * 60, rate=TRADES_PER_S, seed=1)
         started = time.perf_counter()
         produce(kafka.brokers, simulated.kafka_messages(run))
-        print(f"{minutes:g} min: produced {len(run):,} events in "
-              f"{time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"{minutes:g} min: produced {len(run):,} events in "
+            f"{time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         url = fresh_database(admin)
-        env = {**os.environ, "RTTM_KAFKA_BROKERS": kafka.brokers, "RTTM_DATABASE_URL": url,
-               "RTTM_TAIL": "0"}  # fmt: skip
+        env = {
+            **os.environ,
+            "RTTM_KAFKA_BROKERS": kafka.brokers,
+            "RTTM_DATABASE_URL": url,
+            "RTTM_TAIL": "0",
+        }
         seconds, rss, cpu_seconds = timed(
             [sys.executable, "-m", "bytewax.run", "dataflows.metrics"], env
         )
@@ -100,12 +111,16 @@ def one_run(tmp: Path, admin: str, minutes: float) -> Run:
 
 def report(runs: list[Run]) -> None:
     """Print the table and write JSON."""
-    print(f"\n{'minutes':>8} {'events':>10} {'seconds':>8} {'events/s':>10} {'vs 50k':>7} "
-          f"{'µs CPU/event':>13} {'peak MB':>8} {'points':>8}")  # fmt: skip
+    print(
+        f"\n{'minutes':>8} {'events':>10} {'seconds':>8} {'events/s':>10} {'vs 50k':>7} "
+        f"{'µs CPU/event':>13} {'peak MB':>8} {'points':>8}"
+    )
     for r in runs:
-        print(f"{r.minutes:>8g} {r.events:>10,} {r.seconds:>8.1f} {r.rate:>10,.0f} "
-              f"{r.rate / TARGET:>6.1f}x {1e6 * r.cpu_seconds / r.events:>13.2f} "
-              f"{r.peak_rss_mb:>8.0f} {r.points:>8,}")  # fmt: skip
+        print(
+            f"{r.minutes:>8g} {r.events:>10,} {r.seconds:>8.1f} {r.rate:>10,.0f} "
+            f"{r.rate / TARGET:>6.1f}x {1e6 * r.cpu_seconds / r.events:>13.2f} "
+            f"{r.peak_rss_mb:>8.0f} {r.points:>8,}"
+        )
     RESULTS.mkdir(exist_ok=True)
     out = [{**asdict(r), "rate": r.rate} for r in runs]
     (RESULTS / "metrics_e2e.json").write_text(json.dumps(out, indent=2) + "\n")

@@ -86,20 +86,32 @@ def main() -> None:
                     work = workload.build(size)
                     started = time.perf_counter()
                     workload.produce(kafka.brokers, work)
-                    print(f"{size:,}: produced in {time.perf_counter() - started:.1f} s",
-                          file=sys.stderr, flush=True)  # fmt: skip
+                    print(
+                        f"{size:,}: produced in {time.perf_counter() - started:.1f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     env = {**os.environ, "RTTM_KAFKA_BROKERS": kafka.brokers, "RTTM_TAIL": "0"}
                     for count in workers:
                         url = fresh_database(admin)
                         seconds, rss, _cpu = timed(
-                            [sys.executable, "-m", "bytewax.run", "dataflows.rttm", "-w",
-                             str(count)],
+                            [
+                                sys.executable,
+                                "-m",
+                                "bytewax.run",
+                                "dataflows.rttm",
+                                "-w",
+                                str(count),
+                            ],
                             {**env, "RTTM_DATABASE_URL": url},
-                        )  # fmt: skip
+                        )
                         check(url, work)
                         points.append(Point(size, count, seconds, write_window(url), rss))
-                        print(f"{size:,} x {count} workers: {points[-1].rate:,.0f} events/s",
-                              file=sys.stderr, flush=True)  # fmt: skip
+                        print(
+                            f"{size:,} x {count} workers: {points[-1].rate:,.0f} events/s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                         if size == max(sizes) and count == min(workers):
                             slices = write_slices(url)
                 finally:
@@ -111,12 +123,16 @@ def main() -> None:
 
 def report(points: list[Point], slices: list[tuple[int, float]]) -> None:
     """Print the tables, write JSON, draw the chart."""
-    print(f"\n{'events':>10} {'workers':>8} {'seconds':>8} {'events/s':>10} {'steady/s':>10} "
-          f"{'µs/event':>9} {'peak MB':>8}")  # fmt: skip
+    print(
+        f"\n{'events':>10} {'workers':>8} {'seconds':>8} {'events/s':>10} {'steady/s':>10} "
+        f"{'µs/event':>9} {'peak MB':>8}"
+    )
     for p in points:
         per_event = 1e6 / p.steady_rate
-        print(f"{p.events:>10,} {p.workers:>8} {p.seconds:>8.1f} {p.rate:>10,.0f} "
-              f"{p.steady_rate:>10,.0f} {per_event:>9.2f} {p.peak_rss_mb:>8.0f}")  # fmt: skip
+        print(
+            f"{p.events:>10,} {p.workers:>8} {p.seconds:>8.1f} {p.rate:>10,.0f} "
+            f"{p.steady_rate:>10,.0f} {per_event:>9.2f} {p.peak_rss_mb:>8.0f}"
+        )
     print(f"\nlargest run, 1 worker, in {len(slices)} slices of equal row count:")
     print(f"{'rows so far':>12} {'rows/s':>10}")
     for rows, rate in slices:

@@ -38,22 +38,34 @@ def main() -> None:
             kafka_topics.create_topics(kafka)
             cpu_before = resource.getrusage(resource.RUSAGE_SELF)
             started = time.perf_counter()
-            summary = run(scenarios.load(), Emitter(kafka), seed=1, start=datetime.now(UTC),
-                          rate=2_000.0, trades=args.trades, paced=False)  # fmt: skip
+            summary = run(
+                scenarios.load(),
+                Emitter(kafka),
+                seed=1,
+                start=datetime.now(UTC),
+                rate=2_000.0,
+                trades=args.trades,
+                paced=False,
+            )
             wall = time.perf_counter() - started
             cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         finally:
             stack.down(Path(tmp), purge=True)  # a temporary stack: its data too
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     result = {
-        "trades": args.trades, "events": summary.events, "delivered": summary.emitted.sent,
-        "wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
+        "trades": args.trades,
+        "events": summary.events,
+        "delivered": summary.emitted.sent,
+        "wall_seconds": round(wall, 2),
+        "cpu_seconds": round(cpu, 2),
         "events_per_s": round(summary.events / wall),
         "events_per_cpu_s": round(summary.events / cpu),
-    }  # fmt: skip
-    print(f"{summary.events:,} events ({summary.emitted.sent:,} acknowledged) in {wall:.1f} s: "
-          f"{result['events_per_s']:,} events/s, "
-          f"{result['events_per_cpu_s']:,} per CPU-second")  # fmt: skip
+    }
+    print(
+        f"{summary.events:,} events ({summary.emitted.sent:,} acknowledged) in {wall:.1f} s: "
+        f"{result['events_per_s']:,} events/s, "
+        f"{result['events_per_cpu_s']:,} per CPU-second"
+    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "simulator.json").write_text(json.dumps(result, indent=2) + "\n")
 

@@ -80,11 +80,17 @@ class QueueMetricsReporter:
                 raise KafkaException(msg)
             low, high = watermarks
             consumed = tp.offset if tp.offset >= 0 else low
-            snapshots.append(QueueMetrics(
-                service_name=self.service_name, topic_name=tp.topic, partition=tp.partition,
-                produced_offset=max(high, 0), consumed_offset=max(min(consumed, high), 0),
-                snapshot_time=now, event_id=uuid7(),
-            ))  # fmt: skip
+            snapshots.append(
+                QueueMetrics(
+                    service_name=self.service_name,
+                    topic_name=tp.topic,
+                    partition=tp.partition,
+                    produced_offset=max(high, 0),
+                    consumed_offset=max(min(consumed, high), 0),
+                    snapshot_time=now,
+                    event_id=uuid7(),
+                )
+            )
         return snapshots
 
     def report_once(self) -> list[QueueMetrics]:
@@ -103,8 +109,9 @@ class QueueMetricsReporter:
 
     def start(self) -> QueueMetricsReporter:
         """Report every ``interval_s`` from a daemon thread; returns self."""
-        self._thread = threading.Thread(target=self._run, name=f"rttm-lag-{self.group}",
-                                        daemon=True)  # fmt: skip
+        self._thread = threading.Thread(
+            target=self._run, name=f"rttm-lag-{self.group}", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -150,18 +150,24 @@ class ChaosReport:
         lines = [f"{self.messages:,} messages in {self.seconds:.0f} s", ""]
         lines.append(f"{'action':<8} {'at':>6}  observed")
         actions = [
-            (k.at_s, f"{'kill':<8} {k.at_s:>5.1f}s  pid {k.pid} "
-             f"{'running' if k.alive else 'DEAD'}, {k.rows_since_start:,} rows stored since "
-             f"its start; exit {k.returncode}" + ("" if k.ok else "  <- WRONG"))
+            (
+                k.at_s,
+                f"{'kill':<8} {k.at_s:>5.1f}s  pid {k.pid} "
+                f"{'running' if k.alive else 'DEAD'}, {k.rows_since_start:,} rows stored since "
+                f"its start; exit {k.returncode}" + ("" if k.ok else "  <- WRONG"),
+            )
             for k in self.kills
         ] + [
-            (o.at_s, f"{'outage':<8} {o.at_s:>5.1f}s  down {o.down_s:.1f} s; flow "
-             f"{'lived through it' if o.survived else 'DIED'}, "
-             f"{'stored again' if o.stored_after else 'stored NOTHING'} after; said "
-             f"unavailable {o.said_unavailable}x, back {o.said_back}x"
-             + ("" if o.ok else "  <- WRONG"))
+            (
+                o.at_s,
+                f"{'outage':<8} {o.at_s:>5.1f}s  down {o.down_s:.1f} s; flow "
+                f"{'lived through it' if o.survived else 'DIED'}, "
+                f"{'stored again' if o.stored_after else 'stored NOTHING'} after; said "
+                f"unavailable {o.said_unavailable}x, back {o.said_back}x"
+                + ("" if o.ok else "  <- WRONG"),
+            )
             for o in self.outages
-        ]  # fmt: skip
+        ]
         lines += [line for _, line in sorted(actions)]
         lines += [
             "",
@@ -188,11 +194,14 @@ class ChaosReport:
             for d in found.differences
         ]
         alive = "" if self.metrics_alive else "; the metrics flow DIED in an outage"
-        return "\n".join([
-            f"metrics: {found.span.windows if found.span else 0} windows verified, "
-            f"{found.compared:,} points compared, {sum(found.left_out.values())} events left"
-            f" out, {len(found.differences)} differences{alive}", *differences[:10],
-        ])  # fmt: skip
+        return "\n".join(
+            [
+                f"metrics: {found.span.windows if found.span else 0} windows verified, "
+                f"{found.compared:,} points compared, {sum(found.left_out.values())} events left"
+                f" out, {len(found.differences)} differences{alive}",
+                *differences[:10],
+            ]
+        )
 
 
 class _Flow:
@@ -209,10 +218,22 @@ class _Flow:
         self.rows_at_start = rows
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "bytewax.run", self._module,
-                 "-r", str(self._recovery), "-s", "1", "-b", "0"],
-                env=self._env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "bytewax.run",
+                    self._module,
+                    "-r",
+                    str(self._recovery),
+                    "-s",
+                    "1",
+                    "-b",
+                    "0",
+                ],
+                env=self._env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def kill(self) -> int | None:
         """SIGKILL the process; its exit status."""
@@ -332,8 +353,13 @@ def run(
             for name in ("recovery", "metrics-recovery"):
                 (tmp / name).mkdir()
                 init_db_dir(tmp / name, 1)  # type: ignore[no-untyped-call]
-            env = {**os.environ, "RTTM_KAFKA_BROKERS": kafka.brokers, "RTTM_DATABASE_URL": url,
-                   "RTTM_TAIL": "1", "RTTM_METRICS_CORRECTION": CORRECTION}  # fmt: skip
+            env = {
+                **os.environ,
+                "RTTM_KAFKA_BROKERS": kafka.brokers,
+                "RTTM_DATABASE_URL": url,
+                "RTTM_TAIL": "1",
+                "RTTM_METRICS_CORRECTION": CORRECTION,
+            }
             flow = _Flow(env, tmp / "recovery", tmp / "flow.log")
             metrics = _Flow(env, tmp / "metrics-recovery", tmp / "metrics.log", "dataflows.metrics")
             started = time.monotonic()
@@ -357,8 +383,9 @@ def run(
                     metrics.kill()
                     metrics.start(0)
                 else:
-                    report.outages.append(_outage(flow, servers, tmp / "pg", port, url, at,
-                                                  rng.uniform(*outage_s)))  # fmt: skip
+                    report.outages.append(
+                        _outage(flow, servers, tmp / "pg", port, url, at, rng.uniform(*outage_s))
+                    )
                     if not metrics.alive():
                         report.metrics_alive = False
                         metrics.start(0)
@@ -400,8 +427,9 @@ def _settled_metrics(metrics: _Flow, env: dict[str, str]) -> verify.Report | Non
     a window is settled (cannot change any more) after lateness and horizon have passed.
     """
     with psycopg.connect(env["RTTM_DATABASE_URL"]) as conn:
-        newest = conn.execute("SELECT extract(epoch FROM max(event_time)) FROM"
-                              " rttm_trade_events").fetchone()  # fmt: skip
+        newest = conn.execute(
+            "SELECT extract(epoch FROM max(event_time)) FROM rttm_trade_events"
+        ).fetchone()
     if newest is None or newest[0] is None:
         return None  # no trade event stored: nothing to settle
     deadline = time.monotonic() + CATCH_UP_S
@@ -430,9 +458,14 @@ def _kill(flow: _Flow, url: str, at: float) -> Kill:
 
 
 def _outage(
-    flow: _Flow, servers: list[PostgresProcess], state: Path, port: int, url: str, at: float,
+    flow: _Flow,
+    servers: list[PostgresProcess],
+    state: Path,
+    port: int,
+    url: str,
+    at: float,
     down: float,
-) -> Outage:  # fmt: skip
+) -> Outage:
     """Stop PostgreSQL for ``down`` seconds; watch the flow wait it out."""
     assert flow.process is not None
     process = flow.process
@@ -452,8 +485,14 @@ def _outage(
     while stored_after and "database back" not in said and time.monotonic() < deadline:
         time.sleep(0.1)
         said = flow.log.read_bytes()[log_from:].decode(errors="replace")
-    outage = Outage(at, down_s, survived, stored_after, said.count("database unavailable"),
-                    said.count("database back"))  # fmt: skip
+    outage = Outage(
+        at,
+        down_s,
+        survived,
+        stored_after,
+        said.count("database unavailable"),
+        said.count("database back"),
+    )
     if not survived:  # keep the run going, so the report shows everything
         flow.start(rows_then)
     return outage
@@ -472,14 +511,27 @@ def _compare(
     for table, keys in stored.items():
         expected = truth.get(table, set())
         distinct = set(keys)
-        checks.append(TableCheck(
-            table, len(expected), len(keys), missing=len(expected - distinct),
-            doubled=len(keys) - len(distinct), unexpected=len(distinct - expected),
-        ))  # fmt: skip
+        checks.append(
+            TableCheck(
+                table,
+                len(expected),
+                len(keys),
+                missing=len(expected - distinct),
+                doubled=len(keys) - len(distinct),
+                unexpected=len(distinct - expected),
+            )
+        )
     kept = stored_rejects(url)
     missing, unexpected = rejects - kept, kept - rejects
-    checks.append(TableCheck(REJECTS_TABLE, rejects.total(), kept.total(),
-                             missing=missing.total(), unexpected=unexpected.total()))  # fmt: skip
+    checks.append(
+        TableCheck(
+            REJECTS_TABLE,
+            rejects.total(),
+            kept.total(),
+            missing=missing.total(),
+            unexpected=unexpected.total(),
+        )
+    )
     odd = [f"reject missing: {r[0]} {r[2]!r:.80} ({r[3]})" for r in list(missing)[:5]]
     odd += [f"reject unexpected: {r[0]} {r[2]!r:.80} ({r[3]})" for r in list(unexpected)[:5]]
     return checks, odd

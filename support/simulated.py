@@ -67,8 +67,16 @@ def raw_batches(run: Iterable[Message], partitions: int = 3, batch: int = 200) -
     for topic, key, value in kafka_messages(run):
         part = zlib.crc32(key) % partitions
         log = logs[(topic, part)]
-        log.append(KafkaMessage(topic=topic, partition=part, offset=len(log), key=key,
-                                value=value, timestamp=(TIMESTAMP_CREATE_TIME, 0)))  # fmt: skip
+        log.append(
+            KafkaMessage(
+                topic=topic,
+                partition=part,
+                offset=len(log),
+                key=key,
+                value=value,
+                timestamp=(TIMESTAMP_CREATE_TIME, 0),
+            )
+        )
     cut = {
         where: [log[i : i + batch] for i in range(0, len(log), batch)]
         for where, log in sorted(logs.items())

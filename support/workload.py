@@ -119,9 +119,15 @@ def produce_stream(brokers: str, messages: Iterable[Msg], **config: Any) -> int:
     ``config`` adds librdkafka settings (TLS, say).
     """
     producer = Producer(
-        {"bootstrap.servers": brokers, "linger.ms": 20, "batch.num.messages": 10_000,
-         "queue.buffering.max.messages": 500_000, "enable.idempotence": False, **config}
-    )  # fmt: skip
+        {
+            "bootstrap.servers": brokers,
+            "linger.ms": 20,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 500_000,
+            "enable.idempotence": False,
+            **config,
+        }
+    )
     sent = 0
     for topic, key, value in messages:
         send(producer, topic, key, value)

@@ -127,12 +127,17 @@ class Alertmanager:
         )
         with (self.directory / "alertmanager.log").open("ab") as log:
             self.process = subprocess.Popen(
-                [alertmanager_binary(), f"--config.file={config}",
-                 f"--storage.path={self.directory / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
-                 "--log.level=warn"],
-                stdout=log, stderr=log,
-            )  # fmt: skip
+                [
+                    alertmanager_binary(),
+                    f"--config.file={config}",
+                    f"--storage.path={self.directory / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--cluster.listen-address=",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=log,
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -78,8 +78,13 @@ def user_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
     env["RTTM_STATE_DIR"] = str(tmp_path / "state")
     yield env
-    subprocess.run([sys.executable, "-m", "rttm", "down", "--purge"], env=env,
-                   capture_output=True, timeout=60, check=False)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "rttm", "down", "--purge"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     purge_under(tmp_path)  # as root, data lives under /var/lib/rttm-postgres
 
 

@@ -26,9 +26,13 @@ WINDOW = timedelta(seconds=10)
 #: Windows seeded: fifteen minutes, ending two windows before now so a newer one still fits.
 WINDOWS = 90
 SERVICES = (
-    "simulation-service", "trade-capture-service", "validation-service", "pms-core",
-    "analytics-service", "leaderboard-service",
-)  # fmt: skip
+    "simulation-service",
+    "trade-capture-service",
+    "validation-service",
+    "pms-core",
+    "analytics-service",
+    "leaderboard-service",
+)
 STAGES = ("created", "captured", "validated", "positioned", "analysed", "ranked")
 #: Each service's TPS in the newest seeded window; the page shows their sum, "15.0".
 TPS_PER_SERVICE = 2.5
@@ -106,8 +110,19 @@ Event = tuple[str, str, datetime, str | None, int, int]
 def put_events(url: str, trade_id: str, events: Iterable[Event]) -> None:
     with psycopg.connect(url) as conn, conn.cursor() as cur, cur.copy(COPY_EVENTS) as copy:
         for service, kind, time, message, partition, offset in events:
-            copy.write_row((trade_id, service, kind, "SUCCESS", time, message,
-                            f"k:{trade_id}/{partition}/{offset}", partition, offset))  # fmt: skip
+            copy.write_row(
+                (
+                    trade_id,
+                    service,
+                    kind,
+                    "SUCCESS",
+                    time,
+                    message,
+                    f"k:{trade_id}/{partition}/{offset}",
+                    partition,
+                    offset,
+                )
+            )
 
 
 @dataclass(frozen=True)
@@ -150,38 +165,69 @@ def _window_metrics(start: datetime, i: int) -> list[Metric]:
     """Every metric of window number ``i`` (0 the oldest), shaped like the engine's."""
     tps = TPS_PER_SERVICE if i == WINDOWS - 1 else 2.0 + 0.5 * math.sin(i / 8)
     points = tps_window(start, tps)
-    points += [_metric("trades_started", start, 20), _metric("trades_completed", start, 18),
-               _metric("trades_rejected", start, 1)]  # fmt: skip
+    points += [
+        _metric("trades_started", start, 20),
+        _metric("trades_completed", start, 18),
+        _metric("trades_rejected", start, 1),
+    ]
     for quantile, ms in (("p50", 40.0), ("p95", 120.0), ("p99", 2000.0)):
         points.append(_metric("e2e_latency_ms", start, ms, quantile=quantile))
         for origin, target in pairwise(STAGES):
-            points.append(_metric("hop_latency_ms", start, ms / 5, from_stage=origin,
-                                  to_stage=target, quantile=quantile))  # fmt: skip
+            points.append(
+                _metric(
+                    "hop_latency_ms",
+                    start,
+                    ms / 5,
+                    from_stage=origin,
+                    to_stage=target,
+                    quantile=quantile,
+                )
+            )
     # pms-core keeps up; analytics-service falls behind (WARN), its lag growing.
-    lag = {("pms-core", "trade-valid", "0"): 2.0, ("pms-core", "trade-valid", "1"): 3.0,
-           ("analytics-service", "position-updates", "0"): 100.0 + 40 * i}  # fmt: skip
+    lag = {
+        ("pms-core", "trade-valid", "0"): 2.0,
+        ("pms-core", "trade-valid", "1"): 3.0,
+        ("analytics-service", "position-updates", "0"): 100.0 + 40 * i,
+    }
     for (service, topic, partition), messages in lag.items():
         labels = {"service": service, "topic": topic, "partition": partition}
-        points += [_metric("queue_lag", start, messages, **labels),
-                   _metric("queue_lag_seconds", start, messages / 20, **labels),
-                   _metric("consume_rate", start, 20.0, **labels)]  # fmt: skip
-    for service, topic, status in (("pms-core", "trade-valid", 0),
-                                   ("analytics-service", "position-updates", 1)):  # fmt: skip
+        points += [
+            _metric("queue_lag", start, messages, **labels),
+            _metric("queue_lag_seconds", start, messages / 20, **labels),
+            _metric("consume_rate", start, 20.0, **labels),
+        ]
+    for service, topic, status in (
+        ("pms-core", "trade-valid", 0),
+        ("analytics-service", "position-updates", 1),
+    ):
         points.append(_metric("consumer_status", start, status, service=service, topic=topic))
-        points.append(_metric("time_to_data_loss_seconds", start, 259_000.0 - i,
-                              service=service, topic=topic))  # fmt: skip
+        points.append(
+            _metric("time_to_data_loss_seconds", start, 259_000.0 - i, service=service, topic=topic)
+        )
     dlq = _dlq_events(i)
     depth = 100 + sum(_dlq_events(j) for j in range(i + 1))
-    points += [_metric("dlq_depth", start, depth, topic=DLQ_TOPIC),
-               _metric("dlq_rate", start, dlq / 10, topic=DLQ_TOPIC)]  # fmt: skip
+    points += [
+        _metric("dlq_depth", start, depth, topic=DLQ_TOPIC),
+        _metric("dlq_rate", start, dlq / 10, topic=DLQ_TOPIC),
+    ]
     if dlq:
         reason = MARKUP_REASON if i == 0 else "Schema validation failed"
         points.append(_metric("dlq_events", start, dlq, topic=DLQ_TOPIC, reason=reason))
     if i % 4 == 0:
-        points += [_metric("errors", start, 2, service="pms-core", error_type="DB_TIMEOUT"),
-                   _metric("error_rate", start, 0.2, service="pms-core")]  # fmt: skip
-    points.append(_metric("log_events", start, 1, service="analytics-service", level="WARN",
-                          category="PROCESSING_DELAY"))  # fmt: skip
+        points += [
+            _metric("errors", start, 2, service="pms-core", error_type="DB_TIMEOUT"),
+            _metric("error_rate", start, 0.2, service="pms-core"),
+        ]
+    points.append(
+        _metric(
+            "log_events",
+            start,
+            1,
+            service="analytics-service",
+            level="WARN",
+            category="PROCESSING_DELAY",
+        )
+    )
     if i >= 3:  # the stuck trade is detected in the fourth window
         points.append(_metric("stuck_trades", start, 1, stage="positioned", service="pms-core"))
     return points
@@ -210,9 +256,24 @@ def _trade(
         last = n == hops - 1
         kind, outcome = last_type if last and last_type else (event_type, status)
         time = start + timedelta(milliseconds=15 * n + n * n)
-        rows.append((str(uuid.uuid4()), trade_id, service, kind, outcome, source, target, source,
-                     n % 3, offset, time, last_message if last else f"{kind.lower()} ok",
-                     f"k:seed/{offset}", offset))  # fmt: skip
+        rows.append(
+            (
+                str(uuid.uuid4()),
+                trade_id,
+                service,
+                kind,
+                outcome,
+                source,
+                target,
+                source,
+                n % 3,
+                offset,
+                time,
+                last_message if last else f"{kind.lower()} ok",
+                f"k:seed/{offset}",
+                offset,
+            )
+        )
     return _Trade(rows, time)
 
 
@@ -224,12 +285,18 @@ def seed(url: str, now: datetime | None = None) -> Seeded:
     offsets = _offsets()
     completed, rejected, stuck = "T-DASH-DONE", "T-DASH-REJECTED", "T-DASH-STUCK"
     started = first + timedelta(seconds=3)
-    done = _trade(completed, started + timedelta(seconds=20), 6, offsets,
-                  last_message="leaderboard updated")  # fmt: skip
+    done = _trade(
+        completed, started + timedelta(seconds=20), 6, offsets, last_message="leaderboard updated"
+    )
     halted = _trade(stuck, started, 4, offsets, last_message=SCRIPT_MESSAGE)
-    failed = _trade(rejected, started + timedelta(seconds=40), 3, offsets,
-                    last_message="rejected: missing counterparty",
-                    last_type=("VALIDATION_FAILED", "FAILURE"))  # fmt: skip
+    failed = _trade(
+        rejected,
+        started + timedelta(seconds=40),
+        3,
+        offsets,
+        last_message="rejected: missing counterparty",
+        last_type=("VALIDATION_FAILED", "FAILURE"),
+    )
     stuck_last = halted.last_time  # its POSITION_UPDATED; stuck_after is 30 s
     detected = stuck_last + timedelta(seconds=30)
     metrics = [m for i in range(WINDOWS) for m in _window_metrics(first + i * WINDOW, i)]
@@ -240,23 +307,68 @@ def seed(url: str, now: datetime | None = None) -> Seeded:
     alerts = [
         ("TradeStuck", stuck_labels, detected, "firing", detected, 1.0, "critical", summary, None),
         ("QueueLagGrowing", lag_labels, old, "pending", old, 1.0, "warning", "lag growing", None),
-        ("QueueLagGrowing", lag_labels, old, "resolved", old + WINDOW * 3, 0.0, "warning",
-         "lag growing", old + WINDOW * 3),
-    ]  # fmt: skip
+        (
+            "QueueLagGrowing",
+            lag_labels,
+            old,
+            "resolved",
+            old + WINDOW * 3,
+            0.0,
+            "warning",
+            "lag growing",
+            old + WINDOW * 3,
+        ),
+    ]
     with psycopg.connect(url, autocommit=True) as conn, conn.transaction(), conn.cursor() as cur:
         cur.executemany(INSERT_EVENT, done.rows + halted.rows + failed.rows)
-        cur.execute(INSERT_DLQ, (rejected, "validation-service", DLQ_TOPIC, MARKUP_REASON,
-                                 failed.last_time, "k:seed/dlq/1", 1))  # fmt: skip
-        cur.execute(INSERT_ERROR, (stuck, "pms-core", "DB_TIMEOUT",
-                                   "Timeout while updating position", stuck_last,
-                                   "k:seed/err/1", 1))  # fmt: skip
-        cur.execute(INSERT_LOG, (completed, "analytics-service", "WARN", "PROCESSING_DELAY",
-                                 "Analytics computation exceeded SLA", done.last_time,
-                                 "k:seed/log/1", 1))  # fmt: skip
+        cur.execute(
+            INSERT_DLQ,
+            (
+                rejected,
+                "validation-service",
+                DLQ_TOPIC,
+                MARKUP_REASON,
+                failed.last_time,
+                "k:seed/dlq/1",
+                1,
+            ),
+        )
+        cur.execute(
+            INSERT_ERROR,
+            (
+                stuck,
+                "pms-core",
+                "DB_TIMEOUT",
+                "Timeout while updating position",
+                stuck_last,
+                "k:seed/err/1",
+                1,
+            ),
+        )
+        cur.execute(
+            INSERT_LOG,
+            (
+                completed,
+                "analytics-service",
+                "WARN",
+                "PROCESSING_DELAY",
+                "Analytics computation exceeded SLA",
+                done.last_time,
+                "k:seed/log/1",
+                1,
+            ),
+        )
         cur.executemany(INSERT_METRIC, metrics)
         cur.executemany(INSERT_ALERT, alerts)
-        cur.execute(INSERT_STUCK, (stuck, stuck_last, "positioned", "pms-core",
-                                   "POSITION_UPDATED", detected))  # fmt: skip
+        cur.execute(
+            INSERT_STUCK,
+            (stuck, stuck_last, "positioned", "pms-core", "POSITION_UPDATED", detected),
+        )
         cur.execute(INSERT_OUTBOX, (stuck_labels, detected, DELIVERY_ERROR))
-    return Seeded(completed=completed, rejected=rejected, stuck=stuck, last_window=newest,
-                  tps_now=TPS_PER_SERVICE * len(SERVICES))  # fmt: skip
+    return Seeded(
+        completed=completed,
+        rejected=rejected,
+        stuck=stuck,
+        last_window=newest,
+        tps_now=TPS_PER_SERVICE * len(SERVICES),
+    )

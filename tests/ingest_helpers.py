@@ -39,8 +39,13 @@ def payload(message: dict[str, Any]) -> bytes:
 def flow_env(kafka: KafkaSettings, url: str, **extra: str) -> dict[str, str]:
     """The environment of a bounded ingestion run against the test servers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
-    return {**env, "RTTM_KAFKA_BROKERS": kafka.brokers, "RTTM_DATABASE_URL": url,
-            "RTTM_TAIL": "0", **extra}  # fmt: skip
+    return {
+        **env,
+        "RTTM_KAFKA_BROKERS": kafka.brokers,
+        "RTTM_DATABASE_URL": url,
+        "RTTM_TAIL": "0",
+        **extra,
+    }
 
 
 def ingest(kafka: KafkaSettings, url: str, **extra: str) -> None:
@@ -55,8 +60,13 @@ def run_flow_process(
     """``python -m bytewax.run dataflows.rttm ARGS`` to completion."""
     return subprocess.run(
         [sys.executable, "-m", "bytewax.run", "dataflows.rttm", *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def one_line_failure(env: dict[str, str], expected: str) -> subprocess.CompletedProcess[str]:

@@ -36,8 +36,12 @@ from tests.ingest_helpers import REPO
 
 
 def engine_config(**overrides: object) -> EngineConfig:
-    fields: dict[str, object] = {"pipeline": pipeline.load(), "window_s": 10.0,
-                                 "lateness_s": 5.0, "shards": 2}  # fmt: skip
+    fields: dict[str, object] = {
+        "pipeline": pipeline.load(),
+        "window_s": 10.0,
+        "lateness_s": 5.0,
+        "shards": 2,
+    }
     fields.update(overrides)
     return EngineConfig(**fields)  # type: ignore[arg-type]
 
@@ -52,8 +56,11 @@ def run_engine(
     raw = op.input("raw", flow, TestingSource(list(batches), batch_size=50))
     outputs: list[MetricsOutput] = []
     config = config or engine_config(sources=sources(batches))
-    op.output("out", add_engine(raw, config, load_rules() if rules is None else rules),
-              TestingSink(outputs))  # fmt: skip
+    op.output(
+        "out",
+        add_engine(raw, config, load_rules() if rules is None else rules),
+        TestingSink(outputs),
+    )
     run_main(flow)  # type: ignore[no-untyped-call]
     total = MetricsOutput()
     for out in outputs:
@@ -100,8 +107,13 @@ def simulate(kafka: KafkaSettings, seconds: float, rate: float) -> list[Any]:
 def run_metrics(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bytewax.run", "dataflows.metrics", *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def metrics_rows(url: str) -> list[tuple[Any, ...]]:

@@ -110,8 +110,16 @@ FAST_TESTS: dict[str, tuple[str, ...]] = {
 SERVER_TESTS = frozenset({"tests/test_writer.py", "tests/test_alert_delivery.py"})
 ALL_FAST_TESTS = ("tests",)
 #: What the tests import or read, copied into each worker's private tree.
-COPIED = ("rttm", "rttm-emit", "dataflows", "tests", "support", "sql", "pyproject.toml",
-          "README.md")  # fmt: skip
+COPIED = (
+    "rttm",
+    "rttm-emit",
+    "dataflows",
+    "tests",
+    "support",
+    "sql",
+    "pyproject.toml",
+    "README.md",
+)
 GUARANTEES = "docs/guarantees.md"
 PYTEST_OPTIONS = ("-x", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0")
 NO_TESTS_COLLECTED = 5  # pytest's exit status
@@ -375,9 +383,9 @@ class _Collector(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_BoolOp(self, node: ast.BoolOp) -> None:
-        swapped, description = (ast.Or(), "and→or") if isinstance(node.op, ast.And) else (
-            ast.And(), "or→and"
-        )  # fmt: skip
+        swapped, description = (
+            (ast.Or(), "and→or") if isinstance(node.op, ast.And) else (ast.And(), "or→and")
+        )
         self._add(node, ast.BoolOp(op=swapped, values=node.values), description)
         self.generic_visit(node)
 
@@ -651,9 +659,16 @@ class Workspace:
         else:  # the copy's bytecode stays that of the original modules
             env["PYTHONDONTWRITEBYTECODE"] = "1"
         command = [
-            sys.executable, "-m", "pytest", *PYTEST_OPTIONS, "-m", marker, *_randomly_off(),
-            f"--basetemp={self.root / '.pytest-tmp'}", *tests,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pytest",
+            *PYTEST_OPTIONS,
+            "-m",
+            marker,
+            *_randomly_off(),
+            f"--basetemp={self.root / '.pytest-tmp'}",
+            *tests,
+        ]
         started = time.monotonic()
         with self.lock:
             if self.stopped:

@@ -23,9 +23,14 @@ BYTEWAX_RUN = [sys.executable, "-m", "bytewax.run"]
 def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     """``command`` in its own process group, as a shell starts a job."""
     return subprocess.Popen(
-        command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        command,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
-    )  # fmt: skip
+    )
 
 
 def stop(process: subprocess.Popen[str], sig: signal.Signals) -> tuple[int, list[str]]:

@@ -37,8 +37,9 @@ def serving(app: FastAPI, name: str = "test-server", **options: Any) -> Iterator
     ``options`` go to ``uvicorn.Config`` (``ssl_certfile``/``ssl_keyfile``: an https URL).
     """
     port = free_port()
-    config = uvicorn.Config(app, host=LOCALHOST, port=port, log_level="warning", ws="none",
-                            lifespan="off", **options)  # fmt: skip
+    config = uvicorn.Config(
+        app, host=LOCALHOST, port=port, log_level="warning", ws="none", lifespan="off", **options
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
@@ -69,18 +70,23 @@ def migrated_database(admin_url: str, prefix: str) -> Iterator[str]:
         yield url
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))  # fmt: skip
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 def rttm_against(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``rttm ARGS`` with ``RTTM_DATABASE_URL=url`` and no other RTTM setting."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
     return subprocess.run(
-        [sys.executable, "-m", "rttm", *args], env={**env, "RTTM_DATABASE_URL": url},
-        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "rttm", *args],
+        env={**env, "RTTM_DATABASE_URL": url},
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -101,5 +107,12 @@ class Run:
 
 def rttm(run: Run, *args: str) -> subprocess.CompletedProcess[str]:
     """``rttm ARGS`` in the run's environment."""
-    return subprocess.run([sys.executable, "-m", "rttm", *args], env=run.env, cwd=REPO,
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "rttm", *args],
+        env=run.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

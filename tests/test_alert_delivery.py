@@ -38,11 +38,15 @@ from tests.ingest_helpers import REPO, migrated
 pytestmark = pytest.mark.integration
 
 STUCK_RULE = Rule(
-    name="TradeStuck", metric="stuck_trades", op=">", threshold=0, severity="critical",
+    name="TradeStuck",
+    metric="stuck_trades",
+    op=">",
+    threshold=0,
+    severity="critical",
     summary="{{ $value }} trades stuck after {{ $labels.stage }}",
     description="No terminal event at {{ $labels.service }} within the allowed time.",
     runbook_url="https://runbooks.example/rttm/trade-stuck",
-)  # fmt: skip
+)
 LABELS = (("service", "pms-core"), ("stage", "positioned"))
 DASHBOARD = "http://rttm.example:8000"
 
@@ -52,10 +56,16 @@ def transition(
 ) -> Transition:
     started = started or at
     fields: dict[str, Any] = {
-        "rule": "TradeStuck", "labels": LABELS, "state": state, "value": 2.0,
-        "started_at": started, "resolved_at": at if state == "resolved" else None, "at": at,
-        "severity": "critical", "summary": "2 trades stuck after positioned",
-    }  # fmt: skip
+        "rule": "TradeStuck",
+        "labels": LABELS,
+        "state": state,
+        "value": 2.0,
+        "started_at": started,
+        "resolved_at": at if state == "resolved" else None,
+        "at": at,
+        "severity": "critical",
+        "summary": "2 trades stuck after positioned",
+    }
     fields.update(extra)
     return Transition(**fields)
 
@@ -110,9 +120,12 @@ def test_a_firing_alert_reaches_alertmanager_with_its_labels_annotations_and_lin
 
     [held] = alertmanager.alerts()
     assert held["labels"] == {
-        "alertname": "TradeStuck", "severity": "critical", "service": "pms-core",
-        "stage": "positioned", "source": "rttm",
-    }  # fmt: skip
+        "alertname": "TradeStuck",
+        "severity": "critical",
+        "service": "pms-core",
+        "stage": "positioned",
+        "source": "rttm",
+    }
     assert held["annotations"] == {
         "summary": "2 trades stuck after positioned",
         "description": "No terminal event at pms-core within the allowed time.",
@@ -163,9 +176,12 @@ def test_an_alert_that_fires_while_alertmanager_is_down_arrives_when_it_is_back(
 
 
 def test_an_ha_pair_of_alertmanagers_both_receive_every_alert(
-    migrated_db: str, alertmanager: Alertmanager, tmp_path: Any, webhook: WebhookServer,
+    migrated_db: str,
+    alertmanager: Alertmanager,
+    tmp_path: Any,
+    webhook: WebhookServer,
     sender_for: Any,
-) -> None:  # fmt: skip
+) -> None:
     (tmp_path / "second").mkdir()
     second = Alertmanager(tmp_path / "second", webhook.url)
     second.start()
@@ -184,8 +200,13 @@ def test_the_webhook_gets_version_4_payloads_signed_with_the_secret(
     migrated_db: str, webhook: WebhookServer, sender_for: Any
 ) -> None:
     secret = "s3cret"  # noqa: S105 - the test's own
-    delivery = from_env({"RTTM_ALERT_WEBHOOK_URL": webhook.url, "RTTM_ALERT_WEBHOOK_SECRET": secret,
-                         "RTTM_DASHBOARD_URL": DASHBOARD})  # fmt: skip
+    delivery = from_env(
+        {
+            "RTTM_ALERT_WEBHOOK_URL": webhook.url,
+            "RTTM_ALERT_WEBHOOK_SECRET": secret,
+            "RTTM_DASHBOARD_URL": DASHBOARD,
+        }
+    )
     sender = sender_for(delivery)
     started = now() - timedelta(seconds=30)
     write(migrated_db, delivery, transition("firing", started))
@@ -234,14 +255,17 @@ def test_a_receiver_that_refuses_is_reported_once_and_not_retried(
 def test_a_replayed_day_of_history_is_stored_but_sent_to_nobody(
     migrated_db: str, alertmanager: Alertmanager, webhook: WebhookServer, sender_for: Any
 ) -> None:
-    delivery = from_env({"RTTM_ALERTMANAGER_URL": alertmanager.url,
-                         "RTTM_ALERT_WEBHOOK_URL": webhook.url})  # fmt: skip
+    delivery = from_env(
+        {"RTTM_ALERTMANAGER_URL": alertmanager.url, "RTTM_ALERT_WEBHOOK_URL": webhook.url}
+    )
     day_ago = now() - timedelta(days=1)
     day: list[Transition] = []
     for hour in range(24):  # a stuck trade each hour of yesterday, cleared five minutes later
         started = day_ago + timedelta(hours=hour)
-        day += [transition("firing", started),
-                transition("resolved", started + timedelta(minutes=5), started)]  # fmt: skip
+        day += [
+            transition("firing", started),
+            transition("resolved", started + timedelta(minutes=5), started),
+        ]
     write(migrated_db, delivery, *day)
     sender = sender_for(delivery)
     assert sender.run_once()
@@ -314,9 +338,14 @@ def test_firing_alerts_are_resent_while_the_flow_is_live_and_not_while_it_catche
 def rttm(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
     return subprocess.run(
-        [sys.executable, "-m", "rttm", *args], env={**clean, **env}, cwd=REPO,
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "rttm", *args],
+        env={**clean, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_a_silence_made_with_rttm_is_listed_by_alertmanager_and_shown_by_rttm_alerts(
@@ -326,9 +355,19 @@ def test_a_silence_made_with_rttm_is_listed_by_alertmanager_and_shown_by_rttm_al
     write(migrated_db, delivery, transition("firing", now()))
     assert sender_for(delivery).run_once()
 
-    made = rttm("alerts", "silence", "TradeStuck", "stage=positioned", "--for", "2h",
-                "--comment", "fix being deployed", "--author", "ops@example",
-                RTTM_ALERTMANAGER_URL=alertmanager.url)  # fmt: skip
+    made = rttm(
+        "alerts",
+        "silence",
+        "TradeStuck",
+        "stage=positioned",
+        "--for",
+        "2h",
+        "--comment",
+        "fix being deployed",
+        "--author",
+        "ops@example",
+        RTTM_ALERTMANAGER_URL=alertmanager.url,
+    )
     assert made.returncode == 0, made.stderr
     silence_id = made.stdout.strip()
     assert f"silenced TradeStuck for 2h in alertmanager {alertmanager.url}" in made.stderr
@@ -337,17 +376,19 @@ def test_a_silence_made_with_rttm_is_listed_by_alertmanager_and_shown_by_rttm_al
     assert silence["status"]["state"] == "active"
     assert (silence["comment"], silence["createdBy"]) == ("fix being deployed", "ops@example")
     assert sorted((m["name"], m["value"], m["isEqual"]) for m in silence["matchers"]) == [
-        ("alertname", "TradeStuck", True), ("source", "rttm", True),
+        ("alertname", "TradeStuck", True),
+        ("source", "rttm", True),
         ("stage", "positioned", True),
-    ]  # fmt: skip
+    ]
     lasts = datetime.fromisoformat(silence["endsAt"]) - datetime.now(UTC)
     assert timedelta(hours=2) - timedelta(seconds=30) < lasts <= timedelta(hours=2)
     [held] = alertmanager.alerts()
     assert held["status"]["state"] == "suppressed"
     assert held["status"]["silencedBy"] == [silence_id]
 
-    shown = rttm("alerts", "--json", RTTM_DATABASE_URL=migrated_db,
-                 RTTM_ALERTMANAGER_URL=alertmanager.url)  # fmt: skip
+    shown = rttm(
+        "alerts", "--json", RTTM_DATABASE_URL=migrated_db, RTTM_ALERTMANAGER_URL=alertmanager.url
+    )
     assert shown.returncode == 0, shown.stderr
     [firing] = json.loads(shown.stdout)["firing"]
     assert (firing["delivery"], firing["silenced_by"]) == ("delivered", [silence_id])
@@ -363,15 +404,21 @@ OPTIONS = ("--comment", "c", "--for", "1h")
     ("env", "args", "error"),
     [
         ({}, (), "rttm: error: no Alertmanager to silence in: set RTTM_ALERTMANAGER_URL"),
-        ({"RTTM_ALERTMANAGER_URL": "localhost:9093"}, (),
-         "rttm: error: RTTM_ALERTMANAGER_URL: 'localhost:9093' is not a URL: write it as"
-         " http://HOST:PORT"),
-        ({"RTTM_ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}"}, (),
-         "rttm: error: cannot reach any Alertmanager: alertmanager http://127.0.0.1:"),
+        (
+            {"RTTM_ALERTMANAGER_URL": "localhost:9093"},
+            (),
+            "rttm: error: RTTM_ALERTMANAGER_URL: 'localhost:9093' is not a URL: write it as"
+            " http://HOST:PORT",
+        ),
+        (
+            {"RTTM_ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}"},
+            (),
+            "rttm: error: cannot reach any Alertmanager: alertmanager http://127.0.0.1:",
+        ),
         ({}, ("stage", *OPTIONS), "argument LABEL=VALUE: expected LABEL=VALUE"),
         ({}, ("--comment", "c", "--for", "soon"), "argument --for: invalid duration 'soon'"),
     ],
-)  # fmt: skip
+)
 def test_silence_mistakes_fail_in_one_line(
     env: dict[str, str], args: tuple[str, ...], error: str
 ) -> None:
@@ -386,8 +433,12 @@ def test_starts_at_is_when_the_alert_turned_firing_as_prometheus_sends_it(
     delivery = from_env({"RTTM_ALERTMANAGER_URL": alertmanager.url})
     pending_since = now() - timedelta(minutes=2)
     fired = pending_since + timedelta(minutes=1)
-    write(migrated_db, delivery, transition("pending", pending_since),
-          transition("firing", fired, pending_since))  # fmt: skip
+    write(
+        migrated_db,
+        delivery,
+        transition("pending", pending_since),
+        transition("firing", fired, pending_since),
+    )
     assert sender_for(delivery).run_once()
     [held] = alertmanager.alerts()
     assert datetime.fromisoformat(held["startsAt"]) == fired
@@ -421,9 +472,11 @@ def test_one_bad_alert_is_refused_alone_and_never_resent_while_the_rest_go_throu
 
 
 def test_resends_skip_rules_that_are_gone_and_rows_of_removed_receivers_are_dropped(
-    migrated_db: str, alertmanager: Alertmanager, sender_for: Any,
+    migrated_db: str,
+    alertmanager: Alertmanager,
+    sender_for: Any,
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     old = from_env({"RTTM_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/gone"})
     write(migrated_db, old, transition("firing", now(), rule="Retired"))
     add_window(migrated_db, now() - timedelta(seconds=10))
@@ -495,13 +548,19 @@ def test_alertmanager_gets_one_list_per_round_and_a_refused_list_alert_by_alert(
 
     webhook.received.clear()
     webhook.statuses = [400, 503]  # the list refused; then, alert by alert, an outage
-    write(migrated_db, stand_in, transition("firing", now(), rule="C"),
-          transition("firing", now(), rule="D"))  # fmt: skip
+    write(
+        migrated_db,
+        stand_in,
+        transition("firing", now(), rule="C"),
+        transition("firing", now(), rule="D"),
+    )
     assert sender.run_once()
     assert alerts_posted(webhook) == [["C", "D"], ["C"]]  # stops at the failure
     with psycopg.connect(migrated_db) as conn:
-        owed = conn.execute("SELECT rule, status, attempts FROM rttm_alert_outbox"
-                            " WHERE rule IN ('C', 'D') ORDER BY rule").fetchall()  # fmt: skip
+        owed = conn.execute(
+            "SELECT rule, status, attempts FROM rttm_alert_outbox"
+            " WHERE rule IN ('C', 'D') ORDER BY rule"
+        ).fetchall()
     assert owed == [("C", "due", 1), ("D", "due", 0)]
 
 
@@ -510,8 +569,12 @@ def test_the_webhook_waits_for_a_receiver_that_fails_and_sends_only_the_latest_s
 ) -> None:
     delivery = from_env({"RTTM_ALERT_WEBHOOK_URL": webhook.url})
     started = now() - timedelta(minutes=1)
-    write(migrated_db, delivery, transition("firing", started),
-          transition("firing", now(), rule="Other"))  # fmt: skip
+    write(
+        migrated_db,
+        delivery,
+        transition("firing", started),
+        transition("firing", now(), rule="Other"),
+    )
     webhook.status = 503
     sender = sender_for(delivery)
     with caplog.at_level(logging.WARNING, "rttm.alerts.sender"):
@@ -527,8 +590,11 @@ def test_the_webhook_waits_for_a_receiver_that_fails_and_sends_only_the_latest_s
         rows = conn.execute(
             "SELECT rule, state, status FROM rttm_alert_outbox ORDER BY id"
         ).fetchall()
-    assert rows == [("TradeStuck", "firing", "superseded"), ("Other", "firing", "delivered"),
-                    ("TradeStuck", "resolved", "delivered")]  # fmt: skip
+    assert rows == [
+        ("TradeStuck", "firing", "superseded"),
+        ("Other", "firing", "delivered"),
+        ("TradeStuck", "resolved", "delivered"),
+    ]
     messages = [r.getMessage() for r in caplog.records]
     assert any("unavailable: HTTP 503" in m for m in messages), messages
     assert any(
@@ -576,8 +642,9 @@ def test_resends_keep_to_their_interval(
 def test_resends_wait_out_the_backoff_of_an_alertmanager_that_is_away(
     migrated_db: str, webhook: WebhookServer, sender_for: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    stand_in = from_env({"RTTM_ALERTMANAGER_URL": webhook.url.removesuffix("/hook"),
-                         "RTTM_ALERT_RESEND": "1s"})  # fmt: skip
+    stand_in = from_env(
+        {"RTTM_ALERTMANAGER_URL": webhook.url.removesuffix("/hook"), "RTTM_ALERT_RESEND": "1s"}
+    )
     write(migrated_db, stand_in, transition("firing", now() - timedelta(hours=1)))  # history
     add_window(migrated_db, now() - timedelta(seconds=10))
     webhook.status = 503

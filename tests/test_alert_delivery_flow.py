@@ -35,8 +35,13 @@ TRADE = "T-STUCK-1"
 
 
 def event(service: str, event_type: str, status: str = "SUCCESS") -> TradeEvent:
-    return TradeEvent(trade_id=TRADE, service_name=service, event_type=event_type,
-                      event_status=status, event_time=datetime.now(UTC))  # fmt: skip
+    return TradeEvent(
+        trade_id=TRADE,
+        service_name=service,
+        event_type=event_type,
+        event_status=status,
+        event_time=datetime.now(UTC),
+    )
 
 
 def publish(kafka: KafkaSettings, *events: TradeEvent) -> None:
@@ -48,8 +53,11 @@ def fast_pipeline(tmp_path: Path) -> Path:
     """The shipped pipeline, with trades stuck after 2 s of silence instead of 30 s."""
     text = resources.files("rttm.metrics").joinpath("default_pipeline.toml").read_text("utf-8")
     path = tmp_path / "pipeline.toml"
-    path.write_text(text.replace('stuck_after = "30s"', 'stuck_after = "2s"')
-                    .replace('stuck_after = "60s"', 'stuck_after = "2s"'))  # fmt: skip
+    path.write_text(
+        text.replace('stuck_after = "30s"', 'stuck_after = "2s"').replace(
+            'stuck_after = "60s"', 'stuck_after = "2s"'
+        )
+    )
     return path
 
 
@@ -58,13 +66,23 @@ def start_flow(kafka: KafkaSettings, migrated_db: str, fast_pipeline: Path) -> I
     processes: list[subprocess.Popen[str]] = []
 
     def start(**receivers: str) -> subprocess.Popen[str]:
-        env = flow_env(kafka, migrated_db, RTTM_TAIL="1", RTTM_METRICS_WINDOW="1s",
-                       RTTM_METRICS_LATENESS="1s", RTTM_PIPELINE=str(fast_pipeline),
-                       RTTM_DASHBOARD_URL=DASHBOARD, **receivers)  # fmt: skip
+        env = flow_env(
+            kafka,
+            migrated_db,
+            RTTM_TAIL="1",
+            RTTM_METRICS_WINDOW="1s",
+            RTTM_METRICS_LATENESS="1s",
+            RTTM_PIPELINE=str(fast_pipeline),
+            RTTM_DASHBOARD_URL=DASHBOARD,
+            **receivers,
+        )
         process = subprocess.Popen(
             [sys.executable, "-m", "bytewax.run", "dataflows.metrics"],
-            env=env, cwd=REPO, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            env=env,
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         processes.append(process)
         return process
 
@@ -83,21 +101,30 @@ def test_a_stuck_trade_fires_trade_stuck_in_alertmanager_and_resolves_when_it_mo
     kafka: KafkaSettings, alertmanager: Alertmanager, webhook: WebhookServer, start_flow: Any
 ) -> None:
     start_flow(RTTM_ALERTMANAGER_URL=alertmanager.url)
-    publish(kafka, event("simulation-service", "TRADE_CREATED"),
-            event("trade-capture-service", "CAPTURE_SUCCESS"))  # fmt: skip
+    publish(
+        kafka,
+        event("simulation-service", "TRADE_CREATED"),
+        event("trade-capture-service", "CAPTURE_SUCCESS"),
+    )
 
     def fired() -> list[dict[str, Any]]:
         return stuck_alerts(alertmanager)
 
     def stuck_resolved() -> list[dict[str, Any]]:
-        return [p for p in webhook.payloads() if p["status"] == "resolved"
-                and p["groupLabels"] == {"alertname": "TradeStuck"}]  # fmt: skip
+        return [
+            p
+            for p in webhook.payloads()
+            if p["status"] == "resolved" and p["groupLabels"] == {"alertname": "TradeStuck"}
+        ]
 
     [alert] = wait_for(fired, timeout=60)
     assert alert["labels"] == {
-        "alertname": "TradeStuck", "severity": "critical", "source": "rttm",
-        "stage": "captured", "service": "trade-capture-service",
-    }  # fmt: skip
+        "alertname": "TradeStuck",
+        "severity": "critical",
+        "source": "rttm",
+        "stage": "captured",
+        "service": "trade-capture-service",
+    }
     assert alert["annotations"]["summary"].startswith("Trades stopped after a stage")
     assert alert["annotations"]["description"] == (
         "Stuck after stage captured at trade-capture-service: 1 trade(s) with no event within"
@@ -120,8 +147,11 @@ def test_a_flow_killed_before_delivering_delivers_after_its_restart_once(
 ) -> None:
     webhook.stop()  # the receiver is away when the alert fires
     first = start_flow(RTTM_ALERT_WEBHOOK_URL=webhook.url)
-    publish(kafka, event("simulation-service", "TRADE_CREATED"),
-            event("trade-capture-service", "CAPTURE_SUCCESS"))  # fmt: skip
+    publish(
+        kafka,
+        event("simulation-service", "TRADE_CREATED"),
+        event("trade-capture-service", "CAPTURE_SUCCESS"),
+    )
 
     def owed() -> list[tuple[Any, ...]]:
         with psycopg.connect(migrated_db) as conn:
@@ -158,15 +188,25 @@ def test_a_flow_killed_before_delivering_delivers_after_its_restart_once(
 
 @pytest.mark.parametrize(
     "command",
-    [("-m", "bytewax.run", "dataflows.metrics"), ("-m", "rttm", "metrics"),
-     ("-m", "rttm", "serve", "--port", "0")],
-)  # fmt: skip
+    [
+        ("-m", "bytewax.run", "dataflows.metrics"),
+        ("-m", "rttm", "metrics"),
+        ("-m", "rttm", "serve", "--port", "0"),
+    ],
+)
 def test_a_bad_receiver_url_stops_the_start_in_one_line(
     kafka: KafkaSettings, migrated_db: str, command: tuple[str, ...]
 ) -> None:
     env = flow_env(kafka, migrated_db, RTTM_ALERTMANAGER_URL="http://ops:pw@am:9093,am-2:9093")
-    result = subprocess.run([sys.executable, *command], env=env, cwd=REPO, capture_output=True,
-                            text=True, timeout=60, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, *command],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "rttm: error: RTTM_ALERTMANAGER_URL entry 2: 'am-2:9093' is not a URL: write it as"

@@ -58,7 +58,7 @@ def server() -> Iterator[tuple[str, list[tuple[str, str]]]]:
         ("/slow-down", Outcome.FAILED, "HTTP 429"),
         ("/moved", Outcome.REFUSED, "HTTP 302: redirect to /elsewhere not followed"),
     ],
-)  # fmt: skip
+)
 def test_answers_are_sorted(
     server: tuple[str, list[tuple[str, str]]], path: str, outcome: Outcome, detail: str
 ) -> None:

@@ -21,47 +21,72 @@ from rttm.alerts.rules import Rule
 
 START = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 RULE = Rule(
-    name="QueueLagHigh", metric="queue_lag", op=">", threshold=100, severity="warning",
-    summary="{{ $labels.service }} lags {{ $value }}", description="on {{ $labels.topic }}",
+    name="QueueLagHigh",
+    metric="queue_lag",
+    op=">",
+    threshold=100,
+    severity="warning",
+    summary="{{ $labels.service }} lags {{ $value }}",
+    description="on {{ $labels.topic }}",
     runbook_url="https://runbooks.example/lag",
-)  # fmt: skip
+)
 
 
 def record(state: str = "firing", **labels: str) -> AlertRecord:
     return AlertRecord(
-        rule="QueueLagHigh", labels=labels or {"service": "pms", "topic": "t", "empty": ""},
-        started_at=START, state=state,
+        rule="QueueLagHigh",
+        labels=labels or {"service": "pms", "topic": "t", "empty": ""},
+        started_at=START,
+        state=state,
         resolved_at=START + timedelta(minutes=3) if state == "resolved" else None,
-        value=1500.0, severity="warning", summary="stored summary",
-    )  # fmt: skip
+        value=1500.0,
+        severity="warning",
+        summary="stored summary",
+    )
 
 
 def test_fingerprints_equal_alertmanagers_for_known_label_sets() -> None:
     # What Debian's Alertmanager (0.25) answered in GET /api/v2/alerts for these labels.
     assert fingerprint({"alertname": "TradeStuck", "severity": "critical"}) == "ade25c4c401e805c"
-    labels = {"alertname": "QueueLagHigh", "service": "pms", "severity": "warning",
-              "source": "rttm", "topic": "t"}  # fmt: skip
+    labels = {
+        "alertname": "QueueLagHigh",
+        "service": "pms",
+        "severity": "warning",
+        "source": "rttm",
+        "topic": "t",
+    }
     assert fingerprint(labels) == "4aacc596c34d43a2"
 
 
 def test_labels_are_the_alerts_plus_alertname_severity_and_source_without_empty_ones() -> None:
     assert manager_labels("R", {"b": "2", "a": "", "severity": "x"}, "critical") == {
-        "alertname": "R", "b": "2", "severity": "critical", "source": "rttm",
-    }  # fmt: skip
+        "alertname": "R",
+        "b": "2",
+        "severity": "critical",
+        "source": "rttm",
+    }
 
 
 def test_a_firing_alert_for_alertmanager() -> None:
     ends = firing_until(START + timedelta(minutes=1), 240)
     assert ends == START + timedelta(minutes=5)
     assert manager_alert(record(), RULE, "https://rttm.example/", ends) == {
-        "labels": {"alertname": "QueueLagHigh", "service": "pms", "severity": "warning",
-                   "source": "rttm", "topic": "t"},
-        "annotations": {"summary": "pms lags 1500", "description": "on t",
-                        "runbook_url": "https://runbooks.example/lag"},
+        "labels": {
+            "alertname": "QueueLagHigh",
+            "service": "pms",
+            "severity": "warning",
+            "source": "rttm",
+            "topic": "t",
+        },
+        "annotations": {
+            "summary": "pms lags 1500",
+            "description": "on t",
+            "runbook_url": "https://runbooks.example/lag",
+        },
         "startsAt": "2026-03-02T14:00:00Z",
         "endsAt": "2026-03-02T14:05:00Z",
         "generatorURL": "https://rttm.example/",
-    }  # fmt: skip
+    }
 
 
 def test_a_resolved_alert_ends_at_its_resolution_and_a_gone_rule_keeps_its_stored_text() -> None:
@@ -82,9 +107,16 @@ def test_an_alert_is_one_rule_labels_and_activation_whatever_its_state() -> None
 
 def test_a_stuck_trade_links_to_its_trace() -> None:
     stuck = AlertRecord(
-        rule="TradeStuck", labels={"stage": "positioned"}, started_at=START, state="firing",
-        resolved_at=None, value=1.0, severity="critical", summary="", trade_id="T 1/2#",
-    )  # fmt: skip
+        rule="TradeStuck",
+        labels={"stage": "positioned"},
+        started_at=START,
+        state="firing",
+        resolved_at=None,
+        value=1.0,
+        severity="critical",
+        summary="",
+        trade_id="T 1/2#",
+    )
     assert webhook_alert(stuck, None, "http://d:8765")["generatorURL"] == (
         "http://d:8765/#trade=T%201%2F2%23"
     )
@@ -93,18 +125,32 @@ def test_a_stuck_trade_links_to_its_trace() -> None:
 def test_webhook_payloads_group_by_alertname_as_alertmanager_does() -> None:
     moved = record("resolved", service="other", topic="t")
     entries = [webhook_alert(record(), RULE, None), webhook_alert(moved, RULE, None)]
-    other = AlertRecord(rule="Other", labels={}, started_at=START, state="resolved",
-                        resolved_at=START, value=0, severity="info", summary="")  # fmt: skip
+    other = AlertRecord(
+        rule="Other",
+        labels={},
+        started_at=START,
+        state="resolved",
+        resolved_at=START,
+        value=0,
+        severity="info",
+        summary="",
+    )
     entries.append(webhook_alert(other, None, None))
     lag, gone = webhook_payloads(entries, "https://rttm.example")
     assert (lag["status"], gone["status"]) == ("firing", "resolved")
     assert lag["version"] == "4"
     assert lag["groupKey"] == '{}:{alertname="QueueLagHigh"}'
     assert lag["groupLabels"] == {"alertname": "QueueLagHigh"}
-    assert lag["commonLabels"] == {"alertname": "QueueLagHigh", "severity": "warning",
-                                   "source": "rttm", "topic": "t"}  # fmt: skip
-    assert lag["commonAnnotations"] == {"description": "on t",
-                                        "runbook_url": "https://runbooks.example/lag"}  # fmt: skip
+    assert lag["commonLabels"] == {
+        "alertname": "QueueLagHigh",
+        "severity": "warning",
+        "source": "rttm",
+        "topic": "t",
+    }
+    assert lag["commonAnnotations"] == {
+        "description": "on t",
+        "runbook_url": "https://runbooks.example/lag",
+    }
     assert lag["externalURL"] == "https://rttm.example"
     assert lag["receiver"] == "rttm"
     assert lag["truncatedAlerts"] == 0

@@ -65,14 +65,25 @@ def test_bad_durations_are_refused(text: str, reason: str) -> None:
 def test_the_shipped_defaults_load_and_pass_the_checker() -> None:
     rules = {rule.name: rule for rule in load_rules()}
     assert list(rules) == [
-        "QueueLagHigh", "QueueLagGrowing", "ConsumerStalled", "ConsumerStopped", "DlqRateHigh",
-        "ErrorRateHigh", "TradeStuck", "TradesStopped", "EndToEndLatencyHigh",
+        "QueueLagHigh",
+        "QueueLagGrowing",
+        "ConsumerStalled",
+        "ConsumerStopped",
+        "DlqRateHigh",
+        "ErrorRateHigh",
+        "TradeStuck",
+        "TradesStopped",
+        "EndToEndLatencyHigh",
         "CardinalityExceeded",
-    ]  # fmt: skip
+    ]
     lag = rules["QueueLagHigh"]
     assert (lag.metric, lag.op, lag.threshold, lag.for_s, lag.severity) == (
-        "queue_lag", ">", 10_000.0, 60.0, "warning"
-    )  # fmt: skip
+        "queue_lag",
+        ">",
+        10_000.0,
+        60.0,
+        "warning",
+    )
     assert (rules["TradeStuck"].for_s, rules["TradeStuck"].severity) == (0.0, "critical")
     assert (rules["ConsumerStalled"].threshold, rules["ConsumerStalled"].for_s) == (2.0, 30.0)
     assert rules["EndToEndLatencyHigh"].match == (("quantile", "p99"),)
@@ -179,11 +190,13 @@ def test_match_and_label_keys_are_checked_against_the_metric() -> None:
         GOOD_RULES + 'match = { topic = "trade-valid", servce = "x" }\nlabels = { topic = "y" }\n'
     )
     assert check_text(text) == [
-        Problem(7, "rule 'LagHigh': match.servce is not a label of queue_lag "
-                   "(did you mean 'service'?)"),
-        Problem(8, "rule 'LagHigh': labels.topic would replace the series label topic of "
-                   "queue_lag"),
-    ]  # fmt: skip
+        Problem(
+            7, "rule 'LagHigh': match.servce is not a label of queue_lag (did you mean 'service'?)"
+        ),
+        Problem(
+            8, "rule 'LagHigh': labels.topic would replace the series label topic of queue_lag"
+        ),
+    ]
 
 
 def test_toml_syntax_errors_give_tomllib_line() -> None:
@@ -203,9 +216,12 @@ def test_a_file_without_rules_and_inline_arrays() -> None:
     assert check_text("rules = 5\n") == [Problem(1, "rules must be [[rules]] tables")]
     assert check_text("# typo\n[[rule]]\nname = 'A'\n") == [
         Problem(1, "no rules: add [[rules]] tables"),
-        Problem(2, "unknown top-level key 'rule': a rules file holds [[rules]] tables only "
-                   "(did you mean 'rules'?)"),
-    ]  # fmt: skip
+        Problem(
+            2,
+            "unknown top-level key 'rule': a rules file holds [[rules]] tables only "
+            "(did you mean 'rules'?)",
+        ),
+    ]
     inline = '# rules inline\nrules = [\n  { name = "A", metric = "tps", op = ">" },\n]\n'
     assert [(p.line, p.message) for p in check_text(inline)] == [
         (2, "rule 'A': missing required key 'threshold'"),
@@ -239,17 +255,39 @@ def test_load_rules_lists_every_problem_with_file_and_line(tmp_path: Path) -> No
     path.write_text(GOOD_RULES + 'for = "90s"\nkeep_firing_for = "1m"\nlabels = { team = "ops" }\n')
     (rule,) = load_rules(path)
     assert rule == Rule(
-        name="LagHigh", metric="queue_lag", op=">", threshold=10.0, for_s=90.0,
-        keep_firing_for_s=60.0, severity="warning", labels=(("team", "ops"),),
-    )  # fmt: skip
+        name="LagHigh",
+        metric="queue_lag",
+        op=">",
+        threshold=10.0,
+        for_s=90.0,
+        keep_firing_for_s=60.0,
+        severity="warning",
+        labels=(("team", "ops"),),
+    )
 
 
 def test_parse_values() -> None:
     # promtool's notation: VxN and a+bxN are N+1 values, _xN is N absent windows.
     assert rule_tests.parse_values("1 _ 2x3 _x2 1+2x3 5-1x2 -1e3 Inf 0x0") == [
-        1.0, None, 2.0, 2.0, 2.0, 2.0, None, None, 1.0, 3.0, 5.0, 7.0, 5.0, 4.0, 3.0, -1000.0,
-        math.inf, 0.0,
-    ]  # fmt: skip
+        1.0,
+        None,
+        2.0,
+        2.0,
+        2.0,
+        2.0,
+        None,
+        None,
+        1.0,
+        3.0,
+        5.0,
+        7.0,
+        5.0,
+        4.0,
+        3.0,
+        -1000.0,
+        math.inf,
+        0.0,
+    ]
     with pytest.raises(ValueError, match="invalid value '1y'"):
         rule_tests.parse_values("1 1y")
     with pytest.raises(ValueError, match="more than"):

@@ -82,8 +82,17 @@ def _snapshot_rows() -> Iterator[tuple[Any, ...]]:
     for w in range(WINDOWS):
         at = NEWEST - w * WINDOW
         for i in range(FLOOD):
-            yield (f"svc-{i}", f"topic-{i}", 0, 10_000 + i, 10_000, at, f"snap-{w}-{i}", 0,
-                   w * FLOOD + i)  # fmt: skip
+            yield (
+                f"svc-{i}",
+                f"topic-{i}",
+                0,
+                10_000 + i,
+                10_000,
+                at,
+                f"snap-{w}-{i}",
+                0,
+                w * FLOOD + i,
+            )
 
 
 def _alert_rows() -> Iterator[tuple[Any, ...]]:
@@ -91,8 +100,16 @@ def _alert_rows() -> Iterator[tuple[Any, ...]]:
         state = "firing" if i < FIRING else "pending"
         severity = "critical" if i in CRITICAL else "warning"
         started = NEWEST - timedelta(seconds=i)
-        yield ("QueueLagHigh", json.dumps({"partition": str(i)}), started, state, NEWEST,
-               float(i), severity, f"lag of partition {i}")  # fmt: skip
+        yield (
+            "QueueLagHigh",
+            json.dumps({"partition": str(i)}),
+            started,
+            state,
+            NEWEST,
+            float(i),
+            severity,
+            f"lag of partition {i}",
+        )
 
 
 def _stuck_rows() -> Iterator[tuple[Any, ...]]:
@@ -104,15 +121,22 @@ def _stuck_rows() -> Iterator[tuple[Any, ...]]:
 def _flood(url: str) -> None:
     copies = [
         ("rttm_metrics (metric, window_start, labels, window_end, value)", _metric_rows()),
-        ("rttm_alerts (rule, labels, started_at, state, at, value, severity, summary)",
-         _alert_rows()),
-        ("rttm_stuck_trades (trade_id, last_event_time, stage, service_name, last_event_type,"
-         " detected_at)", _stuck_rows()),
+        (
+            "rttm_alerts (rule, labels, started_at, state, at, value, severity, summary)",
+            _alert_rows(),
+        ),
+        (
+            "rttm_stuck_trades (trade_id, last_event_time, stage, service_name, last_event_type,"
+            " detected_at)",
+            _stuck_rows(),
+        ),
         ("rttm_metrics_totals (metric, labels, value)", _total_rows()),
-        ("rttm_queue_metrics (service_name, topic_name, queue_partition, produced_offset,"
-         " consumed_offset, snapshot_time, dedupe_key, kafka_partition, kafka_offset)",
-         _snapshot_rows()),
-    ]  # fmt: skip
+        (
+            "rttm_queue_metrics (service_name, topic_name, queue_partition, produced_offset,"
+            " consumed_offset, snapshot_time, dedupe_key, kafka_partition, kafka_offset)",
+            _snapshot_rows(),
+        ),
+    ]
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         for table, rows in copies:
             with cur.copy(f"COPY {table} FROM STDIN") as copy:
@@ -146,8 +170,12 @@ def test_status_of_a_flood_is_small_quick_and_keeps_the_worst(flooded: Run) -> N
     assert took < ANSWER_S
     assert len(answer.content) < BODY_BYTES
     data = answer.json()
-    assert data["omitted"] == {"consumers": FLOOD - 100, "errors": 0, "logs": 0,
-                               "stuck": STUCK - 100}  # fmt: skip
+    assert data["omitted"] == {
+        "consumers": FLOOD - 100,
+        "errors": 0,
+        "logs": 0,
+        "stuck": STUCK - 100,
+    }
     consumers = data["consumers"]
     assert len(consumers) == 100
     stopped = sorted(STOPPED, reverse=True)
@@ -185,8 +213,11 @@ def test_alerts_of_a_flood_are_small_and_counted(flooded: Run) -> None:
     assert len(answer.content) < BODY_BYTES
     data = answer.json()
     assert (len(data["firing"]), len(data["pending"]), len(data["recent"])) == (100, 100, 50)
-    assert data["omitted"] == {"firing": FIRING - 100, "pending": PENDING - 100,
-                               "recent": FIRING + PENDING - 50}  # fmt: skip
+    assert data["omitted"] == {
+        "firing": FIRING - 100,
+        "pending": PENDING - 100,
+        "recent": FIRING + PENDING - 50,
+    }
     assert all(a["severity"] == "critical" for a in data["firing"][: len(CRITICAL)])
 
 
@@ -201,23 +232,28 @@ def test_metrics_of_a_flood_are_capped_per_metric(flooded: Run) -> None:
     body = answer.text
     lines = body.splitlines()
     assert sum(1 for line in lines if line.startswith("rttm_queue_lag{")) == 2000
-    assert f'rttm_queue_lag{{partition="0",service="svc-{FLOOD - 1}",topic="topic-{FLOOD - 1}"}}' \
-        in body  # the most lag first  # fmt: skip
+    assert (
+        f'rttm_queue_lag{{partition="0",service="svc-{FLOOD - 1}",topic="topic-{FLOOD - 1}"}}'
+        in body
+    )  # the most lag first
     for metric in ("queue_lag", "consumer_status", "dlq_events", "queue_offsets"):
         assert f'rttm_serve_series_omitted{{metric="{metric}"}} {FLOOD - 2000}.0' in lines
     # A counter: the three windows added up, the largest first.
     assert 'rttm_dlq_events_total{reason="reason 00009",topic="trade-dlq"} 3027.0' in lines
     offsets = [line for line in lines if line.startswith("rttm_queue_consumed_offset{")]
     assert len(offsets) == 2000
-    assert offsets[0].startswith(f'rttm_queue_consumed_offset{{partition="0",'
-                                 f'service="svc-{FLOOD - 1}"')  # fmt: skip
+    assert offsets[0].startswith(
+        f'rttm_queue_consumed_offset{{partition="0",service="svc-{FLOOD - 1}"'
+    )
     # Time to data loss: the least is the most urgent, so the least are kept.
     loss = [line for line in lines if line.startswith("rttm_time_to_data_loss_seconds{")]
     assert len(loss) == 2000
     assert any(f'service="svc-{FLOOD - 1}"' in line for line in loss)
     assert not any('service="svc-0"' in line for line in loss)
-    assert 'rttm_alerts_firing{rule="QueueLagHigh",severity="warning"} ' \
-        f"{FIRING - len(CRITICAL)}.0" in lines  # fmt: skip
+    assert (
+        'rttm_alerts_firing{rule="QueueLagHigh",severity="warning"} '
+        f"{FIRING - len(CRITICAL)}.0" in lines
+    )
 
 
 def test_cli_says_how_many_it_left_out(flooded: Run) -> None:
@@ -232,8 +268,9 @@ def test_cli_says_how_many_it_left_out(flooded: Run) -> None:
     assert f"  and {FIRING + PENDING - 3:,} more\n" in alerts.stdout
     wrong = rttm(Run(flooded.url, {**flooded.env, "RTTM_VIEW_MAX_ENTRIES": "lots"}, []), "status")
     assert wrong.returncode == 1
-    assert wrong.stderr == ("rttm: error: --max-entries / RTTM_VIEW_MAX_ENTRIES must be from 1 "
-                            "to 10000, got 'lots'\n")  # fmt: skip
+    assert wrong.stderr == (
+        "rttm: error: --max-entries / RTTM_VIEW_MAX_ENTRIES must be from 1 to 10000, got 'lots'\n"
+    )
 
 
 def test_serve_refuses_bad_limits_in_one_line(flooded: Run) -> None:
@@ -317,9 +354,10 @@ def test_heavy_requests_over_the_limit_are_refused_at_once(migrated_db: str) -> 
             began = time.perf_counter()
             busy = fetch(f"{base}/api/alerts")
             assert time.perf_counter() - began < 0.5
-            assert busy == (503, {
-                "detail": "alerts: busy (1 view requests already running); try again shortly"
-            })  # fmt: skip
+            assert busy == (
+                503,
+                {"detail": "alerts: busy (1 view requests already running); try again shortly"},
+            )
             assert fetch(f"{base}/healthz")[0] == 200
             waiting.join(timeout=10)
         assert fetch(f"{base}/api/alerts")[0] == 200  # the slot is free again

@@ -19,8 +19,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_kills_and_database_outages_leave_exactly_the_ground_truth() -> None:
-    report = chaos.run(events=25_000, kills=5, outages=2, seed=21, rate=1_000,
-                       outage_s=(10.0, 12.0))  # fmt: skip
+    report = chaos.run(
+        events=25_000, kills=5, outages=2, seed=21, rate=1_000, outage_s=(10.0, 12.0)
+    )
     text = report.render()
     assert [kill.alive for kill in report.kills] == [True] * 5, text
     assert all(kill.rows_since_start > 0 for kill in report.kills), text

@@ -46,12 +46,18 @@ def batches(draw: st.DrawFn) -> RawBatch:
     messages = []
     for offset in range(first, first + count):
         stamped = draw(st.booleans())
-        messages.append(KafkaMessage(
-            topic=topic, partition=partition, offset=offset,
-            key=draw(st.none() | st.binary(max_size=8)), value=draw(values(topic)),
-            timestamp=(TIMESTAMP_CREATE_TIME, 1_700_000_000_000 + offset) if stamped
-            else (TIMESTAMP_NOT_AVAILABLE, 0),
-        ))  # fmt: skip
+        messages.append(
+            KafkaMessage(
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                key=draw(st.none() | st.binary(max_size=8)),
+                value=draw(values(topic)),
+                timestamp=(TIMESTAMP_CREATE_TIME, 1_700_000_000_000 + offset)
+                if stamped
+                else (TIMESTAMP_NOT_AVAILABLE, 0),
+            )
+        )
     return RawBatch(topic, partition, messages, first + count)
 
 
@@ -62,9 +68,13 @@ def test_split_batch_matches_decode_message(batch: RawBatch, shards: int) -> Non
     for message in batch.messages:
         kind, stamp = message.timestamp()
         result = decode_message(
-            batch.topic, message.key(), message.value(), batch.partition, message.offset() or 0,
+            batch.topic,
+            message.key(),
+            message.value(),
+            batch.partition,
+            message.offset() or 0,
             None if kind == TIMESTAMP_NOT_AVAILABLE else stamp,
-        )  # fmt: skip
+        )
         table, row = table_row(result)
         shard = (
             shard_of(result.spec.key_of(result.event), shards)
@@ -76,6 +86,8 @@ def test_split_batch_matches_decode_message(batch: RawBatch, shards: int) -> Non
     assert [key for key, _ in got] == list(shard_keys(shards))
     for (_, chunk), tables in zip(got, expected, strict=True):
         assert (chunk.topic, chunk.partition, chunk.next_offset) == (
-            batch.topic, batch.partition, batch.next_offset,
-        )  # fmt: skip
+            batch.topic,
+            batch.partition,
+            batch.next_offset,
+        )
         assert chunk.tables == tables

@@ -101,8 +101,11 @@ def _names_in_code() -> set[str]:
     for directory in ("rttm", "dataflows", "rttm-emit/src"):
         for path in sorted((REPO / directory).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if (isinstance(node, ast.Constant) and isinstance(node.value, str)
-                        and NAME.fullmatch(node.value)):  # fmt: skip
+                if (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and NAME.fullmatch(node.value)
+                ):
                     names.add(node.value)
     return names
 

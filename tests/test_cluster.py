@@ -45,8 +45,11 @@ def test_the_options_win_over_the_environment() -> None:
 
 
 def test_a_statefulset_pod_takes_its_ordinal_as_in_bytewax_run() -> None:
-    env = {"BYTEWAX_POD_NAME": "rttm-ingest-2", "BYTEWAX_STATEFULSET_NAME": "rttm-ingest",
-           "BYTEWAX_ADDRESSES": "a:1;b:1;c:1"}  # fmt: skip
+    env = {
+        "BYTEWAX_POD_NAME": "rttm-ingest-2",
+        "BYTEWAX_STATEFULSET_NAME": "rttm-ingest",
+        "BYTEWAX_ADDRESSES": "a:1;b:1;c:1",
+    }
     assert cluster.place(options(), env) == Place(2, ("a:1", "b:1", "c:1"))
     with pytest.raises(RttmError, match=r"^BYTEWAX_POD_NAME='x': expected a process index$"):
         cluster.place(options(), {**env, "BYTEWAX_POD_NAME": "rttm-ingest-x"})
@@ -64,12 +67,18 @@ def test_a_statefulset_pod_takes_its_ordinal_as_in_bytewax_run() -> None:
         (["-i", "0", "-a", "a:x"], {}, f"-a entry 'a:x': {PORT_RULE}"),
         (["-i", "0", "-a", "a:0"], {}, f"-a entry 'a:0': {PORT_RULE}"),
         (["-i", "0", "-a", "a:65536"], {}, f"-a entry 'a:65536': {PORT_RULE}"),
-        (["-i", "0", "-a", "a:65535;a:1;a:65535"], {},
-         "-a lists an address twice: each process needs its own"),
-        ([], {"BYTEWAX_PROCESS_ID": "one", "BYTEWAX_ADDRESSES": "a:1"},
-         "BYTEWAX_PROCESS_ID='one': expected a process index"),
+        (
+            ["-i", "0", "-a", "a:65535;a:1;a:65535"],
+            {},
+            "-a lists an address twice: each process needs its own",
+        ),
+        (
+            [],
+            {"BYTEWAX_PROCESS_ID": "one", "BYTEWAX_ADDRESSES": "a:1"},
+            "BYTEWAX_PROCESS_ID='one': expected a process index",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_place_that_cannot_work_is_one_line(
     argv: list[str], env: dict[str, str], expected: str
 ) -> None:
@@ -80,18 +89,26 @@ def test_a_place_that_cannot_work_is_one_line(
 
 @pytest.mark.parametrize(
     ("argv", "env", "expected"),
-    [([], {}, 120.0), ([], {"RTTM_PEER_TIMEOUT": "7.5"}, 7.5),
-     (["--peer-timeout", "3"], {"RTTM_PEER_TIMEOUT": "7.5"}, 3.0)],
-)  # fmt: skip
+    [
+        ([], {}, 120.0),
+        ([], {"RTTM_PEER_TIMEOUT": "7.5"}, 7.5),
+        (["--peer-timeout", "3"], {"RTTM_PEER_TIMEOUT": "7.5"}, 3.0),
+    ],
+)
 def test_the_peer_timeout_comes_from_the_option_then_the_environment(
     argv: list[str], env: dict[str, str], expected: float
 ) -> None:
     assert cluster.peer_timeout(options(*argv), env) == expected
 
 
-@pytest.mark.parametrize(("argv", "env"), [(["--peer-timeout", "0"], {}),
-                                           ([], {"RTTM_PEER_TIMEOUT": "soon"}),
-                                           ([], {"RTTM_PEER_TIMEOUT": "-1"})])  # fmt: skip
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["--peer-timeout", "0"], {}),
+        ([], {"RTTM_PEER_TIMEOUT": "soon"}),
+        ([], {"RTTM_PEER_TIMEOUT": "-1"}),
+    ],
+)
 def test_a_peer_timeout_that_is_not_a_positive_number_is_refused(
     argv: list[str], env: dict[str, str]
 ) -> None:
@@ -152,8 +169,9 @@ def watch(
 ) -> subprocess.CompletedProcess[str]:
     """The start-up watch in a process of its own: ``began`` or not, maybe signalled."""
     command = [sys.executable, "-c", WATCH, mode, str(timeout)]
-    process = subprocess.Popen(command, cwd=REPO, text=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     if sig is not None:
         assert process.stdout is not None
         assert process.stdout.readline() == "watching\n"
@@ -209,9 +227,13 @@ def test_a_cluster_process_never_makes_a_recovery_store_by_itself(tmp_path: Path
 
 def test_without_the_cluster_variables_no_place_is_left() -> None:
     """What a supervisor strips from its children's environment is all a place comes from."""
-    env = {"BYTEWAX_PROCESS_ID": "1", "BYTEWAX_ADDRESSES": "a:1;b:1",
-           "BYTEWAX_POD_NAME": "rttm-ingest-1", "BYTEWAX_STATEFULSET_NAME": "rttm-ingest",
-           "RTTM_PEER_TIMEOUT": "5"}  # fmt: skip
+    env = {
+        "BYTEWAX_PROCESS_ID": "1",
+        "BYTEWAX_ADDRESSES": "a:1;b:1",
+        "BYTEWAX_POD_NAME": "rttm-ingest-1",
+        "BYTEWAX_STATEFULSET_NAME": "rttm-ingest",
+        "RTTM_PEER_TIMEOUT": "5",
+    }
     assert cluster.place(options(), env) is not None
     stripped = {k: v for k, v in env.items() if k not in cluster.VARIABLES}
     assert stripped == {"RTTM_PEER_TIMEOUT": "5"}
@@ -238,28 +260,49 @@ print("alone", flush=True)
 @pytest.mark.parametrize(
     ("argv", "env", "status", "out", "err"),
     [
-        (["dataflows.rttm", "-w", "1", "-r", "rec", "-s", "5", "-b", "0"], {}, 0,
-         "guarded\nalone\n", ""),
-        (["dataflows.rttm", "-w", "1", "-i", "1", "-a", "127.0.0.1:1;127.0.0.1:{port}"],
-         {"RTTM_PEER_TIMEOUT": "1"}, 1, "guarded\n",
-         "rttm: error: the cluster did not form within 1 s: process 1 (127.0.0.1:{port}) "
-         "waited for 127.0.0.1:1; start every process with the same -a list, and check each "
-         "can reach the others\n"),
-        (["dataflows.rttm"], {"BYTEWAX_PROCESS_ID": "0", "BYTEWAX_ADDRESSES": "192.0.2.9:{port}"},
-         2, "refused: -a entry 0 (192.0.2.9:{port}) is not an address of this host: each "
-         "process listens on its own entry as written, so use an address of its own interfaces "
-         "(NAT or a mapped port cannot be bound)\n", ""),
+        (
+            ["dataflows.rttm", "-w", "1", "-r", "rec", "-s", "5", "-b", "0"],
+            {},
+            0,
+            "guarded\nalone\n",
+            "",
+        ),
+        (
+            ["dataflows.rttm", "-w", "1", "-i", "1", "-a", "127.0.0.1:1;127.0.0.1:{port}"],
+            {"RTTM_PEER_TIMEOUT": "1"},
+            1,
+            "guarded\n",
+            "rttm: error: the cluster did not form within 1 s: process 1 (127.0.0.1:{port}) "
+            "waited for 127.0.0.1:1; start every process with the same -a list, and check each "
+            "can reach the others\n",
+        ),
+        (
+            ["dataflows.rttm"],
+            {"BYTEWAX_PROCESS_ID": "0", "BYTEWAX_ADDRESSES": "192.0.2.9:{port}"},
+            2,
+            "refused: -a entry 0 (192.0.2.9:{port}) is not an address of this host: each "
+            "process listens on its own entry as written, so use an address of its own interfaces "
+            "(NAT or a mapped port cannot be bound)\n",
+            "",
+        ),
     ],
     ids=["alone", "peer-missing", "not-own-address"],
-)  # fmt: skip
+)
 def test_a_flow_module_run_by_bytewax_run_guards_its_cluster_start(
     argv: list[str], env: dict[str, str], status: int, out: str, err: str
 ) -> None:
     port = str(free_port())
     argv = [arg.replace("{port}", port) for arg in argv]
     env = {k: v.replace("{port}", port) for k, v in env.items()}
-    result = subprocess.run([sys.executable, "-c", GUARD, *argv], cwd=REPO, text=True,
-                            capture_output=True, env=env, timeout=60, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", GUARD, *argv],
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert (result.returncode, result.stdout, result.stderr) == (
         status,
         out.replace("{port}", port),

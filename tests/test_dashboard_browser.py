@@ -189,8 +189,17 @@ def test_a_hot_trade_pages_older_events_and_fetches_whole_messages(dashboard: Da
     page = dashboard.page
     trace = page.locator("#trace")
     text = "<b>markup</b>" + "m" * 3000  # cut by the API at 2,000 characters
-    events = [("pms-core", "POSITION_UPDATED", T0 + timedelta(milliseconds=n // 4),
-               f"{n:04d} {text}", n % 2, n) for n in range(1200)]  # fmt: skip
+    events = [
+        (
+            "pms-core",
+            "POSITION_UPDATED",
+            T0 + timedelta(milliseconds=n // 4),
+            f"{n:04d} {text}",
+            n % 2,
+            n,
+        )
+        for n in range(1200)
+    ]
     put_events(dashboard.db_url, "T-HOT", events)
 
     page.fill("#trade-search", "T-HOT")

@@ -76,9 +76,13 @@ def test_errors_are_classified_by_sqlstate(migrated_db: str) -> None:
         psycopg.connect(f"postgresql://x@127.0.0.1:{free_port()}/x", connect_timeout=2)
     assert classify(lost.value) is Failure.LOST
     with psycopg.connect(migrated_db, autocommit=True) as conn:
-        for code, failure in (("40001", Failure.CONFLICT), ("40P01", Failure.CONFLICT),
-                              ("42501", Failure.FAULT), ("57P01", Failure.LOST),
-                              ("57P05", Failure.LOST)):  # fmt: skip
+        for code, failure in (
+            ("40001", Failure.CONFLICT),
+            ("40P01", Failure.CONFLICT),
+            ("42501", Failure.FAULT),
+            ("57P01", Failure.LOST),
+            ("57P05", Failure.LOST),
+        ):
             with pytest.raises(psycopg.Error) as raised:
                 conn.execute(f"DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '{code}'; END $$")
             assert raised.value.sqlstate == code

@@ -155,8 +155,12 @@ def test_same_key_in_two_tables_is_two_rows() -> None:
 
 @pytest.mark.parametrize("capacity", [4, 1_000])
 def test_dedupe_step_in_a_flow_drops_repeats_within_the_window(capacity: int) -> None:
-    inputs = [("shard-0", chunk("e:1", "e:2")), ("shard-1", chunk("e:1")),
-              ("shard-0", chunk("e:2", "e:3")), ("shard-0", chunk("e:1"))]  # fmt: skip
+    inputs = [
+        ("shard-0", chunk("e:1", "e:2")),
+        ("shard-1", chunk("e:1")),
+        ("shard-0", chunk("e:2", "e:3")),
+        ("shard-0", chunk("e:1")),
+    ]
     out: list[tuple[str, Chunk]] = []
     flow = Dataflow("dedupe_test")
     stream = op.input("in", flow, TestingSource(inputs, batch_size=10))

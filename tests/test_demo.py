@@ -36,17 +36,27 @@ def processes_with(variable: bytes) -> list[int]:
 def assert_metrics_verify(env: dict[str, str]) -> None:
     """``rttm metrics verify`` on the demo's stack: windows settle, and none differs."""
     demo = {**env, "RTTM_STATE_DIR": str(Path(env["RTTM_STATE_DIR"]) / "demo")}
-    stack = subprocess.run([sys.executable, "-m", "rttm", "env"], env=demo, cwd=REPO,
-                           capture_output=True, text=True, check=True)  # fmt: skip
+    stack = subprocess.run(
+        [sys.executable, "-m", "rttm", "env"],
+        env=demo,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     for line in stack.stdout.splitlines():
         name, _, value = line.removeprefix("export ").partition("=")
         demo[name] = shlex.split(value)[0]
     deadline = time.monotonic() + 90
     while True:
         verify = subprocess.run(
-            [sys.executable, "-m", "rttm", "metrics", "verify", "--json"], env=demo, cwd=REPO,
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            [sys.executable, "-m", "rttm", "metrics", "verify", "--json"],
+            env=demo,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert verify.returncode in (0, 1), verify.stderr
         report = json.loads(verify.stdout)
         if report["points_compared"] > 100 or time.monotonic() > deadline:
@@ -72,9 +82,13 @@ def test_demo_runs_everything_and_stops_cleanly_on_a_signal(
     port = free_port()
     demo = subprocess.Popen(
         [sys.executable, "-m", "rttm", "demo", "--port", str(port), "--rate", "40"],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         assert demo.stdout is not None
         line = demo.stdout.readline()

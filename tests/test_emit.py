@@ -44,8 +44,13 @@ def test_the_old_imports_are_the_rttm_emit_package() -> None:
 
 def read_all(brokers: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
     """Every (key, value) of ``topic`` from the beginning."""
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"t-{uuid.uuid4()}",
-                         "enable.partition.eof": True})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": brokers,
+            "group.id": f"t-{uuid.uuid4()}",
+            "enable.partition.eof": True,
+        }
+    )
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
     out, eof = [], 0
@@ -64,21 +69,44 @@ def test_typed_calls_publish_valid_keyed_messages_with_ids_and_times(kafka: Kafk
     create_topics(kafka)
     emitter = Emitter(kafka)
     before = datetime.now(UTC)
-    assert emitter.trade_event(trade_id="T1", service_name="pms-core",
-                               event_type="POSITION_UPDATED", event_status="SUCCESS")  # fmt: skip
-    assert emitter.queue_metrics(service_name="validation-service", topic_name="trade-input",
-                                 partition=2, produced_offset=9, consumed_offset=7)  # fmt: skip
-    assert emitter.dlq_event(trade_id="T2", service_name="validation-service",
-                             topic_name="trade-dlq", reason="Schema validation failed")  # fmt: skip
-    assert emitter.error_event(service_name="pms-core", error_type="DB_TIMEOUT",
-                               error_message="Timeout")  # fmt: skip
-    assert emitter.log_event(service_name="analytics-service", log_level="WARN", trade_id="T3",
-                             log_category="PROCESSING_DELAY", message="slow")  # fmt: skip
+    assert emitter.trade_event(
+        trade_id="T1",
+        service_name="pms-core",
+        event_type="POSITION_UPDATED",
+        event_status="SUCCESS",
+    )
+    assert emitter.queue_metrics(
+        service_name="validation-service",
+        topic_name="trade-input",
+        partition=2,
+        produced_offset=9,
+        consumed_offset=7,
+    )
+    assert emitter.dlq_event(
+        trade_id="T2",
+        service_name="validation-service",
+        topic_name="trade-dlq",
+        reason="Schema validation failed",
+    )
+    assert emitter.error_event(
+        service_name="pms-core", error_type="DB_TIMEOUT", error_message="Timeout"
+    )
+    assert emitter.log_event(
+        service_name="analytics-service",
+        log_level="WARN",
+        trade_id="T3",
+        log_category="PROCESSING_DELAY",
+        message="slow",
+    )
     assert emitter.close() == 0
     assert (emitter.counters.sent, emitter.counters.failed, emitter.counters.dropped) == (5, 0, 0)
-    keys = {"rttm.trade.events": b"T1", "rttm.queue.metrics": b"trade-input-2",
-            "rttm.dlq.events": b"T2", "rttm.error.events": b"pms-core",
-            "rttm.log.events": b"analytics-service"}  # fmt: skip
+    keys = {
+        "rttm.trade.events": b"T1",
+        "rttm.queue.metrics": b"trade-input-2",
+        "rttm.dlq.events": b"T2",
+        "rttm.error.events": b"pms-core",
+        "rttm.log.events": b"analytics-service",
+    }
     ids = []
     for spec in TOPICS:
         ((key, value),) = read_all(kafka.brokers, spec.name)
@@ -123,8 +151,9 @@ def test_a_failing_delivery_report_never_raises_into_the_caller(
             assert emitter.error_event(service_name="svc", error_type="E", error_message=f"{n}")
         emitter.close()  # its flush meets the failing reports too: logged, not raised
     logged = [r.getMessage() for r in caplog.records if r.name == "rttm.emit"]
-    assert any("delivery reports failed: RuntimeError: a delivery report failed" in line
-               for line in logged), logged  # fmt: skip
+    assert any(
+        "delivery reports failed: RuntimeError: a delivery report failed" in line for line in logged
+    ), logged
 
 
 def test_unreachable_broker_never_blocks_or_raises(caplog: pytest.LogCaptureFixture) -> None:
@@ -155,8 +184,9 @@ def test_reporter_lag_equals_produced_minus_committed(kafka: KafkaSettings) -> N
         future.result()
     # One record per batch: the local broker reports end offsets right only then
     # (docs/design.md §8).
-    producer = Producer({"bootstrap.servers": kafka.brokers, "linger.ms": 0,
-                         "batch.num.messages": 1})  # fmt: skip
+    producer = Producer(
+        {"bootstrap.servers": kafka.brokers, "linger.ms": 0, "batch.num.messages": 1}
+    )
     for n in range(9):
         producer.produce("trade-input", b"x", partition=n % 2)
         producer.flush(10)
@@ -164,9 +194,13 @@ def test_reporter_lag_equals_produced_minus_committed(kafka: KafkaSettings) -> N
     group.commit(offsets=[TopicPartition("trade-input", 0, 2)], asynchronous=False)
     group.close()
     emitter = Emitter(kafka)
-    reporter = QueueMetricsReporter("validation-consumer", ["trade-input"],
-                                    service_name="validation-service", emitter=emitter,
-                                    settings=kafka)  # fmt: skip
+    reporter = QueueMetricsReporter(
+        "validation-consumer",
+        ["trade-input"],
+        service_name="validation-service",
+        emitter=emitter,
+        settings=kafka,
+    )
     snapshots = reporter.report_once()
     reporter.stop()
     emitter.close()
@@ -180,8 +214,9 @@ def test_reporter_lag_equals_produced_minus_committed(kafka: KafkaSettings) -> N
     ]
     assert sorted(
         (r.event.partition, r.event.produced_offset - r.event.consumed_offset)
-        for r in published if isinstance(r, Accepted) and isinstance(r.event, QueueMetrics)
-    ) == [(0, 3), (1, 4)]  # fmt: skip
+        for r in published
+        if isinstance(r, Accepted) and isinstance(r.event, QueueMetrics)
+    ) == [(0, 3), (1, 4)]
 
 
 def test_simulate_then_ingest_stores_exactly_what_the_summary_says(
@@ -191,11 +226,28 @@ def test_simulate_then_ingest_stores_exactly_what_the_summary_says(
     summary_path = tmp_path / "summary.json"
     start = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     result = subprocess.run(
-        [sys.executable, "-m", "rttm", "simulate", "--trades", "3000", "--fast", "--seed", "5",
-         "--start", start, "--summary-json", str(summary_path)],
-        env=flow_env(kafka, migrated_db), cwd=REPO, capture_output=True, text=True,
-        timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "rttm",
+            "simulate",
+            "--trades",
+            "3000",
+            "--fast",
+            "--seed",
+            "5",
+            "--start",
+            start,
+            "--summary-json",
+            str(summary_path),
+        ],
+        env=flow_env(kafka, migrated_db),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "simulated 3,000 trades" in result.stderr
     summary = json.loads(summary_path.read_text())
@@ -210,8 +262,12 @@ def test_simulate_then_ingest_stores_exactly_what_the_summary_says(
 def test_values_the_contract_cannot_take_never_raise_into_the_caller() -> None:
     dead = KafkaSettings(brokers=f"127.0.0.1:{free_port()}", extra={})
     emitter = Emitter(dead)
-    assert not emitter.trade_event(trade_id=None, service_name="s", event_type="E",  # type: ignore[arg-type]
-                                   event_status="SUCCESS")  # fmt: skip
+    assert not emitter.trade_event(
+        trade_id=None,  # type: ignore[arg-type]
+        service_name="s",
+        event_type="E",
+        event_status="SUCCESS",
+    )
     assert not emitter.emit("not an event")  # type: ignore[arg-type]
     assert emitter.counters.dropped == 2
     emitter.close(timeout=0)

@@ -40,8 +40,9 @@ SUPPORTED = "import sys; print(sys.executable); sys.exit(not (3, 11) <= sys.vers
 def _supported(python: str) -> str | None:
     """The real path of ``python`` if it runs and rttm-emit supports it (3.11 to 3.13)."""
     try:
-        found = subprocess.run([python, "-c", SUPPORTED], capture_output=True, text=True,
-                               timeout=30, check=False)  # fmt: skip
+        found = subprocess.run(
+            [python, "-c", SUPPORTED], capture_output=True, text=True, timeout=30, check=False
+        )
     except OSError:
         return None
     return found.stdout.strip() if found.returncode == 0 else None
@@ -64,8 +65,9 @@ def newest_python() -> str:
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """This environment without RTTM's settings, the test's venv or Python paths."""
-    keep = {k: v for k, v in os.environ.items()
-            if not k.startswith(("RTTM_", "PYTHON", "VIRTUAL_ENV"))}  # fmt: skip
+    keep = {
+        k: v for k, v in os.environ.items() if not k.startswith(("RTTM_", "PYTHON", "VIRTUAL_ENV"))
+    }
     return {**keep, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **extra}
 
 
@@ -78,9 +80,15 @@ class Venv:
 
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         """``python -I ARGS`` in the venv (isolated: neither this checkout nor PYTHONPATH)."""
-        return subprocess.run([str(self.python), "-I", *args], env=_clean_env(**env),
-                              cwd=self.root, capture_output=True, text=True, timeout=120,
-                              check=False)  # fmt: skip
+        return subprocess.run(
+            [str(self.python), "-I", *args],
+            env=_clean_env(**env),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     def script(self, code: str, *args: str, **env: str) -> Any:
         """Run ``code`` with ``args`` in the venv; returns the JSON it printed last."""
@@ -92,15 +100,32 @@ class Venv:
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
     root = tmp_path_factory.mktemp("rttm-emit-venv")
-    made = subprocess.run([newest_python(), "-m", "venv", str(root)], capture_output=True,
-                          text=True, timeout=120, check=False)  # fmt: skip
+    made = subprocess.run(
+        [newest_python(), "-m", "venv", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert made.returncode == 0, made.stderr[-3000:]
     venv = Venv(root)
     installed = subprocess.run(
-        [str(venv.python), "-m", "pip", "install", "-c", str(REPO / "constraints.txt"),
-         str(EMIT_DIR)],
-        env=_clean_env(), cwd=root, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        [
+            str(venv.python),
+            "-m",
+            "pip",
+            "install",
+            "-c",
+            str(REPO / "constraints.txt"),
+            str(EMIT_DIR),
+        ],
+        env=_clean_env(),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
     yield venv
     shutil.rmtree(root, ignore_errors=True)
@@ -173,23 +198,59 @@ def _calls(tag: str) -> dict[str, tuple[str, dict[str, Any]]]:
     """Per topic, the emitter call and its arguments (event id and time left to the emitter)."""
     trade = f"T-{tag}"
     return {
-        "rttm.trade.events": ("trade_event", {
-            "trade_id": trade, "service_name": "pms-core", "event_type": "POSITION_UPDATED",
-            "event_status": "SUCCESS", "source_queue": "trade-valid", "topic_name": "trade-valid",
-            "partition": 1, "offset": 7, "message": "position updated"}),
-        "rttm.queue.metrics": ("queue_metrics", {
-            "service_name": f"pms-{tag}", "topic_name": "trade-valid", "partition": 1,
-            "produced_offset": 9, "consumed_offset": 7}),
-        "rttm.dlq.events": ("dlq_event", {
-            "trade_id": trade, "service_name": "validation-service", "topic_name": "trade-dlq",
-            "reason": "Schema validation failed"}),
-        "rttm.error.events": ("error_event", {
-            "service_name": "pms-core", "error_type": "DB_TIMEOUT",
-            "error_message": "Timeout while updating position", "trade_id": trade}),
-        "rttm.log.events": ("log_event", {
-            "service_name": "analytics-service", "log_level": "WARN",
-            "log_category": "PROCESSING_DELAY", "message": "took 2.4 s", "trade_id": trade}),
-    }  # fmt: skip
+        "rttm.trade.events": (
+            "trade_event",
+            {
+                "trade_id": trade,
+                "service_name": "pms-core",
+                "event_type": "POSITION_UPDATED",
+                "event_status": "SUCCESS",
+                "source_queue": "trade-valid",
+                "topic_name": "trade-valid",
+                "partition": 1,
+                "offset": 7,
+                "message": "position updated",
+            },
+        ),
+        "rttm.queue.metrics": (
+            "queue_metrics",
+            {
+                "service_name": f"pms-{tag}",
+                "topic_name": "trade-valid",
+                "partition": 1,
+                "produced_offset": 9,
+                "consumed_offset": 7,
+            },
+        ),
+        "rttm.dlq.events": (
+            "dlq_event",
+            {
+                "trade_id": trade,
+                "service_name": "validation-service",
+                "topic_name": "trade-dlq",
+                "reason": "Schema validation failed",
+            },
+        ),
+        "rttm.error.events": (
+            "error_event",
+            {
+                "service_name": "pms-core",
+                "error_type": "DB_TIMEOUT",
+                "error_message": "Timeout while updating position",
+                "trade_id": trade,
+            },
+        ),
+        "rttm.log.events": (
+            "log_event",
+            {
+                "service_name": "analytics-service",
+                "log_level": "WARN",
+                "log_category": "PROCESSING_DELAY",
+                "message": "took 2.4 s",
+                "trade_id": trade,
+            },
+        ),
+    }
 
 
 def test_its_events_land_in_rttms_tables_through_the_real_ingestion(

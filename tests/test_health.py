@@ -58,8 +58,9 @@ def test_readiness_gives_the_first_failing_reason_and_reuses_an_answer_for_a_sec
 
         return ask
 
-    ready = health.Readiness([check("db", None), check("broker", "broker unavailable: x"),
-                              check("flow", "starting")])  # fmt: skip
+    ready = health.Readiness(
+        [check("db", None), check("broker", "broker unavailable: x"), check("flow", "starting")]
+    )
     assert ready.reason() == "broker unavailable: x"
     assert asked == ["db", "broker"]
     clock[0] += health.CACHE_S
@@ -174,12 +175,26 @@ def test_a_cluster_process_waiting_for_its_peer_is_alive_not_ready_and_stops_on_
     create_topics(kafka)
     metrics_port, own, peer = free_port(), free_port(), free_port()
     addresses = f"127.0.0.1:{own};127.0.0.1:{peer}"
-    process = start([*RTTM, "ingest", "-i", "0", "-a", addresses, "--peer-timeout", "60",
-                     "--metrics-port", str(metrics_port)],
-                    flow_env(kafka, migrated_db, RTTM_TAIL="1"))  # fmt: skip
+    process = start(
+        [
+            *RTTM,
+            "ingest",
+            "-i",
+            "0",
+            "-a",
+            addresses,
+            "--peer-timeout",
+            "60",
+            "--metrics-port",
+            str(metrics_port),
+        ],
+        flow_env(kafka, migrated_db, RTTM_TAIL="1"),
+    )
     wait_for(lambda: probe(metrics_port, "/healthz") == (200, "ok\n"))
     assert probe(metrics_port, "/readyz") == (503, "starting: the flow has not begun reading\n")
     status, lines = stop(process, signal.SIGTERM)
     assert status == 0, lines
-    assert lines[-1] == (f"rttm: stopped on SIGTERM before the cluster formed (process 0 "
-                         f"(127.0.0.1:{own}) waited for 127.0.0.1:{peer})")  # fmt: skip
+    assert lines[-1] == (
+        f"rttm: stopped on SIGTERM before the cluster formed (process 0 "
+        f"(127.0.0.1:{own}) waited for 127.0.0.1:{peer})"
+    )

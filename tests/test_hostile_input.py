@@ -95,9 +95,12 @@ def values(draw: st.DrawFn, topic: str, offset: int) -> bytes | None:
         return bytes(raw)
     field = draw(st.sampled_from(sorted(payload)))
     payload[field] = draw(
-        st.sampled_from(HOSTILE_TEXT) | st.sampled_from(HOSTILE_NUMBERS)
-        | st.sampled_from(HOSTILE_TIMES) | st.text(max_size=30) | st.none()
-    )  # fmt: skip
+        st.sampled_from(HOSTILE_TEXT)
+        | st.sampled_from(HOSTILE_NUMBERS)
+        | st.sampled_from(HOSTILE_TIMES)
+        | st.text(max_size=30)
+        | st.none()
+    )
     return json.dumps(payload).encode()
 
 
@@ -114,14 +117,16 @@ def batches(draw: st.DrawFn) -> RawBatch:
     first = next(_OFFSETS)  # new Kafka coordinates per batch, as a live stream has
     messages = [
         KafkaMessage(
-            topic=topic, partition=partition, offset=offset,
+            topic=topic,
+            partition=partition,
+            offset=offset,
             key=draw(st.none() | st.sampled_from([b"", b"\x00", b"'; --"]) | st.binary(max_size=8)),
             value=draw(values(topic, offset)),
             headers=draw(HEADERS),
             timestamp=(TIMESTAMP_CREATE_TIME, 1_700_000_000_000 + offset),
         )
         for offset in range(first, first + draw(st.integers(1, 6)))
-    ]  # fmt: skip
+    ]
     return RawBatch(topic, partition, messages, first + len(messages))
 
 
@@ -165,9 +170,14 @@ def test_hostile_batches_through_the_sink_are_each_a_row_or_a_reject(
             writers[shard].write([dedupes[shard].filter(chunk)])
         with psycopg.connect(url, autocommit=True) as conn:
             for message in batch.messages:
-                result = decode_message(batch.topic, message.key(), message.value(),
-                                        batch.partition, message.offset() or 0,
-                                        message.timestamp()[1])  # fmt: skip
+                result = decode_message(
+                    batch.topic,
+                    message.key(),
+                    message.value(),
+                    batch.partition,
+                    message.offset() or 0,
+                    message.timestamp()[1],
+                )
                 table, row = table_row(result)
                 key = row[LAYOUTS[table].dedupe]
                 where = f"{batch.topic}@{message.offset()} ({table}, {key!r:.60})"

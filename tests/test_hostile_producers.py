@@ -75,43 +75,62 @@ def flooded(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def test_series_per_metric_per_window_are_capped_and_the_rest_folded(flooded: str) -> None:
-    widest = query(flooded, "SELECT metric, window_start, count(*) FROM rttm_metrics"
-                            " GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 1")  # fmt: skip
+    widest = query(
+        flooded,
+        "SELECT metric, window_start, count(*) FROM rttm_metrics"
+        " GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 1",
+    )
     assert widest[0][2] <= 200 + 1  # the cap, and the __other__ point
-    other = query(flooded, "SELECT count(*) FROM rttm_metrics WHERE metric = 'queue_lag'"
-                           f" AND labels->>'service' = '{OTHER}'")  # fmt: skip
+    other = query(
+        flooded,
+        "SELECT count(*) FROM rttm_metrics WHERE metric = 'queue_lag'"
+        f" AND labels->>'service' = '{OTHER}'",
+    )
     assert other[0][0] > 0
     exceeded = query(
-        flooded, "SELECT DISTINCT labels->>'metric', labels->>'label' FROM rttm_metrics"
-                 " WHERE metric = 'cardinality_exceeded'"
-    )  # fmt: skip
+        flooded,
+        "SELECT DISTINCT labels->>'metric', labels->>'label' FROM rttm_metrics"
+        " WHERE metric = 'cardinality_exceeded'",
+    )
     # service and topic both have a value per snapshot; the tie goes to the first name.
     assert ("queue_lag", "service") in exceeded
 
 
 def test_the_cardinality_alert_fires_and_alerts_per_rule_are_capped(flooded: str) -> None:
-    fired = query(flooded, "SELECT DISTINCT labels->>'metric' FROM rttm_alerts"
-                           " WHERE rule = 'CardinalityExceeded' AND state = 'firing'")  # fmt: skip
+    fired = query(
+        flooded,
+        "SELECT DISTINCT labels->>'metric' FROM rttm_alerts"
+        " WHERE rule = 'CardinalityExceeded' AND state = 'firing'",
+    )
     assert ("queue_lag",) in fired
     # Every firing alert of a rule started in the same few windows: at most the cap at once.
-    active = query(flooded, "SELECT rule, count(*) FROM (SELECT DISTINCT ON (rule, labels)"
-                            " rule, state FROM rttm_alerts ORDER BY rule, labels, at DESC) l"
-                            " WHERE state IN ('pending', 'firing') GROUP BY 1")  # fmt: skip
+    active = query(
+        flooded,
+        "SELECT rule, count(*) FROM (SELECT DISTINCT ON (rule, labels)"
+        " rule, state FROM rttm_alerts ORDER BY rule, labels, at DESC) l"
+        " WHERE state IN ('pending', 'firing') GROUP BY 1",
+    )
     assert all(count <= 10 for _, count in active), active
     # Hundreds of partitions stopped reporting (STOP, pending until the run ends): beyond
     # the cap they are watched as one alert.
     stopped = query(
-        flooded, "SELECT labels->>'service' FROM (SELECT DISTINCT ON (labels) labels, state"
-                 " FROM rttm_alerts WHERE rule = 'ConsumerStopped' ORDER BY labels, at DESC) l"
-                 " WHERE state IN ('pending', 'firing')"
-    )  # fmt: skip
+        flooded,
+        "SELECT labels->>'service' FROM (SELECT DISTINCT ON (labels) labels, state"
+        " FROM rttm_alerts WHERE rule = 'ConsumerStopped' ORDER BY labels, at DESC) l"
+        " WHERE state IN ('pending', 'firing')",
+    )
     assert len(stopped) == 10
     assert (OTHER,) in stopped
 
 
 def test_dlq_reasons_are_grouped_in_the_metrics_and_exact_in_the_rows(flooded: str) -> None:
-    reasons = {r for (r,) in query(flooded, "SELECT DISTINCT labels->>'reason' FROM rttm_metrics"
-                                            " WHERE metric = 'dlq_events'")}  # fmt: skip
+    reasons = {
+        r
+        for (r,) in query(
+            flooded,
+            "SELECT DISTINCT labels->>'reason' FROM rttm_metrics WHERE metric = 'dlq_events'",
+        )
+    }
     assert len(reasons) <= 5 + 1
     stored = query(flooded, "SELECT count(DISTINCT reason), count(*) FROM rttm_dlq_events")
     assert stored == [(REASONS, REASONS)]
@@ -120,17 +139,21 @@ def test_dlq_reasons_are_grouped_in_the_metrics_and_exact_in_the_rows(flooded: s
 
 
 def test_trades_beyond_the_cap_are_counted_and_stay_findable(flooded: str) -> None:
-    untracked = query(flooded, "SELECT coalesce(sum(value), 0) FROM rttm_metrics"
-                               " WHERE metric = 'trades_untracked'")[0][0]  # fmt: skip
-    stuck = query(flooded, "SELECT count(*) FROM rttm_stuck_trades"
-                           " WHERE trade_id LIKE 'N%'")[0][0]  # fmt: skip
+    untracked = query(
+        flooded,
+        "SELECT coalesce(sum(value), 0) FROM rttm_metrics WHERE metric = 'trades_untracked'",
+    )[0][0]
+    stuck = query(flooded, "SELECT count(*) FROM rttm_stuck_trades WHERE trade_id LIKE 'N%'")[0][0]
     assert untracked > 0
     assert stuck + untracked == TRADES  # each trade is found stuck, or counted as untracked
-    stored = query(flooded, "SELECT count(DISTINCT trade_id) FROM rttm_trade_events"
-                            " WHERE trade_id LIKE 'N%'")  # fmt: skip
+    stored = query(
+        flooded, "SELECT count(DISTINCT trade_id) FROM rttm_trade_events WHERE trade_id LIKE 'N%'"
+    )
     assert stored == [(TRADES,)]
-    partitions = query(flooded, "SELECT coalesce(sum(value), 0) FROM rttm_metrics"
-                                " WHERE metric = 'partitions_untracked'")[0][0]  # fmt: skip
+    partitions = query(
+        flooded,
+        "SELECT coalesce(sum(value), 0) FROM rttm_metrics WHERE metric = 'partitions_untracked'",
+    )[0][0]
     assert partitions > 0
 
 
@@ -138,8 +161,12 @@ def test_the_api_answers_bounded_and_stays_responsive_during_the_flood(flooded: 
     client = TestClient(create_app(flooded))
     # A trace page: 500 events, each message cut to 2,000 characters (the flood's are 5,000).
     page = trace_view.DEFAULT_LIMIT * (trace_view.TEXT_CHARS + 500)
-    for path, most in (("/api/status", 400_000), ("/api/alerts", 200_000),
-                       ("/metrics", 600_000), (f"/api/trace/{HOT}", page)):  # fmt: skip
+    for path, most in (
+        ("/api/status", 400_000),
+        ("/api/alerts", 200_000),
+        ("/metrics", 600_000),
+        (f"/api/trace/{HOT}", page),
+    ):
         started = time.perf_counter()
         answer = client.get(path)
         took = time.perf_counter() - started

@@ -59,10 +59,13 @@ def test_design_examples_of_all_five_topics_are_stored_intact(
 def test_a_trades_events_are_stored_in_kafka_order(topics: KafkaSettings, migrated_db: str) -> None:
     steps = [f"STEP_{n:03d}" for n in range(300)]
     messages = [
-        (TRADES, b"T-ordered",
-         payload({**SAMPLE_MESSAGES[TRADES], "trade_id": "T-ordered", "event_type": step}))
+        (
+            TRADES,
+            b"T-ordered",
+            payload({**SAMPLE_MESSAGES[TRADES], "trade_id": "T-ordered", "event_type": step}),
+        )
         for step in steps
-    ]  # fmt: skip
+    ]
     produce(topics.brokers, messages)
     ingest(topics, migrated_db)
     with psycopg.connect(migrated_db) as conn:
@@ -91,8 +94,10 @@ def test_same_event_id_twice_is_one_row(topics: KafkaSettings, migrated_db: str)
 def test_event_id_repeated_across_runs_and_beyond_the_dedupe_window_is_one_row(
     topics: KafkaSettings, migrated_db: str
 ) -> None:
-    first = [(TRADES, b"T123", payload({**SAMPLE_MESSAGES[TRADES], "event_id": f"e{n}"}))
-             for n in range(50)]  # fmt: skip
+    first = [
+        (TRADES, b"T123", payload({**SAMPLE_MESSAGES[TRADES], "event_id": f"e{n}"}))
+        for n in range(50)
+    ]
     produce(topics.brokers, first)
     ingest(topics, migrated_db, RTTM_DEDUPE_CAPACITY="2")
     produce(topics.brokers, first[:10])  # producer retries after RTTM wrote the originals
@@ -202,10 +207,13 @@ def test_days_without_partition_are_created_by_the_sink(
     days = [today + timedelta(days=n) for n in (100, 101, 300)]  # beyond `db migrate`'s week
     far = [*days, date(2093, 1, 1)]  # beyond the horizon: the default partition keeps it
     messages = [
-        (TRADES, b"T9",
-         payload({**SAMPLE_MESSAGES[TRADES], "event_time": f"{day.isoformat()}T00:00:00Z"}))
+        (
+            TRADES,
+            b"T9",
+            payload({**SAMPLE_MESSAGES[TRADES], "event_time": f"{day.isoformat()}T00:00:00Z"}),
+        )
         for day in far
-    ]  # fmt: skip
+    ]
     produce(topics.brokers, messages)
     with caplog.at_level(logging.WARNING):
         ingest(topics, migrated_db)
@@ -228,14 +236,24 @@ def test_stack_traces_in_free_text_are_stored_whole(
     error_message = ("x" * 899_000) + "end"  # close to a default Kafka message's 1 MB
     log_message = "é" * 400_000  # 800 kB of two-byte UTF-8
     messages = [
-        ("rttm.dlq.events", b"T1",
-         payload({**SAMPLE_MESSAGES["rttm.dlq.events"], "reason": reason})),
-        ("rttm.error.events", b"svc",
-         payload({**SAMPLE_MESSAGES["rttm.error.events"], "error_message": error_message})),
-        ("rttm.log.events", b"svc", json.dumps(
-            {**SAMPLE_MESSAGES["rttm.log.events"], "message": log_message}, ensure_ascii=False
-        ).encode()),
-    ]  # fmt: skip
+        (
+            "rttm.dlq.events",
+            b"T1",
+            payload({**SAMPLE_MESSAGES["rttm.dlq.events"], "reason": reason}),
+        ),
+        (
+            "rttm.error.events",
+            b"svc",
+            payload({**SAMPLE_MESSAGES["rttm.error.events"], "error_message": error_message}),
+        ),
+        (
+            "rttm.log.events",
+            b"svc",
+            json.dumps(
+                {**SAMPLE_MESSAGES["rttm.log.events"], "message": log_message}, ensure_ascii=False
+            ).encode(),
+        ),
+    ]
     produce(topics.brokers, messages)
     ingest(topics, migrated_db)
     assert counts(migrated_db)["rttm_ingest_rejects"] == 0

@@ -47,19 +47,36 @@ def test_batches_are_decoded_deduplicated_and_written_with_their_rejects(
         b.next_offset for b in batches if (b.topic, b.partition) == (trade.topic, trade.partition)
     )
     # A producer's retry: the same events (same event_id) again, at new offsets.
-    again = [KafkaMessage(topic=m.topic(), partition=trade.partition, offset=end + n,
-                          key=m.key(), value=m.value(), timestamp=(TIMESTAMP_CREATE_TIME, 2))
-             for n, m in enumerate(trade.messages)]  # fmt: skip
+    again = [
+        KafkaMessage(
+            topic=m.topic(),
+            partition=trade.partition,
+            offset=end + n,
+            key=m.key(),
+            value=m.value(),
+            timestamp=(TIMESTAMP_CREATE_TIME, 2),
+        )
+        for n, m in enumerate(trade.messages)
+    ]
     resent = RawBatch(trade.topic, trade.partition, again, end + len(again))
     # A replay of what was read (offsets below those read): written whole, the table decides.
     replayed = RawBatch(trade.topic, trade.partition, trade.messages, trade.next_offset)
-    bad = KafkaMessage(topic=trade.topic, partition=7, offset=0, key=b"k", value=b"{not json",
-                       timestamp=(TIMESTAMP_CREATE_TIME, 1))  # fmt: skip
+    bad = KafkaMessage(
+        topic=trade.topic,
+        partition=7,
+        offset=0,
+        key=b"k",
+        value=b"{not json",
+        timestamp=(TIMESTAMP_CREATE_TIME, 1),
+    )
     broken = RawBatch(trade.topic, 7, [bad], 1)
     settings = IngestSettings(
-        kafka=KafkaSettings(brokers="127.0.0.1:1", extra={}), database_url=migrated_db,
-        topics=TOPICS, partitions={spec.name: 8 for spec in TOPICS}, tail=False,
-    )  # fmt: skip
+        kafka=KafkaSettings(brokers="127.0.0.1:1", extra={}),
+        database_url=migrated_db,
+        topics=TOPICS,
+        partitions={spec.name: 8 for spec in TOPICS},
+        tail=False,
+    )
     flow = Dataflow("in_process_ingest")
     raw = op.input("batches", flow, TestingSource([*batches, replayed, resent, broken]))
     ingest_flow.write(raw, settings, kafka_config=None)
@@ -71,14 +88,18 @@ def test_batches_are_decoded_deduplicated_and_written_with_their_rejects(
         assert count(migrated_db, BY_NAME[topic].table) == number, topic
     assert stats.COUNTERS.duplicates - duplicates == len(trade.messages)  # the retry
     with psycopg.connect(migrated_db) as conn:
-        rejects = conn.execute("SELECT topic, kafka_partition, kafka_offset, raw_value, reason"
-                               " FROM rttm_ingest_rejects").fetchall()  # fmt: skip
+        rejects = conn.execute(
+            "SELECT topic, kafka_partition, kafka_offset, raw_value, reason"
+            " FROM rttm_ingest_rejects"
+        ).fetchall()
         assert [r[:4] for r in rejects] == [(trade.topic, 7, 0, b"{not json")]
         assert rejects[0][4].startswith("rttm.trade.events[7]@0: JSON is malformed")
-        positions: dict[str, int] = dict(conn.execute(
-            "SELECT topic || '/' || kafka_partition, min(next_offset) FROM rttm_ingest_progress"
-            " GROUP BY topic, kafka_partition"
-        ).fetchall())  # fmt: skip
+        positions: dict[str, int] = dict(
+            conn.execute(
+                "SELECT topic || '/' || kafka_partition, min(next_offset) FROM rttm_ingest_progress"
+                " GROUP BY topic, kafka_partition"
+            ).fetchall()
+        )
     assert positions[f"{trade.topic}/7"] == 1
     assert positions[f"{trade.topic}/{trade.partition}"] == resent.next_offset
 

@@ -31,10 +31,12 @@ def test_counters_and_lag_are_exposed() -> None:
     stats.record_written(9, 1)
     stats.record_retry()
     after = generate_latest(registry).decode()
-    for name, delta in (("rttm_ingest_messages_read_total", 10),
-                        ("rttm_ingest_rows_written_total", 9),
-                        ("rttm_ingest_rejects_written_total", 1),
-                        ("rttm_ingest_sink_retries_total", 1)):  # fmt: skip
+    for name, delta in (
+        ("rttm_ingest_messages_read_total", 10),
+        ("rttm_ingest_rows_written_total", 9),
+        ("rttm_ingest_rejects_written_total", 1),
+        ("rttm_ingest_sink_retries_total", 1),
+    ):
         assert value(after, name) - value(before, name) == delta
     assert 'rttm_ingest_lag_messages{partition="0",topic="rttm.trade.events"} 7.0' in after
 

@@ -55,9 +55,11 @@ def loaded(kafka: KafkaSettings) -> tuple[KafkaSettings, workload.Workload]:
 
 @pytest.mark.parametrize("shards", ["0", "x", "65"])
 def test_bad_shard_count_fails_fast(kafka: KafkaSettings, migrated_db: str, shards: str) -> None:
-    reason = "at most 64 (a connection each), got 65" if shards == "65" else (
-        f"a positive integer, got {shards!r}"
-    )  # fmt: skip
+    reason = (
+        "at most 64 (a connection each), got 65"
+        if shards == "65"
+        else (f"a positive integer, got {shards!r}")
+    )
     one_line_failure(
         flow_env(kafka, migrated_db, RTTM_SHARDS=shards), f"RTTM_SHARDS must be {reason}"
     )
@@ -68,8 +70,10 @@ def test_kafka_credentials_never_reach_the_output(
 ) -> None:
     create_topics(kafka)
     config = tmp_path / "kafka.properties"  # SASL against a broker that does not speak it
-    config.write_text("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
-                      "sasl.username=rttm\nsasl.password=S3cr3t-kafka\n")  # fmt: skip
+    config.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
+        "sasl.username=rttm\nsasl.password=S3cr3t-kafka\n"
+    )
     result = one_line_failure(
         flow_env(kafka, migrated_db, RTTM_KAFKA_CONFIG=str(config)),
         f"cannot reach kafka at {kafka.brokers} within 5 s: SASL PLAIN mechanism handshake "
@@ -184,11 +188,14 @@ def test_workers_clusters_shard_counts_and_topic_splits_write_what_one_worker_wr
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "bytewax.run", "dataflows.rttm"],
-            env=flow_env(kafka, by_topic, RTTM_TOPICS=subset), cwd=REPO,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=flow_env(kafka, by_topic, RTTM_TOPICS=subset),
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for subset in subsets
-    ]  # fmt: skip
+    ]
     outputs = [p.communicate(timeout=120)[1] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert snapshot(by_topic) == reference
@@ -206,8 +213,18 @@ def test_kill_9_mid_run_then_resume_with_more_shards_stores_each_event_once(
     recovery = tmp_path / "recovery"
     recovery.mkdir()
     init_db_dir(recovery, 1)  # type: ignore[no-untyped-call]
-    command = [sys.executable, "-m", "bytewax.run", "dataflows.rttm",
-               "-r", str(recovery), "-s", "1", "-b", "0"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bytewax.run",
+        "dataflows.rttm",
+        "-r",
+        str(recovery),
+        "-s",
+        "1",
+        "-b",
+        "0",
+    ]
     env = flow_env(kafka, migrated_db)
     total = work.distinct["rttm_trade_events"]
     step = total // 8
@@ -221,9 +238,12 @@ def test_kill_9_mid_run_then_resume_with_more_shards_stores_each_event_once(
         # recovery store with one more shard (a redeploy that scaled the writers).
         for run, shards in enumerate(("2", "3", "3")):
             process = subprocess.Popen(
-                command, env={**env, "RTTM_SHARDS": shards}, cwd=REPO,
-                stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
+                command,
+                env={**env, "RTTM_SHARDS": shards},
+                cwd=REPO,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             start = trade_rows()
             while process.poll() is None and trade_rows() <= start + step:
                 time.sleep(0.02)
@@ -253,8 +273,10 @@ def test_database_outage_loses_nothing_and_the_flow_waits(
     with log.open("w") as err:
         flow = subprocess.Popen(
             [sys.executable, "-m", "bytewax.run", "dataflows.rttm"],
-            env=flow_env(kafka, url, RTTM_TAIL="1"), cwd=REPO, stderr=err,
-        )  # fmt: skip
+            env=flow_env(kafka, url, RTTM_TAIL="1"),
+            cwd=REPO,
+            stderr=err,
+        )
     try:
         wait_for(lambda: counts(url)["rttm_trade_events"] == before.distinct["rttm_trade_events"])
         servers[0].stop()
@@ -282,10 +304,26 @@ def test_rttm_ingest_reports_progress_and_resumes_from_its_recovery_dir(
     loaded: tuple[KafkaSettings, workload.Workload], migrated_db: str, tmp_path: Path
 ) -> None:
     kafka, work = loaded
-    command = [sys.executable, "-m", "rttm", "ingest", "--until-caught-up",
-               "--recovery-dir", str(tmp_path / "rec"), "--snapshot-interval", "1"]  # fmt: skip
-    first = subprocess.run(command, env=flow_env(kafka, migrated_db), cwd=REPO,
-                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "rttm",
+        "ingest",
+        "--until-caught-up",
+        "--recovery-dir",
+        str(tmp_path / "rec"),
+        "--snapshot-interval",
+        "1",
+    ]
+    first = subprocess.run(
+        command,
+        env=flow_env(kafka, migrated_db),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     assert f"initialised recovery directory {tmp_path / 'rec'}" in first.stderr
     assert "with 1 worker(s), until caught up" in first.stderr
@@ -296,8 +334,15 @@ def test_rttm_ingest_reports_progress_and_resumes_from_its_recovery_dir(
     # Down while more arrives: the restart reads exactly the new messages, and stores them.
     more = workload.build(4_000, seed=6)
     workload.produce(kafka.brokers, more)
-    again = subprocess.run(command, env=flow_env(kafka, migrated_db), cwd=REPO,
-                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    again = subprocess.run(
+        command,
+        env=flow_env(kafka, migrated_db),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     new_rows = sum(more.distinct.values())
     dropped = more.total - new_rows - more.malformed  # the new messages' own retries
@@ -308,8 +353,15 @@ def test_rttm_ingest_reports_progress_and_resumes_from_its_recovery_dir(
     assert_complete(migrated_db, work, more)
 
     started = time.monotonic()
-    fewer = subprocess.run(command, env=flow_env(kafka, migrated_db, RTTM_SHARDS="1"), cwd=REPO,
-                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    fewer = subprocess.run(
+        command,
+        env=flow_env(kafka, migrated_db, RTTM_SHARDS="1"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert time.monotonic() - started < 20
     assert fewer.returncode == 1
     assert fewer.stderr.strip().splitlines()[-1] == (

@@ -34,8 +34,12 @@ AS_ROOT = os.geteuid() == 0
 def rttm(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rttm", *args],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def one_line(result: subprocess.CompletedProcess[str], *parts: str) -> str:
@@ -121,11 +125,20 @@ def test_down_does_not_signal_a_pid_that_is_not_its_server(
         try:
             started = start_time(sleeper.pid)
             forged = {  # the right pid and start time, or the right program: never both
-                "broker": {"pid": sleeper.pid, "port": 1, "start_time": started,
-                           "program": "/opt/tansu"},
-                "postgres": {"pid": sleeper.pid, "port": 2, "pgdata": "/nowhere",
-                             "start_time": 1, "program": "sleep"},
-            }  # fmt: skip
+                "broker": {
+                    "pid": sleeper.pid,
+                    "port": 1,
+                    "start_time": started,
+                    "program": "/opt/tansu",
+                },
+                "postgres": {
+                    "pid": sleeper.pid,
+                    "port": 2,
+                    "pgdata": "/nowhere",
+                    "start_time": 1,
+                    "program": "sleep",
+                },
+            }
             (state / "stack.json").write_text(json.dumps(forged))
             down = rttm("down", env=user_env)
             assert down.returncode == 0, down.stderr
@@ -155,8 +168,9 @@ def test_a_state_or_recovery_directory_others_can_write_is_refused(
         run_flow.recovery(recovery, 0.0)
     env = {**user_env, "RTTM_KAFKA_BROKERS": "127.0.0.1:1", "RTTM_DATABASE_URL": "x"}
     command = ["-m", "bytewax.run", "dataflows.rttm", "-r", str(recovery), "-s", "5", "-b", "0"]
-    flow = subprocess.run([sys.executable, *command], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+    flow = subprocess.run(
+        [sys.executable, *command], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     one_line(flow, f"recovery directory (-r) {recovery} is writable by group or others")
 
 
@@ -165,39 +179,101 @@ RAW = ("\x1b]", "\x1b[2J", "\x07", "\x9b", "\u202e", "\r", "\x7f")
 
 
 def _alert(text: str) -> dict[str, Any]:
-    return {"state": "firing", "severity": text, "rule": text, "labels": {text: text},
-            "value": 1.0, "started_at": text, "resolved_at": None, "at": text,
-            "delivery": text, "delivery_error": text, "silenced_by": [text]}  # fmt: skip
+    return {
+        "state": "firing",
+        "severity": text,
+        "rule": text,
+        "labels": {text: text},
+        "value": 1.0,
+        "started_at": text,
+        "resolved_at": None,
+        "at": text,
+        "delivery": text,
+        "delivery_error": text,
+        "silenced_by": [text],
+    }
 
 
 def _screens(text: str) -> list[list[screens.Block]]:
-    event = {"time": text, "service": text, "event_type": text, "status": text,
-             "source_queue": text, "target_queue": None, "since_previous_ms": 1,
-             "message": text, "reason": text, "topic": text, "error_type": text,
-             "error_message": text, "level": text, "category": text}  # fmt: skip
-    trace = {"trade_id": text, "outcome": text, "stage": text, "total": 9, "next": text,
-             "stuck": {"recovered_at": None, "stage": text, "service": text,
-                       "last_event_time": text},
-             "events": [event], "dlq": [event], "dlq_total": 5, "errors": [event],
-             "errors_total": 1, "logs": [event], "logs_total": 1}  # fmt: skip
+    event = {
+        "time": text,
+        "service": text,
+        "event_type": text,
+        "status": text,
+        "source_queue": text,
+        "target_queue": None,
+        "since_previous_ms": 1,
+        "message": text,
+        "reason": text,
+        "topic": text,
+        "error_type": text,
+        "error_message": text,
+        "level": text,
+        "category": text,
+    }
+    trace = {
+        "trade_id": text,
+        "outcome": text,
+        "stage": text,
+        "total": 9,
+        "next": text,
+        "stuck": {"recovered_at": None, "stage": text, "service": text, "last_event_time": text},
+        "events": [event],
+        "dlq": [event],
+        "dlq_total": 5,
+        "errors": [event],
+        "errors_total": 1,
+        "logs": [event],
+        "logs_total": 1,
+    }
     none = {"by_service": 0, "depth": 0}
-    status = {"as_of": text, "window_seconds": 10.0, "minutes": 5,
-              "tps": {"now": 1.0, "avg": 1.0, "omitted": none,
-                      "by_service": [{"service": text, "now": 1.0, "avg": 2.0}]},
-              "trades": {"started": 1, "completed": 1, "rejected": 0},
-              "dlq": {"depth": [{"topic": text, "depth": 3}], "omitted": none},
-              "omitted": {"consumers": 2, "errors": 0, "stuck": 0},
-              "consumers": [{"service": text, "topic": text, "status": text, "lag": 1,
-                             "lag_seconds": 1.0, "time_to_data_loss_seconds": None}],
-              "errors": [{"service": text, "errors": 1, "rate": 0.1}],
-              "stuck": [{"trade_id": text, "stage": text, "service": text,
-                         "last_event_type": text, "last_event_time": text}],
-              "alerts": {"firing": [_alert(text)], "pending": [], "omitted": {"x": 1}},
-              "latency": {"e2e": {"p50": 1.0}}}  # fmt: skip
-    alerts = {"firing": [_alert(text)], "pending": [], "recent": [_alert(text)],
-              "omitted": {"firing": 0, "pending": 0, "recent": 3}}  # fmt: skip
-    return [screens.trace_screen(trace), screens.status_screen(status),
-            screens.alerts_screen(alerts)]  # fmt: skip
+    status = {
+        "as_of": text,
+        "window_seconds": 10.0,
+        "minutes": 5,
+        "tps": {
+            "now": 1.0,
+            "avg": 1.0,
+            "omitted": none,
+            "by_service": [{"service": text, "now": 1.0, "avg": 2.0}],
+        },
+        "trades": {"started": 1, "completed": 1, "rejected": 0},
+        "dlq": {"depth": [{"topic": text, "depth": 3}], "omitted": none},
+        "omitted": {"consumers": 2, "errors": 0, "stuck": 0},
+        "consumers": [
+            {
+                "service": text,
+                "topic": text,
+                "status": text,
+                "lag": 1,
+                "lag_seconds": 1.0,
+                "time_to_data_loss_seconds": None,
+            }
+        ],
+        "errors": [{"service": text, "errors": 1, "rate": 0.1}],
+        "stuck": [
+            {
+                "trade_id": text,
+                "stage": text,
+                "service": text,
+                "last_event_type": text,
+                "last_event_time": text,
+            }
+        ],
+        "alerts": {"firing": [_alert(text)], "pending": [], "omitted": {"x": 1}},
+        "latency": {"e2e": {"p50": 1.0}},
+    }
+    alerts = {
+        "firing": [_alert(text)],
+        "pending": [],
+        "recent": [_alert(text)],
+        "omitted": {"firing": 0, "pending": 0, "recent": 3},
+    }
+    return [
+        screens.trace_screen(trace),
+        screens.status_screen(status),
+        screens.alerts_screen(alerts),
+    ]
 
 
 class _Terminal(io.StringIO):
@@ -225,8 +301,11 @@ def test_kafka_config_errors_name_the_key_never_the_value(
 ) -> None:
     config = tmp_path / "kafka.properties"
     config.write_text("sasl.password=Hunter2-secret\nsecurity.protocol=S3cret-Value\n")
-    env = {**user_env, "RTTM_KAFKA_CONFIG": str(config),
-           "RTTM_KAFKA_BROKERS": f"127.0.0.1:{free_port()}"}  # fmt: skip
+    env = {
+        **user_env,
+        "RTTM_KAFKA_CONFIG": str(config),
+        "RTTM_KAFKA_BROKERS": f"127.0.0.1:{free_port()}",
+    }
     line = one_line(rttm("topics", "list", env=env), "value of security.protocol")
     assert "S3cret" not in line
     assert "Hunter2" not in line

@@ -43,22 +43,51 @@ def platform(prefix: str, start: float, seconds: float, every: float = 0.25) -> 
     for n in range(int(seconds / every)):
         t, trade = start + n * every, f"{prefix}{n}"
         out += [
-            TradeEvent(event_id=f"{trade}-c", trade_id=trade, service_name="simulation-service",
-                       event_type="TRADE_CREATED", event_status="SUCCESS", event_time=at(t)),
-            TradeEvent(event_id=f"{trade}-l", trade_id=trade, service_name="leaderboard-service",
-                       event_type="LEADERBOARD_UPDATED", event_status="SUCCESS",
-                       event_time=at(t + 0.3)),
-        ]  # fmt: skip
+            TradeEvent(
+                event_id=f"{trade}-c",
+                trade_id=trade,
+                service_name="simulation-service",
+                event_type="TRADE_CREATED",
+                event_status="SUCCESS",
+                event_time=at(t),
+            ),
+            TradeEvent(
+                event_id=f"{trade}-l",
+                trade_id=trade,
+                service_name="leaderboard-service",
+                event_type="LEADERBOARD_UPDATED",
+                event_status="SUCCESS",
+                event_time=at(t + 0.3),
+            ),
+        ]
         if n % 5 == 0:
             out += [
-                DlqEvent(event_id=f"{trade}-d", trade_id=trade, service_name="pms-core",
-                         topic_name="positions.dlq", reason=f"bad price {n}", event_time=at(t)),
-                ErrorEvent(event_id=f"{trade}-e", trade_id=trade, service_name="pms-core",
-                           error_type="Timeout", error_message="slow", event_time=at(t)),
-            ]  # fmt: skip
+                DlqEvent(
+                    event_id=f"{trade}-d",
+                    trade_id=trade,
+                    service_name="pms-core",
+                    topic_name="positions.dlq",
+                    reason=f"bad price {n}",
+                    event_time=at(t),
+                ),
+                ErrorEvent(
+                    event_id=f"{trade}-e",
+                    trade_id=trade,
+                    service_name="pms-core",
+                    error_type="Timeout",
+                    error_message="slow",
+                    event_time=at(t),
+                ),
+            ]
         if n % 3 == 0:
-            warning = LogEvent(event_id=f"{trade}-w", service_name="pms-core", log_level="WARN",
-                               log_category="db", message="retrying", event_time=at(t))  # fmt: skip
+            warning = LogEvent(
+                event_id=f"{trade}-w",
+                service_name="pms-core",
+                log_level="WARN",
+                log_category="db",
+                message="retrying",
+                event_time=at(t),
+            )
             out.append(warning)
     return out
 
@@ -72,8 +101,13 @@ def publish(kafka: KafkaSettings, url: str, events: list[Message]) -> None:
 def run_metrics(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "bytewax.run", "dataflows.metrics", *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -81,8 +115,13 @@ def run_metrics(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
 def verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rttm", "metrics", "verify", "--since", "1d"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def recovery(tmp_path: Path) -> tuple[str, ...]:
@@ -103,15 +142,23 @@ def metric_total(url: str, metric: str) -> float:
 
 
 def stored_events(url: str, start: datetime) -> dict[tuple[str, str], float]:
-    rows = query(url, "SELECT labels->>'service', labels->>'event_type', value FROM rttm_metrics"
-                      " WHERE metric = 'events' AND window_start = %s", start)  # fmt: skip
+    rows = query(
+        url,
+        "SELECT labels->>'service', labels->>'event_type', value FROM rttm_metrics"
+        " WHERE metric = 'events' AND window_start = %s",
+        start,
+    )
     return {(service, kind): value for service, kind, value in rows}
 
 
 def counted_events(url: str, start: datetime) -> dict[tuple[str, str], float]:
-    rows = query(url, "SELECT service_name, event_type, count(*) FROM rttm_trade_events"
-                      " WHERE event_time >= %s AND event_time < %s GROUP BY 1, 2",
-                 start, start + timedelta(seconds=10))  # fmt: skip
+    rows = query(
+        url,
+        "SELECT service_name, event_type, count(*) FROM rttm_trade_events"
+        " WHERE event_time >= %s AND event_time < %s GROUP BY 1, 2",
+        start,
+        start + timedelta(seconds=10),
+    )
     return {(service, kind): float(count) for service, kind, count in rows}
 
 
@@ -150,8 +197,9 @@ def test_late_and_repeated_events_converge_to_the_tables_and_verify_finds_a_plan
     with psycopg.connect(migrated_db) as conn:
         conn.execute(
             "UPDATE rttm_metrics SET value = value + 1 WHERE ctid = (SELECT ctid FROM rttm_metrics"
-            " WHERE metric = 'errors' AND window_start = %s LIMIT 1)", (at(10),)
-        )  # fmt: skip
+            " WHERE metric = 'errors' AND window_start = %s LIMIT 1)",
+            (at(10),),
+        )
     planted = verify(env)
     assert planted.returncode == 1, planted.stdout + planted.stderr
     assert "errors" in planted.stdout
@@ -183,8 +231,12 @@ def test_events_past_the_horizon_are_late_leave_the_window_alone_and_verify_leav
 
 
 def _corrected_rows(url: str) -> list[tuple[Any, ...]]:
-    return query(url, "SELECT metric, window_start, labels::text, value FROM rttm_metrics"
-                      " WHERE metric = ANY(%s) ORDER BY 1, 2, 3", sorted(CORRECTED))  # fmt: skip
+    return query(
+        url,
+        "SELECT metric, window_start, labels::text, value FROM rttm_metrics"
+        " WHERE metric = ANY(%s) ORDER BY 1, 2, 3",
+        sorted(CORRECTED),
+    )
 
 
 def test_kill_9_while_corrections_are_in_flight_then_resume_lands_them_once(
@@ -198,8 +250,11 @@ def test_kill_9_while_corrections_are_in_flight_then_resume_lands_them_once(
     following = flow_env(kafka, migrated_db, RTTM_TAIL="1", **horizon)
     process = subprocess.Popen(
         [sys.executable, "-m", "bytewax.run", "dataflows.metrics", *args],
-        env=following, cwd=REPO, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=following,
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         publish(kafka, migrated_db, first)
         deadline = time.monotonic() + 60

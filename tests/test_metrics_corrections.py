@@ -37,15 +37,22 @@ SERVICE = "simulation-service"
 
 
 def trade(trade_id: str, event_type: str, at: float, event_id: str | None = None) -> TradeEvent:
-    return TradeEvent(event_id=event_id, trade_id=trade_id, service_name=SERVICE,
-                      event_type=event_type, event_status="SUCCESS",
-                      event_time=T0 + timedelta(seconds=at))  # fmt: skip
+    return TradeEvent(
+        event_id=event_id,
+        trade_id=trade_id,
+        service_name=SERVICE,
+        event_type=event_type,
+        event_status="SUCCESS",
+        event_time=T0 + timedelta(seconds=at),
+    )
 
 
 def created(count: int, start: float, every: float, prefix: str) -> list[TradeEvent]:
     """``count`` trades created ``every`` s apart from ``start``, each with an event_id."""
-    return [trade(f"{prefix}{n}", "TRADE_CREATED", start + n * every, f"{prefix}-id-{n}")
-            for n in range(count)]  # fmt: skip
+    return [
+        trade(f"{prefix}{n}", "TRADE_CREATED", start + n * every, f"{prefix}-id-{n}")
+        for n in range(count)
+    ]
 
 
 def window(at: float) -> datetime:
@@ -53,18 +60,33 @@ def window(at: float) -> datetime:
 
 
 def dlq(event_id: str, at: float) -> DlqEvent:
-    return DlqEvent(event_id=event_id, trade_id="X", service_name=SERVICE, reason="bad",
-                    topic_name="trades.dlq", event_time=T0 + timedelta(seconds=at))  # fmt: skip
+    return DlqEvent(
+        event_id=event_id,
+        trade_id="X",
+        service_name=SERVICE,
+        reason="bad",
+        topic_name="trades.dlq",
+        event_time=T0 + timedelta(seconds=at),
+    )
 
 
 def error(event_id: str, at: float) -> ErrorEvent:
-    return ErrorEvent(event_id=event_id, trade_id="X", service_name=SERVICE, error_type="Timeout",
-                      error_message="slow", event_time=T0 + timedelta(seconds=at))  # fmt: skip
+    return ErrorEvent(
+        event_id=event_id,
+        trade_id="X",
+        service_name=SERVICE,
+        error_type="Timeout",
+        error_message="slow",
+        event_time=T0 + timedelta(seconds=at),
+    )
 
 
 def test_a_correction_rewrites_counts_rates_ratios_and_latency_of_its_window() -> None:
-    on_time = [*created(60, 0.0, 1.0, "A"), *(dlq(f"d{n}", n * 10 + 5) for n in range(6)),
-               *(error(f"e{n}", n * 10 + 5) for n in range(6))]  # fmt: skip
+    on_time = [
+        *created(60, 0.0, 1.0, "A"),
+        *(dlq(f"d{n}", n * 10 + 5) for n in range(6)),
+        *(error(f"e{n}", n * 10 + 5) for n in range(6)),
+    ]
     late = [
         *created(5, 2.0, 0.5, "L"),  # five more trades created in the first window
         trade("A1", "CAPTURE_SUCCESS", 1.4, "A1-capture"),  # a hop: latency of the window
@@ -92,8 +114,10 @@ def test_a_correction_rewrites_counts_rates_ratios_and_latency_of_its_window() -
 
 def test_alerts_are_not_evaluated_again_on_a_corrected_window(tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
-    rules.write_text('[[rules]]\nname = "Busy"\nmetric = "trades_started"\nop = ">"\n'
-                     'threshold = 12\nseverity = "info"\nsummary = "busy"\n')  # fmt: skip
+    rules.write_text(
+        '[[rules]]\nname = "Busy"\nmetric = "trades_started"\nop = ">"\n'
+        'threshold = 12\nseverity = "info"\nsummary = "busy"\n'
+    )
     on_time = created(60, 0.0, 1.0, "A")
     late = created(5, 2.0, 0.5, "L")  # window 0 becomes 15 started: above 12, too late
     batches = raw_batches(on_time, partitions=1) + raw_batches(late, partitions=1)
@@ -104,8 +128,9 @@ def test_alerts_are_not_evaluated_again_on_a_corrected_window(tmp_path: Path) ->
     # The same events on time do fire: the rule is not what keeps it quiet.
     in_order: list[TradeEvent] = sorted([*on_time, *late], key=lambda e: e.event_time)
     batches = raw_batches(in_order, partitions=1)
-    fired = run_engine(batches, engine_config(sources=sources(batches), shards=1),
-                       load_rules(rules))  # fmt: skip
+    fired = run_engine(
+        batches, engine_config(sources=sources(batches), shards=1), load_rules(rules)
+    )
     assert [t.state for t in fired.transitions][:1] == ["firing"]
 
 
@@ -132,8 +157,9 @@ def test_repeats_of_an_event_id_are_dropped_and_counted_as_repeated() -> None:
 def test_ids_of_uuids_whose_last_bits_are_the_hosts_are_hashed_not_cut() -> None:
     random_ids = [str(uuid.uuid4()) for _ in range(1000)] + [uuid7() for _ in range(1000)]
     host_ids = [str(uuid.uuid1()) for _ in range(1000)]  # the same node and clock sequence
-    assert {id_key(text) for text in random_ids} >= {int(text[19:].replace("-", ""), 16)
-                                                     for text in random_ids}  # fmt: skip
+    assert {id_key(text) for text in random_ids} >= {
+        int(text[19:].replace("-", ""), 16) for text in random_ids
+    }
     assert len({id_key(text) for text in host_ids}) == len(host_ids)
     assert len({id_key(f"order-{n}") for n in range(1000)}) == 1000
     errors = [error(text, 1.0) for text in host_ids[:100]]
@@ -193,8 +219,11 @@ def _merged(merge: MergeLogic, reports: list[ShardReport]) -> list[MetricsOutput
 def test_corrections_pending_in_a_snapshot_land_once_after_a_resume() -> None:
     on_time = created(60, 0.0, 1.0, "S")
     late_a, late_b = created(3, 1.0, 0.5, "La"), created(4, 3.0, 0.5, "Lb")
-    batches = [*raw_batches(on_time, partitions=1, batch=60), *raw_batches(late_a, 1),
-               *raw_batches(late_b, 1)]  # fmt: skip
+    batches = [
+        *raw_batches(on_time, partitions=1, batch=60),
+        *raw_batches(late_a, 1),
+        *raw_batches(late_b, 1),
+    ]
     config = engine_config(sources=sources(batches), shards=1)
     shard, merge = ShardLogic(config, None), MergeLogic(config, [], None)
     outputs = _merged(merge, _reports(shard, batches[:2]))  # the first correction is sent
@@ -228,8 +257,11 @@ def test_every_count_converges_to_a_count_of_the_distinct_events() -> None:
 def test_raising_the_horizon_across_a_resume_corrects_only_what_was_kept() -> None:
     on_time = created(60, 0.0, 1.0, "H")  # windows 0 to 50 s
     too_old, recent = created(2, 1.0, 0.5, "O"), created(3, 41.0, 0.5, "R")
-    batches = [*raw_batches(on_time, partitions=1, batch=60), *raw_batches(too_old, 1),
-               *raw_batches(recent, 1)]  # fmt: skip
+    batches = [
+        *raw_batches(on_time, partitions=1, batch=60),
+        *raw_batches(too_old, 1),
+        *raw_batches(recent, 1),
+    ]
     short = engine_config(sources=sources(batches), shards=1, correction_s=30.0)
     shard, merge = ShardLogic(short, None), MergeLogic(short, [], None)
     outputs = _merged(merge, _reports(shard, batches[:1]))
@@ -254,10 +286,17 @@ def test_raising_the_horizon_across_a_resume_corrects_only_what_was_kept() -> No
 
 def test_a_correction_under_the_series_cap_leaves_no_stale_row() -> None:
     def events(service: str, count: int, at: float) -> list[TradeEvent]:
-        return [TradeEvent(event_id=f"{service}-{at}-{n}", trade_id=f"{service}{at}{n}",
-                           service_name=service, event_type="TRADE_CREATED",
-                           event_status="SUCCESS", event_time=T0 + timedelta(seconds=at))
-                for n in range(count)]  # fmt: skip
+        return [
+            TradeEvent(
+                event_id=f"{service}-{at}-{n}",
+                trade_id=f"{service}{at}{n}",
+                service_name=service,
+                event_type="TRADE_CREATED",
+                event_status="SUCCESS",
+                event_time=T0 + timedelta(seconds=at),
+            )
+            for n in range(count)
+        ]
 
     on_time = [*events("A", 5, 1.0), *events("B", 4, 1.0), *events("C", 1, 1.0)]
     on_time += [event for n in range(1, 7) for event in events("A", 1, 10.0 * n + 5)]
@@ -265,7 +304,10 @@ def test_a_correction_under_the_series_cap_leaves_no_stale_row() -> None:
     batches = raw_batches(on_time, partitions=1) + raw_batches(late, partitions=1)
     caps = Limits(series=2)
     out = run_engine(batches, engine_config(sources=sources(batches), shards=1, limits=caps))
-    tps = {p.label("service"): p.value for p in stored(out)
-           if p.metric == "tps" and p.window_start == window(0)}  # fmt: skip
+    tps = {
+        p.label("service"): p.value
+        for p in stored(out)
+        if p.metric == "tps" and p.window_start == window(0)
+    }
     assert tps == {"A": 0.5, "C": 0.7, "__other__": 0.4}  # B once, under __other__
     assert sum(tps.values()) == 1.6

@@ -35,8 +35,13 @@ def window_of(moment: datetime) -> datetime:
 
 
 def trade(trade_id: str, event_type: str, service: str, at: float) -> TradeEvent:
-    return TradeEvent(trade_id=trade_id, service_name=service, event_type=event_type,
-                      event_status="SUCCESS", event_time=T0 + timedelta(seconds=at))  # fmt: skip
+    return TradeEvent(
+        trade_id=trade_id,
+        service_name=service,
+        event_type=event_type,
+        event_status="SUCCESS",
+        event_time=T0 + timedelta(seconds=at),
+    )
 
 
 PATH = [
@@ -54,8 +59,10 @@ def steady_trades(until: float, every: float = 1.0, prefix: str = "B") -> list[T
     out = []
     for n in range(int(until / every)):
         start = n * every
-        out += [trade(f"{prefix}{n}", kind, service, start + 0.1 * step)
-                for step, (kind, service) in enumerate(PATH)]  # fmt: skip
+        out += [
+            trade(f"{prefix}{n}", kind, service, start + 0.1 * step)
+            for step, (kind, service) in enumerate(PATH)
+        ]
     return out
 
 
@@ -71,14 +78,20 @@ def test_tps_and_event_counts_equal_the_ground_truth_in_every_window() -> None:
         if isinstance(event, TradeEvent):
             truth[(window_of(event.event_time), event.service_name, event.event_type)] += 1
             per_service[(window_of(event.event_time), event.service_name)] += 1
-    got = {(p.window_start, p.label("service"), p.label("event_type")): p.value
-           for p in out.points if p.metric == "events"}  # fmt: skip
+    got = {
+        (p.window_start, p.label("service"), p.label("event_type")): p.value
+        for p in out.points
+        if p.metric == "events"
+    }
     assert got == dict(truth)
     tps = {(p.window_start, p.label("service")): p.value for p in out.points if p.metric == "tps"}
     assert {k: v for k, v in tps.items() if v} == {k: n / WINDOW for k, n in per_service.items()}
     started = series(out.points, "trades_started")
-    created = Counter(window_of(e.event_time) for e in events
-                      if isinstance(e, TradeEvent) and e.event_type == "TRADE_CREATED")  # fmt: skip
+    created = Counter(
+        window_of(e.event_time)
+        for e in events
+        if isinstance(e, TradeEvent) and e.event_type == "TRADE_CREATED"
+    )
     assert {k: v for k, v in started.items() if v} == dict(created)
     assert not [p for p in out.points if p.metric == "late_events"]
     kinds = Counter(type(e) for e in events)
@@ -114,8 +127,10 @@ def test_latency_percentiles_are_within_one_percent_of_the_exact_ones() -> None:
 
 
 def test_a_trade_stuck_at_pms_core_is_found_within_stuck_after_plus_a_window_and_recovers() -> None:
-    stuck = [trade("S1", kind, service, 2.0 + 0.1 * step)
-             for step, (kind, service) in enumerate(PATH[:4])]  # fmt: skip
+    stuck = [
+        trade("S1", kind, service, 2.0 + 0.1 * step)
+        for step, (kind, service) in enumerate(PATH[:4])
+    ]
     late_move = trade("S1", "ANALYTICS_COMPUTED", "analytics-service", 75.0)
     events = sorted([*steady_trades(120), *stuck, late_move], key=lambda e: e.event_time)
     out = run_engine(raw_batches(events, partitions=1))
@@ -153,9 +168,14 @@ def test_completed_trades_are_forgotten() -> None:
 
 
 def snapshot(at: float, produced: int, consumed: int) -> QueueMetrics:
-    return QueueMetrics(service_name="pms-core", topic_name="trade-valid", partition=0,
-                        produced_offset=produced, consumed_offset=consumed,
-                        snapshot_time=T0 + timedelta(seconds=at))  # fmt: skip
+    return QueueMetrics(
+        service_name="pms-core",
+        topic_name="trade-valid",
+        partition=0,
+        produced_offset=produced,
+        consumed_offset=consumed,
+        snapshot_time=T0 + timedelta(seconds=at),
+    )
 
 
 def test_lag_build_up_fires_the_lag_alert_which_resolves_once_drained() -> None:
@@ -287,8 +307,12 @@ def test_corrected_results_are_identical_with_one_and_two_workers_and_any_shard_
 ) -> None:
     events = simulated(90, rate=30, seed=5)
     # pms-core publishes its events of [20 s, 40 s) after everything else: corrections.
-    late = [e for e in events if getattr(e, "service_name", None) == "pms-core"
-            and 20 <= (_moment(e) - T0).total_seconds() < 40]  # fmt: skip
+    late = [
+        e
+        for e in events
+        if getattr(e, "service_name", None) == "pms-core"
+        and 20 <= (_moment(e) - T0).total_seconds() < 40
+    ]
     events = [e for e in events if all(e is not x for x in late)] + late
     assert len(run_engine(raw_batches(events)).corrections) >= 2  # windows were corrected
     one = engine_points(events, one_worker, shards=2, corrected=True)
@@ -324,14 +348,22 @@ def test_an_event_dated_far_in_the_future_is_counted_apart_and_changes_nothing_e
     out = run_engine(raw_batches([*events[:30], stray, *events[30:]], partitions=1))
     assert sum(series(out.points, "future_events").values()) == 1
     without = {(p.metric, p.labels, p.window_start, p.value) for p in clean.points}
-    assert {(p.metric, p.labels, p.window_start, p.value)
-            for p in out.points if p.metric != "future_events"} == without  # fmt: skip
+    assert {
+        (p.metric, p.labels, p.window_start, p.value)
+        for p in out.points
+        if p.metric != "future_events"
+    } == without
 
 
 def test_a_huge_dlq_reason_becomes_a_bounded_label() -> None:
     reason = "x" * 60_000
-    dlq = DlqEvent(trade_id="D1", service_name="validation-service", topic_name="trade-dlq",
-                   reason=reason, event_time=T0 + timedelta(seconds=5))  # fmt: skip
+    dlq = DlqEvent(
+        trade_id="D1",
+        service_name="validation-service",
+        topic_name="trade-dlq",
+        reason=reason,
+        event_time=T0 + timedelta(seconds=5),
+    )
     out = run_engine(raw_batches([*steady_trades(30), dlq], partitions=1))
     (point,) = [p for p in out.points if p.metric == "dlq_events"]
     label = point.label("reason")
@@ -341,8 +373,10 @@ def test_a_huge_dlq_reason_becomes_a_bounded_label() -> None:
 
 
 def test_a_redelivered_last_event_does_not_recover_a_stuck_trade() -> None:
-    path = [trade("S2", kind, service, 2.0 + 0.1 * step)
-            for step, (kind, service) in enumerate(PATH[:4])]  # fmt: skip
+    path = [
+        trade("S2", kind, service, 2.0 + 0.1 * step)
+        for step, (kind, service) in enumerate(PATH[:4])
+    ]
     again = path[-1]  # the same event, delivered once more after the trade was found stuck
     background = steady_trades(90)
     events = sorted([*background, *path], key=lambda e: e.event_time)

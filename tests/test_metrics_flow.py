@@ -63,19 +63,29 @@ def test_metrics_flow_matches_the_simulation_and_a_replay_changes_nothing(
     create_topics(kafka)
     events = simulate(kafka, seconds=90, rate=30)
     # Receivers are configured, but the run is history (March 2026): nobody is paged.
-    env = flow_env(kafka, migrated_db, RTTM_ALERTMANAGER_URL=alertmanager.url,
-                   RTTM_ALERT_WEBHOOK_URL=webhook.url)  # fmt: skip
+    env = flow_env(
+        kafka,
+        migrated_db,
+        RTTM_ALERTMANAGER_URL=alertmanager.url,
+        RTTM_ALERT_WEBHOOK_URL=webhook.url,
+    )
 
     first = run_metrics(env)
     assert first.returncode == 0, first.stderr[-3000:]
     truth = Counter(
-        (datetime.fromtimestamp(int(e.event_time.timestamp() // 10 * 10), UTC), e.service_name,
-         e.event_type)
+        (
+            datetime.fromtimestamp(int(e.event_time.timestamp() // 10 * 10), UTC),
+            e.service_name,
+            e.event_type,
+        )
         for e in events
         if isinstance(e, TradeEvent)
-    )  # fmt: skip
-    counted = table(migrated_db, "SELECT window_start, labels->>'service', labels->>'event_type',"
-                                 " value FROM rttm_metrics WHERE metric = 'events'")  # fmt: skip
+    )
+    counted = table(
+        migrated_db,
+        "SELECT window_start, labels->>'service', labels->>'event_type',"
+        " value FROM rttm_metrics WHERE metric = 'events'",
+    )
     assert {(w, s, t): v for w, s, t, v in counted} == dict(truth)
 
     stuck = table(migrated_db, "SELECT stage, service_name FROM rttm_stuck_trades")
@@ -115,8 +125,11 @@ def test_kill_9_then_resume_from_recovery_equals_an_uninterrupted_run(
     args = ("-r", str(recovery), "-s", "1", "-b", "0")
     process = subprocess.Popen(
         [sys.executable, "-m", "bytewax.run", "dataflows.metrics", *args],
-        env=flow_env(kafka, migrated_db), cwd=REPO, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=flow_env(kafka, migrated_db),
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     killed = False
     while process.poll() is None:
         if table(migrated_db, "SELECT count(*) FROM rttm_metrics")[0][0] > 0:
@@ -130,8 +143,10 @@ def test_kill_9_then_resume_from_recovery_equals_an_uninterrupted_run(
     resumed = run_metrics(flow_env(kafka, migrated_db), *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert metrics_rows(migrated_db) == metrics_rows(reference)
-    query = ("SELECT trade_id, last_event_time, detected_at, recovered_at"
-             " FROM rttm_stuck_trades ORDER BY 1, 2")  # fmt: skip
+    query = (
+        "SELECT trade_id, last_event_time, detected_at, recovered_at"
+        " FROM rttm_stuck_trades ORDER BY 1, 2"
+    )
     assert table(migrated_db, query) == table(reference, query)
     alerts = "SELECT rule, labels::text, started_at, state FROM rttm_alerts ORDER BY 1, 2, 3, 4"
     assert table(migrated_db, alerts) == table(reference, alerts)
@@ -156,21 +171,34 @@ def test_when_the_platform_goes_silent_windows_still_close_and_the_silence_alert
     timeline = list(Simulation(scenario.load(), seed=2, start=start, rate=20, duration=3).events())
     produce(kafka.brokers, kafka_messages(event for _, event in timeline))
     rules = tmp_path / "rules.toml"
-    rules.write_text('[[rules]]\nname = "Silence"\nmetric = "trades_started"\nop = "=="\n'
-                     'threshold = 0\nfor = "2s"\nseverity = "critical"\n')  # fmt: skip
-    env = flow_env(kafka, migrated_db, RTTM_TAIL="1", RTTM_METRICS_WINDOW="1s",
-                   RTTM_METRICS_LATENESS="1s", RTTM_ALERT_RULES=str(rules))  # fmt: skip
+    rules.write_text(
+        '[[rules]]\nname = "Silence"\nmetric = "trades_started"\nop = "=="\n'
+        'threshold = 0\nfor = "2s"\nseverity = "critical"\n'
+    )
+    env = flow_env(
+        kafka,
+        migrated_db,
+        RTTM_TAIL="1",
+        RTTM_METRICS_WINDOW="1s",
+        RTTM_METRICS_LATENESS="1s",
+        RTTM_ALERT_RULES=str(rules),
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "bytewax.run", "dataflows.metrics"],
-        env=env, cwd=REPO, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         firing: list[tuple[Any, ...]] = []
         while not firing and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)
-            firing = table(migrated_db, "SELECT at FROM rttm_alerts WHERE rule = 'Silence'"
-                                        " AND state = 'firing'")  # fmt: skip
+            firing = table(
+                migrated_db,
+                "SELECT at FROM rttm_alerts WHERE rule = 'Silence' AND state = 'firing'",
+            )
         assert firing, "no alert while the platform was silent"
         last_event = start + timedelta(seconds=max(at for at, _ in timeline))
         assert firing[0][0] > last_event  # raised on windows after the last event

@@ -33,8 +33,7 @@ START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 def point(metric: str, value: float, **labels: str) -> Point:
-    return Point(metric, tuple(sorted(labels.items())), START, START + timedelta(seconds=10),
-                 value)  # fmt: skip
+    return Point(metric, tuple(sorted(labels.items())), START, START + timedelta(seconds=10), value)
 
 
 # -- the parts ------------------------------------------------------------------------------
@@ -57,13 +56,17 @@ def test_fold_takes_the_worst_of_a_state_and_keeps_quantiles_apart() -> None:
     status = [point("consumer_status", n % 4, service=f"s{n}", topic="t") for n in range(50)]
     kept, _ = fold("consumer_status", status, 5)
     assert [p.value for p in kept if p.label("service") == OTHER] == [3.0]
-    loss = [point("time_to_data_loss_seconds", 100 + n, service=f"s{n}", topic="t")
-            for n in range(50)]  # fmt: skip
+    loss = [
+        point("time_to_data_loss_seconds", 100 + n, service=f"s{n}", topic="t") for n in range(50)
+    ]
     kept, _ = fold("time_to_data_loss_seconds", loss, 5)
     assert sorted(p.value for p in kept if p.label("service") != OTHER) == [100, 101, 102, 103, 104]
     assert [p.value for p in kept if p.label("service") == OTHER] == [105.0]
-    hops = [point("hop_latency_ms", n, from_stage=f"a{n}", to_stage="b", quantile=q)
-            for n in range(20) for q in ("p50", "p99")]  # fmt: skip
+    hops = [
+        point("hop_latency_ms", n, from_stage=f"a{n}", to_stage="b", quantile=q)
+        for n in range(20)
+        for q in ("p50", "p99")
+    ]
     kept, folded = fold("hop_latency_ms", hops, 10)
     others = sorted(p.label("quantile") or "" for p in kept if p.label("from_stage") == OTHER)
     assert others == ["p50", "p99"]
@@ -122,22 +125,31 @@ def test_fold_leaves_a_metric_under_the_cap_alone() -> None:
     ("first", "second"),
     [
         ("trade TRD-000123 rejected at offset 4411", "trade TRD-999 rejected at offset 12"),
-        ("schema error in 3f2a9c1e-77b1-4c02-9d3e-0123456789ab", "schema error in "
-         "a1b2c3d4-0000-4000-8000-ffffffffffff"),
+        (
+            "schema error in 3f2a9c1e-77b1-4c02-9d3e-0123456789ab",
+            "schema error in a1b2c3d4-0000-4000-8000-ffffffffffff",
+        ),
         ("bad checksum 0xdeadbeef01", "bad checksum 9f8e7d6c5b"),
-        ("timeout after 3000 ms at 2026-12-07T10:00:01Z",
-         "timeout after 12 ms at 2026-01-01T00:00:00Z"),
+        (
+            "timeout after 3000 ms at 2026-12-07T10:00:01Z",
+            "timeout after 12 ms at 2026-01-01T00:00:00Z",
+        ),
         ("request req_9f2k1x failed", "request req_a83kd0 failed"),
     ],
-)  # fmt: skip
+)
 def test_reason_grouping_folds_ids_numbers_and_hex(first: str, second: str) -> None:
     assert reason_group(first) == reason_group(second)
 
 
 def test_reason_grouping_keeps_different_reasons_apart() -> None:
-    reasons = ["missing field price", "missing field quantity", "unknown venue",
-               "facade decade accede", "price 12 out of range",
-               "quantity 12 out of range"]  # fmt: skip
+    reasons = [
+        "missing field price",
+        "missing field quantity",
+        "unknown venue",
+        "facade decade accede",
+        "price 12 out of range",
+        "quantity 12 out of range",
+    ]
     groups = {reason_group(r) for r in reasons}
     assert len(groups) == len(reasons)
     assert reason_group("facade decade accede") == "facade decade accede"  # words, not hex
@@ -213,9 +225,9 @@ def test_alerts_per_rule_are_capped_with_one_other_alert() -> None:
     rule = Rule(name="LagHigh", metric="queue_lag", op=">", threshold=10, severity="warning")
     engine = AlertEngine([rule], max_per_rule=10)
     at = START + timedelta(seconds=10)
-    points = [point("queue_lag", 100 + n, service=f"s{n}", topic="t", partition="0")
-              for n in range(500)] + [point("queue_lag", 1, service="calm", topic="t",
-                                            partition="0")]  # fmt: skip
+    points = [
+        point("queue_lag", 100 + n, service=f"s{n}", topic="t", partition="0") for n in range(500)
+    ] + [point("queue_lag", 1, service="calm", topic="t", partition="0")]
     changes = engine.evaluate(points, at)
     assert len(changes) == 10
     assert all(c.state == "firing" for c in changes)
@@ -235,11 +247,16 @@ def test_alerts_per_rule_are_capped_with_one_other_alert() -> None:
 def queue_flood(count: int) -> list[Message]:
     """``count`` snapshots, each of a new service/topic/partition, over 30 s."""
     return [
-        QueueMetrics(service_name=f"svc-{n}", topic_name=f"topic-{n}", partition=n % 7,
-                     produced_offset=100 + n, consumed_offset=100,
-                     snapshot_time=T0 + timedelta(seconds=30 * n / count))
+        QueueMetrics(
+            service_name=f"svc-{n}",
+            topic_name=f"topic-{n}",
+            partition=n % 7,
+            produced_offset=100 + n,
+            consumed_offset=100,
+            snapshot_time=T0 + timedelta(seconds=30 * n / count),
+        )
         for n in range(count)
-    ]  # fmt: skip
+    ]
 
 
 def dlq_flood(count: int) -> list[Message]:
@@ -250,8 +267,15 @@ def dlq_flood(count: int) -> list[Message]:
         reason = f"req-{n:06x}{n} failed at {at.isoformat()}" if n % 2 else f"unique reason {n}"
         if n % 10 == 0:
             reason = "missing field price" if n % 20 else "unknown venue"
-        out.append(DlqEvent(trade_id=f"D{n}", service_name="validation-service",
-                            topic_name="trade-dlq", reason=reason, event_time=at))  # fmt: skip
+        out.append(
+            DlqEvent(
+                trade_id=f"D{n}",
+                service_name="validation-service",
+                topic_name="trade-dlq",
+                reason=reason,
+                event_time=at,
+            )
+        )
     return out
 
 
@@ -265,8 +289,11 @@ def test_a_series_per_message_is_folded_counted_and_alerted_once() -> None:
     assert max(per_window.values()) <= 50 + 1  # the cap, plus one __other__ point
     lag = [p for p in out.points if p.metric == "queue_lag"]
     assert any(p.label("service") == OTHER for p in lag)
-    exceeded = {(p.label("metric"), p.label("label")) for p in out.points
-                if p.metric == "cardinality_exceeded"}  # fmt: skip
+    exceeded = {
+        (p.label("metric"), p.label("label"))
+        for p in out.points
+        if p.metric == "cardinality_exceeded"
+    }
     # service and topic both have a value per snapshot; the tie goes to the first name.
     assert ("queue_lag", "service") in exceeded
     dropped = stats.COUNTERS.series_dropped.get("queue_lag", 0) - before.get("queue_lag", 0)
@@ -284,8 +311,11 @@ def test_a_series_per_message_is_folded_counted_and_alerted_once() -> None:
     firing = Counter(t.rule for t in out.transitions if t.state == "firing")
     assert firing["CardinalityExceeded"] >= 1
     assert all(count <= 4 for rule, count in firing.items() if rule != "CardinalityExceeded")
-    named = {(dict(t.labels)["metric"], dict(t.labels)["label"]) for t in out.transitions
-             if t.rule == "CardinalityExceeded" and t.state == "firing"}  # fmt: skip
+    named = {
+        (dict(t.labels)["metric"], dict(t.labels)["label"])
+        for t in out.transitions
+        if t.rule == "CardinalityExceeded" and t.state == "firing"
+    }
     assert ("queue_lag", "service") in named
     # The folded lag is the worst of the folded partitions, never their sum: no false alert.
     lags = [p for p in lag if p.label("service") == OTHER]
@@ -294,15 +324,26 @@ def test_a_series_per_message_is_folded_counted_and_alerted_once() -> None:
 
 def test_never_completed_trades_beyond_the_cap_are_counted_as_untracked() -> None:
     events: list[Message] = [
-        TradeEvent(trade_id=f"N{n}", service_name="simulation-service",
-                   event_type="TRADE_CREATED", event_status="SUCCESS",
-                   event_time=T0 + timedelta(seconds=20 * n / 5000))
+        TradeEvent(
+            trade_id=f"N{n}",
+            service_name="simulation-service",
+            event_type="TRADE_CREATED",
+            event_status="SUCCESS",
+            event_time=T0 + timedelta(seconds=20 * n / 5000),
+        )
         for n in range(5000)
-    ]  # fmt: skip
+    ]
     # Something later, so that the tracked trades' deadlines pass: they are found stuck.
     later = T0 + timedelta(seconds=200)
-    events.append(DlqEvent(trade_id="late", service_name="validation-service",
-                           topic_name="trade-dlq", reason="x", event_time=later))  # fmt: skip
+    events.append(
+        DlqEvent(
+            trade_id="late",
+            service_name="validation-service",
+            topic_name="trade-dlq",
+            reason="x",
+            event_time=later,
+        )
+    )
     batches = raw_batches(events)
     config = engine_config(sources=sources(batches), limits=Limits(trades=1000))
     out = run_engine(batches, config, load_rules())

@@ -48,13 +48,19 @@ DEFAULT = (Path(pipeline.__file__).parent / "default_pipeline.toml").read_text()
     [
         ('stuck_after = "30s"', 'stuck_after = "soon"', "stuck_after: invalid duration 'soon'"),
         ('name = "ranked"', 'name = "positioned"', "stage names must be unique"),
-        ('success = ["LEADERBOARD_UPDATED"]', 'success = ["TRADE_CREATED"]',
-         "stages[5] (ranked): event type TRADE_CREATED already belongs to stage created"),
-        ('completed = ["LEADERBOARD_UPDATED"]', 'completed = ["NOPE"]',
-         "terminal: NOPE belong to no stage"),
-        ('retention = "3d"', 'colour = 1', "Object contains unknown field `colour`"),
+        (
+            'success = ["LEADERBOARD_UPDATED"]',
+            'success = ["TRADE_CREATED"]',
+            "stages[5] (ranked): event type TRADE_CREATED already belongs to stage created",
+        ),
+        (
+            'completed = ["LEADERBOARD_UPDATED"]',
+            'completed = ["NOPE"]',
+            "terminal: NOPE belong to no stage",
+        ),
+        ('retention = "3d"', "colour = 1", "Object contains unknown field `colour`"),
     ],
-)  # fmt: skip
+)
 def test_bad_pipeline_files_say_what_and_where(
     tmp_path: Path, old: str, new: str, error: str
 ) -> None:
@@ -107,8 +113,9 @@ def test_sketch_size_depends_on_the_spread_of_values_not_their_number() -> None:
 
 
 def test_engine_settings_from_the_environment() -> None:
-    config = engine_config({"RTTM_METRICS_WINDOW": "1m", "RTTM_METRICS_LATENESS": "2s",
-                            "RTTM_METRICS_SHARDS": "4"})  # fmt: skip
+    config = engine_config(
+        {"RTTM_METRICS_WINDOW": "1m", "RTTM_METRICS_LATENESS": "2s", "RTTM_METRICS_SHARDS": "4"}
+    )
     assert (config.window_s, config.lateness_s, config.shards) == (60.0, 2.0, 4)
     with pytest.raises(ConfigError, match="RTTM_METRICS_WINDOW: invalid duration 'ten'"):
         engine_config({"RTTM_METRICS_WINDOW": "ten"})

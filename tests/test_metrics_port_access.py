@@ -53,8 +53,9 @@ def get(url: str, authorization: str | None = None) -> tuple[int, dict[str, str]
 def test_the_metrics_port_wants_credentials_and_keeps_its_probes_open(tmp_path: Path) -> None:
     users, tokens = credentials(tmp_path)
     port = free_port()
-    metrics_port.serve(port, health.Readiness([]), LOCALHOST,
-                       Authenticator.from_files(users, tokens))  # fmt: skip
+    metrics_port.serve(
+        port, health.Readiness([]), LOCALHOST, Authenticator.from_files(users, tokens)
+    )
     base = f"http://{LOCALHOST}:{port}"
     status, headers = get(f"{base}/metrics")
     assert status == 401
@@ -72,10 +73,22 @@ def test_the_metrics_port_wants_credentials_and_keeps_its_probes_open(tmp_path: 
 @pytest.mark.parametrize("command", ["ingest", "metrics"])
 def test_an_open_metrics_port_beyond_loopback_is_refused_in_one_line(command: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "rttm", command, "--metrics-port", str(free_port()),
-         "--metrics-host", "0.0.0.0"],  # noqa: S104 - refused, never bound
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "rttm",
+            command,
+            "--metrics-port",
+            str(free_port()),
+            "--metrics-host",
+            "0.0.0.0",  # noqa: S104 - refused, never bound
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("rttm: error: --metrics-host 0.0.0.0 would show")
     assert "--metrics-auth-file" in result.stderr

@@ -23,10 +23,17 @@ pytestmark = pytest.mark.integration
 
 
 def created(service: str, count: int, at: float) -> list[TradeEvent]:
-    return [TradeEvent(event_id=f"{service}-{at}-{n}", trade_id=f"{service}{at}{n}",
-                       service_name=service, event_type="TRADE_CREATED", event_status="SUCCESS",
-                       event_time=T0 + timedelta(seconds=at))
-            for n in range(count)]  # fmt: skip
+    return [
+        TradeEvent(
+            event_id=f"{service}-{at}-{n}",
+            trade_id=f"{service}{at}{n}",
+            service_name=service,
+            event_type="TRADE_CREATED",
+            event_status="SUCCESS",
+            event_time=T0 + timedelta(seconds=at),
+        )
+        for n in range(count)
+    ]
 
 
 Key = tuple[str, Labels]
@@ -42,8 +49,10 @@ def window_sums(url: str) -> dict[Key, float]:
     """Every count-type metric's windows added up, per label set."""
     sums: dict[Key, float] = defaultdict(float)
     with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT metric, labels, value FROM rttm_metrics"
-                            " WHERE metric = ANY(%s)", (sorted(COUNTS),))  # fmt: skip
+        rows = conn.execute(
+            "SELECT metric, labels, value FROM rttm_metrics WHERE metric = ANY(%s)",
+            (sorted(COUNTS),),
+        )
         for metric, labels, value in rows:
             sums[metric, labels_of(labels)] += value
     return dict(sums)
@@ -56,8 +65,9 @@ def test_counters_add_up_the_windows_a_replay_adds_nothing_a_correction_adds(
     on_time += [event for n in range(1, 7) for event in created("A", 1, 10.0 * n + 5)]
     late = created("C", 6, 2.0)  # C overtakes B under a cap of 2: B is folded into __other__
     batches = raw_batches(on_time, partitions=1) + raw_batches(late, partitions=1)
-    out = run_engine(batches, engine_config(sources=sources(batches), shards=1,
-                                            limits=Limits(series=2)))  # fmt: skip
+    out = run_engine(
+        batches, engine_config(sources=sources(batches), shards=1, limits=Limits(series=2))
+    )
     assert out.corrections
     writer = MetricsWriter(migrated_db, kafka_config=None)
     try:

@@ -118,19 +118,50 @@ def insert(conn: Conn, events: Sequence[Event]) -> list[tuple[str, int, int, dat
         key = f"e:{uuid.uuid4()}"
         row: dict[str, Any]
         if isinstance(event, Trade):
-            spec, row = TRADES, {"trade_id": event.trade_id, "service_name": event.service,
-                                 "event_type": event.event_type, "event_status": "OK"}  # fmt: skip
+            spec, row = (
+                TRADES,
+                {
+                    "trade_id": event.trade_id,
+                    "service_name": event.service,
+                    "event_type": event.event_type,
+                    "event_status": "OK",
+                },
+            )
         elif isinstance(event, Dlq):
-            spec, row = DLQ, {"trade_id": "TRD-1", "service_name": "svc",
-                              "topic_name": event.topic, "reason": event.reason}  # fmt: skip
+            spec, row = (
+                DLQ,
+                {
+                    "trade_id": "TRD-1",
+                    "service_name": "svc",
+                    "topic_name": event.topic,
+                    "reason": event.reason,
+                },
+            )
         elif isinstance(event, Error):
-            spec, row = ERRORS, {"service_name": event.service, "error_type": event.error_type,
-                                 "error_message": "boom"}  # fmt: skip
+            spec, row = (
+                ERRORS,
+                {
+                    "service_name": event.service,
+                    "error_type": event.error_type,
+                    "error_message": "boom",
+                },
+            )
         else:
-            spec, row = LOGS, {"service_name": event.service, "log_level": event.level,
-                               "log_category": event.category, "message": "line"}  # fmt: skip
-        row |= {"event_time": event.at, "dedupe_key": key, "kafka_partition": 0,
-                "kafka_offset": offset}  # fmt: skip
+            spec, row = (
+                LOGS,
+                {
+                    "service_name": event.service,
+                    "log_level": event.level,
+                    "log_category": event.category,
+                    "message": "line",
+                },
+            )
+        row |= {
+            "event_time": event.at,
+            "dedupe_key": key,
+            "kafka_partition": 0,
+            "kafka_offset": offset,
+        }
         conn.execute(
             sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
                 sql.Identifier(spec.table),
@@ -246,8 +277,11 @@ def database(postgres_admin_url: str) -> Iterator[str]:
 @pytest.fixture
 def url(database: str) -> str:
     """The module's database, emptied of events and metrics."""
-    names = [*(spec.table for spec in (TRADES, DLQ, ERRORS, LOGS)), "rttm_metrics",
-             verify.UNCOUNTED_TABLE]  # fmt: skip
+    names = [
+        *(spec.table for spec in (TRADES, DLQ, ERRORS, LOGS)),
+        "rttm_metrics",
+        verify.UNCOUNTED_TABLE,
+    ]
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, names))))
     return database
@@ -326,8 +360,10 @@ def test_the_cli_says_what_it_checked_and_exits_0(url: str, conn: Conn) -> None:
     ), lines[0]
     assert lines[1] == "settings: window 10s, lateness 5s, correction horizon 1h"
     assert "differences" not in lines
-    assert any(line.startswith("719 windows checked, ") and line.endswith(" 0 differences")
-               for line in lines), lines  # fmt: skip
+    assert any(
+        line.startswith("719 windows checked, ") and line.endswith(" 0 differences")
+        for line in lines
+    ), lines
     assert any("hop_latency_ms, e2e_latency_ms" in line for line in lines)
     assert any(line.startswith("not checked: queue_lag,") for line in lines)
 
@@ -338,9 +374,10 @@ def test_an_edited_point_is_a_mismatch_with_its_window_and_labels(url: str, conn
     set_value(conn, "errors", at(0), labels, "value + 1")
     report = verify.run(env_of(url), 3600)
     assert report.differences == (
-        verify.Difference(int(at(0).timestamp()), "errors", labels_of(labels), 3.0, 2,
-                          verify.MISMATCH),
-    )  # fmt: skip
+        verify.Difference(
+            int(at(0).timestamp()), "errors", labels_of(labels), 3.0, 2, verify.MISMATCH
+        ),
+    )
     assert report.differences[0].difference == 1.0
     result = rttm_against(url, "metrics", "verify")
     assert result.returncode == 1, result.stderr
@@ -364,13 +401,25 @@ def test_json_lists_the_differences(url: str, conn: Conn) -> None:
     result = rttm_against(url, "metrics", "verify", "--json")
     assert result.returncode == 1, result.stderr
     data = json.loads(result.stdout)
-    assert data["differences"] == [{
-        "window_start": "2026-03-01T12:00:00Z", "metric": "trades_started", "labels": {},
-        "stored": 2.0, "recounted": 3, "difference": -1.0, "kind": "mismatch", "note": "",
-        "points": 1,
-    }]  # fmt: skip
-    assert data["settings"] == {"window_seconds": 10, "lateness_seconds": 5.0,
-                                "correction_seconds": 3600.0, "since_seconds": 3600.0}  # fmt: skip
+    assert data["differences"] == [
+        {
+            "window_start": "2026-03-01T12:00:00Z",
+            "metric": "trades_started",
+            "labels": {},
+            "stored": 2.0,
+            "recounted": 3,
+            "difference": -1.0,
+            "kind": "mismatch",
+            "note": "",
+            "points": 1,
+        }
+    ]
+    assert data["settings"] == {
+        "window_seconds": 10,
+        "lateness_seconds": 5.0,
+        "correction_seconds": 3600.0,
+        "since_seconds": 3600.0,
+    }
     assert data["windows"] == 359
     assert data["reference"] == "2026-03-01T13:01:10Z"
 
@@ -386,8 +435,9 @@ def test_a_deleted_point_is_missing_and_so_is_a_row_without_a_point(url: str, co
     deleted = found[int(at(10).timestamp()), "events", labels_of(labels)]
     assert (deleted.stored, deleted.recounted, deleted.kind) == (None, 1, verify.MISSING)
     assert deleted.difference == -1.0
-    lone = found[int(at(40).timestamp()), "errors",
-                 lbl(service="analytics-service", error_type="OSError")]  # fmt: skip
+    lone = found[
+        int(at(40).timestamp()), "errors", lbl(service="analytics-service", error_type="OSError")
+    ]
     assert (lone.stored, lone.recounted, lone.kind) == (None, 1, verify.MISSING)
 
 
@@ -397,20 +447,29 @@ def test_missing_outcome_points_are_zero_and_a_point_without_rows_is_unexpected(
     filled(conn)
     for metric in verify.OUTCOMES:  # window 20: one trade started, nothing completed
         delete(conn, metric, at(20), {})
-    store(conn, [("errors", at(30), {"service": "ghost", "error_type": "E"}, 2.0),
-                 ("trades_rejected", at(30), {}, 0.0)])  # fmt: skip
+    store(
+        conn,
+        [
+            ("errors", at(30), {"service": "ghost", "error_type": "E"}, 2.0),
+            ("trades_rejected", at(30), {}, 0.0),
+        ],
+    )
     report = verify.run(env_of(url), 3600)
-    assert [(d.window_start - int(BASE.timestamp()), d.metric, d.kind, d.stored, d.recounted)
-            for d in report.differences] == [
+    assert [
+        (d.window_start - int(BASE.timestamp()), d.metric, d.kind, d.stored, d.recounted)
+        for d in report.differences
+    ] == [
         (20, "trades_started", verify.MISSING, None, 1),
         (30, "errors", verify.UNEXPECTED, 2.0, 0),
-    ]  # fmt: skip
+    ]
 
 
 def test_uncounted_rows_are_left_out_and_counted(url: str, conn: Conn) -> None:
     filled(conn)
-    late: list[Event] = [Trade("simulation-service", "TRADE_CREATED", at(3), "TRD-LATE"),
-            Error("pms-core", "KeyError", at(22))]  # fmt: skip
+    late: list[Event] = [
+        Trade("simulation-service", "TRADE_CREATED", at(3), "TRD-LATE"),
+        Error("pms-core", "KeyError", at(22)),
+    ]
     coordinates = insert(conn, late)
     with conn.cursor() as cur:
         cur.executemany(
@@ -441,31 +500,48 @@ def test_uncounted_rows_are_left_out_and_counted(url: str, conn: Conn) -> None:
 def test_other_points_must_sum_what_no_named_point_has(url: str, conn: Conn) -> None:
     services = [f"svc-{i}" for i in range(5)]
     events: list[Event] = [Error(s, "E", at(1 + i)) for i, s in enumerate(services)]
-    events += [Error("svc-0", "E", at(8)), Dlq("q1.DLQ", "a", at(2)), Dlq("q1.DLQ", "b", at(3)),
-               Dlq("q2.DLQ", "a", at(4)), Dlq("q3.DLQ", "c", at(5))]  # fmt: skip
+    events += [
+        Error("svc-0", "E", at(8)),
+        Dlq("q1.DLQ", "a", at(2)),
+        Dlq("q1.DLQ", "b", at(3)),
+        Dlq("q2.DLQ", "a", at(4)),
+        Dlq("q3.DLQ", "c", at(5)),
+    ]
     insert(conn, events)
     store_reference(conn)
     other2 = {"service": OTHER, "error_type": OTHER}
-    store(conn, [
-        ("errors", at(0), {"service": "svc-0", "error_type": "E"}, 2.0),
-        ("errors", at(0), {"service": "svc-1", "error_type": "E"}, 1.0),
-        ("errors", at(0), other2, 3.0),  # svc-2, svc-3 and svc-4
-        ("error_rate", at(0), {"service": OTHER}, 12345.0),  # folded: not recomputed
-        ("dlq_events", at(0), {"topic": "q1.DLQ", "reason": "a"}, 1.0),
-        ("dlq_events", at(0), {"topic": "q1.DLQ", "reason": OTHER}, 1.0),  # b: over the book
-        ("dlq_events", at(0), {"topic": OTHER, "reason": OTHER}, 2.0),  # q2 and q3
-    ])  # fmt: skip
+    store(
+        conn,
+        [
+            ("errors", at(0), {"service": "svc-0", "error_type": "E"}, 2.0),
+            ("errors", at(0), {"service": "svc-1", "error_type": "E"}, 1.0),
+            ("errors", at(0), other2, 3.0),  # svc-2, svc-3 and svc-4
+            ("error_rate", at(0), {"service": OTHER}, 12345.0),  # folded: not recomputed
+            ("dlq_events", at(0), {"topic": "q1.DLQ", "reason": "a"}, 1.0),
+            ("dlq_events", at(0), {"topic": "q1.DLQ", "reason": OTHER}, 1.0),  # b: over the book
+            ("dlq_events", at(0), {"topic": OTHER, "reason": OTHER}, 2.0),  # q2 and q3
+        ],
+    )
     report = verify.run(env_of(url), 3600)
     assert report.differences == ()
     set_value(conn, "errors", at(0), other2, "2")
     (difference,) = verify.run(env_of(url), 3600).differences
-    assert (difference.metric, difference.labels, difference.stored, difference.recounted,
-            difference.kind) == ("errors", labels_of(other2), 2.0, 3, verify.MISMATCH)  # fmt: skip
+    assert (
+        difference.metric,
+        difference.labels,
+        difference.stored,
+        difference.recounted,
+        difference.kind,
+    ) == ("errors", labels_of(other2), 2.0, 3, verify.MISMATCH)
     set_value(conn, "errors", at(0), other2, "3")
     set_value(conn, "dlq_events", at(0), {"topic": OTHER, "reason": OTHER}, "3")
     (difference,) = verify.run(env_of(url), 3600).differences
     assert (difference.metric, difference.stored, difference.recounted, difference.points) == (
-        "dlq_events", 4.0, 3, 2)  # fmt: skip
+        "dlq_events",
+        4.0,
+        3,
+        2,
+    )
     assert difference.labels == lbl(topic=OTHER, reason=OTHER)  # the fully folded one shown
     # Without an __other__ point, what no named point has is missing, label set by label set.
     delete(conn, "errors", at(0), other2)
@@ -479,8 +555,13 @@ def test_only_settled_windows_since_the_given_duration_are_checked(url: str, con
     # Every window from BASE to BASE + 100s has an error row and a point one too high.
     events = [Error("pms-core", "KeyError", at(10 * i + 1)) for i in range(10)]
     insert(conn, events)
-    store(conn, [(m, s, labels, v + 1 if m == "errors" else v)
-                 for m, s, labels, v in engine_points(events)])  # fmt: skip
+    store(
+        conn,
+        [
+            (m, s, labels, v + 1 if m == "errors" else v)
+            for m, s, labels, v in engine_points(events)
+        ],
+    )
     store_reference(conn, at(100))  # the engine got to BASE + 100s
     env = env_of(url, lateness="5s", correction="30s")  # settled: ending by BASE + 65s
 
@@ -507,37 +588,56 @@ def test_a_wrong_derived_point_is_reported(url: str, conn: Conn) -> None:
     set_value(conn, "error_ratio", at(0), {"service": "trade-capture-service"}, "0.5")
     store(conn, [("error_ratio", at(20), {"service": "pms-core"}, 1.0)])  # no pms-core events
     report = verify.run(env_of(url), 3600)
-    assert [(d.window_start - int(BASE.timestamp()), d.metric, d.stored, d.recounted, d.kind)
-            for d in report.differences] == [
+    assert [
+        (d.window_start - int(BASE.timestamp()), d.metric, d.stored, d.recounted, d.kind)
+        for d in report.differences
+    ] == [
         (0, "error_ratio", 0.5, 1.5, verify.MISMATCH),
         (10, "tps", 0.2, 0.1, verify.MISMATCH),
         (20, "error_ratio", 1.0, None, verify.UNEXPECTED),
-    ]  # fmt: skip
+    ]
 
 
 def test_latencies_must_be_ordered_and_only_where_trades_completed(url: str, conn: Conn) -> None:
     filled(conn)
     set_value(conn, "e2e_latency_ms", at(10), {"quantile": "p50"}, "500")
     hop = {"from_stage": "created", "to_stage": "captured"}
-    store(conn, [
-        ("e2e_latency_ms", at(20), {"quantile": "p50"}, 10.0),  # nothing completed at 20
-        ("hop_latency_ms", at(0), {**hop, "quantile": "p50"}, 5.0),
-        ("hop_latency_ms", at(0), {**hop, "quantile": "p95"}, float("nan")),
-        ("hop_latency_ms", at(0), {**hop, "quantile": "p99"}, 9.0),
-        # Folded, a p50 may exceed the p99: each quantile keeps its own largest points.
-        ("hop_latency_ms", at(0), {"from_stage": OTHER, "to_stage": OTHER, "quantile": "p50"},
-         50.0),
-        ("hop_latency_ms", at(0), {"from_stage": OTHER, "to_stage": OTHER, "quantile": "p99"},
-         20.0),
-    ])  # fmt: skip
+    store(
+        conn,
+        [
+            ("e2e_latency_ms", at(20), {"quantile": "p50"}, 10.0),  # nothing completed at 20
+            ("hop_latency_ms", at(0), {**hop, "quantile": "p50"}, 5.0),
+            ("hop_latency_ms", at(0), {**hop, "quantile": "p95"}, float("nan")),
+            ("hop_latency_ms", at(0), {**hop, "quantile": "p99"}, 9.0),
+            # Folded, a p50 may exceed the p99: each quantile keeps its own largest points.
+            (
+                "hop_latency_ms",
+                at(0),
+                {"from_stage": OTHER, "to_stage": OTHER, "quantile": "p50"},
+                50.0,
+            ),
+            (
+                "hop_latency_ms",
+                at(0),
+                {"from_stage": OTHER, "to_stage": OTHER, "quantile": "p99"},
+                20.0,
+            ),
+        ],
+    )
     report = verify.run(env_of(url), 3600)
-    assert [(d.window_start - int(BASE.timestamp()), d.metric, d.kind, d.note)
-            for d in report.differences] == [
+    assert [
+        (d.window_start - int(BASE.timestamp()), d.metric, d.kind, d.note)
+        for d in report.differences
+    ] == [
         (0, "hop_latency_ms", verify.INVALID, "p95 is nan"),
         (10, "e2e_latency_ms", verify.INVALID, "not ordered: p50 500, p95 150, p99 200"),
-        (20, "e2e_latency_ms", verify.UNEXPECTED,
-         "end-to-end latency in a window where no trade completed"),
-    ]  # fmt: skip
+        (
+            20,
+            "e2e_latency_ms",
+            verify.UNEXPECTED,
+            "end-to-end latency in a window where no trade completed",
+        ),
+    ]
 
 
 def test_log_levels_not_counted_are_ignored(url: str, conn: Conn) -> None:
@@ -550,8 +650,7 @@ def test_log_levels_not_counted_are_ignored(url: str, conn: Conn) -> None:
     report = verify.run(env_of(url), 3600)
     assert report.differences == ()
     assert report.compared == 2
-    delete(conn, "log_events", at(0), {"service": "pms-core", "level": "Warning",
-                                        "category": "x"})  # fmt: skip
+    delete(conn, "log_events", at(0), {"service": "pms-core", "level": "Warning", "category": "x"})
     (difference,) = verify.run(env_of(url), 3600).differences
     assert difference.labels == lbl(service="pms-core", level="Warning", category="x")
     assert difference.kind == verify.MISSING

@@ -55,8 +55,13 @@ def test_migrate_creates_the_ingest_and_metrics_tables_with_registry_columns(db:
     assert tables == {*all_tables(), *bookkeeping, *METRICS_TABLES}
 
 
-PG_TYPE_NAMES = {"text": "text", "int4": "integer", "int8": "bigint", "bytea": "bytea",
-                 "timestamptz": "timestamp with time zone"}  # fmt: skip
+PG_TYPE_NAMES = {
+    "text": "text",
+    "int4": "integer",
+    "int8": "bigint",
+    "bytea": "bytea",
+    "timestamptz": "timestamp with time zone",
+}
 
 
 def test_column_types_match_the_contract_types_binary_copy_sends(db: Conn) -> None:

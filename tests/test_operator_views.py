@@ -89,11 +89,13 @@ def test_status_shows_the_simulated_platform(run: Run) -> None:
     result = rttm(run, "status", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    created = sum(1 for e in run.events
-                  if isinstance(e, TradeEvent) and e.event_type == "TRADE_CREATED")  # fmt: skip
+    created = sum(
+        1 for e in run.events if isinstance(e, TradeEvent) and e.event_type == "TRADE_CREATED"
+    )
     assert data["trades"]["started"] == created
-    stuck_ids = {t for t, events in run.trades().items()
-                 if events[-1].event_type == "POSITION_UPDATED"}  # fmt: skip
+    stuck_ids = {
+        t for t, events in run.trades().items() if events[-1].event_type == "POSITION_UPDATED"
+    }
     assert {s["trade_id"] for s in data["stuck"]} == stuck_ids
     assert "TradeStuck" in {a["rule"] for a in data["alerts"]["firing"]}
     lagging = [c for c in data["consumers"] if c["topic"] == "position-updates"]
@@ -192,10 +194,12 @@ def test_metrics_endpoint_exposes_platform_and_rttm_health(run: Run) -> None:
     trade_events = [e for e in run.events if isinstance(e, TradeEvent)]
     # Counters: every window's counts added up, equal to what was sent.
     for service, event_type in {(e.service_name, e.event_type) for e in trade_events}:
-        sent = sum(1 for e in trade_events
-                   if (e.service_name, e.event_type) == (service, event_type))  # fmt: skip
-        assert sample(body, "rttm_trade_events_total", event_type=event_type,
-                      service=service) == sent  # fmt: skip
+        sent = sum(
+            1 for e in trade_events if (e.service_name, e.event_type) == (service, event_type)
+        )
+        assert (
+            sample(body, "rttm_trade_events_total", event_type=event_type, service=service) == sent
+        )
     created = sum(1 for e in trade_events if e.event_type == "TRADE_CREATED")
     assert sample(body, "rttm_trades_started_total") == created
     dlq = Counter((e.topic_name, e.reason) for e in run.events if isinstance(e, DlqEvent))
@@ -260,29 +264,41 @@ def test_grafana_dashboard_queries_only_series_rttm_exposes(exposition: Expositi
 
 
 def test_promtool_accepts_every_dashboard_query_as_promql(tmp_path: Path) -> None:
-    rules = [{"record": f"rttm:dashboard_query_{n}", "expr": expr.replace("$__rate_interval", "1m")}
-             for n, (_, expr) in enumerate(dashboard_queries())]  # fmt: skip
+    rules = [
+        {"record": f"rttm:dashboard_query_{n}", "expr": expr.replace("$__rate_interval", "1m")}
+        for n, (_, expr) in enumerate(dashboard_queries())
+    ]
     rule_file = tmp_path / "dashboard.rules.yml"
     rule_file.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))
     binary = shutil.which("promtool")
     assert binary, "promtool is not installed: run ./dev setup (Debian package prometheus)"
-    checked = subprocess.run([binary, "check", "rules", str(rule_file)], capture_output=True,
-                             text=True, timeout=60, check=False)  # fmt: skip
+    checked = subprocess.run(
+        [binary, "check", "rules", str(rule_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"SUCCESS: {len(rules)} rules found" in checked.stdout
 
 
 def test_api_answers_only_its_own_host_names_when_told(run: Run) -> None:
-    client = TestClient(create_app(run.url, allowed_hosts=["127.0.0.1", "localhost"]),
-                        base_url="http://127.0.0.1:8765")  # fmt: skip
+    client = TestClient(
+        create_app(run.url, allowed_hosts=["127.0.0.1", "localhost"]),
+        base_url="http://127.0.0.1:8765",
+    )
     assert client.get("/api/alerts").status_code == 200
     rebound = client.get("/api/alerts", headers={"host": "evil.example:8765"})
     assert rebound.status_code == 400
 
 
 def test_cli_refuses_out_of_range_options(run: Run) -> None:
-    for args in (["alerts", "--limit", "-1"], ["status", "--minutes", "0"],
-                 ["status", "--watch", "--interval", "0"]):  # fmt: skip
+    for args in (
+        ["alerts", "--limit", "-1"],
+        ["status", "--minutes", "0"],
+        ["status", "--watch", "--interval", "0"],
+    ):
         result = rttm(run, *args)
         assert result.returncode == 2
         assert "must be from" in result.stderr.splitlines()[-1]
@@ -305,8 +321,14 @@ def promtool_lint(exposition: str) -> str:
     """What ``promtool check metrics`` says of ``exposition`` (empty: nothing to fix)."""
     binary = shutil.which("promtool")
     assert binary, "promtool is not installed: run ./dev setup (Debian package prometheus)"
-    checked = subprocess.run([binary, "check", "metrics"], input=exposition, capture_output=True,
-                             text=True, timeout=60, check=False)  # fmt: skip
+    checked = subprocess.run(
+        [binary, "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     return (checked.stdout + checked.stderr).strip()
 
 

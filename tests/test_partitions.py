@@ -170,40 +170,65 @@ def test_prune_also_drops_old_metrics_ended_alerts_their_outbox_old_stuck_and_un
     today = partitions.today()
     old = datetime.combine(today - timedelta(days=40), datetime.min.time(), UTC)
     new = datetime.combine(today, datetime.min.time(), UTC)
-    window = ("INSERT INTO rttm_metrics (metric, window_start, labels, window_end, value)"
-              " VALUES ('tps', %s, '{}', %s, 1)")  # fmt: skip
+    window = (
+        "INSERT INTO rttm_metrics (metric, window_start, labels, window_end, value)"
+        " VALUES ('tps', %s, '{}', %s, 1)"
+    )
     for start in (old, new):
         db.execute(window, (start, start + timedelta(seconds=10)))
-    alert = ("INSERT INTO rttm_alerts (rule, labels, started_at, state, at, value, severity,"
-             " summary) VALUES (%s, '{}', %s, %s, %s, 1, 'critical', '')")  # fmt: skip
+    alert = (
+        "INSERT INTO rttm_alerts (rule, labels, started_at, state, at, value, severity,"
+        " summary) VALUES (%s, '{}', %s, %s, %s, 1, 'critical', '')"
+    )
     db.execute(alert, ("Ended", old, "firing", old))
     db.execute(alert, ("Ended", old, "resolved", old + timedelta(minutes=5)))
     db.execute(alert, ("StillFiring", old, "firing", old))  # active: its history stays
-    owed = ("INSERT INTO rttm_alert_outbox (receiver, rule, labels, started_at, state, status)"
-            " VALUES ('webhook http://h:80', %s, '{}', %s, %s, 'delivered')")  # fmt: skip
-    for rule, state in (("Ended", "firing"), ("Ended", "resolved"), ("StillFiring", "firing"),
-                        ("Orphan", "firing")):  # fmt: skip
+    owed = (
+        "INSERT INTO rttm_alert_outbox (receiver, rule, labels, started_at, state, status)"
+        " VALUES ('webhook http://h:80', %s, '{}', %s, %s, 'delivered')"
+    )
+    for rule, state in (
+        ("Ended", "firing"),
+        ("Ended", "resolved"),
+        ("StillFiring", "firing"),
+        ("Orphan", "firing"),
+    ):
         db.execute(owed, (rule, old, state))
-    stuck = ("INSERT INTO rttm_stuck_trades (trade_id, last_event_time, stage, service_name,"
-             " last_event_type, detected_at) VALUES (%s, %s, 's', 'x', 'T', %s)")  # fmt: skip
+    stuck = (
+        "INSERT INTO rttm_stuck_trades (trade_id, last_event_time, stage, service_name,"
+        " last_event_type, detected_at) VALUES (%s, %s, 's', 'x', 'T', %s)"
+    )
     db.execute(stuck, ("OLD", old, old))
     db.execute(stuck, ("NEW", new, new))
-    uncounted = ("INSERT INTO rttm_metrics_uncounted (topic, kafka_partition,"
-                 " kafka_offset, event_time, reason)"
-                 " VALUES ('rttm.trade.events', 0, %s, %s, 'late')")  # fmt: skip
+    uncounted = (
+        "INSERT INTO rttm_metrics_uncounted (topic, kafka_partition,"
+        " kafka_offset, event_time, reason)"
+        " VALUES ('rttm.trade.events', 0, %s, %s, 'late')"
+    )
     for offset, moment in enumerate((old, old, new)):
         db.execute(uncounted, (offset, moment))
-    db.execute("INSERT INTO rttm_metrics_uncounted (topic, kafka_partition, kafka_offset,"
-               " event_time, reason, noted_at) VALUES ('rttm.dlq.events', 0, 0,"
-               " '2099-01-01', 'future', %s)", (old,))  # fmt: skip
-    totals = ("INSERT INTO rttm_metrics_totals (metric, labels, value, updated_at)"
-              " VALUES (%s, '{}', 1, %s)")  # fmt: skip
+    db.execute(
+        "INSERT INTO rttm_metrics_uncounted (topic, kafka_partition, kafka_offset,"
+        " event_time, reason, noted_at) VALUES ('rttm.dlq.events', 0, 0,"
+        " '2099-01-01', 'future', %s)",
+        (old,),
+    )
+    totals = (
+        "INSERT INTO rttm_metrics_totals (metric, labels, value, updated_at)"
+        " VALUES (%s, '{}', 1, %s)"
+    )
     db.execute(totals, ("errors", old))
     db.execute(totals, ("events", new))
     cutoff = today - timedelta(days=30)
-    expected = {"rttm_alert_outbox": 3, "rttm_metrics": 1, "rttm_metrics_counted": 0,
-                "rttm_metrics_totals": 1,
-                "rttm_alerts": 2, "rttm_stuck_trades": 1, "rttm_metrics_uncounted": 3}  # fmt: skip
+    expected = {
+        "rttm_alert_outbox": 3,
+        "rttm_metrics": 1,
+        "rttm_metrics_counted": 0,
+        "rttm_metrics_totals": 1,
+        "rttm_alerts": 2,
+        "rttm_stuck_trades": 1,
+        "rttm_metrics_uncounted": 3,
+    }
     assert retention.prune_results(db, cutoff, dry_run=True) == expected
     assert db.execute("SELECT count(*) FROM rttm_metrics").fetchone() == (2,)
     assert retention.prune_results(db, cutoff) == expected

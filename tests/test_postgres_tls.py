@@ -75,9 +75,20 @@ def tls_postgres() -> Iterator[TlsPostgres]:
         if run_as:
             os.chown(data, run_as["user"], run_as["group"])
         subprocess.run(
-            [str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-             "--no-sync"], check=True, capture_output=True, cwd=home, **run_as,
-        )  # fmt: skip
+            [
+                str(binaries / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            cwd=home,
+            **run_as,
+        )
         for source, name in ((certificates.cert, "server.crt"), (certificates.key, "server.key")):
             shutil.copyfile(source, data / name)
             if run_as:
@@ -85,12 +96,30 @@ def tls_postgres() -> Iterator[TlsPostgres]:
             (data / name).chmod(0o600)
         port = free_port()
         server = subprocess.Popen(
-            [str(binaries / "postgres"), "-D", str(data), "-c", f"port={port}",
-             "-c", f"listen_addresses={LOCALHOST}", "-c", "unix_socket_directories=",
-             "-c", "ssl=on", "-c", "ssl_cert_file=server.crt", "-c", "ssl_key_file=server.key",
-             "-c", "fsync=off"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=home, **run_as,
-        )  # fmt: skip
+            [
+                str(binaries / "postgres"),
+                "-D",
+                str(data),
+                "-c",
+                f"port={port}",
+                "-c",
+                f"listen_addresses={LOCALHOST}",
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "ssl=on",
+                "-c",
+                "ssl_cert_file=server.crt",
+                "-c",
+                "ssl_key_file=server.key",
+                "-c",
+                "fsync=off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=home,
+            **run_as,
+        )
         try:
             found = TlsPostgres(port, certificates.ca)
             _wait_until_up(server, found)

@@ -24,8 +24,12 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def export(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rttm", "rules", "export", "--prometheus", str(out), *args],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_promtool_accepts_the_exported_shipped_rules(tmp_path: Path) -> None:
@@ -57,7 +61,7 @@ def test_prometheus_fires_the_exported_rules_with_rttms_labels_and_text(tmp_path
         'severity = "critical"\n'
         '\n[[rules]]\nname = "Odd"\nmetric = "errors"\nmatch = { error_type = "💥\\"\\\\" }\n'
         'op = ">"\nthreshold = 0\nseverity = "info"\n'
-    )  # fmt: skip
+    )
     out = tmp_path / "exported.yml"
     assert export(out, str(rules_file)).returncode == 0
     lag, dlq, slow, no_trades, _ = load_rules(rules_file)
@@ -80,44 +84,72 @@ def test_prometheus_fires_the_exported_rules_with_rttms_labels_and_text(tmp_path
     test = {
         "rule_files": [str(out)],
         "evaluation_interval": "10s",
-        "tests": [{
-            "interval": "10s",
-            "input_series": [
-                {"series": series, "values": "1234567x12"},
-                # Counters: 25 DLQ events per window of 10 s, 100 trades started.
-                {"series": 'rttm_dlq_events_total{topic="dlq",reason="bad"}', "values": "0+25x12"},
-                {"series": "rttm_trades_started_total", "values": "0+100x12"},
-                # A summary in seconds: RTTM's rules and texts are in milliseconds.
-                {"series": 'rttm_e2e_latency_seconds{quantile="0.99"}', "values": "6x12"},
-
-            ],
-            "alert_rule_test": [
-                {"eval_time": "30s", "alertname": "LagHuge", "exp_alerts": []},  # still pending
-                {"eval_time": "70s", "alertname": "LagHuge", "exp_alerts": [{
-                    "exp_labels": rttm_labels(lag, lag_labels),
-                    "exp_annotations": expected(1234567.0, lag_labels, lag),
-                }]},
-                {"eval_time": "60s", "alertname": "DlqShare", "exp_alerts": [{
-                    "exp_labels": rttm_labels(dlq, {}),
-                    "exp_annotations": expected(0.25, {}, dlq),
-                }]},
-                {"eval_time": "10s", "alertname": "Slow", "exp_alerts": [{
-                    "exp_labels": rttm_labels(slow, {"quantile": "0.99"}),
-                    "exp_annotations": expected(6000.0, {"quantile": "0.99"}, slow),
-                }]},
-            ],
-        }, {
-            "interval": "10s",
-            # Trades start for a minute, then stop: RTTM writes trades_started == 0 only while
-            # some started in the last 15 minutes; the counter stays after that.
-            "input_series": [{"series": "rttm_trades_started_total", "values": "0+10x6 60x120"}],
-            "alert_rule_test": [
-                {"eval_time": "3m", "alertname": "NoTrades",
-                 "exp_alerts": [{"exp_labels": rttm_labels(no_trades, {})}]},
-                {"eval_time": "20m", "alertname": "NoTrades", "exp_alerts": []},
-            ],
-        }],
-    }  # fmt: skip
+        "tests": [
+            {
+                "interval": "10s",
+                "input_series": [
+                    {"series": series, "values": "1234567x12"},
+                    # Counters: 25 DLQ events per window of 10 s, 100 trades started.
+                    {
+                        "series": 'rttm_dlq_events_total{topic="dlq",reason="bad"}',
+                        "values": "0+25x12",
+                    },
+                    {"series": "rttm_trades_started_total", "values": "0+100x12"},
+                    # A summary in seconds: RTTM's rules and texts are in milliseconds.
+                    {"series": 'rttm_e2e_latency_seconds{quantile="0.99"}', "values": "6x12"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "30s", "alertname": "LagHuge", "exp_alerts": []},  # still pending
+                    {
+                        "eval_time": "70s",
+                        "alertname": "LagHuge",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": rttm_labels(lag, lag_labels),
+                                "exp_annotations": expected(1234567.0, lag_labels, lag),
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "60s",
+                        "alertname": "DlqShare",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": rttm_labels(dlq, {}),
+                                "exp_annotations": expected(0.25, {}, dlq),
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "10s",
+                        "alertname": "Slow",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": rttm_labels(slow, {"quantile": "0.99"}),
+                                "exp_annotations": expected(6000.0, {"quantile": "0.99"}, slow),
+                            }
+                        ],
+                    },
+                ],
+            },
+            {
+                "interval": "10s",
+                # Trades start for a minute, then stop: RTTM writes trades_started == 0 only while
+                # some started in the last 15 minutes; the counter stays after that.
+                "input_series": [
+                    {"series": "rttm_trades_started_total", "values": "0+10x6 60x120"}
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "3m",
+                        "alertname": "NoTrades",
+                        "exp_alerts": [{"exp_labels": rttm_labels(no_trades, {})}],
+                    },
+                    {"eval_time": "20m", "alertname": "NoTrades", "exp_alerts": []},
+                ],
+            },
+        ],
+    }
     assert expected(1234567.0, lag_labels, lag)["summary"] == (
         "pms-core lags 1.234567e+06 on trade-valid"  # Go's formatting of the value
     )

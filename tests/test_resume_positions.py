@@ -29,9 +29,14 @@ TRADES = "rttm.trade.events"
 
 def trades(count: int, tag: str) -> list[tuple[str, bytes, bytes]]:
     example = SAMPLE_MESSAGES[TRADES]
-    return [(TRADES, f"T{n}".encode(),
-             payload({**example, "trade_id": f"T{n}", "event_id": f"{tag}-{n}"}))
-            for n in range(count)]  # fmt: skip
+    return [
+        (
+            TRADES,
+            f"T{n}".encode(),
+            payload({**example, "trade_id": f"T{n}", "event_id": f"{tag}-{n}"}),
+        )
+        for n in range(count)
+    ]
 
 
 def test_a_restart_reads_only_what_is_new(kafka: KafkaSettings, migrated_db: str) -> None:
@@ -80,8 +85,9 @@ def test_positions_of_removed_shards_are_folded_into_the_current_ones(
         for shard, offset in ((0, 100), (1, 90), (2, 40)):  # a run with three shards
             conn.execute(
                 "INSERT INTO rttm_ingest_progress (topic, kafka_partition, shard, next_offset)"
-                " VALUES (%s, 0, %s, %s)", (TRADES, shard, offset),
-            )  # fmt: skip
+                " VALUES (%s, 0, %s, %s)",
+                (TRADES, shard, offset),
+            )
     with caplog.at_level(logging.WARNING, logger="rttm.ingest.resume"):
         positions = resume_positions(kafka, migrated_db, {TRADES: 2}, shards=2)
     # Shard 2's messages from 40 on were not stored; partition 1, never written, starts at 0.
@@ -100,8 +106,9 @@ def progress_rows(url: str, partition: int) -> list[tuple[int, int]]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT shard, next_offset FROM rttm_ingest_progress"
-            " WHERE topic = %s AND kafka_partition = %s ORDER BY shard", (TRADES, partition),
-        ).fetchall()  # fmt: skip
+            " WHERE topic = %s AND kafka_partition = %s ORDER BY shard",
+            (TRADES, partition),
+        ).fetchall()
     return [(int(shard), int(offset)) for shard, offset in rows]
 
 

@@ -33,8 +33,11 @@ def ingest_role(postgres_admin_url: str, migrated_db: str) -> Iterator[str]:
     """A new login role with no privileges (dropped after the test)."""
     role = f"rttm_ingest_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(INGEST_PASSWORD)))  # fmt: skip
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(INGEST_PASSWORD)
+            )
+        )
     yield role
     with psycopg.connect(migrated_db, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
@@ -47,17 +50,22 @@ def test_the_ingest_grants_are_enough_and_nothing_more(
 ) -> None:
     granted = subprocess.run(
         [sys.executable, "-m", "rttm", "db", "grant-ingest", ingest_role],
-        env=flow_env(kafka, migrated_db), cwd=REPO, capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
+        env=flow_env(kafka, migrated_db),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert granted.returncode == 0, granted.stderr
     assert 'GRANT INSERT ON "public"."rttm_trade_events"' in granted.stdout
 
     create_topics(kafka)
     work = workload.build(20_000, seed=4)  # events of a day with no partition yet
     workload.produce(kafka.brokers, work)
-    as_role = psycopg.conninfo.make_conninfo(migrated_db, user=ingest_role,
-                                             password=INGEST_PASSWORD)  # fmt: skip
+    as_role = psycopg.conninfo.make_conninfo(
+        migrated_db, user=ingest_role, password=INGEST_PASSWORD
+    )
     want = {**work.distinct, "rttm_ingest_rejects": work.malformed}
     # The first run has three shards; the second folds the third's positions into the two
     # it has; before the third, the positions are lost, so it replays everything through
@@ -91,9 +99,13 @@ def test_granting_to_a_missing_role_is_one_clear_line(
 ) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "rttm", "db", "grant-ingest", "no_such_role_x"],
-        env=flow_env(kafka, migrated_db), cwd=REPO, capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
+        env=flow_env(kafka, migrated_db),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("rttm: error: cannot grant to role 'no_such_role_x' on ")
     assert 'role "no_such_role_x" does not exist' in result.stderr
@@ -104,8 +116,11 @@ def viewer_role(postgres_admin_url: str, migrated_db: str) -> Iterator[tuple[str
     """A new login role with no privileges, and its URL to ``migrated_db`` (dropped after)."""
     role, password = f"rttm_viewer_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(password)))  # fmt: skip
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)
+            )
+        )
     yield role, psycopg.conninfo.make_conninfo(migrated_db, user=role, password=password)
     with psycopg.connect(migrated_db, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
@@ -127,8 +142,13 @@ def test_the_viewer_grants_serve_every_reader_and_allow_no_write(
     trace = client.get(f"/api/trace/{seeded.stuck}")
     assert trace.status_code == 200, trace.text
     entry = trace.json()["events"][-1]
-    for path in ("/readyz", "/api/status", "/api/alerts", "/metrics",
-                 f"/api/text/events?key={entry['key']}&time={entry['time']}"):  # fmt: skip
+    for path in (
+        "/readyz",
+        "/api/status",
+        "/api/alerts",
+        "/metrics",
+        f"/api/text/events?key={entry['key']}&time={entry['time']}",
+    ):
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.text[:300])
     assert client.get("/api/status").json()["stuck"]  # it read the seeded rows
@@ -162,10 +182,14 @@ def test_serve_and_run_refuse_a_role_that_can_write_in_one_line(migrated_db: str
     for args in (("serve", "--port", port), ("run", "--ingest", "0", "--metrics", "0")):
         env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
         refused = subprocess.run(
-            [sys.executable, "-m", "rttm", *args], cwd=REPO, capture_output=True, text=True,
+            [sys.executable, "-m", "rttm", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
             env={**env, "RTTM_DATABASE_URL": migrated_db, "RTTM_KAFKA_BROKERS": "127.0.0.1:1"},
-            timeout=60, check=False,
-        )  # fmt: skip
+            timeout=60,
+            check=False,
+        )
         assert refused.returncode == 1, (args, refused.stderr)
         assert refused.stderr == (
             "rttm: error: the dashboard's database role can write (superuser): give rttm serve"

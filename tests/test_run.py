@@ -52,10 +52,14 @@ class Supervised:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [*RTTM, "run", "--allow-writer-role", *args], env=env, cwd=REPO,
+            [*RTTM, "run", "--allow-writer-role", *args],
+            env=env,
+            cwd=REPO,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )  # fmt: skip
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -87,8 +91,9 @@ class Supervised:
         try:
             wait_for(condition, timeout)
         except AssertionError:
-            raise AssertionError("\n".join(["condition not met in time; latest output:",
-                                              *self.lines[-30:]])) from None  # fmt: skip
+            raise AssertionError(
+                "\n".join(["condition not met in time; latest output:", *self.lines[-30:]])
+            ) from None
 
     def stop(self) -> int:
         """SIGTERM to the supervisor alone, as systemd (KillMode=mixed) sends it."""
@@ -113,8 +118,7 @@ def alive(pid: int) -> bool:
 def forget_own_lag_reports(url: str) -> None:
     """Delete the queue metrics RTTM's ingestion published about itself (not the workload's)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DELETE FROM rttm_queue_metrics WHERE service_name = %s",
-                     [LAG_SERVICE_NAME])  # fmt: skip
+        conn.execute("DELETE FROM rttm_queue_metrics WHERE service_name = %s", [LAG_SERVICE_NAME])
 
 
 def run_env(kafka: KafkaSettings, url: str) -> dict[str, str]:
@@ -133,10 +137,15 @@ def test_rttm_run_restarts_a_killed_child_then_stops_every_child_in_order_on_sig
     ports = [first_port, first_port + 1]  # ingest takes the first metrics port, metrics the next
     web = free_port()
     # A cluster place in the supervisor's environment is not its children's.
-    env = {**run_env(kafka, migrated_db), "BYTEWAX_PROCESS_ID": "1",
-           "BYTEWAX_ADDRESSES": "127.0.0.1:1;127.0.0.1:2"}  # fmt: skip
-    run = Supervised(["--metrics-port", str(ports[0]), "--port", str(web), "--cluster-port",
-                      str(free_port())], env)  # fmt: skip
+    env = {
+        **run_env(kafka, migrated_db),
+        "BYTEWAX_PROCESS_ID": "1",
+        "BYTEWAX_ADDRESSES": "127.0.0.1:1;127.0.0.1:2",
+    }
+    run = Supervised(
+        ["--metrics-port", str(ports[0]), "--port", str(web), "--cluster-port", str(free_port())],
+        env,
+    )
     try:
         wait_for(lambda: set(run.pids()) == {"ingest", "metrics", "serve"})
         for port in (*ports, web):
@@ -148,8 +157,10 @@ def test_rttm_run_restarts_a_killed_child_then_stops_every_child_in_order_on_sig
         assert {k: v for k, v in run.pids().items() if k != "ingest"} == {
             k: v for k, v in before.items() if k != "ingest"
         }  # only the ingestion was restarted
-        assert run.own(r"^ingest exited \(signal SIGKILL\) after [\d.]+ s; restarting ingest "
-                       r"in 1 s \(restart 1\)$")  # fmt: skip
+        assert run.own(
+            r"^ingest exited \(signal SIGKILL\) after [\d.]+ s; restarting ingest "
+            r"in 1 s \(restart 1\)$"
+        )
         second = workload.build(5_000, seed=9)
         workload.produce(kafka.brokers, second)
         want = first.distinct["rttm_trade_events"] + second.distinct["rttm_trade_events"]
@@ -178,8 +189,17 @@ def test_rttm_run_restarts_a_flow_cluster_as_a_whole_and_the_tables_end_exact(
     create_topics(kafka)
     before = workload.build(150_000, seed=10)
     workload.produce(kafka.brokers, before)
-    args = ["--ingest", "2", "--metrics", "0", "--no-serve", "--recovery-dir",
-            str(tmp_path / "rec"), "--cluster-port", str(listen_ports(2))]  # fmt: skip
+    args = [
+        "--ingest",
+        "2",
+        "--metrics",
+        "0",
+        "--no-serve",
+        "--recovery-dir",
+        str(tmp_path / "rec"),
+        "--cluster-port",
+        str(listen_ports(2)),
+    ]
     run = Supervised(args, {**run_env(kafka, migrated_db), "RTTM_SHARDS": "2"})
     try:
         wait_for(lambda: counts(migrated_db)["rttm_trade_events"] > 0)
@@ -199,26 +219,41 @@ def test_rttm_run_restarts_a_flow_cluster_as_a_whole_and_the_tables_end_exact(
     forget_own_lag_reports(migrated_db)
     assert_complete(migrated_db, before, during)
     stores = sorted(p.relative_to(tmp_path) for p in (tmp_path / "rec").rglob("part-*"))
-    assert stores == [Path("rec/ingest/process-0/part-0.sqlite3"),
-                      Path("rec/ingest/process-1/part-1.sqlite3")]  # fmt: skip
+    assert stores == [
+        Path("rec/ingest/process-0/part-0.sqlite3"),
+        Path("rec/ingest/process-1/part-1.sqlite3"),
+    ]
 
 
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
-        ({}, "rttm run needs RTTM_KAFKA_BROKERS and RTTM_DATABASE_URL: it runs against your "
-             "servers and never starts a local stack (for one: `rttm up`, or `rttm demo`)"),
-        ({"RTTM_KAFKA_BROKERS": "127.0.0.1:1", "RTTM_DATABASE_URL": "postgresql://h/d",
-          "RTTM_TAIL": "0"},
-         "RTTM_TAIL=0 makes each flow stop at the end of its partitions, and rttm run would "
-         "restart it for ever: unset it"),
-        ({"RTTM_KAFKA_BROKERS": "127.0.0.1:1", "RTTM_DATABASE_URL": "postgresql://h/d",
-          "RTTM_ALERT_WEBHOOK_URL": "hooks.example/rttm"},
-         "RTTM_ALERT_WEBHOOK_URL: 'hooks.example/rttm' is not a URL: write it as"
-         " http://HOST:PORT"),
+        (
+            {},
+            "rttm run needs RTTM_KAFKA_BROKERS and RTTM_DATABASE_URL: it runs against your "
+            "servers and never starts a local stack (for one: `rttm up`, or `rttm demo`)",
+        ),
+        (
+            {
+                "RTTM_KAFKA_BROKERS": "127.0.0.1:1",
+                "RTTM_DATABASE_URL": "postgresql://h/d",
+                "RTTM_TAIL": "0",
+            },
+            "RTTM_TAIL=0 makes each flow stop at the end of its partitions, and rttm run would "
+            "restart it for ever: unset it",
+        ),
+        (
+            {
+                "RTTM_KAFKA_BROKERS": "127.0.0.1:1",
+                "RTTM_DATABASE_URL": "postgresql://h/d",
+                "RTTM_ALERT_WEBHOOK_URL": "hooks.example/rttm",
+            },
+            "RTTM_ALERT_WEBHOOK_URL: 'hooks.example/rttm' is not a URL: write it as"
+            " http://HOST:PORT",
+        ),
     ],
     ids=["no-servers", "bounded-flows", "bad-receiver"],
-)  # fmt: skip
+)
 def test_rttm_run_refuses_what_it_cannot_supervise_in_one_line(
     tmp_path: Path, settings: dict[str, str], expected: str
 ) -> None:
@@ -231,16 +266,22 @@ SERVERS = {"RTTM_KAFKA_BROKERS": "127.0.0.1:1", "RTTM_DATABASE_URL": "postgresql
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--metrics-port", "65535"],
-         "--metrics-port: the ports 65535 to 65536 are not all within 1 to 65535"),
+        (
+            ["--metrics-port", "65535"],
+            "--metrics-port: the ports 65535 to 65536 are not all within 1 to 65535",
+        ),
         (["--port", "0"], "--port: the ports 0 to 0 are not all within 1 to 65535"),
-        (["--ingest", "2", "--cluster-port", "9000", "--metrics-port", "9001"],
-         "port 9001 is both --cluster-port's and --metrics-port's: move one"),
+        (
+            ["--ingest", "2", "--cluster-port", "9000", "--metrics-port", "9001"],
+            "port 9001 is both --cluster-port's and --metrics-port's: move one",
+        ),
         (["--metrics-port", "8764"], "port 8765 is both --metrics-port's and --port's: move one"),
-        (["--ingest", "0", "--metrics", "0", "--no-serve"],
-         "nothing to run: --ingest 0, --metrics 0 and --no-serve"),
+        (
+            ["--ingest", "0", "--metrics", "0", "--no-serve"],
+            "nothing to run: --ingest 0, --metrics 0 and --no-serve",
+        ),
     ],
-)  # fmt: skip
+)
 def test_rttm_run_refuses_ports_that_cannot_work_before_starting_anything(
     tmp_path: Path, args: list[str], expected: str
 ) -> None:
@@ -269,8 +310,15 @@ def run_refusal(state: Path, settings: dict[str, str], args: list[str]) -> str:
     """``rttm run ARGS`` must exit 1 at once with one line: what it says after ``error:``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RTTM_")}
     env.update(settings, RTTM_STATE_DIR=str(state))  # a local stack there would be ignored
-    result = subprocess.run([*RTTM, "run", *args], env=env, cwd=REPO, capture_output=True,
-                            text=True, timeout=60, check=False)  # fmt: skip
+    result = subprocess.run(
+        [*RTTM, "run", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1, result.stderr[-2000:]
     [line] = result.stderr.splitlines()
     assert line.startswith("rttm: error: ")
@@ -282,10 +330,13 @@ def run_refusal(state: Path, settings: dict[str, str], args: list[str]) -> str:
 
 @pytest.mark.parametrize(
     "command",
-    [[*RTTM, "ingest", "--peer-timeout", "2"], [*BYTEWAX_RUN, "dataflows.rttm"],
-     [*BYTEWAX_RUN, "dataflows.metrics"]],
+    [
+        [*RTTM, "ingest", "--peer-timeout", "2"],
+        [*BYTEWAX_RUN, "dataflows.rttm"],
+        [*BYTEWAX_RUN, "dataflows.metrics"],
+    ],
     ids=["rttm-ingest", "bytewax-run-rttm", "bytewax-run-metrics"],
-)  # fmt: skip
+)
 def test_a_missing_peer_ends_the_wait_with_one_line(
     kafka: KafkaSettings, migrated_db: str, command: list[str]
 ) -> None:
@@ -309,22 +360,27 @@ def test_a_missing_peer_ends_the_wait_with_one_line(
 @pytest.mark.parametrize(
     ("addresses", "expected"),
     [
-        ("127.0.0.1:{port};192.0.2.7:2101",
-         "-a entry 1 (192.0.2.7:2101) is not an address of this host: each process listens "
-         "on its own entry as written, so use an address of its own interfaces (NAT or a "
-         "mapped port cannot be bound)"),
+        (
+            "127.0.0.1:{port};192.0.2.7:2101",
+            "-a entry 1 (192.0.2.7:2101) is not an address of this host: each process listens "
+            "on its own entry as written, so use an address of its own interfaces (NAT or a "
+            "mapped port cannot be bound)",
+        ),
         ("127.0.0.1:{port}", "-i 1 is not an index of the 1 addresses in -a"),
-        ("127.0.0.1;127.0.0.1:{port}",
-         "-a entry '127.0.0.1': expected HOST:PORT, the port from 1 to 65535"),
+        (
+            "127.0.0.1;127.0.0.1:{port}",
+            "-a entry '127.0.0.1': expected HOST:PORT, the port from 1 to 65535",
+        ),
     ],
     ids=["not-own-interface", "id-out-of-range", "no-port"],
-)  # fmt: skip
+)
 def test_a_cluster_address_that_cannot_work_is_refused_in_one_line(
     addresses: str, expected: str
 ) -> None:
     command = [*RTTM, "ingest", "-i", "1", "-a", addresses.format(port=free_port())]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60,
-                            check=False)  # fmt: skip
+    result = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"rttm: error: {expected}"]
 
@@ -343,9 +399,26 @@ def test_a_cluster_sharing_one_recovery_directory_resumes_exact_after_a_kill(
     env = flow_env(kafka, migrated_db, RTTM_TAIL="1")
 
     def cluster() -> list[subprocess.Popen[str]]:
-        return [start([*RTTM, "ingest", "-i", str(i), "-a", addresses, "--recovery-dir",
-                       str(shared), "--snapshot-interval", "1", "--lag-interval", "0"], env)
-                for i in range(2)]  # fmt: skip
+        return [
+            start(
+                [
+                    *RTTM,
+                    "ingest",
+                    "-i",
+                    str(i),
+                    "-a",
+                    addresses,
+                    "--recovery-dir",
+                    str(shared),
+                    "--snapshot-interval",
+                    "1",
+                    "--lag-interval",
+                    "0",
+                ],
+                env,
+            )
+            for i in range(2)
+        ]
 
     first = cluster()
     wait_for(lambda: counts(migrated_db)["rttm_trade_events"] > 0)

@@ -61,16 +61,20 @@ class Answer:
 
 
 def fetch(
-    base: str, path: str, headers: Mapping[str, str | bytes] | None = None,
+    base: str,
+    path: str,
+    headers: Mapping[str, str | bytes] | None = None,
     context: ssl.SSLContext | None = None,
-) -> Answer:  # fmt: skip
+) -> Answer:
     """GET ``base + path`` with exactly these headers (bytes values go out as they are)."""
     parts = urlsplit(base)
     assert parts.hostname is not None
     assert parts.port is not None
-    conn = (http.client.HTTPSConnection(parts.hostname, parts.port, timeout=10, context=context)
-            if parts.scheme == "https"
-            else http.client.HTTPConnection(parts.hostname, parts.port, timeout=10))  # fmt: skip
+    conn = (
+        http.client.HTTPSConnection(parts.hostname, parts.port, timeout=10, context=context)
+        if parts.scheme == "https"
+        else http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    )
     try:
         conn.putrequest("GET", path)
         for name, value in (headers or {}).items():
@@ -103,9 +107,12 @@ def htpasswd_line(user: str, password: str, prefix: str = "$2b$") -> str:
 def auth_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """An htpasswd file (alice $2b$, bob $2y$ as Apache writes it, jörg) and a token file."""
     folder = tmp_path_factory.mktemp("auth")
-    lines = [htpasswd_line("alice", PEOPLE["alice"]), "# a comment",
-             htpasswd_line("bob", PEOPLE["bob"], "$2y$"),
-             htpasswd_line("jörg", PEOPLE["jörg"])]  # fmt: skip
+    lines = [
+        htpasswd_line("alice", PEOPLE["alice"]),
+        "# a comment",
+        htpasswd_line("bob", PEOPLE["bob"], "$2y$"),
+        htpasswd_line("jörg", PEOPLE["jörg"]),
+    ]
     users = private(folder / "htpasswd", "\n".join(lines) + "\n")
     digest = hashlib.sha256(TOKEN.encode()).hexdigest()
     tokens = private(folder / "tokens", f"prometheus:{digest}\n")
@@ -133,8 +140,11 @@ def test_every_path_but_the_probes_needs_credentials(guarded: str) -> None:
         assert refused.status == 401, path
         assert refused.headers.get_all("WWW-Authenticate") == [CHALLENGE, 'Bearer realm="rttm"']
         assert refused.headers["Content-Security-Policy"]  # the security headers still apply
-        for wrong in (basic("alice", "wrong"), basic("nobody", "x"),
-                      {"Authorization": "Bearer not-the-token"}):  # fmt: skip
+        for wrong in (
+            basic("alice", "wrong"),
+            basic("nobody", "x"),
+            {"Authorization": "Bearer not-the-token"},
+        ):
             assert fetch(guarded, path, wrong).status == 401, (path, wrong)
         for user, password in PEOPLE.items():  # $2b$, $2y$, and a non-ASCII user name
             assert fetch(guarded, path, basic(user, password)).status == 200, (path, user)
@@ -142,15 +152,25 @@ def test_every_path_but_the_probes_needs_credentials(guarded: str) -> None:
 
 
 MALFORMED: list[str | bytes] = [
-    "", "Basic", "Basic ", "Basic !!!not-base64!!!", "Basic " + "A" * 9000,
+    "",
+    "Basic",
+    "Basic ",
+    "Basic !!!not-base64!!!",
+    "Basic " + "A" * 9000,
     "Basic " + base64.b64encode(b"no-colon").decode(),
     "Basic " + base64.b64encode(b":no-user").decode(),
     "Basic " + base64.b64encode(b"\xff\xfe:not-utf-8").decode(),
     "Basic " + base64.b64encode("☃\x1b[31m:x".encode()).decode(),
     "Basic " + base64.b64encode(b"alice:" + b"p" * 500).decode(),
-    b"Basic \xff\xfe\x80", b"Bearer \xc3\x28", "Bearer", "Bearer " + "t" * 3000,
-    "Digest username=alice", "basic", "NTLM", "Basic YWxpY2U6Y29ycmVjdCBob3JzZQ==junk",
-]  # fmt: skip
+    b"Basic \xff\xfe\x80",
+    b"Bearer \xc3\x28",
+    "Bearer",
+    "Bearer " + "t" * 3000,
+    "Digest username=alice",
+    "basic",
+    "NTLM",
+    "Basic YWxpY2U6Y29ycmVjdCBob3JzZQ==junk",
+]
 
 
 def test_malformed_authorization_headers_are_refused_not_failed(
@@ -171,8 +191,10 @@ def test_repeated_failures_are_answered_429_for_a_while(
 ) -> None:
     auth = authenticator(auth_files, Throttle(limit=3, window_s=60, block_s=30))
     with serving(create_app(migrated_db, authenticator=auth)) as base:
-        assert [fetch(base, "/api/status", basic("alice", "guess")).status
-                for _ in range(2)] == [401, 401]  # fmt: skip
+        assert [fetch(base, "/api/status", basic("alice", "guess")).status for _ in range(2)] == [
+            401,
+            401,
+        ]
         blocked = fetch(base, "/api/status", basic("alice", "guess"))
         assert blocked.status == 429
         assert 25 <= int(blocked.headers["Retry-After"]) <= 30
@@ -274,8 +296,14 @@ def test_loopback_alone_may_go_without_sign_in_and_tokens_alone_offer_no_passwor
 
 def rttm_serve(*args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "rttm", "serve", "--allow-writer-role", *args]
-    return subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_wide_bind_without_authentication_is_refused_in_one_line() -> None:
@@ -284,7 +312,7 @@ def test_a_wide_bind_without_authentication_is_refused_in_one_line() -> None:
         ("--host", WIDE): f"--host {WIDE} would open the dashboard to the network without "
         "authentication: add --auth-file FILE and/or --token-file FILE (or --trust-proxy",
         ("--tls-cert", "cert.pem"): "--tls-key is missing: TLS needs both",
-    }  # fmt: skip
+    }
     for args, expected in refusals.items():
         process = rttm_serve(*args, env=env)
         _, err = process.communicate(timeout=30)
@@ -298,10 +326,19 @@ def test_a_wide_bind_with_authentication_and_tls_serves(
 ) -> None:
     certs = make_certificates(tmp_path / "tls")
     port = free_port()
-    process = rttm_serve("--host", WIDE, "--port", str(port), "--trust-proxy", "10.9.9.9",
-                         "--tls-cert", str(certs.cert), "--tls-key", str(certs.key),
-                         env={"RTTM_DATABASE_URL": migrated_db,
-                              "RTTM_SERVE_AUTH_FILE": str(auth_files[0])})  # fmt: skip
+    process = rttm_serve(
+        "--host",
+        WIDE,
+        "--port",
+        str(port),
+        "--trust-proxy",
+        "10.9.9.9",
+        "--tls-cert",
+        str(certs.cert),
+        "--tls-key",
+        str(certs.key),
+        env={"RTTM_DATABASE_URL": migrated_db, "RTTM_SERVE_AUTH_FILE": str(auth_files[0])},
+    )
     base, trusting = f"https://{LOCALHOST}:{port}", ssl.create_default_context(cafile=str(certs.ca))
     try:
         deadline = time.monotonic() + 20
@@ -334,8 +371,9 @@ def test_the_api_never_fails_with_a_5xx_signed_in_or_not(
 ) -> None:
     signed_in = basic("alice", PEOPLE["alice"])
     schema = schemathesis.openapi.from_url(f"{guarded}/openapi.json", headers=signed_in)
-    settings = hypothesis.settings(max_examples=10, deadline=None, database=None,
-                                   suppress_health_check=list(HealthCheck))  # fmt: skip
+    settings = hypothesis.settings(
+        max_examples=10, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     seen: set[int] = set()
     with requests.Session() as session:  # one connection, not one per call
         for result in schema.get_all_operations():

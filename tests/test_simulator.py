@@ -22,8 +22,9 @@ TOPIC_OF = {spec.struct: spec.name for spec in TOPICS}
 DEFAULT = scenarios.load()
 
 
-def simulate(trades: int = 3_000, seed: int = 7, scenario: scenarios.Scenario = DEFAULT,
-             rate: float = 500.0) -> tuple[Simulation, list[tuple[float, Message]]]:  # fmt: skip
+def simulate(
+    trades: int = 3_000, seed: int = 7, scenario: scenarios.Scenario = DEFAULT, rate: float = 500.0
+) -> tuple[Simulation, list[tuple[float, Message]]]:
     sim = Simulation(scenario, seed=seed, start=START, rate=rate, trades=trades)
     return sim, list(sim.events())
 
@@ -49,7 +50,7 @@ def test_events_come_in_time_order_with_matching_event_times() -> None:
     times = [at for at, _ in events]
     assert times == sorted(times)
     for at, event in events[:500]:
-        moment = event.snapshot_time if isinstance(event, QueueMetrics) else event.event_time  # type: ignore[attr-defined]  # fmt: skip
+        moment = event.snapshot_time if isinstance(event, QueueMetrics) else event.event_time  # type: ignore[attr-defined]
         assert abs((moment - START).total_seconds() - at) < 1e-3
 
 

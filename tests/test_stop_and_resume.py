@@ -94,8 +94,13 @@ def test_a_signal_stops_the_ingestion_mid_run_with_what_it_stored(
 
     again = subprocess.run(
         [*RTTM, "ingest", "--until-caught-up", "--lag-interval", "0"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert_complete(migrated_db, backlog)
     resumed = again.stderr.strip().splitlines()[-1]
@@ -121,8 +126,15 @@ def test_without_a_recovery_store_a_restart_reads_only_what_is_new(
     workload.produce(kafka.brokers, first)
     command = [*RTTM, "ingest", "--until-caught-up", "--lag-interval", "0", "--metrics-port"]
     env = flow_env(kafka, migrated_db, RTTM_TAIL="1")
-    ran = subprocess.run([*command, str(free_port())], env=env, cwd=REPO, capture_output=True,
-                         text=True, timeout=120, check=False)  # fmt: skip
+    ran = subprocess.run(
+        [*command, str(free_port())],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
     workload.produce(kafka.brokers, second)
     port = free_port()
@@ -146,12 +158,28 @@ def test_a_database_restored_behind_its_recovery_store_is_given_every_row_again(
     create_topics(kafka)
     before, after = workload.build(20_000, seed=3), workload.build(10_000, seed=4)
     recovery = str(tmp_path / "recovery")
-    command = [*RTTM, "ingest", "--until-caught-up", "--lag-interval", "0",
-               "--recovery-dir", recovery, "--snapshot-interval", "1"]  # fmt: skip
+    command = [
+        *RTTM,
+        "ingest",
+        "--until-caught-up",
+        "--lag-interval",
+        "0",
+        "--recovery-dir",
+        recovery,
+        "--snapshot-interval",
+        "1",
+    ]
 
     def ingest_into(url: str) -> str:
-        ran = subprocess.run(command, env=flow_env(kafka, url), cwd=REPO, capture_output=True,
-                             text=True, timeout=120, check=False)  # fmt: skip
+        ran = subprocess.run(
+            command,
+            env=flow_env(kafka, url),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert ran.returncode == 0, ran.stderr[-2000:]
         return ran.stderr
 
@@ -190,8 +218,15 @@ def test_rttm_metrics_stopped_mid_run_resumes_to_what_an_uninterrupted_run_compu
     assert whole.returncode == 0, whole.stderr[-3000:]
 
     url = migrated(new_database())
-    command = [*RTTM, "metrics", "--until-caught-up", "--recovery-dir", str(tmp_path / "rec"),
-               "--snapshot-interval", "1"]  # fmt: skip
+    command = [
+        *RTTM,
+        "metrics",
+        "--until-caught-up",
+        "--recovery-dir",
+        str(tmp_path / "rec"),
+        "--snapshot-interval",
+        "1",
+    ]
     process = start(command, flow_env(kafka, url))
     wait_for(lambda: metrics_rows(url) != [])
     status, lines = stop(process, signal.SIGTERM)
@@ -200,16 +235,28 @@ def test_rttm_metrics_stopped_mid_run_resumes_to_what_an_uninterrupted_run_compu
     assert lines[-1].endswith("| stopped on SIGTERM")
     assert number(lines[-1], "events") < len(events), "stopped after the end: more events"
 
-    resumed = subprocess.run(command, env=flow_env(kafka, url), cwd=REPO, capture_output=True,
-                             text=True, timeout=180, check=False)  # fmt: skip
+    resumed = subprocess.run(
+        command,
+        env=flow_env(kafka, url),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert number(resumed.stderr.strip().splitlines()[-1], "windows closed") > 0
     assert metrics_rows(url) == metrics_rows(reference)
 
     other_window = subprocess.run(
-        command, env=flow_env(kafka, url, RTTM_METRICS_WINDOW="5s"), cwd=REPO,
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        command,
+        env=flow_env(kafka, url, RTTM_METRICS_WINDOW="5s"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert other_window.returncode == 1
     assert other_window.stderr.strip().splitlines()[-1] == (
         "rttm: error: the recovery store's metrics state was made with a 10s window and 2"
@@ -226,9 +273,13 @@ def test_rttm_metrics_stopped_mid_run_resumes_to_what_an_uninterrupted_run_compu
         ([*BYTEWAX_RUN, "dataflows.metrics"], signal.SIGINT),
         ([*BYTEWAX_RUN, "dataflows.metrics"], signal.SIGTERM),
     ],
-    ids=["rttm-metrics-SIGINT", "rttm-metrics-SIGTERM", "bytewax-run-SIGINT",
-         "bytewax-run-SIGTERM"],
-)  # fmt: skip
+    ids=[
+        "rttm-metrics-SIGINT",
+        "rttm-metrics-SIGTERM",
+        "bytewax-run-SIGINT",
+        "bytewax-run-SIGTERM",
+    ],
+)
 def test_a_signal_stops_the_following_metrics_flow_with_one_line(
     kafka: KafkaSettings, migrated_db: str, command: list[str], sig: signal.Signals
 ) -> None:
@@ -264,8 +315,10 @@ def test_ctrl_c_twice_stops_the_dashboard_as_once(migrated_db: str) -> None:
     # uvicorn passes on every signal it caught while shutting down: the second must not
     # turn a clean stop into a forced one.
     port = free_port()
-    process = start([*RTTM, "serve", "--port", str(port), "--allow-writer-role"],
-                    {**os.environ, "RTTM_DATABASE_URL": migrated_db})  # fmt: skip
+    process = start(
+        [*RTTM, "serve", "--port", str(port), "--allow-writer-role"],
+        {**os.environ, "RTTM_DATABASE_URL": migrated_db},
+    )
     wait_for(lambda: port_answers(port), timeout=30)
     os.killpg(process.pid, signal.SIGINT)
     status, lines = stop(process, signal.SIGINT)

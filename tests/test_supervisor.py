@@ -40,8 +40,10 @@ sys.exit(Supervisor(groups, spec["stop_timeout"]).run())
 """
 SLEEP = "import time; print('up', flush=True); time.sleep(600)"
 CRASH = "import sys, time; time.sleep(0.2); sys.exit(3)"
-IGNORE_TERM = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-               "print('up', flush=True); time.sleep(600)")  # fmt: skip
+IGNORE_TERM = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('up', flush=True); time.sleep(600)"
+)
 SLOW_STOP = """
 import signal, sys, time
 def stop(*_):
@@ -72,15 +74,24 @@ def _no_process_left_behind() -> Iterator[None]:
 class Running:
     """A supervisor process and the lines it wrote so far."""
 
-    def __init__(self, groups: list[tuple[str, list[tuple[str, str]]]], stop_timeout: float = 5,
-                 env: dict[str, str] | None = None,
-                 constants: dict[str, float] | None = None) -> None:  # fmt: skip
-        spec = json.dumps({"groups": groups, "stop_timeout": stop_timeout,
-                           "constants": constants or {}})  # fmt: skip
+    def __init__(
+        self,
+        groups: list[tuple[str, list[tuple[str, str]]]],
+        stop_timeout: float = 5,
+        env: dict[str, str] | None = None,
+        constants: dict[str, float] | None = None,
+    ) -> None:
+        spec = json.dumps(
+            {"groups": groups, "stop_timeout": stop_timeout, "constants": constants or {}}
+        )
         self.process = subprocess.Popen(
-            [sys.executable, "-c", DRIVER, spec], cwd=REPO, text=True, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-        )  # fmt: skip
+            [sys.executable, "-c", DRIVER, spec],
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
         _RUNNING.append(self)
         self.lines: list[str] = []
         self.times: list[float] = []  # time.monotonic() each line arrived
@@ -158,17 +169,20 @@ def test_a_child_that_ends_is_restarted_with_its_cluster_after_a_doubling_delay(
 
 
 def test_sigterm_stops_the_groups_in_order_and_kills_one_that_does_not_stop() -> None:
-    run = Running([("first", [("f", SLOW_STOP)]), ("second", [("s", IGNORE_TERM)])],
-                  stop_timeout=1)  # fmt: skip
+    run = Running([("first", [("f", SLOW_STOP)]), ("second", [("s", IGNORE_TERM)])], stop_timeout=1)
     run.wait_for("f | up")
     run.wait_for("s | up")
     run.signal(signal.SIGTERM)
     assert run.end() == 1
     tail = run.lines[run.lines.index("stopping on SIGTERM: first, second, in order") :]
-    assert tail == ["stopping on SIGTERM: first, second, in order", "f | asked to stop",
-                    "first stopped", "s still running after 1 s: killed",
-                    "second stopped; exited unclean: s (signal SIGKILL)",
-                    "every child stopped; not every one cleanly"]  # fmt: skip
+    assert tail == [
+        "stopping on SIGTERM: first, second, in order",
+        "f | asked to stop",
+        "first stopped",
+        "s still running after 1 s: killed",
+        "second stopped; exited unclean: s (signal SIGKILL)",
+        "every child stopped; not every one cleanly",
+    ]
     assert all(gone(pid) for pid in run.pids())
     started = [line for line in run.lines if line.startswith("started ")]
     assert [line.split(" pid ")[0] for line in started] == ["started s", "started f"]
@@ -198,8 +212,10 @@ def test_children_outlive_no_supervisor_even_one_killed_with_sigkill() -> None:
 
 
 def test_with_json_logs_every_line_is_an_object_and_a_child_s_carry_its_name() -> None:
-    chatty = ("import json, time; print(json.dumps({'level': 'INFO', 'message': 'mine'}));"
-              "print('   '); print('plain text', flush=True); time.sleep(600)")  # fmt: skip
+    chatty = (
+        "import json, time; print(json.dumps({'level': 'INFO', 'message': 'mine'}));"
+        "print('   '); print('plain text', flush=True); time.sleep(600)"
+    )
     run = Running([("chat", [("c", chatty)])], env={"RTTM_LOG_FORMAT": "json"})
     run.wait_for("plain text")
     run.signal(signal.SIGTERM)
@@ -211,9 +227,16 @@ def test_with_json_logs_every_line_is_an_object_and_a_child_s_carry_its_name() -
     assert records[-1]["message"] == "every child stopped"
 
 
-@pytest.mark.parametrize(("status", "said"),
-                         [(0, "status 0"), (3, "status 3"), (-9, "signal SIGKILL"),
-                          (-15, "signal SIGTERM"), (-99, "signal 99")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (0, "status 0"),
+        (3, "status 3"),
+        (-9, "signal SIGKILL"),
+        (-15, "signal SIGTERM"),
+        (-99, "signal 99"),
+    ],
+)
 def test_an_exit_is_described_as_a_status_or_a_signal(status: int, said: str) -> None:
     assert supervisor.describe_exit(status) == said
 
@@ -255,8 +278,10 @@ def test_a_survivor_that_ignores_sigterm_is_killed_after_the_grace_and_reaped() 
 
 
 def test_no_cluster_setting_of_the_supervisor_reaches_a_child() -> None:
-    show = ("import os, time; print('sees', os.environ.get('BYTEWAX_ADDRESSES'), "
-            "os.environ.get('RTTM_DATABASE_URL'), flush=True); time.sleep(600)")  # fmt: skip
+    show = (
+        "import os, time; print('sees', os.environ.get('BYTEWAX_ADDRESSES'), "
+        "os.environ.get('RTTM_DATABASE_URL'), flush=True); time.sleep(600)"
+    )
     env = {"BYTEWAX_ADDRESSES": "h:1;h:2", "BYTEWAX_PROCESS_ID": "1", "RTTM_DATABASE_URL": "x"}
     run = Running([("one", [("c", show)])], env=env)
     run.wait_for("c | sees")
@@ -275,14 +300,18 @@ def test_a_signal_during_a_restart_delay_starts_nothing_more_and_stops_cleanly()
 
 
 def test_a_child_that_exits_unclean_when_stopped_makes_the_exit_status_1() -> None:
-    unclean = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(3)); "
-               "print('up', flush=True); time.sleep(600)")  # fmt: skip
+    unclean = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(3)); "
+        "print('up', flush=True); time.sleep(600)"
+    )
     run = Running([("flow", [("u", unclean)])])
     run.wait_for("u | up")
     run.signal(signal.SIGTERM)
     assert run.end() == 1
-    assert run.lines[-2:] == ["flow stopped; exited unclean: u (status 3)",
-                              "every child stopped; not every one cleanly"]  # fmt: skip
+    assert run.lines[-2:] == [
+        "flow stopped; exited unclean: u (status 3)",
+        "every child stopped; not every one cleanly",
+    ]
 
 
 def test_a_child_that_cannot_be_started_is_reported_and_tried_again() -> None:
@@ -293,8 +322,10 @@ def test_a_child_that_cannot_be_started_is_reported_and_tried_again() -> None:
     failures = [line for line in run.lines if line.startswith("cannot start gone: ")]
     # Each time, the child that did start is ended with its group, which is tried again.
     assert len(failures) >= 2
-    assert all(re.fullmatch(r"cannot start gone: No such file or directory; ending ok pid \d+",
-                            line) for line in failures)  # fmt: skip
+    assert all(
+        re.fullmatch(r"cannot start gone: No such file or directory; ending ok pid \d+", line)
+        for line in failures
+    )
     ended = [int(pid) for line in failures for pid in re.findall(r" pid (\d+)", line)]
     assert len(set(ended)) == len(ended)
     assert all(gone(pid) for pid in ended)

@@ -73,8 +73,13 @@ def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
 def rttm_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rttm", *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_ingestion_over_tls_stores_every_event(tls_broker: TlsBroker, migrated_db: str) -> None:

@@ -30,8 +30,17 @@ pytestmark = pytest.mark.integration
 
 def tied_events(count: int, per_time: int) -> list[Event]:
     """``count`` events on three partitions, ``per_time`` of them at each event time."""
-    return [("pms-core", "POSITION_UPDATED", T0 + timedelta(milliseconds=n // per_time),
-             f"event {n}", n % 3, 10_000 + n) for n in range(count)]  # fmt: skip
+    return [
+        (
+            "pms-core",
+            "POSITION_UPDATED",
+            T0 + timedelta(milliseconds=n // per_time),
+            f"event {n}",
+            n % 3,
+            10_000 + n,
+        )
+        for n in range(count)
+    ]
 
 
 def sort_key(event: Event) -> tuple[datetime, int, int]:
@@ -56,8 +65,15 @@ def pages(client: TestClient, trade_id: str, limit: int) -> list[dict[str, Any]]
 
 def rttm(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RTTM_DATABASE_URL": url}
-    return subprocess.run([sys.executable, "-m", "rttm", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "rttm", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("limit", [500, 333])
@@ -87,18 +103,41 @@ def test_pages_hold_every_event_once_in_order(migrated_db: str, limit: int) -> N
 def test_a_hot_trade_answers_in_bounded_size_and_texts_come_whole_on_demand(
     migrated_db: str,
 ) -> None:
-    hot = [("pms-core", "POSITION_UPDATED", T0 + timedelta(microseconds=n),
-            f"{n:05d}" + "m" * 4995, 0, n) for n in range(800)]  # fmt: skip
+    hot = [
+        (
+            "pms-core",
+            "POSITION_UPDATED",
+            T0 + timedelta(microseconds=n),
+            f"{n:05d}" + "m" * 4995,
+            0,
+            n,
+        )
+        for n in range(800)
+    ]
     put_events(migrated_db, "HOT", hot)
     reason = "Schema validation failed: " + "r" * 6000
     with psycopg.connect(migrated_db, autocommit=True) as conn, conn.cursor() as cur:
-        cur.executemany(INSERT_DLQ, [("HOT", "validation-service", "trade-dlq", f"{n} {reason}",
-                                      T0 + timedelta(seconds=n), f"k:dlq/{n}", n)
-                                     for n in range(150)])  # fmt: skip
-        cur.executemany(INSERT_ERROR, [("HOT", "pms-core", "DB_TIMEOUT", "e" * 3000, T0,
-                                        "k:err/1", 1)])  # fmt: skip
-        cur.executemany(INSERT_LOG, [("HOT", "pms-core", "WARN", "SLOW", "g" * 2500, T0,
-                                      "k:log/1", 1)])  # fmt: skip
+        cur.executemany(
+            INSERT_DLQ,
+            [
+                (
+                    "HOT",
+                    "validation-service",
+                    "trade-dlq",
+                    f"{n} {reason}",
+                    T0 + timedelta(seconds=n),
+                    f"k:dlq/{n}",
+                    n,
+                )
+                for n in range(150)
+            ],
+        )
+        cur.executemany(
+            INSERT_ERROR, [("HOT", "pms-core", "DB_TIMEOUT", "e" * 3000, T0, "k:err/1", 1)]
+        )
+        cur.executemany(
+            INSERT_LOG, [("HOT", "pms-core", "WARN", "SLOW", "g" * 2500, T0, "k:log/1", 1)]
+        )
     client = TestClient(create_app(migrated_db))
 
     answer = client.get("/api/trace/HOT")
@@ -146,8 +185,9 @@ def test_a_bad_cursor_is_one_line_and_the_cli_pages_with_before(migrated_db: str
     assert first.returncode == 0, first.stderr
     last = first.stdout.rstrip("\n").splitlines()[-1]
     cursor = client.get("/api/trace/T PAGE", params={"limit": 5}).json()["next"]
-    assert last == (f"showing the newest 5 of 12 events; older: rttm trace 'T PAGE' --limit 5"
-                    f" --before {cursor}")  # fmt: skip
+    assert last == (
+        f"showing the newest 5 of 12 events; older: rttm trace 'T PAGE' --limit 5 --before {cursor}"
+    )
     older = rttm(migrated_db, "trace", "T PAGE", "--limit", "5", "--before", cursor, "--json")
     assert older.returncode == 0, older.stderr
     page = json.loads(older.stdout)
@@ -168,16 +208,23 @@ def test_a_bad_cursor_is_one_line_and_the_cli_pages_with_before(migrated_db: str
 
 def _trade(kinds: Sequence[tuple[str, str]], filler: int) -> list[Event]:
     """Events of ``kinds`` (service, type), then ``filler`` the pipeline does not know."""
-    known: list[Event] = [(service, kind, T0 + timedelta(seconds=n), "hop", 0, n)
-             for n, (service, kind) in enumerate(kinds)]  # fmt: skip
-    later = [("audit-service", "AUDIT_NOTE", T0 + timedelta(minutes=1, milliseconds=n), "note",
-              1, n) for n in range(filler)]  # fmt: skip
+    known: list[Event] = [
+        (service, kind, T0 + timedelta(seconds=n), "hop", 0, n)
+        for n, (service, kind) in enumerate(kinds)
+    ]
+    later = [
+        ("audit-service", "AUDIT_NOTE", T0 + timedelta(minutes=1, milliseconds=n), "note", 1, n)
+        for n in range(filler)
+    ]
     return known + later
 
 
 def test_outcome_and_stage_come_from_events_outside_the_page(migrated_db: str) -> None:
-    done = [("simulation-service", "TRADE_CREATED"), ("analytics-service", "ANALYTICS_COMPUTED"),
-            ("leaderboard-service", "LEADERBOARD_UPDATED")]  # fmt: skip
+    done = [
+        ("simulation-service", "TRADE_CREATED"),
+        ("analytics-service", "ANALYTICS_COMPUTED"),
+        ("leaderboard-service", "LEADERBOARD_UPDATED"),
+    ]
     put_events(migrated_db, "T-DONE", _trade(done, 600))
     put_events(migrated_db, "T-REJ", _trade([("validation-service", "VALIDATION_FAILED")], 600))
     put_events(migrated_db, "T-FLIGHT", _trade(done[:2], 600))

@@ -148,8 +148,12 @@ def test_a_row_postgres_refuses_becomes_a_reject_with_its_values_and_the_rest_is
     )
     dedupe_at = row_columns(TRADE_TABLE).index("dedupe_key")
     assert (topic, partition, offset, key, raw_key) == (
-        TRADES, refused[-2], refused[-1], refused[dedupe_at], None,
-    )  # fmt: skip
+        TRADES,
+        refused[-2],
+        refused[-1],
+        refused[dedupe_at],
+        None,
+    )
     assert b'"message": "text with a NUL \\u0000 inside"' in raw_value
     assert reason.startswith(f"{TRADES}[{refused[-2]}]@{refused[-1]}: postgres refused the row: ")
     assert "0x00" in reason
@@ -184,9 +188,12 @@ def test_day_partitions_are_made_for_the_days_written_within_the_horizon(
                 " WHERE i.inhparent = 'rttm_trade_events'::regclass"
             ).fetchall()
         }
-        where = [w for (w,) in conn.execute(
-            "SELECT tableoid::regclass::text FROM rttm_trade_events ORDER BY event_time"
-        ).fetchall()]  # fmt: skip
+        where = [
+            w
+            for (w,) in conn.execute(
+                "SELECT tableoid::regclass::text FROM rttm_trade_events ORDER BY event_time"
+            ).fetchall()
+        ]
 
     def name(days: int) -> str:
         return f"rttm_trade_events_p{today + timedelta(days=days):%Y%m%d}"
@@ -197,10 +204,19 @@ def test_day_partitions_are_made_for_the_days_written_within_the_horizon(
     assert not {name(d) for d in (23, 99, 101, 159, 161, 301, 331)} & made
     assert not {name(d) for d in (horizon + 1, -horizon - 1)} & made
     assert where == [
-        "rttm_trade_events_default", name(-horizon),
-        name(19), name(22), name(100), name(160), name(200), name(231), name(300), name(332),
-        name(horizon), "rttm_trade_events_default",
-    ]  # fmt: skip
+        "rttm_trade_events_default",
+        name(-horizon),
+        name(19),
+        name(22),
+        name(100),
+        name(160),
+        name(200),
+        name(231),
+        name(300),
+        name(332),
+        name(horizon),
+        "rttm_trade_events_default",
+    ]
 
 
 def test_nothing_to_write_needs_no_connection_and_closing_an_unused_writer_is_quiet() -> None:
@@ -250,10 +266,13 @@ def test_the_merge_path_lasts_a_run_of_conflicting_batches_and_ends_at_the_first
 def staging_tables(url: str) -> list[str]:
     """The merge path's temporary staging tables, which any session can see in the catalogue."""
     with psycopg.connect(url) as conn:
-        return [name for (name,) in conn.execute(
-            "SELECT relname FROM pg_class WHERE relpersistence = 't'"
-            " AND relname LIKE 'rttm\\_stage\\_%' ORDER BY 1"
-        ).fetchall()]  # fmt: skip
+        return [
+            name
+            for (name,) in conn.execute(
+                "SELECT relname FROM pg_class WHERE relpersistence = 't'"
+                " AND relname LIKE 'rttm\\_stage\\_%' ORDER BY 1"
+            ).fetchall()
+        ]
 
 
 def test_a_connection_the_server_ends_mid_run_is_replaced_and_the_batch_written(

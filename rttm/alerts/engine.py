@@ -69,17 +69,19 @@ class Transition:
 
     def as_json(self) -> bytes:
         """The transition as a JSON object (times in RFC 3339, labels as an object)."""
-        return _ENCODER.encode({
-            "rule": self.rule,
-            "labels": dict(self.labels),
-            "state": self.state,
-            "value": self.value,
-            "started_at": _iso(self.started_at),
-            "resolved_at": None if self.resolved_at is None else _iso(self.resolved_at),
-            "at": _iso(self.at),
-            "severity": self.severity,
-            "summary": self.summary,
-        })  # fmt: skip
+        return _ENCODER.encode(
+            {
+                "rule": self.rule,
+                "labels": dict(self.labels),
+                "state": self.state,
+                "value": self.value,
+                "started_at": _iso(self.started_at),
+                "resolved_at": None if self.resolved_at is None else _iso(self.resolved_at),
+                "at": _iso(self.at),
+                "severity": self.severity,
+                "summary": self.summary,
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +163,14 @@ class AlertEngine:
                 series[point.labels] = point
         transitions: list[Transition] = []
         for rule in self.rules.values():
-            values = self._capped(rule, {
-                labels: point.value
-                for labels, point in latest.get(rule.metric, {}).items()
-                if rule.matches(labels)
-            })  # fmt: skip
+            values = self._capped(
+                rule,
+                {
+                    labels: point.value
+                    for labels, point in latest.get(rule.metric, {}).items()
+                    if rule.matches(labels)
+                },
+            )
             for series_labels in sorted(values.keys() | self._alerts[rule.name].keys()):
                 change = self._step(rule, series_labels, values.get(series_labels), at)
                 if change is not None:
@@ -253,7 +258,13 @@ def _transition(
         return None
     merged = {**dict(series), **dict(rule.labels)}
     return Transition(
-        rule=rule.name, labels=tuple(sorted(merged.items())), state=state, value=value,
-        started_at=started, resolved_at=resolved_at, at=at, severity=rule.severity,
+        rule=rule.name,
+        labels=tuple(sorted(merged.items())),
+        state=state,
+        value=value,
+        started_at=started,
+        resolved_at=resolved_at,
+        at=at,
+        severity=rule.severity,
         summary=templates.render(rule.summary, value, merged),
-    )  # fmt: skip
+    )

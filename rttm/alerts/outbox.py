@@ -50,9 +50,15 @@ def outbox_rows(
     """
     cutoff = now - timedelta(seconds=delivery.horizon_s)
     return [
-        (receiver.name, t.rule, labels_json(t.labels), t.started_at, t.state,
-         HISTORY if t.at < cutoff else DUE)
+        (
+            receiver.name,
+            t.rule,
+            labels_json(t.labels),
+            t.started_at,
+            t.state,
+            HISTORY if t.at < cutoff else DUE,
+        )
         for t in transitions
         if t.state in NOTIFYING
         for receiver in delivery.receivers
-    ]  # fmt: skip
+    ]

@@ -148,10 +148,13 @@ def alertmanagers(env: Mapping[str, str] = os.environ) -> tuple[Receiver, ...]:
     """The Alertmanagers of ``RTTM_ALERTMANAGER_URL`` (none: an empty tuple)."""
     parts = [part for part in env.get(ENV_ALERTMANAGER, "").split(",") if part.strip()]
     managers = tuple(
-        _receiver("alertmanager", f"{ENV_ALERTMANAGER} entry {n}" if len(parts) > 1
-                  else ENV_ALERTMANAGER, part)
+        _receiver(
+            "alertmanager",
+            f"{ENV_ALERTMANAGER} entry {n}" if len(parts) > 1 else ENV_ALERTMANAGER,
+            part,
+        )
         for n, part in enumerate(parts, 1)
-    )  # fmt: skip
+    )
     if len({m.name for m in managers}) != len(managers):
         msg = f"{ENV_ALERTMANAGER}: the same Alertmanager is listed twice"
         raise ConfigError(msg)
@@ -170,10 +173,13 @@ def from_env(env: Mapping[str, str] = os.environ) -> Delivery:
     raw_dashboard = env.get(ENV_DASHBOARD, "").strip()
     dashboard = _dashboard(raw_dashboard) if raw_dashboard else None
     return Delivery(
-        alertmanagers=managers, webhook=webhook, webhook_secret=secret.encode() or None,
-        dashboard_url=dashboard, horizon_s=_duration(env, ENV_HORIZON, DEFAULT_HORIZON),
+        alertmanagers=managers,
+        webhook=webhook,
+        webhook_secret=secret.encode() or None,
+        dashboard_url=dashboard,
+        horizon_s=_duration(env, ENV_HORIZON, DEFAULT_HORIZON),
         resend_s=_duration(env, ENV_RESEND, DEFAULT_RESEND),
-    )  # fmt: skip
+    )
 
 
 def _dashboard(raw: str) -> str:

@@ -45,10 +45,16 @@ METRIC_LABELS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
 METRICS: Final = frozenset(METRIC_LABELS)
 
 #: Comparison of a series value (left) with the rule's threshold (right).
-OPS: Final[Mapping[str, Callable[[float, float], bool]]] = MappingProxyType({
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
-    "==": operator.eq, "!=": operator.ne,
-})  # fmt: skip
+OPS: Final[Mapping[str, Callable[[float, float], bool]]] = MappingProxyType(
+    {
+        ">": operator.gt,
+        ">=": operator.ge,
+        "<": operator.lt,
+        "<=": operator.le,
+        "==": operator.eq,
+        "!=": operator.ne,
+    }
+)
 
 SEVERITIES: Final = ("info", "warning", "critical")
 
@@ -56,15 +62,27 @@ _RULE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 #: A Prometheus label name.
 LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KEYS: Final = (
-    "name", "metric", "match", "op", "threshold", "for", "keep_firing_for", "severity", "summary",
-    "description", "runbook_url", "labels",
-)  # fmt: skip
+    "name",
+    "metric",
+    "match",
+    "op",
+    "threshold",
+    "for",
+    "keep_firing_for",
+    "severity",
+    "summary",
+    "description",
+    "runbook_url",
+    "labels",
+)
 #: Labels every alert gets from RTTM, which a rule's ``labels`` may not set.
-_SET_BY_RTTM: Final[Mapping[str, str]] = MappingProxyType({
-    "alertname": "every alert is named after its rule",
-    "severity": "set it with the rule's severity key",
-    "source": 'RTTM marks its alerts source="rttm" for routes and silences',
-})  # fmt: skip
+_SET_BY_RTTM: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "alertname": "every alert is named after its rule",
+        "severity": "set it with the rule's severity key",
+        "source": 'RTTM marks its alerts source="rttm" for routes and silences',
+    }
+)
 _RUNBOOK_URL = re.compile(r"https?://[^\s/?#]+\S*")
 _REQUIRED: Final = ("name", "metric", "op", "threshold", "severity")
 
@@ -219,10 +237,16 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
 
 def _toml_type(value: object) -> str:
     types: tuple[tuple[type, str], ...] = (
-        (bool, "a boolean"), (str, "a string"), (int, "an integer"), (float, "a float"),
-        (list, "an array"), (dict, "a table"), (datetime, "a date-time"), (date, "a date"),
+        (bool, "a boolean"),
+        (str, "a string"),
+        (int, "an integer"),
+        (float, "a float"),
+        (list, "an array"),
+        (dict, "a table"),
+        (datetime, "a date-time"),
+        (date, "a date"),
         (time, "a time"),
-    )  # fmt: skip
+    )
     return next((name for kind, name in types if isinstance(value, kind)), type(value).__name__)
 
 
@@ -277,11 +301,19 @@ class _RuleCheck:
         if not self.ok or name is None or metric is None or op is None or threshold is None:
             return None
         return Rule(
-            name=name, metric=metric, match=match, op=op, threshold=float(threshold),
-            for_s=for_s, keep_firing_for_s=keep_firing_for_s, severity=severity or "warning",
-            summary=summary or "", description=description or "", runbook_url=runbook_url or "",
+            name=name,
+            metric=metric,
+            match=match,
+            op=op,
+            threshold=float(threshold),
+            for_s=for_s,
+            keep_firing_for_s=keep_firing_for_s,
+            severity=severity or "warning",
+            summary=summary or "",
+            description=description or "",
+            runbook_url=runbook_url or "",
             labels=labels,
-        )  # fmt: skip
+        )
 
     def _typed(self, key: str, kind: type | tuple[type, ...], what: str) -> Any:
         value = self.entry.get(key)

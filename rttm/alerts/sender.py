@@ -101,11 +101,17 @@ _RESENT: Final = (
 
 def _record(row: Mapping[str, Any], trade_id: str | None = None) -> AlertRecord:
     return AlertRecord(
-        rule=row["rule"], labels=row["labels"], started_at=row["started_at"],
-        state=row["state"], resolved_at=row["resolved_at"], value=row["value"],
-        severity=row["severity"], summary=row["summary"], fired_at=row["fired_at"],
+        rule=row["rule"],
+        labels=row["labels"],
+        started_at=row["started_at"],
+        state=row["state"],
+        resolved_at=row["resolved_at"],
+        value=row["value"],
+        severity=row["severity"],
+        summary=row["summary"],
+        fired_at=row["fired_at"],
         trade_id=trade_id,
-    )  # fmt: skip
+    )
 
 
 class _Backoff:
@@ -113,9 +119,10 @@ class _Backoff:
 
     def __init__(self, receiver: Receiver) -> None:
         self.outage = OutageLog(
-            _LOG, receiver.name,
+            _LOG,
+            receiver.name,
             f"the outbox keeps its alerts; retrying with backoff up to {RETRY_CAP_S:.0f} s",
-        )  # fmt: skip
+        )
         self.failures = 0
         self.next_at = 0.0
 
@@ -237,8 +244,11 @@ class Sender:
                 ).rowcount
                 _LOG.info("delivering alerts to %s", ", ".join(names))
                 if dropped:
-                    _LOG.warning("%d undelivered alert notifications dropped: their receivers"
-                                 " are no longer configured", dropped)  # fmt: skip
+                    _LOG.warning(
+                        "%d undelivered alert notifications dropped: their receivers"
+                        " are no longer configured",
+                        dropped,
+                    )
         return self._leader
 
     def _close(self) -> None:
@@ -271,9 +281,11 @@ class Sender:
                     self._mark(conn, ids, outbox.REFUSED, answer.detail, failed=1)
                     _LOG.error(
                         "%s refused %d alert(s) (%s): %s; kept as refused, not retried",
-                        receiver.name, len(ids),
-                        ", ".join(sorted({sending[i]["rule"] for i in group})), answer.detail,
-                    )  # fmt: skip
+                        receiver.name,
+                        len(ids),
+                        ", ".join(sorted({sending[i]["rule"] for i in group})),
+                        answer.detail,
+                    )
                 else:
                     self._mark(conn, ids, outbox.DUE, answer.detail, failed=1)
             failure = _failure(answers)
@@ -334,8 +346,7 @@ class Sender:
                 headers[notifications.SIGNATURE_HEADER] = notifications.signature(
                     self._delivery.webhook_secret, body
                 )
-            answers.append((call("POST", receiver.endpoint(), headers=headers, body=body),
-                            members))  # fmt: skip
+            answers.append((call("POST", receiver.endpoint(), headers=headers, body=body), members))
             if answers[-1][0].outcome is Outcome.FAILED:
                 break  # the receiver is away: the other groups wait with it
         return answers
@@ -344,8 +355,16 @@ class Sender:
     def _mark(
         conn: DictConn, ids: list[int], status: str, error: str | None, *, failed: int
     ) -> None:
-        conn.execute(_MARK, {"status": status, "error": error, "failed": failed, "ids": ids,
-                             "delivered": outbox.DELIVERED})  # fmt: skip
+        conn.execute(
+            _MARK,
+            {
+                "status": status,
+                "error": error,
+                "failed": failed,
+                "ids": ids,
+                "delivered": outbox.DELIVERED,
+            },
+        )
 
     def _stuck_trade(self, conn: DictConn, row: Mapping[str, Any]) -> str | None:
         """A trade still stuck where a stuck-trades alert points (the oldest), for the link."""
@@ -386,14 +405,26 @@ class Sender:
         for start in range(0, len(records), BATCH):
             chunk = records[start : start + BATCH]
             answers = self._send(receiver, chunk)
-            sent = [chunk[i] for answer, group in answers for i in group
-                    if answer.outcome is Outcome.SENT]  # fmt: skip
+            sent = [
+                chunk[i]
+                for answer, group in answers
+                for i in group
+                if answer.outcome is Outcome.SENT
+            ]
             if sent:
                 conn.cursor().executemany(
                     _RESENT,
-                    [(receiver.name, r.rule, outbox.labels_json(r.labels.items()), r.started_at,
-                      outbox.DELIVERED) for r in sent],
-                )  # fmt: skip
+                    [
+                        (
+                            receiver.name,
+                            r.rule,
+                            outbox.labels_json(r.labels.items()),
+                            r.started_at,
+                            outbox.DELIVERED,
+                        )
+                        for r in sent
+                    ],
+                )
             failure = _failure(answers)
             if failure is not None:
                 backoff.failed(failure.detail)

@@ -45,13 +45,15 @@ def create(
     start = datetime.now(UTC)
     labels = {**matchers, "alertname": rule, SOURCE_NAME: SOURCE_VALUE}
     body = {
-        "matchers": [{"name": name, "value": value, "isRegex": False, "isEqual": True}
-                     for name, value in sorted(labels.items())],
+        "matchers": [
+            {"name": name, "value": value, "isRegex": False, "isEqual": True}
+            for name, value in sorted(labels.items())
+        ],
         "startsAt": iso(start),
         "endsAt": iso(start + timedelta(seconds=duration_s)),
         "createdBy": author,
         "comment": comment,
-    }  # fmt: skip
+    }
     failures = []
     for manager in managers:
         answer = call("POST", manager.endpoint(SILENCES_PATH), body, manager.headers())
@@ -59,8 +61,10 @@ def create(
             try:
                 return str(json.loads(answer.body)["silenceID"]), manager
             except (ValueError, KeyError, TypeError):
-                msg = (f"{manager.name} answered {answer.detail} without a silence id:"
-                       " is it an Alertmanager?")  # fmt: skip
+                msg = (
+                    f"{manager.name} answered {answer.detail} without a silence id:"
+                    " is it an Alertmanager?"
+                )
                 raise RttmError(msg) from None
         if answer.outcome is Outcome.REFUSED:
             msg = f"{manager.name} refused the silence: {answer.detail}"
@@ -99,11 +103,21 @@ class SilencedLookup:
             return self._known
 
     def _ask(self) -> dict[str, list[str]] | None:
-        query = urlencode({"filter": f'{SOURCE_NAME}="{SOURCE_VALUE}"', "active": "false",
-                           "silenced": "true", "inhibited": "true"})  # fmt: skip
+        query = urlencode(
+            {
+                "filter": f'{SOURCE_NAME}="{SOURCE_VALUE}"',
+                "active": "false",
+                "silenced": "true",
+                "inhibited": "true",
+            }
+        )
         for manager in self._managers:
-            answer = call("GET", manager.endpoint(ALERTS_PATH) + "?" + query,
-                          headers=manager.headers(), timeout=LOOKUP_TIMEOUT_S)  # fmt: skip
+            answer = call(
+                "GET",
+                manager.endpoint(ALERTS_PATH) + "?" + query,
+                headers=manager.headers(),
+                timeout=LOOKUP_TIMEOUT_S,
+            )
             if answer.outcome is Outcome.SENT:
                 try:
                     return {

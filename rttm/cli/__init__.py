@@ -38,7 +38,8 @@ def add_command(
     """
     from rttm.ops import settings_table  # here: it imports rttm.cli modules itself
 
-    parser = commands.add_parser(name, help=help, description=description,
-                                 formatter_class=HelpFormatter, **options)  # fmt: skip
+    parser = commands.add_parser(
+        name, help=help, description=description, formatter_class=HelpFormatter, **options
+    )
     parser.epilog = settings_table.epilog(parser.prog.removeprefix("rttm ").strip())
     return parser

@@ -153,8 +153,10 @@ def _prune(args: argparse.Namespace) -> int:
         print(f"{verb} {part.name}")
     say(f"{verb} {len(dropped)} partition(s) older than {args.keep_days} day(s)")
     for table, rows in results.items():
-        say(f"{'would delete' if args.dry_run else 'deleted'} {rows:,} row(s) of {table}"
-            f" before {cutoff}")  # fmt: skip
+        say(
+            f"{'would delete' if args.dry_run else 'deleted'} {rows:,} row(s) of {table}"
+            f" before {cutoff}"
+        )
     return 0
 
 

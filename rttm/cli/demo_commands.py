@@ -63,25 +63,35 @@ def register(commands: Subcommands) -> None:
         "used (fake faults page nobody); other RTTM_* settings pass on to its processes. "
         "Ctrl-C stops everything and deletes the demo's data.",
     )
-    demo.add_argument("--rate", type=float, default=50.0,
-                      help="simulated trades per second (default 50)")  # fmt: skip
+    demo.add_argument(
+        "--rate", type=float, default=50.0, help="simulated trades per second (default 50)"
+    )
     demo.add_argument("--port", type=int, default=DEFAULT_PORT, help="dashboard port")
     demo.set_defaults(run=_demo)
 
 
 #: Settings of the real platform a demo must not see: its servers and its alert receivers.
 _NOT_FOR_DEMOS = (
-    config.ENV_BROKERS, config.ENV_DATABASE_URL, receivers.ENV_ALERTMANAGER,
-    receivers.ENV_WEBHOOK, receivers.ENV_WEBHOOK_SECRET, receivers.ENV_DASHBOARD,
-)  # fmt: skip
+    config.ENV_BROKERS,
+    config.ENV_DATABASE_URL,
+    receivers.ENV_ALERTMANAGER,
+    receivers.ENV_WEBHOOK,
+    receivers.ENV_WEBHOOK_SECRET,
+    receivers.ENV_DASHBOARD,
+)
 
 
 def _stack_env(home: Path) -> dict[str, str]:
     """The environment of a fresh local stack in ``home`` (``rttm up``)."""
     env = {k: v for k, v in os.environ.items() if k not in _NOT_FOR_DEMOS}
     env[config.ENV_STATE_DIR] = str(home)
-    up = subprocess.run([sys.executable, "-m", "rttm", "up", "--partitions", "3"], env=env,
-                        capture_output=True, text=True, check=False)  # fmt: skip
+    up = subprocess.run(
+        [sys.executable, "-m", "rttm", "up", "--partitions", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if up.returncode != 0:
         raise RttmError(up.stderr.strip().splitlines()[-1].removeprefix("rttm: error: "))
     for line in up.stdout.splitlines():
@@ -93,8 +103,13 @@ def _stack_env(home: Path) -> dict[str, str]:
 def _start(name: str, args: list[str], env: dict[str, str], logs: Path) -> Child:
     log = logs / f"{name}.log"
     handle: IO[bytes] = log.open("wb")
-    process = subprocess.Popen([sys.executable, *args], env=env, stdout=handle,  # noqa: S603
-                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, *args],
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return Child(name, process, log)
 
 
@@ -142,14 +157,15 @@ def _demo(args: argparse.Namespace) -> int:
         logs.mkdir(parents=True, exist_ok=True)
         say(f"demo stack up in {home}; starting the simulator, flows and dashboard")
         for name, command in (
-            ("simulator", ["-m", "rttm", "simulate", "--rate", str(args.rate),
-                           "--duration", "86400"]),
+            (
+                "simulator",
+                ["-m", "rttm", "simulate", "--rate", str(args.rate), "--duration", "86400"],
+            ),
             ("ingest", ["-m", "rttm", "ingest"]),
             ("metrics", ["-m", "rttm", "metrics"]),
             # the local stack's superuser, on 127.0.0.1: a demo, not a deployment
-            ("dashboard", ["-m", "rttm", "serve", "--port", str(args.port),
-                           "--allow-writer-role"]),
-        ):  # fmt: skip
+            ("dashboard", ["-m", "rttm", "serve", "--port", str(args.port), "--allow-writer-role"]),
+        ):
             children.append(_start(name, command, env, logs))
         deadline = time.monotonic() + START_TIMEOUT_S
         while not port_answers(args.port) and not stopping.requested():
@@ -163,8 +179,10 @@ def _demo(args: argparse.Namespace) -> int:
             # As `rttm up` prints them: paste (or eval) them to point the CLI at the demo.
             print_env({name: env[name] for name in (config.ENV_BROKERS, config.ENV_DATABASE_URL)})
             sys.stdout.flush()
-            say(f"logs in {logs}; Ctrl-C stops the demo; the export lines above point "
-                "`rttm status`, `rttm trace` and the rest at the demo")  # fmt: skip
+            say(
+                f"logs in {logs}; Ctrl-C stops the demo; the export lines above point "
+                "`rttm status`, `rttm trace` and the rest at the demo"
+            )
         while not stopping.wait(0.5):
             _check(children)
     finally:

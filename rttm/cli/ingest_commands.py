@@ -37,9 +37,14 @@ def register(commands: Subcommands) -> None:
     )
     run_flow.add_options(ingest)
     ingest.add_argument("--topics", help="comma list of topics (RTTM_TOPICS)")
-    ingest.add_argument("--lag-interval", type=float, default=10.0, metavar="SECONDS",
-                        help="publish RTTM's own consumer-group lag to rttm.queue.metrics "
-                        "this often; 0 turns it off (default %(default)s)")  # fmt: skip
+    ingest.add_argument(
+        "--lag-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="publish RTTM's own consumer-group lag to rttm.queue.metrics "
+        "this often; 0 turns it off (default %(default)s)",
+    )
     ingest.set_defaults(run=_ingest)
 
 
@@ -65,9 +70,11 @@ def _check_shards(directory: Path, shards: int, existing: bool) -> None:
         written = DEFAULT_SHARDS if existing else 0
     if shards < written:
         name = ingest_settings.ENV_SHARDS
-        msg = (f"recovery directory {directory} holds state for {written} shards; "
-               f"{name}={shards} is fewer, which it cannot resume: "
-               f"use {name}>={written} or a new recovery directory")  # fmt: skip
+        msg = (
+            f"recovery directory {directory} holds state for {written} shards; "
+            f"{name}={shards} is fewer, which it cannot resume: "
+            f"use {name}>={written} or a new recovery directory"
+        )
         raise RttmError(msg)
     if shards > written or not marker.exists():
         marker.write_text(f"{shards}\n")
@@ -94,10 +101,15 @@ def _ingest(args: argparse.Namespace) -> int:
     checks = [health.database(settings.database_url), health.broker(settings.kafka)]
     try:
         return run_flow.run(
-            build_flow(settings), args, store, ProgressLine(), bounded=not settings.tail,
-            stopped=partial(_stopped, settings.database_url, names), where=where,
+            build_flow(settings),
+            args,
+            store,
+            ProgressLine(),
+            bounded=not settings.tail,
+            stopped=partial(_stopped, settings.database_url, names),
+            where=where,
             checks=checks,
-        )  # fmt: skip
+        )
     finally:
         for reporter in reporters:
             reporter.stop()
@@ -117,8 +129,12 @@ def _lag_reporters(settings: IngestSettings, interval: float) -> list[QueueMetri
     emitter = Emitter(settings.kafka)
     return [
         QueueMetricsReporter(
-            spec.consumer_group, [spec.name], service_name=LAG_SERVICE_NAME, emitter=emitter,
-            settings=settings.kafka, interval_s=interval,
+            spec.consumer_group,
+            [spec.name],
+            service_name=LAG_SERVICE_NAME,
+            emitter=emitter,
+            settings=settings.kafka,
+            interval_s=interval,
         ).start()
         for spec in settings.topics
-    ]  # fmt: skip
+    ]

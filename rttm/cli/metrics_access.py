@@ -24,18 +24,30 @@ ENV_TOKEN_FILE = "RTTM_METRICS_TOKEN_FILE"  # noqa: S105 - a variable's name
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--metrics-host`` and the credentials of the metrics port."""
-    parser.add_argument("--metrics-host", default=LOCALHOST, metavar="ADDR",
-                        help="address of --metrics-port (default 127.0.0.1: this machine only;"
-                        " another needs credentials or --metrics-unauthenticated)")  # fmt: skip
-    parser.add_argument("--metrics-auth-file", metavar="FILE",
-                        help="users allowed to scrape, htpasswd with bcrypt (default "
-                        f"${ENV_AUTH_FILE})")  # fmt: skip
-    parser.add_argument("--metrics-token-file", metavar="FILE",
-                        help="bearer tokens allowed to scrape, hashed as for rttm serve "
-                        f"(default ${ENV_TOKEN_FILE})")  # fmt: skip
-    parser.add_argument("--metrics-unauthenticated", action="store_true",
-                        help="serve --metrics-host without credentials: only on a network "
-                        "where everyone who can reach the port may read it")  # fmt: skip
+    parser.add_argument(
+        "--metrics-host",
+        default=LOCALHOST,
+        metavar="ADDR",
+        help="address of --metrics-port (default 127.0.0.1: this machine only;"
+        " another needs credentials or --metrics-unauthenticated)",
+    )
+    parser.add_argument(
+        "--metrics-auth-file",
+        metavar="FILE",
+        help=f"users allowed to scrape, htpasswd with bcrypt (default ${ENV_AUTH_FILE})",
+    )
+    parser.add_argument(
+        "--metrics-token-file",
+        metavar="FILE",
+        help="bearer tokens allowed to scrape, hashed as for rttm serve "
+        f"(default ${ENV_TOKEN_FILE})",
+    )
+    parser.add_argument(
+        "--metrics-unauthenticated",
+        action="store_true",
+        help="serve --metrics-host without credentials: only on a network "
+        "where everyone who can reach the port may read it",
+    )
 
 
 def authenticator(

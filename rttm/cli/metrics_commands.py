@@ -49,7 +49,9 @@ def register(commands: Subcommands) -> None:
     metrics.set_defaults(run=_metrics)
     actions = metrics.add_subparsers(dest="action", required=False, metavar="ACTION")
     check = add_command(
-        actions, "verify", help="recount settled windows from the event tables and compare",
+        actions,
+        "verify",
+        help="recount settled windows from the event tables and compare",
         description="Recount the metrics of settled windows from the event tables (trade, "
         "DLQ, error and log events) and compare them with rttm_metrics: every count point "
         "(events, trades_started/completed/rejected, dlq_events, errors, log_events; "
@@ -61,12 +63,15 @@ def register(commands: Subcommands) -> None:
         f"settings. Exit status: {VERIFY_OK} when the metrics agree (or nothing is settled "
         f"yet), {VERIFY_DIFFERENT} when there are differences, {VERIFY_TROUBLE} on a "
         "configuration or database error.",
-    )  # fmt: skip
+    )
     check.add_argument(
-        "--since", type=_since, default=verify.DEFAULT_SINCE, metavar="D",
+        "--since",
+        type=_since,
+        default=verify.DEFAULT_SINCE,
+        metavar="D",
         help="check the settled windows of this long before the settled end, such as 30m or "
         f"2h (default {verify.DEFAULT_SINCE})",
-    )  # fmt: skip
+    )
     check.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     check.set_defaults(run=_verify)
 
@@ -103,9 +108,15 @@ def _metrics(args: argparse.Namespace) -> int:
     prometheus.register()
     checks = [health.database(settings.database_url), health.broker(settings.kafka)]
     return run_flow.run(
-        build_flow(settings), args, store, MetricsLine(), bounded=not settings.tail,
-        stopped=_stopped, where=where, checks=checks,
-    )  # fmt: skip
+        build_flow(settings),
+        args,
+        store,
+        MetricsLine(),
+        bounded=not settings.tail,
+        stopped=_stopped,
+        where=where,
+        checks=checks,
+    )
 
 
 def _stopped(summary: str) -> str:
@@ -159,14 +170,22 @@ def verify_screen(report: verify.Report) -> list[screens.Block]:
     )
     span = report.span
     if span is None:
-        return [screens.Block("nothing to verify yet: rttm_metrics is empty "
-                              "(is the metrics flow running? rttm metrics)"),
-                screens.Block(settings)]  # fmt: skip
+        return [
+            screens.Block(
+                "nothing to verify yet: rttm_metrics is empty "
+                "(is the metrics flow running? rttm metrics)"
+            ),
+            screens.Block(settings),
+        ]
     reference = f"reference {verify.iso_of(span.reference)} (end of the newest window stored)"
     if not span.windows:
-        return [screens.Block(f"nothing settled to verify yet: {reference}, settled up to "
-                              f"{verify.iso_of(span.settled_end)}"),
-                screens.Block(settings)]  # fmt: skip
+        return [
+            screens.Block(
+                f"nothing settled to verify yet: {reference}, settled up to "
+                f"{verify.iso_of(span.settled_end)}"
+            ),
+            screens.Block(settings),
+        ]
     blocks = [
         screens.Block(
             f"checked {verify.iso_of(span.first)} to {verify.iso_of(span.end)} "
@@ -176,25 +195,37 @@ def verify_screen(report: verify.Report) -> list[screens.Block]:
         screens.Block(settings),
     ]
     rows: list[tuple[object, ...]] = [
-        (verify.iso_of(d.window_start), d.metric, _labels(d), _number(d.stored),
-         _number(d.recounted), _number(d.difference), f"{d.kind} ({d.note})" if d.note
-         else d.kind)
+        (
+            verify.iso_of(d.window_start),
+            d.metric,
+            _labels(d),
+            _number(d.stored),
+            _number(d.recounted),
+            _number(d.difference),
+            f"{d.kind} ({d.note})" if d.note else d.kind,
+        )
         for d in report.differences[:VERIFY_ROWS]
-    ]  # fmt: skip
+    ]
     if rows:
-        blocks.append(screens.Block(
-            "differences",
-            ("window start", "metric", "labels", "stored", "recounted", "difference", "kind"),
-            list(rows), more=len(report.differences) - len(rows),
-        ))  # fmt: skip
+        blocks.append(
+            screens.Block(
+                "differences",
+                ("window start", "metric", "labels", "stored", "recounted", "difference", "kind"),
+                list(rows),
+                more=len(report.differences) - len(rows),
+            )
+        )
     left_out = sum(report.left_out.values())
-    blocks.append(screens.Block(
-        f"{_count(span.windows, 'window')} checked, {_count(report.compared, 'point')} "
-        f"compared, {_count(left_out, 'row')} left out as uncounted, "
-        f"{_count(len(report.differences), 'difference')}"
-    ))  # fmt: skip
-    blocks.append(screens.Block(f"not recomputed: {', '.join(verify.LATENCIES)}: "
-                                f"{verify.NOT_RECOMPUTED}"))  # fmt: skip
+    blocks.append(
+        screens.Block(
+            f"{_count(span.windows, 'window')} checked, {_count(report.compared, 'point')} "
+            f"compared, {_count(left_out, 'row')} left out as uncounted, "
+            f"{_count(len(report.differences), 'difference')}"
+        )
+    )
+    blocks.append(
+        screens.Block(f"not recomputed: {', '.join(verify.LATENCIES)}: {verify.NOT_RECOMPUTED}")
+    )
     for why, metrics in verify.NOT_CHECKED.items():
         blocks.append(screens.Block(f"not checked: {', '.join(metrics)}: {why}"))
     return blocks

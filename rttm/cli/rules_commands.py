@@ -53,8 +53,13 @@ def register(commands: Subcommands) -> None:
         "Prometheus rules file, for a Prometheus that scrapes `rttm serve`. A rule Prometheus "
         "cannot evaluate as RTTM does is exported as its nearest equivalent, with a comment.",
     )
-    export.add_argument("--prometheus", type=Path, required=True, metavar="OUT",
-                        help="the file to write ('-': standard output)")  # fmt: skip
+    export.add_argument(
+        "--prometheus",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="the file to write ('-': standard output)",
+    )
     export.add_argument("rules", nargs="?", type=Path, metavar="RULES")
     export.set_defaults(run=_export)
 
@@ -95,8 +100,9 @@ def _export(args: argparse.Namespace) -> int:
     if source is None and os.environ.get(ENV_ALERT_RULES, "").strip():
         source = Path(os.environ[ENV_ALERT_RULES].strip())
     found = rules.load_rules(source)
-    text = prometheus_rules.export(found, str(source) if source else DEFAULT_RULES,
-                                   metrics_settings.window_s())  # fmt: skip
+    text = prometheus_rules.export(
+        found, str(source) if source else DEFAULT_RULES, metrics_settings.window_s()
+    )
     if str(args.prometheus) == "-":
         sys.stdout.write(text)
         return 0
@@ -105,6 +111,8 @@ def _export(args: argparse.Namespace) -> int:
     except OSError as exc:
         msg = f"cannot write {args.prometheus}: {exc.strerror}"
         raise RttmError(msg) from None
-    say(f"wrote {len(found)} rules to {args.prometheus} (check: promtool check rules "
-        f"{args.prometheus})")  # fmt: skip
+    say(
+        f"wrote {len(found)} rules to {args.prometheus} (check: promtool check rules "
+        f"{args.prometheus})"
+    )
     return 0

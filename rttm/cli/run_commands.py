@@ -45,60 +45,112 @@ def register(commands: Subcommands) -> None:
         f"doubles up to {MAX_DELAY_S:g} s. SIGTERM or Ctrl-C stops the ingestion, then the "
         "metrics flow, then the dashboard, each cleanly; a second signal kills them at once.",
     )
-    run.add_argument("--ingest", type=int, default=1, metavar="N",
-                     help="ingestion processes, as one cluster if > 1; 0: none "
-                     "(default %(default)s)")  # fmt: skip
-    run.add_argument("--metrics", type=int, default=1, metavar="N",
-                     help="metrics flow processes, as one cluster if > 1; 0: none "
-                     "(default %(default)s)")  # fmt: skip
-    run.add_argument("--no-serve", dest="serve", action="store_false",
-                     help="do not run the dashboard")  # fmt: skip
-    run.add_argument("--host", default=LOCALHOST,
-                     help="dashboard address (default 127.0.0.1: this machine only)")  # fmt: skip
-    run.add_argument("--port", type=int, default=DEFAULT_PORT,
-                     help="dashboard port (default %(default)s)")  # fmt: skip
-    run.add_argument("-w", "--workers", type=int, default=1,
-                     help="worker threads per flow process (default %(default)s)")  # fmt: skip
-    run.add_argument("--recovery-dir", type=Path, metavar="DIR",
-                     help="keep each flow process's recovery store under DIR/<flow>/"
-                     "process-<i> (made on first use)")  # fmt: skip
-    run.add_argument("--metrics-port", type=int, metavar="FIRST",
-                     help="give the flow processes FIRST, FIRST+1, … on --metrics-host for "
-                     "/metrics, /healthz and /readyz (ingestion first)")  # fmt: skip
-    run.add_argument("--allow-writer-role", action="store_true",
-                     help="let the dashboard run as RTTM_DATABASE_URL's role although it can "
-                     "write (else run it apart, as a grant-viewer role: --no-serve)")  # fmt: skip
-    run.add_argument("--metrics-host", default=LOCALHOST, metavar="ADDR",
-                     help="address of the flows' metrics ports (default 127.0.0.1; another "
-                     f"needs ${metrics_access.ENV_AUTH_FILE} or ${metrics_access.ENV_TOKEN_FILE}, "
-                     "which the flows read)")  # fmt: skip
-    run.add_argument("--cluster-port", type=int, default=DEFAULT_CLUSTER_PORT, metavar="FIRST",
-                     help="first of the 127.0.0.1 ports a flow's cluster processes talk "
-                     "on (default %(default)s)")  # fmt: skip
-    run.add_argument("--stop-timeout", type=float, default=STOP_TIMEOUT_S, metavar="SECONDS",
-                     help="how long each group (a flow's processes, the dashboard) gets to "
-                     "stop before it is killed (default %(default)s)")  # fmt: skip
+    run.add_argument(
+        "--ingest",
+        type=int,
+        default=1,
+        metavar="N",
+        help="ingestion processes, as one cluster if > 1; 0: none (default %(default)s)",
+    )
+    run.add_argument(
+        "--metrics",
+        type=int,
+        default=1,
+        metavar="N",
+        help="metrics flow processes, as one cluster if > 1; 0: none (default %(default)s)",
+    )
+    run.add_argument(
+        "--no-serve", dest="serve", action="store_false", help="do not run the dashboard"
+    )
+    run.add_argument(
+        "--host", default=LOCALHOST, help="dashboard address (default 127.0.0.1: this machine only)"
+    )
+    run.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="dashboard port (default %(default)s)"
+    )
+    run.add_argument(
+        "-w",
+        "--workers",
+        type=int,
+        default=1,
+        help="worker threads per flow process (default %(default)s)",
+    )
+    run.add_argument(
+        "--recovery-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep each flow process's recovery store under DIR/<flow>/"
+        "process-<i> (made on first use)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="FIRST",
+        help="give the flow processes FIRST, FIRST+1, … on --metrics-host for "
+        "/metrics, /healthz and /readyz (ingestion first)",
+    )
+    run.add_argument(
+        "--allow-writer-role",
+        action="store_true",
+        help="let the dashboard run as RTTM_DATABASE_URL's role although it can "
+        "write (else run it apart, as a grant-viewer role: --no-serve)",
+    )
+    run.add_argument(
+        "--metrics-host",
+        default=LOCALHOST,
+        metavar="ADDR",
+        help="address of the flows' metrics ports (default 127.0.0.1; another "
+        f"needs ${metrics_access.ENV_AUTH_FILE} or ${metrics_access.ENV_TOKEN_FILE}, "
+        "which the flows read)",
+    )
+    run.add_argument(
+        "--cluster-port",
+        type=int,
+        default=DEFAULT_CLUSTER_PORT,
+        metavar="FIRST",
+        help="first of the 127.0.0.1 ports a flow's cluster processes talk "
+        "on (default %(default)s)",
+    )
+    run.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=STOP_TIMEOUT_S,
+        metavar="SECONDS",
+        help="how long each group (a flow's processes, the dashboard) gets to "
+        "stop before it is killed (default %(default)s)",
+    )
     run.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     logs.setup()
-    missing = [name for name in (config.ENV_BROKERS, config.ENV_DATABASE_URL)
-               if not os.environ.get(name, "").strip()]  # fmt: skip
+    missing = [
+        name
+        for name in (config.ENV_BROKERS, config.ENV_DATABASE_URL)
+        if not os.environ.get(name, "").strip()
+    ]
     if missing:
-        msg = (f"rttm run needs {' and '.join(missing)}: it runs against your servers and "
-               "never starts a local stack (for one: `rttm up`, or `rttm demo`)")  # fmt: skip
+        msg = (
+            f"rttm run needs {' and '.join(missing)}: it runs against your servers and "
+            "never starts a local stack (for one: `rttm up`, or `rttm demo`)"
+        )
         raise RttmError(msg)
     if not flow_settings.tail(os.environ):
-        msg = (f"{flow_settings.ENV_TAIL}=0 makes each flow stop at the end of its "
-               "partitions, and rttm run would restart it for ever: unset it")  # fmt: skip
+        msg = (
+            f"{flow_settings.ENV_TAIL}=0 makes each flow stop at the end of its "
+            "partitions, and rttm run would restart it for ever: unset it"
+        )
         raise RttmError(msg)
     receivers.from_env(os.environ)  # a bad alert receiver now, not in a restart loop
     if args.metrics_port is not None:  # the flows would refuse it, restart after restart
-        metrics_access.authenticator(argparse.Namespace(
-            metrics_host=args.metrics_host, metrics_auth_file=None, metrics_token_file=None,
-            metrics_unauthenticated=False,
-        ))  # fmt: skip
+        metrics_access.authenticator(
+            argparse.Namespace(
+                metrics_host=args.metrics_host,
+                metrics_auth_file=None,
+                metrics_token_file=None,
+                metrics_unauthenticated=False,
+            )
+        )
     if min(args.ingest, args.metrics) < 0 or args.workers < 1 or args.stop_timeout <= 0:
         msg = "--ingest and --metrics must be >= 0, --workers >= 1, --stop-timeout > 0"
         raise RttmError(msg)
@@ -184,8 +236,7 @@ def _groups(args: argparse.Namespace) -> list[Group]:
             if stores is not None:
                 argv += ["--recovery-dir", str(stores[index])]
             if metrics:
-                argv += ["--metrics-port", str(metrics[index]), "--metrics-host",
-                         args.metrics_host]  # fmt: skip
+                argv += ["--metrics-port", str(metrics[index]), "--metrics-host", args.metrics_host]
             name = f"{flow}-{index}" if count > 1 else flow
             children.append(Child(name, tuple(argv)))
         groups.append(Group(flow, tuple(children)))
@@ -228,13 +279,18 @@ def _recovery_dirs(root: Path, count: int) -> list[Path]:
         last = f"…{count - 1}" if count > 1 else ""
         say(f"initialised recovery directories {root}/process-0{last} (a part each)")
         return wanted
-    missing = [str(d / f"part-{i}.sqlite3") for i, d in enumerate(wanted)
-               if not (d / f"part-{i}.sqlite3").exists()]  # fmt: skip
+    missing = [
+        str(d / f"part-{i}.sqlite3")
+        for i, d in enumerate(wanted)
+        if not (d / f"part-{i}.sqlite3").exists()
+    ]
     extra = sorted(set(found) - set(wanted))
     if missing or extra:
         names = ", ".join(p.name for p in found)
-        msg = (f"{root} holds {names}, not the store of {count} process(es) "
-               f"(process-<i>/part-<i>.sqlite3 for each): keep the process count it was "
-               "made for, or use a new --recovery-dir")  # fmt: skip
+        msg = (
+            f"{root} holds {names}, not the store of {count} process(es) "
+            f"(process-<i>/part-<i>.sqlite3 for each): keep the process count it was "
+            "made for, or use a new --recovery-dir"
+        )
         raise RttmError(msg)
     return wanted

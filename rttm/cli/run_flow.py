@@ -29,22 +29,40 @@ from rttm.ops.cluster import Place
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     """The options every flow command has."""
-    parser.add_argument("-w", "--workers", type=int, default=1,
-                        help="worker threads (default %(default)s)")  # fmt: skip
-    parser.add_argument("--recovery-dir", type=Path,
-                        help="Bytewax recovery directory (initialised if new, unless this "
-                        "is a cluster process)")  # fmt: skip
-    parser.add_argument("--snapshot-interval", type=float, default=5.0, metavar="SECONDS",
-                        help="epoch length = snapshot interval (default %(default)s)")  # fmt: skip
-    parser.add_argument("--backup-interval", type=float, default=0.0, metavar="SECONDS",
-                        help="keep older snapshots this long (default %(default)s)")  # fmt: skip
-    parser.add_argument("--until-caught-up", action="store_true",
-                        help="stop at the end of every partition (RTTM_TAIL=0)")  # fmt: skip
     parser.add_argument(
-        "--metrics-port", type=int, metavar="PORT",
+        "-w", "--workers", type=int, default=1, help="worker threads (default %(default)s)"
+    )
+    parser.add_argument(
+        "--recovery-dir",
+        type=Path,
+        help="Bytewax recovery directory (initialised if new, unless this is a cluster process)",
+    )
+    parser.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="epoch length = snapshot interval (default %(default)s)",
+    )
+    parser.add_argument(
+        "--backup-interval",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep older snapshots this long (default %(default)s)",
+    )
+    parser.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="stop at the end of every partition (RTTM_TAIL=0)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
         help="serve the flow's counters (/metrics) and health (/healthz, /readyz) "
         "on --metrics-host:PORT",
-    )  # fmt: skip
+    )
     metrics_access.add_arguments(parser)
     cluster.add_options(parser)
 
@@ -86,10 +104,12 @@ def recovery(
     existing = directory.is_dir() and any(directory.glob("part-*.sqlite3"))
     if not existing and where is not None:
         count = len(where.addresses)
-        msg = (f"recovery directory {directory} holds no parts; a cluster's are made once, "
-               f"before its first start: mkdir -p {directory} && python -m bytewax.recovery "
-               f"{directory} {count} "
-               "(docs/scaling.md: recovery layouts)")  # fmt: skip
+        msg = (
+            f"recovery directory {directory} holds no parts; a cluster's are made once, "
+            f"before its first start: mkdir -p {directory} && python -m bytewax.recovery "
+            f"{directory} {count} "
+            "(docs/scaling.md: recovery layouts)"
+        )
         raise RttmError(msg)
     if not existing:
         directory.mkdir(parents=True, exist_ok=True)
@@ -126,8 +146,10 @@ def run(
     if where is not None:
         timeout = cluster.peer_timeout(args)
         cluster.watch_start(where, timeout, lambda: stats.COUNTERS.began)
-        say(f"process {where.process_id} of a {len(where.addresses)}-process cluster on "
-            f"{where.own_address}; waiting up to {timeout:g} s for the others")  # fmt: skip
+        say(
+            f"process {where.process_id} of a {len(where.addresses)}-process cluster on "
+            f"{where.own_address}; waiting up to {timeout:g} s for the others"
+        )
     line.start()
     try:
         cli_main(  # type: ignore[no-untyped-call]
@@ -142,8 +164,10 @@ def run(
         # A cluster process whose peer died ends with a Rust panic and a traceback: one
         # line says what it means instead.
         if where is not None and type(exc).__name__ == "PanicException":
-            msg = ("another process of the cluster ended, so this one stops too "
-                   f"({exc}); restart the cluster as a whole")  # fmt: skip
+            msg = (
+                "another process of the cluster ended, so this one stops too "
+                f"({exc}); restart the cluster as a whole"
+            )
             raise RttmError(msg) from None
         raise
     finally:

@@ -18,9 +18,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-_STATUS_STYLE = {"OK": "green", "WARN": "yellow", "STALL": "red", "STOP": "bold red",
-                 "firing": "bold red", "pending": "yellow", "resolved": "green",
-                 "critical": "bold red", "warning": "yellow"}  # fmt: skip
+_STATUS_STYLE = {
+    "OK": "green",
+    "WARN": "yellow",
+    "STALL": "red",
+    "STOP": "bold red",
+    "firing": "bold red",
+    "pending": "yellow",
+    "resolved": "green",
+    "critical": "bold red",
+    "warning": "yellow",
+}
 
 
 #: What producer text must not bring to the operator's terminal: C0 controls (ESC starts
@@ -58,8 +66,10 @@ def _untracked(count: int, minutes: int) -> list[Block]:
     """A line saying how many trades stuck detection could not watch, if any."""
     if not count:
         return []
-    line = (f"{count:,} trades in the last {minutes} min were not tracked (the engine's"
-            " RTTM_METRICS_MAX_TRADES): stuck detection cannot see them")  # fmt: skip
+    line = (
+        f"{count:,} trades in the last {minutes} min were not tracked (the engine's"
+        " RTTM_METRICS_MAX_TRADES): stuck detection cannot see them"
+    )
     return [Block(line)]
 
 
@@ -130,11 +140,17 @@ def render(blocks: Sequence[Block], out: Any = None) -> None:
 def alert_rows(alerts: Sequence[dict[str, Any]]) -> list[Sequence[object]]:
     """Rows of an alerts table."""
     return [
-        (a["state"], a["severity"], a["rule"],
-         ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items())), a["value"],
-         a["started_at"], a["resolved_at"] or a["at"])
+        (
+            a["state"],
+            a["severity"],
+            a["rule"],
+            ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items())),
+            a["value"],
+            a["started_at"],
+            a["resolved_at"] or a["at"],
+        )
         for a in alerts
-    ]  # fmt: skip
+    ]
 
 
 ALERT_COLUMNS = ("state", "severity", "rule", "labels", "value", "since", "at")
@@ -253,8 +269,11 @@ def trace_page_line(data: dict[str, Any], again: str, newest: bool = True) -> st
     shown, total = len(data["events"]), data["total"]
     if newest and data["next"] is None:
         return f"showing all {total:,} events"
-    line = f"showing the newest {shown:,} of {total:,} events" if newest else (
-        f"showing {shown:,} older events of {total:,}")  # fmt: skip
+    line = (
+        f"showing the newest {shown:,} of {total:,} events"
+        if newest
+        else (f"showing {shown:,} older events of {total:,}")
+    )
     if data["next"] is None:
         return f"{line}; no older events"
     return f"{line}; older: {again} --before {data['next']}"
@@ -271,23 +290,45 @@ def trace_screen(
     again = again or f"rttm trace {shlex.quote(data['trade_id'])}"
     return [
         Block(f"trade {data['trade_id']}: {state}; stage {data['stage'] or '-'}"),
-        Block("timeline", ("time", "service", "event", "status", "hop", "+ms", "message"),
-              [(e["time"], e["service"], e["event_type"], e["status"],
-                f"{e['source_queue'] or '-'} -> {e['target_queue'] or '-'}",
-                e["since_previous_ms"], _cut_text(e, "message")) for e in data["events"]]),
-        Block(_listed("DLQ", len(data["dlq"]), data["dlq_total"]),
-              ("time", "service", "topic", "reason"),
-              [(d["time"], d["service"], d["topic"], _cut_text(d, "reason")) for d in data["dlq"]]),
-        Block(_listed("errors", len(data["errors"]), data["errors_total"]),
-              ("time", "service", "type", "message"),
-              [(e["time"], e["service"], e["error_type"], _cut_text(e, "error_message"))
-               for e in data["errors"]]),
-        Block(_listed("logs", len(data["logs"]), data["logs_total"]),
-              ("time", "service", "level", "category", "message"),
-              [(g["time"], g["service"], g["level"], g["category"], _cut_text(g, "message"))
-               for g in data["logs"]]),
+        Block(
+            "timeline",
+            ("time", "service", "event", "status", "hop", "+ms", "message"),
+            [
+                (
+                    e["time"],
+                    e["service"],
+                    e["event_type"],
+                    e["status"],
+                    f"{e['source_queue'] or '-'} -> {e['target_queue'] or '-'}",
+                    e["since_previous_ms"],
+                    _cut_text(e, "message"),
+                )
+                for e in data["events"]
+            ],
+        ),
+        Block(
+            _listed("DLQ", len(data["dlq"]), data["dlq_total"]),
+            ("time", "service", "topic", "reason"),
+            [(d["time"], d["service"], d["topic"], _cut_text(d, "reason")) for d in data["dlq"]],
+        ),
+        Block(
+            _listed("errors", len(data["errors"]), data["errors_total"]),
+            ("time", "service", "type", "message"),
+            [
+                (e["time"], e["service"], e["error_type"], _cut_text(e, "error_message"))
+                for e in data["errors"]
+            ],
+        ),
+        Block(
+            _listed("logs", len(data["logs"]), data["logs_total"]),
+            ("time", "service", "level", "category", "message"),
+            [
+                (g["time"], g["service"], g["level"], g["category"], _cut_text(g, "message"))
+                for g in data["logs"]
+            ],
+        ),
         Block(trace_page_line(data, again, newest)),
-    ]  # fmt: skip
+    ]
 
 
 def alerts_screen(data: dict[str, Any]) -> list[Block]:

@@ -33,30 +33,42 @@ def register(commands: Subcommands) -> None:
         description="Serve the dashboard, its JSON API, /metrics, and the probes /healthz "
         "(alive) and /readyz (the database answers). Ctrl-C or SIGTERM stops it.",
     )
-    serve.add_argument("--host", default=LOCALHOST,
-                       help="address to bind (default 127.0.0.1: this machine only; any other "
-                       "needs --auth-file, --token-file or --trust-proxy)")  # fmt: skip
+    serve.add_argument(
+        "--host",
+        default=LOCALHOST,
+        help="address to bind (default 127.0.0.1: this machine only; any other "
+        "needs --auth-file, --token-file or --trust-proxy)",
+    )
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     serve.add_argument(
-        "--max-entries", type=bounded(int, *limits.MAX_ENTRIES_RANGE), metavar="N",
+        "--max-entries",
+        type=bounded(int, *limits.MAX_ENTRIES_RANGE),
+        metavar="N",
         help="entries per section of /api/status and /api/alerts, the worst first; the rest "
         f"are counted in `omitted` (default ${limits.ENV_MAX_ENTRIES} or "
         f"{limits.DEFAULT_MAX_ENTRIES})",
-    )  # fmt: skip
+    )
     serve.add_argument(
-        "--max-series", type=bounded(int, *limits.MAX_SERIES_RANGE), metavar="N",
+        "--max-series",
+        type=bounded(int, *limits.MAX_SERIES_RANGE),
+        metavar="N",
         help="series per metric on /metrics, the highest values first (default "
         f"${limits.ENV_MAX_SERIES} or {limits.DEFAULT_MAX_SERIES:,})",
-    )  # fmt: skip
+    )
     serve.add_argument(
-        "--request-budget", type=bounded(float, *limits.BUDGET_RANGE), metavar="S",
+        "--request-budget",
+        type=bounded(float, *limits.BUDGET_RANGE),
+        metavar="S",
         help="seconds a view request may take before it is answered 503 (default "
         f"${limits.ENV_REQUEST_BUDGET} or {DEFAULT_BUDGET_S:g})",
-    )  # fmt: skip
+    )
     serve_security.add_arguments(serve)
-    serve.add_argument("--allow-writer-role", action="store_true",
-                       help="run even though the database role can write (by default a role"
-                       " with more than SELECT is refused: rttm db grant-viewer ROLE)")  # fmt: skip
+    serve.add_argument(
+        "--allow-writer-role",
+        action="store_true",
+        help="run even though the database role can write (by default a role"
+        " with more than SELECT is refused: rttm db grant-viewer ROLE)",
+    )
     serve.set_defaults(run=_serve)
 
 
@@ -71,12 +83,20 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.allow_writer_role:
         refuse_writer_role(url)
     tls = security.tls
-    app = create_app(url, pipeline_from_env(), allowed_hosts=security.allowed_hosts,
-                     alertmanagers=managers, limits=bounds,
-                     authenticator=security.authenticator, tls=tls is not None)  # fmt: skip
+    app = create_app(
+        url,
+        pipeline_from_env(),
+        allowed_hosts=security.allowed_hosts,
+        alertmanagers=managers,
+        limits=bounds,
+        authenticator=security.authenticator,
+        tls=tls is not None,
+    )
     scheme = "https" if tls else "http"
-    say(f"dashboard on {scheme}://{args.host}:{args.port}/ (API schema: /openapi.json; "
-        "Ctrl-C stops)")  # fmt: skip
+    say(
+        f"dashboard on {scheme}://{args.host}:{args.port}/ (API schema: /openapi.json; "
+        "Ctrl-C stops)"
+    )
     for note in security.notes:
         say(note)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then passes the signal on to the
@@ -90,9 +110,17 @@ def _serve(args: argparse.Namespace) -> int:
     # must see the address that really connected.
     # lifespan off: the app has no start-up or shut-down hooks, and uvicorn's lifespan task,
     # cancelled by a second Ctrl-C during shutdown, would log a CancelledError traceback.
-    uvicorn.run(app, host=args.host, port=args.port, log_level=quiet, log_config=None,
-                proxy_headers=False, lifespan="off", ssl_certfile=tls.cert if tls else None,
-                ssl_keyfile=tls.key if tls else None)  # fmt: skip
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=quiet,
+        log_config=None,
+        proxy_headers=False,
+        lifespan="off",
+        ssl_certfile=tls.cert if tls else None,
+        ssl_keyfile=tls.key if tls else None,
+    )
     received = stopping.received()
     say(f"dashboard stopped on {received.name}" if received else "dashboard stopped")
     return 0

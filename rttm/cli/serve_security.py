@@ -47,23 +47,43 @@ class Security:
 
 def add_arguments(serve: argparse.ArgumentParser) -> None:
     """Add the authentication, Host and TLS options to ``rttm serve``."""
-    serve.add_argument("--auth-file", metavar="FILE",
-                       help="users who may sign in (HTTP Basic): an htpasswd file of bcrypt "
-                       f"entries (htpasswd -B), mode 600 (default ${ENV_AUTH_FILE})")  # fmt: skip
-    serve.add_argument("--token-file", metavar="FILE",
-                       help="bearer tokens for scrapers: NAME:SHA256-HEX lines, mode 600 "
-                       f"(default ${ENV_TOKEN_FILE})")  # fmt: skip
-    serve.add_argument("--trust-proxy", metavar="ADDR[,ADDR...]",
-                       help="addresses or networks of a signing-in reverse proxy whose "
-                       "--proxy-user-header names the user")  # fmt: skip
-    serve.add_argument("--proxy-user-header", metavar="NAME", default=DEFAULT_PROXY_HEADER,
-                       help=f"the header a trusted proxy names the user in (default "
-                       f"{DEFAULT_PROXY_HEADER})")  # fmt: skip
-    serve.add_argument("--allowed-host", metavar="NAME", action="append", default=[],
-                       help="a Host name to answer besides localhost, 127.0.0.1 and --host "
-                       "(repeatable): the names people use to reach this server")  # fmt: skip
-    serve.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate "
-                       "chain (PEM; needs --tls-key)")  # fmt: skip
+    serve.add_argument(
+        "--auth-file",
+        metavar="FILE",
+        help="users who may sign in (HTTP Basic): an htpasswd file of bcrypt "
+        f"entries (htpasswd -B), mode 600 (default ${ENV_AUTH_FILE})",
+    )
+    serve.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="bearer tokens for scrapers: NAME:SHA256-HEX lines, mode 600 "
+        f"(default ${ENV_TOKEN_FILE})",
+    )
+    serve.add_argument(
+        "--trust-proxy",
+        metavar="ADDR[,ADDR...]",
+        help="addresses or networks of a signing-in reverse proxy whose "
+        "--proxy-user-header names the user",
+    )
+    serve.add_argument(
+        "--proxy-user-header",
+        metavar="NAME",
+        default=DEFAULT_PROXY_HEADER,
+        help=f"the header a trusted proxy names the user in (default {DEFAULT_PROXY_HEADER})",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a Host name to answer besides localhost, 127.0.0.1 and --host "
+        "(repeatable): the names people use to reach this server",
+    )
+    serve.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve HTTPS with this certificate chain (PEM; needs --tls-key)",
+    )
     serve.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
 
 
@@ -107,23 +127,30 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> 
     proxies = [a for a in (args.trust_proxy or "").split(",") if a.strip()]
     authenticator = None
     if auth_file or token_file or proxies:
-        authenticator = Authenticator.from_files(auth_file, token_file, proxies,
-                                                 args.proxy_user_header)  # fmt: skip
+        authenticator = Authenticator.from_files(
+            auth_file, token_file, proxies, args.proxy_user_header
+        )
     if authenticator is None and not is_loopback(args.host):
-        msg = (f"--host {args.host} would open the dashboard to the network without "
-               "authentication: add --auth-file FILE and/or --token-file FILE (or "
-               "--trust-proxy ADDR behind a signing-in proxy), or bind 127.0.0.1")  # fmt: skip
+        msg = (
+            f"--host {args.host} would open the dashboard to the network without "
+            "authentication: add --auth-file FILE and/or --token-file FILE (or "
+            "--trust-proxy ADDR behind a signing-in proxy), or bind 127.0.0.1"
+        )
         raise ConfigError(msg)
     hosts = [*ALWAYS_ALLOWED, *args.allowed_host]
     notes = []
     if args.host not in WILDCARDS:
         hosts.append(args.host)
     elif not args.allowed_host:
-        notes.append("answering only Host localhost and 127.0.0.1: add --allowed-host NAME "
-                     "for the names people use to reach this server")  # fmt: skip
+        notes.append(
+            "answering only Host localhost and 127.0.0.1: add --allowed-host NAME "
+            "for the names people use to reach this server"
+        )
     if authenticator is not None:
         notes.append(f"sign-in required ({authenticator.summary()}); /healthz, /readyz open")
     if tls is None and not is_loopback(args.host):
-        notes.append("no TLS: passwords and tokens cross the network in clear; add --tls-cert"
-                     " and --tls-key, or put a TLS proxy in front")  # fmt: skip
+        notes.append(
+            "no TLS: passwords and tokens cross the network in clear; add --tls-cert"
+            " and --tls-key, or put a TLS proxy in front"
+        )
     return Security(authenticator, list(dict.fromkeys(hosts)), tls, notes)

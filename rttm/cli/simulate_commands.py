@@ -32,23 +32,33 @@ def register(commands: Subcommands) -> None:
         "injected faults; every event goes to the rttm.* topics through the rttm-emit "
         "producer library.",
     )
-    sim.add_argument("--rate", type=float, default=200.0,
-                     help="trades created per second (default %(default)s)")  # fmt: skip
+    sim.add_argument(
+        "--rate", type=float, default=200.0, help="trades created per second (default %(default)s)"
+    )
     size = sim.add_mutually_exclusive_group()
     size.add_argument("--trades", type=int, help="trades to create (default 1000)")
-    size.add_argument("--duration", type=float, metavar="SECONDS",
-                      help="create trades for this many seconds")  # fmt: skip
+    size.add_argument(
+        "--duration", type=float, metavar="SECONDS", help="create trades for this many seconds"
+    )
     sim.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
-    sim.add_argument("--start", type=datetime.fromisoformat, metavar="ISO-TIME",
-                     help="event time of the first trade (default: now); fix it with --seed "
-                     "for identical events")  # fmt: skip
+    sim.add_argument(
+        "--start",
+        type=datetime.fromisoformat,
+        metavar="ISO-TIME",
+        help="event time of the first trade (default: now); fix it with --seed "
+        "for identical events",
+    )
     sim.add_argument(
         "--scenario", type=Path, help="TOML pipeline and faults (default: docs/design.md §5.3)"
     )
-    sim.add_argument("--fast", action="store_true",
-                     help="do not pace events to the wall clock: as fast as possible")  # fmt: skip
-    sim.add_argument("--summary-json", type=Path, metavar="FILE",
-                     help="also write the summary as JSON")  # fmt: skip
+    sim.add_argument(
+        "--fast",
+        action="store_true",
+        help="do not pace events to the wall clock: as fast as possible",
+    )
+    sim.add_argument(
+        "--summary-json", type=Path, metavar="FILE", help="also write the summary as JSON"
+    )
     sim.set_defaults(run=_simulate)
 
 
@@ -75,8 +85,10 @@ class _Progress:
             return "simulate: starting"
         done = sim.created / self.trades if self.trades else sim.clock / (self.duration or 1)
         rate = self.count / max(time.monotonic() - self.began, 1e-9)
-        return (f"simulate: {_bar(done)} | trades {sim.created:,} | events {self.count:,}"
-                f" | {rate:,.0f} events/s")  # fmt: skip
+        return (
+            f"simulate: {_bar(done)} | trades {sim.created:,} | events {self.count:,}"
+            f" | {rate:,.0f} events/s"
+        )
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -96,9 +108,16 @@ def _simulate(args: argparse.Namespace) -> int:
     line = LiveLine(progress.render).start()
     try:
         summary = run(
-            scenario, emitter, seed=args.seed, start=start, rate=args.rate, trades=trades,
-            duration=args.duration, paced=not args.fast, on_progress=progress.update,
-        )  # fmt: skip
+            scenario,
+            emitter,
+            seed=args.seed,
+            start=start,
+            rate=args.rate,
+            trades=trades,
+            duration=args.duration,
+            paced=not args.fast,
+            on_progress=progress.update,
+        )
     finally:
         line.stop()
     _report(summary)
@@ -110,8 +129,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _report(summary: Summary) -> None:
-    say(f"simulated {summary.tally.trades['created']:,} trades: {summary.events:,} events in "
-        f"{summary.seconds:.1f} s ({summary.rate:,.0f} events/s), seed {summary.seed}")  # fmt: skip
+    say(
+        f"simulated {summary.tally.trades['created']:,} trades: {summary.events:,} events in "
+        f"{summary.seconds:.1f} s ({summary.rate:,.0f} events/s), seed {summary.seed}"
+    )
     for name, count in sorted(summary.tally.topics.items()):
         say(f"  {name:<22} {count:>10,}")
     outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.tally.trades.items()))

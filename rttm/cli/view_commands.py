@@ -55,17 +55,22 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     parser.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     parser.add_argument(
-        "--interval", type=bounded(float, 0.5, 3600), default=WATCH_INTERVAL_S, metavar="S",
+        "--interval",
+        type=bounded(float, 0.5, 3600),
+        default=WATCH_INTERVAL_S,
+        metavar="S",
         help=f"seconds between refreshes (default {WATCH_INTERVAL_S:g})",
-    )  # fmt: skip
+    )
 
 
 def _max_entries(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--max-entries", type=bounded(int, *limits.MAX_ENTRIES_RANGE), metavar="N",
+        "--max-entries",
+        type=bounded(int, *limits.MAX_ENTRIES_RANGE),
+        metavar="N",
         help="entries per section, the worst first; the rest are counted ('and N more') "
         f"(default ${limits.ENV_MAX_ENTRIES} or {limits.DEFAULT_MAX_ENTRIES})",
-    )  # fmt: skip
+    )
 
 
 def register(commands: Subcommands) -> None:
@@ -78,12 +83,15 @@ def register(commands: Subcommands) -> None:
         "pipeline, with the time spent in each hop; --before pages to older events.",
     )
     trace_cmd.add_argument("trade_id", metavar="TRADE_ID")
-    trace_cmd.add_argument("--limit", type=bounded(int, 1, trace.MAX_LIMIT),
-                           default=trace.DEFAULT_LIMIT,
-                           help=f"events shown, the newest (default {trace.DEFAULT_LIMIT}, "
-                           f"at most {trace.MAX_LIMIT})")  # fmt: skip
-    trace_cmd.add_argument("--before", metavar="CURSOR",
-                           help="the older page that the last line names")  # fmt: skip
+    trace_cmd.add_argument(
+        "--limit",
+        type=bounded(int, 1, trace.MAX_LIMIT),
+        default=trace.DEFAULT_LIMIT,
+        help=f"events shown, the newest (default {trace.DEFAULT_LIMIT}, at most {trace.MAX_LIMIT})",
+    )
+    trace_cmd.add_argument(
+        "--before", metavar="CURSOR", help="the older page that the last line names"
+    )
     _common(trace_cmd)
     trace_cmd.set_defaults(run=_trace)
     status_cmd = add_command(
@@ -94,36 +102,55 @@ def register(commands: Subcommands) -> None:
         "consumers and their lag, dead letters, errors, stuck trades and active alerts, the "
         "worst first.",
     )
-    status_cmd.add_argument("--minutes", type=bounded(int, 1, 1440), default=status.DEFAULT_MINUTES,
-                            help="period of the averages and counts (default 15)")  # fmt: skip
+    status_cmd.add_argument(
+        "--minutes",
+        type=bounded(int, 1, 1440),
+        default=status.DEFAULT_MINUTES,
+        help="period of the averages and counts (default 15)",
+    )
     _max_entries(status_cmd)
     _common(status_cmd)
     status_cmd.set_defaults(run=_status)
     alerts_cmd = add_command(
-        commands, "alerts", help="firing and pending alerts, recent changes; silence alerts",
+        commands,
+        "alerts",
+        help="firing and pending alerts, recent changes; silence alerts",
         description="Active alerts with how their notification went (delivered, retrying, "
         "queued, refused, history, not configured) and, with RTTM_ALERTMANAGER_URL set, the "
         "Alertmanager silences muting them; then the latest transitions.",
-    )  # fmt: skip
-    alerts_cmd.add_argument("--limit", type=bounded(int, 1, 1000), default=50,
-                            help="recent transitions shown (1-1000)")  # fmt: skip
+    )
+    alerts_cmd.add_argument(
+        "--limit", type=bounded(int, 1, 1000), default=50, help="recent transitions shown (1-1000)"
+    )
     _max_entries(alerts_cmd)
     _common(alerts_cmd)
     alerts_cmd.set_defaults(run=_alerts)
     actions = alerts_cmd.add_subparsers(dest="action", metavar="ACTION", required=False)
     silence = add_command(
-        actions, "silence", help="silence a rule's alerts in Alertmanager (RTTM_ALERTMANAGER_URL)",
+        actions,
+        "silence",
+        help="silence a rule's alerts in Alertmanager (RTTM_ALERTMANAGER_URL)",
         description="Creates a silence in Alertmanager for RTTM's alerts of RULE whose labels "
         "equal every LABEL=VALUE given, and prints its id.",
-    )  # fmt: skip
+    )
     silence.add_argument("rule", metavar="RULE", help="the rule's name (alertname)")
-    silence.add_argument("matchers", nargs="*", type=_matcher, metavar="LABEL=VALUE",
-                         help="only alerts with this label value")  # fmt: skip
-    silence.add_argument("--for", dest="duration", type=_duration, required=True, metavar="D",
-                         help="how long, such as 30m or 2h")  # fmt: skip
+    silence.add_argument(
+        "matchers",
+        nargs="*",
+        type=_matcher,
+        metavar="LABEL=VALUE",
+        help="only alerts with this label value",
+    )
+    silence.add_argument(
+        "--for",
+        dest="duration",
+        type=_duration,
+        required=True,
+        metavar="D",
+        help="how long, such as 30m or 2h",
+    )
     silence.add_argument("--comment", required=True, help="why (shown in Alertmanager)")
-    silence.add_argument("--author", default=None,
-                         help="who (default: the login name)")  # fmt: skip
+    silence.add_argument("--author", default=None, help="who (default: the login name)")
     silence.set_defaults(run=_silence)
 
 
@@ -206,9 +233,13 @@ def _alerts(args: argparse.Namespace) -> int:
 def _silence(args: argparse.Namespace) -> int:
     author = args.author or getpass.getuser()
     silence_id, manager = silences.create(
-        receivers.alertmanagers(), args.rule, dict(args.matchers), args.duration, args.comment,
+        receivers.alertmanagers(),
+        args.rule,
+        dict(args.matchers),
+        args.duration,
+        args.comment,
         author,
-    )  # fmt: skip
+    )
     print(silence_id, flush=True)
     say(f"silenced {args.rule} for {format_duration(args.duration)} in {manager.name}")
     return 0

@@ -85,10 +85,15 @@ def rejected(
     detail: str,
 ) -> Rejected:
     """The :class:`Rejected` of a message refused for ``detail``, kept whole."""
-    return Rejected(topic=topic, partition=partition, offset=offset,
-                    dedupe_key=fallback_key(topic, partition, offset, timestamp_ms),
-                    key=key, value=value,
-                    reason=refusal_reason(topic, partition, offset, detail))  # fmt: skip
+    return Rejected(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        dedupe_key=fallback_key(topic, partition, offset, timestamp_ms),
+        key=key,
+        value=value,
+        reason=refusal_reason(topic, partition, offset, detail),
+    )
 
 
 def empty_value(value: bytes | None) -> str:

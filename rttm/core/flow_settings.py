@@ -61,6 +61,8 @@ def check_schema(url: str) -> None:
         applied = applied_versions(conn)
     pending = [m.path.name for m in migrations() if m.version not in applied]
     if pending:
-        msg = (f"database {describe(url)} is not migrated (pending: {', '.join(pending)}):"
-               " run `rttm db migrate`")  # fmt: skip
+        msg = (
+            f"database {describe(url)} is not migrated (pending: {', '.join(pending)}):"
+            " run `rttm db migrate`"
+        )
         raise RttmError(msg)

@@ -47,13 +47,23 @@ def is_json(env: Mapping[str, str] = os.environ) -> bool:
     return name == "json"
 
 
-def json_line(message: str, level_name: str = "INFO", logger: str = OPERATOR,
-              created: float | None = None, **extra: Any) -> str:  # fmt: skip
+def json_line(
+    message: str,
+    level_name: str = "INFO",
+    logger: str = OPERATOR,
+    created: float | None = None,
+    **extra: Any,
+) -> str:
     """One log record as a JSON object on one line (no newline)."""
     moment = time.time() if created is None else created
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment))
-    record = {"time": f"{stamp}.{int(moment % 1 * 1000):03d}Z", "level": level_name,
-              "logger": logger, "message": message, **extra}  # fmt: skip
+    record = {
+        "time": f"{stamp}.{int(moment % 1 * 1000):03d}Z",
+        "level": level_name,
+        "logger": logger,
+        "message": message,
+        **extra,
+    }
     return json.dumps(record, ensure_ascii=False, default=str)
 
 
@@ -63,8 +73,9 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The record as one JSON line."""
         extra = {"exc_info": self.formatException(record.exc_info)} if record.exc_info else {}
-        return json_line(record.getMessage(), record.levelname, record.name, record.created,
-                         **extra)  # fmt: skip
+        return json_line(
+            record.getMessage(), record.levelname, record.name, record.created, **extra
+        )
 
 
 def setup(env: Mapping[str, str] = os.environ) -> None:

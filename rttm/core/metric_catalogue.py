@@ -35,8 +35,7 @@ RANGE_S: Final = 60
 #: writes its silence as zero (not as nothing), and an exported rule on a zero needs it.
 EXPECT_S: Final = 900.0
 #: Stored latency quantiles (``quantile="p99"``) and Prometheus' spelling of each (0.99).
-QUANTILES: Final[Mapping[str, str]] = MappingProxyType({"p50": "0.5", "p95": "0.95",
-                                                        "p99": "0.99"})  # fmt: skip
+QUANTILES: Final[Mapping[str, str]] = MappingProxyType({"p50": "0.5", "p95": "0.95", "p99": "0.99"})
 #: The consumed offset of each queue partition, from the services' snapshots: a gauge of
 #: ``rttm serve`` whose rate() is the consume rate.
 CONSUMED_OFFSET: Final = "rttm_queue_consumed_offset"
@@ -100,57 +99,125 @@ def _l(names: str = "") -> frozenset[str]:
 C, R, Q, S, L = Kind.COUNT, Kind.RATE, Kind.RATIO, Kind.STATE, Kind.LATENCY
 #: The catalogue, by name.
 METRICS: Final[Mapping[str, Metric]] = _metrics(
-    Metric("events", _l("service event_type"), C, "Trade events on rttm.trade.events",
-           prometheus_name="trade_events"),
+    Metric(
+        "events",
+        _l("service event_type"),
+        C,
+        "Trade events on rttm.trade.events",
+        prometheus_name="trade_events",
+    ),
     Metric("tps", _l("service"), R, "Trade events per second", of="events"),
     Metric("trades_started", _l(), C, "Trades created (first-stage events)"),
     Metric("trades_completed", _l(), C, "Trades done (completion events)"),
     Metric("trades_rejected", _l(), C, "Trades failed (rejection events)"),
-    Metric("hop_latency_ms", _l("from_stage to_stage quantile"), L,
-           "Latency between consecutive stages of a trade, in the newest window", lasting=True),
-    Metric("e2e_latency_ms", _l("quantile"), L,
-           "Latency from a trade's creation to its last stage, in the newest window",
-           lasting=True),
-    Metric("queue_lag", _l("service topic partition"), S,
-           "Messages a consumer has not yet consumed", lasting=True),
-    Metric("queue_lag_seconds", _l("service topic partition"), S,
-           "Queue lag over the consume rate: how long the backlog takes to drain",
-           lasting=True),
-    Metric("consume_rate", _l("service topic partition"), R,
-           "Messages consumed per second", lasting=True),
-    Metric("consumer_status", _l("service topic"), S,
-           "Consumer status: 0 OK, 1 WARN (lag growing), 2 STALL, 3 STOP", lasting=True),
-    Metric("time_to_data_loss_seconds", _l("service topic"), S,
-           "Time until retention deletes messages the consumer has not read", lasting=True),
+    Metric(
+        "hop_latency_ms",
+        _l("from_stage to_stage quantile"),
+        L,
+        "Latency between consecutive stages of a trade, in the newest window",
+        lasting=True,
+    ),
+    Metric(
+        "e2e_latency_ms",
+        _l("quantile"),
+        L,
+        "Latency from a trade's creation to its last stage, in the newest window",
+        lasting=True,
+    ),
+    Metric(
+        "queue_lag",
+        _l("service topic partition"),
+        S,
+        "Messages a consumer has not yet consumed",
+        lasting=True,
+    ),
+    Metric(
+        "queue_lag_seconds",
+        _l("service topic partition"),
+        S,
+        "Queue lag over the consume rate: how long the backlog takes to drain",
+        lasting=True,
+    ),
+    Metric(
+        "consume_rate",
+        _l("service topic partition"),
+        R,
+        "Messages consumed per second",
+        lasting=True,
+    ),
+    Metric(
+        "consumer_status",
+        _l("service topic"),
+        S,
+        "Consumer status: 0 OK, 1 WARN (lag growing), 2 STALL, 3 STOP",
+        lasting=True,
+    ),
+    Metric(
+        "time_to_data_loss_seconds",
+        _l("service topic"),
+        S,
+        "Time until retention deletes messages the consumer has not read",
+        lasting=True,
+    ),
     Metric("dlq_events", _l("topic reason"), C, "Messages dead-lettered"),
-    Metric("dlq_depth", _l("topic"), S, "Messages in each DLQ topic since RTTM started counting",
-           lasting=True),
+    Metric(
+        "dlq_depth",
+        _l("topic"),
+        S,
+        "Messages in each DLQ topic since RTTM started counting",
+        lasting=True,
+    ),
     Metric("dlq_depth_by_reason", _l("topic reason"), S, "DLQ depth per reason", lasting=True),
     Metric("dlq_rate", _l("topic"), R, "Messages dead-lettered per second", of="dlq_events"),
-    Metric("dlq_ratio", _l(), Q, "DLQ events per trade started", of="dlq_events",
-           per="trades_started"),
+    Metric(
+        "dlq_ratio", _l(), Q, "DLQ events per trade started", of="dlq_events", per="trades_started"
+    ),
     Metric("errors", _l("service error_type"), C, "Error events"),
     Metric("error_rate", _l("service"), R, "Error events per second", of="errors"),
-    Metric("error_ratio", _l("service"), Q, "Error events per trade event of the service",
-           of="errors", per="events"),
+    Metric(
+        "error_ratio",
+        _l("service"),
+        Q,
+        "Error events per trade event of the service",
+        of="errors",
+        per="events",
+    ),
     Metric("log_events", _l("service level category"), C, "WARN and ERROR log events"),
-    Metric("log_rate", _l("service level"), R, "WARN and ERROR log events per second",
-           of="log_events"),
-    Metric("stuck_trades", _l("stage service"), S,
-           "Trades stuck after a stage now (no next event within the allowed time)"),
+    Metric(
+        "log_rate", _l("service level"), R, "WARN and ERROR log events per second", of="log_events"
+    ),
+    Metric(
+        "stuck_trades",
+        _l("stage service"),
+        S,
+        "Trades stuck after a stage now (no next event within the allowed time)",
+    ),
     Metric("late_events", _l("topic"), C, "Events past the correction horizon, not counted"),
     Metric("corrected_events", _l("topic"), C, "Late events added to their closed window"),
     Metric("repeated_events", _l("topic"), C, "Repeated deliveries of a counted event, dropped"),
     Metric("invalid_messages", _l("topic"), C, "Messages rejected by the contracts"),
-    Metric("future_events", _l("topic"), C,
-           "Events dated more than 5 minutes past the wall clock, ignored"),
-    Metric("cardinality_exceeded", _l("metric label"), C,
-           "Label sets folded into __other__ by the series cap (RTTM_METRICS_MAX_SERIES)"),
-    Metric("trades_untracked", _l(), C,
-           "In-flight trades let go for space (RTTM_METRICS_MAX_TRADES)"),
-    Metric("partitions_untracked", _l(), C,
-           "Queue partitions let go for space (RTTM_METRICS_MAX_PARTITIONS)"),
-)  # fmt: skip
+    Metric(
+        "future_events",
+        _l("topic"),
+        C,
+        "Events dated more than 5 minutes past the wall clock, ignored",
+    ),
+    Metric(
+        "cardinality_exceeded",
+        _l("metric label"),
+        C,
+        "Label sets folded into __other__ by the series cap (RTTM_METRICS_MAX_SERIES)",
+    ),
+    Metric(
+        "trades_untracked", _l(), C, "In-flight trades let go for space (RTTM_METRICS_MAX_TRADES)"
+    ),
+    Metric(
+        "partitions_untracked",
+        _l(),
+        C,
+        "Queue partitions let go for space (RTTM_METRICS_MAX_PARTITIONS)",
+    ),
+)
 
 #: Metrics whose latest value stands until a newer one (the others: absent means zero).
 LASTING: Final = frozenset(name for name, metric in METRICS.items() if metric.lasting)
@@ -214,8 +281,9 @@ def promql(metric: Metric, match: Mapping[str, str], window_s: float) -> str:
     if metric.kind is Kind.STATE:
         return _selector(metric.family, match)
     if metric.kind is Kind.LATENCY:
-        named = {name: quantile(value) if name == "quantile" else value
-                 for name, value in match.items()}  # fmt: skip
+        named = {
+            name: quantile(value) if name == "quantile" else value for name, value in match.items()
+        }
         return f"{_selector(metric.family, named)} * 1000"
     lookback = lookback_s(window_s)
     if metric.name == "consume_rate":
@@ -223,8 +291,10 @@ def promql(metric: Metric, match: Mapping[str, str], window_s: float) -> str:
     if metric.kind is Kind.RATE:
         return _rate(metric, metric.of, match, window_s)
     if metric.kind is Kind.RATIO:
-        ratio = _rate(metric, metric.of, match, window_s), _rate(metric, metric.per, match,
-                                                                window_s)  # fmt: skip
+        ratio = (
+            _rate(metric, metric.of, match, window_s),
+            _rate(metric, metric.per, match, window_s),
+        )
         return " / ".join(ratio)
     windows = lookback / window_s
     scaled = "" if windows == 1 else f" / {windows:g}"

@@ -81,9 +81,13 @@ class TopicSpec(Topic):
     ) -> TopicSpec:
         """``topic`` of :mod:`rttm_emit.topics`, stored in ``table`` by ``consumer_group``."""
         return cls(
-            name=topic.name, struct=topic.struct, key_fields=topic.key_fields,
-            consumer_group=consumer_group, table=table, time_field=time_field,
-        )  # fmt: skip
+            name=topic.name,
+            struct=topic.struct,
+            key_fields=topic.key_fields,
+            consumer_group=consumer_group,
+            table=table,
+            time_field=time_field,
+        )
 
     @cached_property
     def payload_fields(self) -> tuple[str, ...]:

@@ -44,8 +44,10 @@ def check_private_dir(path: Path, what: str, files: str | None = None) -> None:
 def _check_owner_and_mode(path: Path, info: os.stat_result, what: str) -> None:
     me = os.geteuid()
     if info.st_uid not in (me, 0):
-        msg = (f"{what} {path} belongs to uid {info.st_uid}, not to you (uid {me}): "
-               "use a directory of your own")  # fmt: skip
+        msg = (
+            f"{what} {path} belongs to uid {info.st_uid}, not to you (uid {me}): "
+            "use a directory of your own"
+        )
         raise RttmError(msg)
     # Group write is fine when the group is one of this process's own: Kubernetes' fsGroup
     # makes every volume group-writable for the pod's group. Anyone else may not write.

@@ -76,8 +76,9 @@ def split_batch(batch: RawBatch, shards: int = DEFAULT_SHARDS) -> list[tuple[str
             event, detail = None, str(refusal)
         if event is None:
             detail = detail if value else empty_value(value)  # why, on the refused path only
-            reject = rejected(topic, message.key(), value, partition, offset,
-                              _timestamp_ms(message), detail)  # fmt: skip
+            reject = rejected(
+                topic, message.key(), value, partition, offset, _timestamp_ms(message), detail
+            )
             chunks[partition % shards].tables.setdefault(REJECTS_TABLE, []).append(
                 reject_row(reject)
             )

@@ -27,9 +27,12 @@ def build_flow(settings: IngestSettings, *, commit_offsets: bool = True) -> Data
     """The ingestion flow for ``settings`` (see the module docstring)."""
     flow = Dataflow(FLOW_ID)
     source = RttmKafkaSource(
-        settings.kafka_config, settings.topics, settings.partitions, settings.tail,
+        settings.kafka_config,
+        settings.topics,
+        settings.partitions,
+        settings.tail,
         positions=settings.positions,
-    )  # fmt: skip
+    )
     raw = op.input("kafka", flow, source)
     write(raw, settings, settings.kafka_config if commit_offsets else None)
     return flow

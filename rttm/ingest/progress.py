@@ -37,8 +37,9 @@ class ProgressLine(RateLine):
         counters: Counters = COUNTERS,
         source: SourceCounters = source_stats.COUNTERS,
     ) -> None:
-        super().__init__(partial(describe, counters, source), lambda: counters.rows,
-                         counters.started, stream)  # fmt: skip
+        super().__init__(
+            partial(describe, counters, source), lambda: counters.rows, counters.started, stream
+        )
 
 
 def stopped(summary: str, received: signal.Signals, url: str, topics: Sequence[str]) -> str:

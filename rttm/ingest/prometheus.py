@@ -31,8 +31,11 @@ class IngestCollector(Collector):
             ("rttm_ingest_sink_retries", COUNTERS.retries, "Batches retried after an outage"),
         ):
             yield CounterMetricFamily(name, about, value=float(value))
-        lag = GaugeMetricFamily("rttm_ingest_lag_messages", "Messages behind each partition's end",
-                                labels=["topic", "partition"])  # fmt: skip
+        lag = GaugeMetricFamily(
+            "rttm_ingest_lag_messages",
+            "Messages behind each partition's end",
+            labels=["topic", "partition"],
+        )
         for topic, partition, behind in SOURCE.lag_by_partition():
             lag.add_metric([topic, str(partition)], float(behind))
         yield lag

@@ -104,8 +104,12 @@ def still_kept(positions: Mapping[Where, int], starts: Mapping[Where, int]) -> d
         if offset < oldest:
             _LOG.warning(
                 "%s[%d]: offsets %d to %d were deleted by retention before RTTM stored them;"
-                " resuming at %d, the oldest message kept", *where, offset, oldest - 1, oldest,
-            )  # fmt: skip
+                " resuming at %d, the oldest message kept",
+                *where,
+                offset,
+                oldest - 1,
+                oldest,
+            )
             kept[where] = oldest
     return kept
 
@@ -119,8 +123,11 @@ def _note_topic_ids(conn: Conn, ids: Mapping[str, str]) -> set[str]:
         if before is not None and before != topic_id:
             _LOG.warning(
                 "%s was deleted and created again (topic id %s, was %s): reading it from"
-                " its beginning", topic, topic_id, before,
-            )  # fmt: skip
+                " its beginning",
+                topic,
+                topic_id,
+                before,
+            )
             conn.execute(_DROP_TOPIC, (topic,))
             recreated.add(topic)
         if before != topic_id:
@@ -150,8 +157,9 @@ def _fold_removed_shards(
     conn.execute(_DROP_SHARDS, (topics, shards))
     _LOG.warning(
         "positions of shards %s (RTTM_SHARDS is now %d) folded into the current shards",
-        ", ".join(map(str, removed)), shards,
-    )  # fmt: skip
+        ", ".join(map(str, removed)),
+        shards,
+    )
 
 
 def _claim_every_shard(

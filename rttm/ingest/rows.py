@@ -35,8 +35,14 @@ class Layout:
     @classmethod
     def of(cls, table: str, columns: tuple[str, ...], types: tuple[str, ...]) -> Layout:
         """The layout of ``columns``, which hold the dedupe key and Kafka coordinates."""
-        return cls(table, columns, types, columns.index("dedupe_key"),
-                   columns.index("kafka_partition"), columns.index("kafka_offset"))  # fmt: skip
+        return cls(
+            table,
+            columns,
+            types,
+            columns.index("dedupe_key"),
+            columns.index("kafka_partition"),
+            columns.index("kafka_offset"),
+        )
 
 
 #: Every table the ingestion writes, by name: each topic's, then the rejects.
@@ -59,8 +65,15 @@ def event_row(event: Message, dedupe_key: str, partition: int, offset: int) -> R
 
 def reject_row(rejected: Rejected) -> Row:
     """The rejects table's row of a refused message, raw bytes and reason included."""
-    return (rejected.topic, rejected.partition, rejected.offset, rejected.dedupe_key,
-            rejected.key, rejected.value, rejected.reason)  # fmt: skip
+    return (
+        rejected.topic,
+        rejected.partition,
+        rejected.offset,
+        rejected.dedupe_key,
+        rejected.key,
+        rejected.value,
+        rejected.reason,
+    )
 
 
 def table_row(result: Decoded) -> tuple[str, Row]:

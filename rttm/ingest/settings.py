@@ -68,7 +68,12 @@ def from_env(env: Mapping[str, str] = os.environ) -> IngestSettings:
     check_schema(url)
     partitions = topic_partitions(kafka, topics)
     return IngestSettings(
-        kafka=kafka, database_url=url, topics=topics, partitions=partitions, tail=follow,
-        dedupe_capacity=capacity, shards=shards,
+        kafka=kafka,
+        database_url=url,
+        topics=topics,
+        partitions=partitions,
+        tail=follow,
+        dedupe_capacity=capacity,
+        shards=shards,
         positions=resume_positions(kafka, url, partitions, shards),
-    )  # fmt: skip
+    )

@@ -194,8 +194,10 @@ class ShardWriter:
                 # also salvages a batch PostgreSQL refuses for any other reason.
                 _LOG.debug(
                     "shard %d: COPY refused (%s); merging for up to %d batches",
-                    self._shard, error_cause(exc), MERGE_RUN,
-                )  # fmt: skip
+                    self._shard,
+                    error_cause(exc),
+                    MERGE_RUN,
+                )
                 self._merge_left = MERGE_RUN
         self._merge_left -= 1
         try:
@@ -272,8 +274,14 @@ def _refused_row(table: str, row: Row, exc: Exception) -> Row:
     layout, topic = LAYOUTS[table], TOPIC_OF_TABLE[table]
     partition, offset = cast("int", row[layout.partition]), cast("int", row[layout.offset])
     values = json.dumps(dict(zip(layout.columns, row, strict=True)), default=str)
-    return reject_row(Rejected(
-        topic=topic, partition=partition, offset=offset,
-        dedupe_key=cast("str", row[layout.dedupe]), key=None, value=values.encode(),
-        reason=refusal_reason(topic, partition, offset, f"postgres refused the row: {exc}"),
-    ))  # fmt: skip
+    return reject_row(
+        Rejected(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            dedupe_key=cast("str", row[layout.dedupe]),
+            key=None,
+            value=values.encode(),
+            reason=refusal_reason(topic, partition, offset, f"postgres refused the row: {exc}"),
+        )
+    )

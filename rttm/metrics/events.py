@@ -64,32 +64,58 @@ class Facts:
 def _trade(e: TradeEvent, offset: int) -> tuple[str, Trade]:
     moment = e.event_time.timestamp()
     # Keyed by id and time, as rttm_trade_events is (its key is dedupe_key, event_time).
-    return e.trade_id, (e.trade_id, e.service_name, e.event_type, moment, offset,
-                        id_key(e.event_id, moment))  # fmt: skip
+    return e.trade_id, (
+        e.trade_id,
+        e.service_name,
+        e.event_type,
+        moment,
+        offset,
+        id_key(e.event_id, moment),
+    )
 
 
 def _queue(e: QueueMetrics, _offset: int) -> tuple[str, Snapshot]:
     return f"{e.topic_name}-{e.partition}", (
-        e.service_name, e.topic_name, e.partition, e.produced_offset, e.consumed_offset,
+        e.service_name,
+        e.topic_name,
+        e.partition,
+        e.produced_offset,
+        e.consumed_offset,
         e.snapshot_time.timestamp(),
-    )  # fmt: skip
+    )
 
 
 def _dlq(e: DlqEvent, offset: int) -> tuple[str, Dlq]:
     # The reason is a label: grouped and cut here, so the engine never holds a stack trace,
     # or one series per trade id, per reason (the DLQ rows keep the exact text).
-    return e.trade_id, (e.topic_name, reason_group(e.reason), e.event_time.timestamp(), offset,
-                        id_key(e.event_id))  # fmt: skip
+    return e.trade_id, (
+        e.topic_name,
+        reason_group(e.reason),
+        e.event_time.timestamp(),
+        offset,
+        id_key(e.event_id),
+    )
 
 
 def _error(e: ErrorEvent, offset: int) -> tuple[str, Error]:
-    return e.service_name, (e.service_name, e.error_type, e.event_time.timestamp(), offset,
-                            id_key(e.event_id))  # fmt: skip
+    return e.service_name, (
+        e.service_name,
+        e.error_type,
+        e.event_time.timestamp(),
+        offset,
+        id_key(e.event_id),
+    )
 
 
 def _log(e: LogEvent, offset: int) -> tuple[str, Log]:
-    return e.service_name, (e.service_name, e.log_level, e.log_category,
-                            e.event_time.timestamp(), offset, id_key(e.event_id))  # fmt: skip
+    return e.service_name, (
+        e.service_name,
+        e.log_level,
+        e.log_category,
+        e.event_time.timestamp(),
+        offset,
+        id_key(e.event_id),
+    )
 
 
 class Uncounted(NamedTuple):

@@ -54,14 +54,21 @@ def build_flow(settings: MetricsSettings, *, publish: bool = True) -> Dataflow:
     """The metrics flow for ``settings``; ``publish=False`` writes alerts only to the table."""
     flow = Dataflow(FLOW_ID)
     source = RttmKafkaSource(
-        settings.kafka_config, settings.topics, settings.partitions, settings.tail,
-        heartbeat=True, group_id=READER_GROUP, round_messages=METRICS_ROUND_MESSAGES,
-    )  # fmt: skip
+        settings.kafka_config,
+        settings.topics,
+        settings.partitions,
+        settings.tail,
+        heartbeat=True,
+        group_id=READER_GROUP,
+        round_messages=METRICS_ROUND_MESSAGES,
+    )
     raw = op.input("kafka", flow, source)
     outputs = add_engine(raw, settings.engine, settings.rules)
     sink = MetricsSink(
-        settings.database_url, settings.kafka_config if publish else None, settings.delivery,
+        settings.database_url,
+        settings.kafka_config if publish else None,
+        settings.delivery,
         settings.rules,
-    )  # fmt: skip
+    )
     op.output("postgres", outputs, sink)
     return flow

@@ -161,7 +161,8 @@ def fold(metric: str, points: list[Point], cap: int) -> tuple[list[Point], Folde
         already = kept.get(labels)  # an ``__other__`` point of its own (a DLQ reason's)
         if already is not None:
             values.append(already.value)
-        kept[labels] = Point(metric, labels, first.window_start, first.window_end,
-                             combine(metric, values))  # fmt: skip
+        kept[labels] = Point(
+            metric, labels, first.window_start, first.window_end, combine(metric, values)
+        )
     folded = Folded(metric, len(rest), widest_label([p.labels for p in points]))
     return list(kept.values()), folded

@@ -35,11 +35,25 @@ from rttm.metrics.windows import WindowAcc, past_gap
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 #: Metrics a correction rewrites whole: a window's stored points of these are replaced by
 #: the ones computed again (a label set may have changed its name under the series cap).
-CORRECTED = frozenset({
-    "events", "tps", "trades_started", "trades_completed", "trades_rejected",
-    "hop_latency_ms", "e2e_latency_ms", "dlq_events", "dlq_rate", "dlq_ratio", "errors",
-    "error_rate", "error_ratio", "log_events", "log_rate",
-})  # fmt: skip
+CORRECTED = frozenset(
+    {
+        "events",
+        "tps",
+        "trades_started",
+        "trades_completed",
+        "trades_rejected",
+        "hop_latency_ms",
+        "e2e_latency_ms",
+        "dlq_events",
+        "dlq_rate",
+        "dlq_ratio",
+        "errors",
+        "error_rate",
+        "error_ratio",
+        "log_events",
+        "log_rate",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -76,9 +90,13 @@ class MetricsOutput:
 
     def __bool__(self) -> bool:
         return bool(
-            self.points or self.transitions or self.stuck or self.recovered
-            or self.corrections or self.uncounted
-        )  # fmt: skip
+            self.points
+            or self.transitions
+            or self.stuck
+            or self.recovered
+            or self.corrections
+            or self.uncounted
+        )
 
 
 @dataclass
@@ -136,9 +154,15 @@ class _Points:
             out.extend(kept)
             if folded is not None:
                 stats.record_folded(metric, folded.dropped)
-                exceeded.append(Point("cardinality_exceeded", (("label", folded.label),
-                                      ("metric", metric)), self.start, self.end,
-                                      float(folded.dropped)))  # fmt: skip
+                exceeded.append(
+                    Point(
+                        "cardinality_exceeded",
+                        (("label", folded.label), ("metric", metric)),
+                        self.start,
+                        self.end,
+                        float(folded.dropped),
+                    )
+                )
         return out + exceeded
 
 
@@ -174,8 +198,11 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
                 state.pending[start] = acc
             else:
                 mine.merge(acc)
-        out = MetricsOutput(stuck=list(value.stuck), recovered=list(value.recovered),
-                            uncounted=list(value.uncounted))  # fmt: skip
+        out = MetricsOutput(
+            stuck=list(value.stuck),
+            recovered=list(value.recovered),
+            uncounted=list(value.uncounted),
+        )
         for start, delta in value.corrections:
             self._correct(start, delta, out)
         if len(state.frontiers) == self._config.shards:
@@ -204,8 +231,9 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         for (topic, reason), count in sorted(delta.dlq.items()):
             book.add(topic, reason, count)  # the depth from now on includes them
         window = _Points(start, start + self._config.window_s, self._config.limits.series)
-        self._count_points(window.add, acc, self._dlq_names(acc), kept.services,
-                           dlq_topics=kept.dlq_topics)  # fmt: skip
+        self._count_points(
+            window.add, acc, self._dlq_names(acc), kept.services, dlq_topics=kept.dlq_topics
+        )
         out.corrections.append(Correction(_utc(start), window.points()))
         stats.record_corrections(1)
 
@@ -339,10 +367,13 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         """Stuck trades at the window's end, and the engine's own bookkeeping."""
         for (stage, service), count in sorted(acc.stuck.items()):
             add("stuck_trades", count, stage=stage, service=service)
-        for metric, counts in (("late_events", acc.late), ("corrected_events", acc.corrected),
-                               ("repeated_events", acc.repeated),
-                               ("invalid_messages", acc.invalid),
-                               ("future_events", acc.future)):  # fmt: skip
+        for metric, counts in (
+            ("late_events", acc.late),
+            ("corrected_events", acc.corrected),
+            ("repeated_events", acc.repeated),
+            ("invalid_messages", acc.invalid),
+            ("future_events", acc.future),
+        ):
             for topic, count in sorted(counts.items()):
                 add(metric, count, topic=topic)
         if acc.untracked_trades:
@@ -390,8 +421,13 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             add("trades_rejected", acc.rejected)
         for (origin, target), sketch in sorted(acc.hops.items()):
             for name, q in QUANTILES:
-                add("hop_latency_ms", sketch.quantile(q), from_stage=origin, to_stage=target,
-                    quantile=name)  # fmt: skip
+                add(
+                    "hop_latency_ms",
+                    sketch.quantile(q),
+                    from_stage=origin,
+                    to_stage=target,
+                    quantile=name,
+                )
         if acc.e2e.count:
             for name, q in QUANTILES:
                 add("e2e_latency_ms", acc.e2e.quantile(q), quantile=name)
@@ -422,8 +458,7 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
         pipeline = self._config.pipeline
         groups: dict[tuple[str, str], tuple[int, float]] = {}
         for gauge in sorted(acc.queues, key=lambda g: (g.service, g.topic, g.partition)):
-            labels = {"service": gauge.service, "topic": gauge.topic,
-                      "partition": gauge.partition}  # fmt: skip
+            labels = {"service": gauge.service, "topic": gauge.topic, "partition": gauge.partition}
             add("queue_lag", gauge.lag, **labels)
             add("queue_lag_seconds", gauge.lag_seconds, **labels)
             if gauge.consume_rate is not None:
@@ -435,5 +470,9 @@ class MergeLogic(StatefulLogic[ShardReport, MetricsOutput, bytes]):
             )
         for (service, topic), (status, behind) in sorted(groups.items()):
             add("consumer_status", status, service=service, topic=topic)
-            add("time_to_data_loss_seconds", pipeline.retention_of(topic) - behind,
-                service=service, topic=topic)  # fmt: skip
+            add(
+                "time_to_data_loss_seconds",
+                pipeline.retention_of(topic) - behind,
+                service=service,
+                topic=topic,
+            )

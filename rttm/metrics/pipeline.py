@@ -137,14 +137,16 @@ def resolve(spec: PipelineFile) -> Pipeline:
         msg = f"terminal: {', '.join(unknown)} belong to no stage"
         raise ValueError(msg)
     return Pipeline(
-        stages=tuple(stages), moves=moves,
-        completed=frozenset(spec.terminal.completed), rejected=frozenset(spec.terminal.rejected),
+        stages=tuple(stages),
+        moves=moves,
+        completed=frozenset(spec.terminal.completed),
+        rejected=frozenset(spec.terminal.rejected),
         retention_s=_seconds(spec.retention, "retention"),
         queue_retention_s={
             queue: _seconds(q.retention, f"queues.{queue}.retention")
             for queue, q in spec.queues.items()
         },
-    )  # fmt: skip
+    )
 
 
 def load(path: Path | None = None) -> Pipeline:

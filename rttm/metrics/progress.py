@@ -17,8 +17,10 @@ def describe(counters: Counters, rate: float) -> str:
     watermark = "-" if mark is None else f"{datetime.fromtimestamp(mark, UTC):%Y-%m-%dT%H:%M:%SZ}"
     late = ""
     if counters.corrected or counters.late or counters.repeated:  # only once there are any
-        late = (f" | late: corrected {counters.corrected:,}, too late {counters.late:,}"
-                f" | repeats {counters.repeated:,}")  # fmt: skip
+        late = (
+            f" | late: corrected {counters.corrected:,}, too late {counters.late:,}"
+            f" | repeats {counters.repeated:,}"
+        )
     return (
         f"metrics: {rate:,.0f} events/s | events {counters.events:,}"
         f" | windows closed {counters.windows:,}{late} | stuck trades {counters.stuck_open:,}"
@@ -30,5 +32,6 @@ class MetricsLine(RateLine):
     """:func:`describe` with the rate since the previous refresh, live on ``stream``."""
 
     def __init__(self, stream: TextIO = sys.stderr, counters: Counters = COUNTERS) -> None:
-        super().__init__(partial(describe, counters), lambda: counters.events, counters.started,
-                         stream)  # fmt: skip
+        super().__init__(
+            partial(describe, counters), lambda: counters.events, counters.started, stream
+        )

@@ -27,29 +27,54 @@ class MetricsFlowCollector(Collector):
             "rttm_metrics_windows_finalized", "Windows written", value=COUNTERS.windows
         )
         for name, about, value in (
-            ("rttm_metrics_late_corrected", "Late events added to their closed window",
-             COUNTERS.corrected),
-            ("rttm_metrics_late_uncounted", "Events past the correction horizon, not counted",
-             COUNTERS.late),
-            ("rttm_metrics_repeats_dropped", "Repeated deliveries of an event_id, dropped",
-             COUNTERS.repeated),
-            ("rttm_metrics_windows_corrected", "Closed windows rewritten with late events",
-             COUNTERS.corrections),
-        ):  # fmt: skip
+            (
+                "rttm_metrics_late_corrected",
+                "Late events added to their closed window",
+                COUNTERS.corrected,
+            ),
+            (
+                "rttm_metrics_late_uncounted",
+                "Events past the correction horizon, not counted",
+                COUNTERS.late,
+            ),
+            (
+                "rttm_metrics_repeats_dropped",
+                "Repeated deliveries of an event_id, dropped",
+                COUNTERS.repeated,
+            ),
+            (
+                "rttm_metrics_windows_corrected",
+                "Closed windows rewritten with late events",
+                COUNTERS.corrections,
+            ),
+        ):
             yield CounterMetricFamily(name, about, value=value)
         yield GaugeMetricFamily(
-            "rttm_metrics_stuck_trades_open", "Trades stuck in the newest window",
+            "rttm_metrics_stuck_trades_open",
+            "Trades stuck in the newest window",
             value=COUNTERS.stuck_open,
-        )  # fmt: skip
+        )
         yield GaugeMetricFamily(
             "rttm_metrics_alerts_firing", "Alerts firing", value=COUNTERS.alerts_firing
         )
-        yield _per_label("rttm_series_dropped", "Label sets folded into __other__ by the"
-                         " series cap", "metric", COUNTERS.series_dropped)  # fmt: skip
-        yield _per_label("rttm_alerts_folded", "Series watched as one __other__ alert by the"
-                         " per-rule cap", "rule", COUNTERS.alerts_folded)  # fmt: skip
-        yield _per_label("rttm_metrics_state_evicted", "Trades and queue partitions let go for"
-                         " space", "state", COUNTERS.evicted)  # fmt: skip
+        yield _per_label(
+            "rttm_series_dropped",
+            "Label sets folded into __other__ by the series cap",
+            "metric",
+            COUNTERS.series_dropped,
+        )
+        yield _per_label(
+            "rttm_alerts_folded",
+            "Series watched as one __other__ alert by the per-rule cap",
+            "rule",
+            COUNTERS.alerts_folded,
+        )
+        yield _per_label(
+            "rttm_metrics_state_evicted",
+            "Trades and queue partitions let go for space",
+            "state",
+            COUNTERS.evicted,
+        )
         if COUNTERS.watermark is not None:
             yield GaugeMetricFamily(
                 "rttm_metrics_watermark_seconds",

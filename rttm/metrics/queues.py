@@ -110,8 +110,9 @@ class QueueTracker:
             _LOG.warning(
                 "more than %d queue partitions on a shard: the least recently reported are no"
                 " longer tracked (counted in partitions_untracked; raise"
-                " RTTM_METRICS_MAX_PARTITIONS)", self.capacity,
-            )  # fmt: skip
+                " RTTM_METRICS_MAX_PARTITIONS)",
+                self.capacity,
+            )
         self.evicted += excess
         stats.record_evicted("partitions", excess)
 
@@ -144,8 +145,9 @@ class QueueTracker:
                     since = next(t for t, _, done in recent if done == consumed)
                 lag_seconds = end - since
             service, topic, partition = key
-            out.append(QueueGauge(service, topic, partition, lag, lag_seconds, rate,
-                                  _status(recent, end)))  # fmt: skip
+            out.append(
+                QueueGauge(service, topic, partition, lag, lag_seconds, rate, _status(recent, end))
+            )
             keep_from = bisect.bisect_left(points, (end - 2 * STATUS_WINDOW_S,))
             if 0 < keep_from < upto:  # older snapshots can no longer matter
                 del points[: keep_from - 1]

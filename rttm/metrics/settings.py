@@ -90,9 +90,12 @@ def engine_config(env: Mapping[str, str] = os.environ) -> EngineConfig:
         raise ConfigError(msg)
     return EngineConfig(
         pipeline=pipeline_from_env(env),
-        window_s=window, lateness_s=lateness, correction_s=correction, shards=int(raw_shards),
+        window_s=window,
+        lateness_s=lateness,
+        correction_s=correction,
+        shards=int(raw_shards),
         limits=Limits.from_env(env),
-    )  # fmt: skip
+    )
 
 
 def from_env(env: Mapping[str, str] = os.environ) -> MetricsSettings:
@@ -105,9 +108,16 @@ def from_env(env: Mapping[str, str] = os.environ) -> MetricsSettings:
     url = config.database_url(env)
     check_schema(url)
     partitions = topic_partitions(kafka, TOPICS)
-    sources = frozenset(f"{topic}/{index}" for topic, count in partitions.items()
-                        for index in range(count))  # fmt: skip
+    sources = frozenset(
+        f"{topic}/{index}" for topic, count in partitions.items() for index in range(count)
+    )
     return MetricsSettings(
-        kafka=kafka, database_url=url, topics=TOPICS, partitions=partitions, tail=follow,
-        engine=replace(engine, sources=sources), rules=rules, delivery=delivery,
-    )  # fmt: skip
+        kafka=kafka,
+        database_url=url,
+        topics=TOPICS,
+        partitions=partitions,
+        tail=follow,
+        engine=replace(engine, sources=sources),
+        rules=rules,
+        delivery=delivery,
+    )

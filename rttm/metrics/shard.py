@@ -251,8 +251,9 @@ class ShardLogic(StatefulLogic[Facts, ShardReport, bytes]):
         if chunk.kind != QUEUE:  # stored by the ingestion, so noted for the recount
             self._state.uncounted.extend(
                 Uncounted(chunk.topic, chunk.partition, event[-2], event[at], "future")
-                for event in chunk.events if event[at] > limit
-            )  # fmt: skip
+                for event in chunk.events
+                if event[at] > limit
+            )
         chunk.events = kept
         high = max((event[at] for event in kept), default=_NEG_INF)
         moment = high if not math.isinf(high) else self._state.newest
@@ -317,9 +318,10 @@ class ShardLogic(StatefulLogic[Facts, ShardReport, bytes]):
         kind, topic = chunk.kind, chunk.topic
         closed = state.closed_until
         oldest = (
-            _NEG_INF if closed is None
+            _NEG_INF
+            if closed is None
             else max(closed - self._config.correction_s, state.correction_floor)
-        )  # fmt: skip
+        )
         windows, corrections, repeats = state.windows, state.corrections, state.repeats
         trades = state.trades if kind == TRADE else None
         recovered: list[Recovered] = []
@@ -370,8 +372,9 @@ class ShardLogic(StatefulLogic[Facts, ShardReport, bytes]):
             self._note_arrivals(topic, late, corrected, repeated, chunk)
         return recovered
 
-    def _note_arrivals(self, topic: str, late: int, corrected: int, repeated: int,
-                       chunk: Facts) -> None:  # fmt: skip
+    def _note_arrivals(
+        self, topic: str, late: int, corrected: int, repeated: int, chunk: Facts
+    ) -> None:
         """Count a chunk's late, corrected and repeated events where they arrived."""
         if self._state.closed_until is None:  # nothing closed yet: only repeats, in place
             moment = chunk.high if not math.isinf(chunk.high) else self._state.newest

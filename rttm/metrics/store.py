@@ -44,9 +44,14 @@ from rttm.metrics.points import Point, labels_of
 _LOG = logging.getLogger(__name__)
 #: The tables this sink writes (migrations 0005, 0007, 0008 and 0009).
 TABLES = (
-    "rttm_metrics", "rttm_alerts", "rttm_stuck_trades", "rttm_alert_outbox",
-    "rttm_metrics_uncounted", "rttm_metrics_totals", "rttm_metrics_counted",
-)  # fmt: skip
+    "rttm_metrics",
+    "rttm_alerts",
+    "rttm_stuck_trades",
+    "rttm_alert_outbox",
+    "rttm_metrics_uncounted",
+    "rttm_metrics_totals",
+    "rttm_metrics_counted",
+)
 #: How long closing the sink waits for the broker to take the last alert events.
 FLUSH_TIMEOUT_S = 10.0
 OUTAGE = OutageLog(
@@ -204,17 +209,32 @@ class MetricsWriter:
             for u in out.uncounted
         ]
         transitions = [
-            (t.rule, outbox.labels_json(t.labels), t.started_at, t.state, t.at, t.value, t.severity,
-             t.summary, t.resolved_at)
+            (
+                t.rule,
+                outbox.labels_json(t.labels),
+                t.started_at,
+                t.state,
+                t.at,
+                t.value,
+                t.severity,
+                t.summary,
+                t.resolved_at,
+            )
             for out in outputs
             for t in out.transitions
-        ]  # fmt: skip
+        ]
         stuck = [
-            (s.trade_id, _utc(s.last_event_time), s.stage, s.service, s.last_event_type,
-             _utc(s.detected_at))
+            (
+                s.trade_id,
+                _utc(s.last_event_time),
+                s.stage,
+                s.service,
+                s.last_event_type,
+                _utc(s.detected_at),
+            )
             for out in outputs
             for s in out.stuck
-        ]  # fmt: skip
+        ]
         recovered = [
             (_utc(r.recovered_at), r.trade_id, _utc(r.last_event_time))
             for out in outputs
@@ -225,14 +245,23 @@ class MetricsWriter:
             notices = outbox.outbox_rows(
                 (t for out in outputs for t in out.transitions), delivery, computed
             )
-        touched = {"starts": sorted({p.window_start for out in outputs for p in out.points}
-                                    | corrected.keys()), "metrics": sorted(COUNTS)}  # fmt: skip
+        touched = {
+            "starts": sorted(
+                {p.window_start for out in outputs for p in out.points} | corrected.keys()
+            ),
+            "metrics": sorted(COUNTS),
+        }
         with conn.transaction(), conn.cursor() as cur:
             batches: list[tuple[str, Sequence[Any]]] = [
-                (UPSERT_POINT, points), (DELETE_CORRECTED, cleared), (UPSERT_POINT, rewritten),
-                (INSERT_UNCOUNTED, uncounted), (INSERT_TRANSITION, transitions),
-                (INSERT_STUCK, stuck), (MARK_RECOVERED, recovered), (outbox.ENQUEUE, notices),
-            ]  # fmt: skip
+                (UPSERT_POINT, points),
+                (DELETE_CORRECTED, cleared),
+                (UPSERT_POINT, rewritten),
+                (INSERT_UNCOUNTED, uncounted),
+                (INSERT_TRANSITION, transitions),
+                (INSERT_STUCK, stuck),
+                (MARK_RECOVERED, recovered),
+                (outbox.ENQUEUE, notices),
+            ]
             for statement, rows in batches:
                 if rows:
                     cur.executemany(statement, rows)
@@ -277,9 +306,12 @@ class MetricsWriter:
         while True:
             try:
                 producer.produce(
-                    ALERT_EVENTS_TOPIC, transition.as_json(), transition.rule.encode(),
-                    headers={"rttm-key": transition.key().encode()}, on_delivery=delivered,
-                )  # fmt: skip
+                    ALERT_EVENTS_TOPIC,
+                    transition.as_json(),
+                    transition.rule.encode(),
+                    headers={"rttm-key": transition.key().encode()},
+                    on_delivery=delivered,
+                )
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
                 producer.poll(0.1)

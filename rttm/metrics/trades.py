@@ -63,8 +63,9 @@ class _Live:
 
     __slots__ = ("created", "entered", "last", "last_type", "service", "stage", "stuck")
 
-    def __init__(self, stage: int, moment: float, created: float | None, event_type: str,
-                 service: str) -> None:  # fmt: skip
+    def __init__(
+        self, stage: int, moment: float, created: float | None, event_type: str, service: str
+    ) -> None:
         self.stage = stage  # index of the furthest stage reached (-1: none yet)
         self.entered = moment  # when it reached that stage
         self.created = created  # time of its first-stage event, if seen
@@ -72,12 +73,26 @@ class _Live:
         self.stuck = False
 
     def __getstate__(self) -> tuple[object, ...]:
-        return (self.stage, self.entered, self.created, self.last_type, self.service,
-                self.last, self.stuck)  # fmt: skip
+        return (
+            self.stage,
+            self.entered,
+            self.created,
+            self.last_type,
+            self.service,
+            self.last,
+            self.stuck,
+        )
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        (self.stage, self.entered, self.created, self.last_type, self.service, self.last,
-         self.stuck) = state  # type: ignore[assignment]  # fmt: skip
+        (
+            self.stage,
+            self.entered,
+            self.created,
+            self.last_type,
+            self.service,
+            self.last,
+            self.stuck,
+        ) = state  # type: ignore[assignment]
 
 
 @dataclass
@@ -117,8 +132,9 @@ class TradeTracker:
                 return None
             created = moment if first else None
             index = move[0] if move is not None and move[1] else -1
-            state = self.live[trade_id] = _Live(index, moment, created, sys.intern(event_type),
-                                                sys.intern(service))  # fmt: skip
+            state = self.live[trade_id] = _Live(
+                index, moment, created, sys.intern(event_type), sys.intern(service)
+            )
             if len(self.live) > self.capacity:
                 self._evict()
         else:

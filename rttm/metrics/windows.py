@@ -125,9 +125,13 @@ class WindowAcc:
         _add(self.repeated, other.repeated)
 
 
+def _constant(value: object) -> Callable[[], object]:
+    """A maker of ``value`` (a field's plain default)."""
+    return lambda: value
+
+
 #: Each field of :class:`WindowAcc` in order, with a maker of its default.
 _DEFAULTS: dict[str, Callable[[], object]] = {
-    f.name: (f.default_factory if f.default_factory is not MISSING
-             else (lambda value=f.default: value))  # type: ignore[misc]
+    f.name: (f.default_factory if f.default_factory is not MISSING else _constant(f.default))
     for f in fields(WindowAcc)
-}  # fmt: skip
+}

@@ -29,8 +29,9 @@ ENV_POD_NAME = "BYTEWAX_POD_NAME"
 ENV_STATEFULSET_NAME = "BYTEWAX_STATEFULSET_NAME"
 #: Every variable that gives a process a place in a cluster (``bytewax.run`` also reads a
 #: host file); a supervisor passes none of them on.
-VARIABLES = frozenset({ENV_PROCESS_ID, ENV_ADDRESSES, ENV_POD_NAME, ENV_STATEFULSET_NAME,
-                       "BYTEWAX_HOSTFILE_PATH"})  # fmt: skip
+VARIABLES = frozenset(
+    {ENV_PROCESS_ID, ENV_ADDRESSES, ENV_POD_NAME, ENV_STATEFULSET_NAME, "BYTEWAX_HOSTFILE_PATH"}
+)
 ENV_PEER_TIMEOUT = "RTTM_PEER_TIMEOUT"
 #: Seconds a cluster process waits for its peers before it gives up.
 DEFAULT_PEER_TIMEOUT_S = 120.0
@@ -51,17 +52,26 @@ class Place:
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     """``-i``, ``-a`` (as ``bytewax.run``'s, same environment) and ``--peer-timeout``."""
-    parser.add_argument("-i", "--process-id", type=int, metavar="ID",
-                        help=f"this process's index in --addresses ({ENV_PROCESS_ID})")  # fmt: skip
     parser.add_argument(
-        "-a", "--addresses", metavar="'HOST:PORT;…'",
+        "-i",
+        "--process-id",
+        type=int,
+        metavar="ID",
+        help=f"this process's index in --addresses ({ENV_PROCESS_ID})",
+    )
+    parser.add_argument(
+        "-a",
+        "--addresses",
+        metavar="'HOST:PORT;…'",
         help=f"every process of the cluster, the same list everywhere ({ENV_ADDRESSES})",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--peer-timeout", type=float, metavar="SECONDS",
+        "--peer-timeout",
+        type=float,
+        metavar="SECONDS",
         help=f"give up when the cluster has not formed after this long ({ENV_PEER_TIMEOUT}, "
         f"default {DEFAULT_PEER_TIMEOUT_S:g})",
-    )  # fmt: skip
+    )
 
 
 def place(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Place | None:
@@ -154,9 +164,11 @@ def check_own_address(where: Place) -> None:
             probe.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRNOTAVAIL:
-                why = ("is not an address of this host: each process listens on its own "
-                       "entry as written, so use an address of its own interfaces "
-                       "(NAT or a mapped port cannot be bound)")  # fmt: skip
+                why = (
+                    "is not an address of this host: each process listens on its own "
+                    "entry as written, so use an address of its own interfaces "
+                    "(NAT or a mapped port cannot be bound)"
+                )
             else:
                 why = f"cannot be listened on: {exc.strerror}"
             msg = f"-a entry {where.process_id} ({where.own_address}) {why}"
@@ -183,9 +195,11 @@ def watch_start(where: Place, timeout: float, started: Callable[[], bool]) -> No
         while not started():
             left = deadline - time.monotonic()
             if left <= 0:
-                stopping.fail(f"the cluster did not form within {timeout:g} s: {waited}; "
-                              "start every process with the same -a list, and check each "
-                              "can reach the others")  # fmt: skip
+                stopping.fail(
+                    f"the cluster did not form within {timeout:g} s: {waited}; "
+                    "start every process with the same -a list, and check each "
+                    "can reach the others"
+                )
             readable, _, _ = select.select([wake_read], [], [], min(left, 1.0))
             if readable and (signals := os.read(wake_read, 64)) and not started():
                 name = signal.Signals(signals[0]).name

@@ -46,9 +46,12 @@ def database(url: str) -> Check:
 
     def check() -> str | None:
         try:
-            with psycopg.connect(url, connect_timeout=PROBE_TIMEOUT_S,
-                                 options=f"-c statement_timeout={limit_ms}",
-                                 tcp_user_timeout=limit_ms) as conn:  # fmt: skip
+            with psycopg.connect(
+                url,
+                connect_timeout=PROBE_TIMEOUT_S,
+                options=f"-c statement_timeout={limit_ms}",
+                tcp_user_timeout=limit_ms,
+            ) as conn:
                 conn.execute("SELECT 1")
         except psycopg.Error as exc:
             return f"database unavailable: postgres at {describe(url)}: {error_cause(exc)}"

@@ -52,11 +52,16 @@ def app(
     def route(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if authenticator is not None and path not in ("/healthz", "/readyz"):
-            verdict = authenticator.check(environ.get("HTTP_AUTHORIZATION"),
-                                          str(environ.get("REMOTE_ADDR", "")))  # fmt: skip
+            verdict = authenticator.check(
+                environ.get("HTTP_AUTHORIZATION"), str(environ.get("REMOTE_ADDR", ""))
+            )
             if verdict.status == 429:
-                return _text(start_response, "429 Too Many Requests", "too many failed sign-ins",
-                             [("Retry-After", str(verdict.retry_after_s))])  # fmt: skip
+                return _text(
+                    start_response,
+                    "429 Too Many Requests",
+                    "too many failed sign-ins",
+                    [("Retry-After", str(verdict.retry_after_s))],
+                )
             if not verdict.allowed:
                 challenges = [("WWW-Authenticate", value) for value in authenticator.challenges()]
                 return _text(start_response, "401 Unauthorized", "credentials needed", challenges)
@@ -76,8 +81,14 @@ def _text(
     start_response: StartResponse, status: str, body: str, headers: Iterable[tuple[str, str]] = ()
 ) -> list[bytes]:
     data = f"{body}\n".encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                            ("Content-Length", str(len(data))), *headers])  # fmt: skip
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(data))),
+            *headers,
+        ],
+    )
     return [data]
 
 

@@ -33,24 +33,66 @@ from rttm.views.budget import DEFAULT_BUDGET_S
 #: Every command that runs something, as typed after ``rttm`` (the groups ``db``,
 #: ``topics``, ``schema`` and ``rules`` only hold these).
 COMMANDS = (
-    "up", "down", "env",
-    "db migrate", "db status", "db partitions", "db prune", "db grant-ingest",
+    "up",
+    "down",
+    "env",
+    "db migrate",
+    "db status",
+    "db partitions",
+    "db prune",
+    "db grant-ingest",
     "db grant-viewer",
-    "topics create", "topics list",
-    "simulate", "ingest", "metrics", "metrics verify", "schema export",
-    "trace", "status", "alerts", "alerts silence", "serve", "run", "demo",
-    "rules check", "rules test", "rules export",
-)  # fmt: skip
+    "topics create",
+    "topics list",
+    "simulate",
+    "ingest",
+    "metrics",
+    "metrics verify",
+    "schema export",
+    "trace",
+    "status",
+    "alerts",
+    "alerts silence",
+    "serve",
+    "run",
+    "demo",
+    "rules check",
+    "rules test",
+    "rules export",
+)
 
-_DB = ("db migrate", "db status", "db partitions", "db prune", "db grant-ingest",
-       "db grant-viewer")  # fmt: skip
+_DB = ("db migrate", "db status", "db partitions", "db prune", "db grant-ingest", "db grant-viewer")
 _TOPICS = ("topics create", "topics list")
 #: The commands that use the local stack of ``rttm up`` when a server is not named.
-_LOCAL_STACK = ("up", "down", "env", *_DB, *_TOPICS, "simulate", "ingest", "metrics",
-                "metrics verify", "trace", "status", "alerts", "serve", "demo")  # fmt: skip
+_LOCAL_STACK = (
+    "up",
+    "down",
+    "env",
+    *_DB,
+    *_TOPICS,
+    "simulate",
+    "ingest",
+    "metrics",
+    "metrics verify",
+    "trace",
+    "status",
+    "alerts",
+    "serve",
+    "demo",
+)
 _KAFKA = ("up", *_TOPICS, "simulate", "ingest", "metrics", "run")
-_DATABASE = ("up", *_DB, "ingest", "metrics", "metrics verify", "trace", "status", "alerts",
-             "serve", "run")  # fmt: skip
+_DATABASE = (
+    "up",
+    *_DB,
+    "ingest",
+    "metrics",
+    "metrics verify",
+    "trace",
+    "status",
+    "alerts",
+    "serve",
+    "run",
+)
 #: The engine's settings: the metrics flow, ``rttm metrics verify`` (which recounts with
 #: them) and ``rttm run`` (whose metrics flow reads them).
 _ENGINE = ("metrics", "metrics verify", "run")
@@ -323,6 +365,7 @@ def epilog(command: str) -> str | None:
     lines = ["environment (README.md, Configuration):"]
     for setting in settings:
         lines.append(f"  {setting.name} (default: {setting.default})")
-        lines += textwrap.wrap(setting.meaning, WIDTH, initial_indent=" " * 6,
-                               subsequent_indent=" " * 6)  # fmt: skip
+        lines += textwrap.wrap(
+            setting.meaning, WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6
+        )
     return "\n".join(lines) + "\n"

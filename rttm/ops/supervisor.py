@@ -161,9 +161,13 @@ class Supervisor:
         for child in group.children:
             try:
                 process = subprocess.Popen(  # noqa: S603 - our own command lines, no shell
-                    child.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                )  # fmt: skip
+                    child.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
             except OSError as exc:  # too many open files, the program gone in an upgrade
                 started = ", ".join(f"{n} pid {p.pid}" for n, p in group.running.items())
                 also = f"; ending {started}" if started else ""
@@ -173,8 +177,12 @@ class Supervisor:
                 return
             group.running[child.name] = process
             output: IO[bytes] = process.stdout  # type: ignore[assignment]  # PIPE: never None
-            pump = threading.Thread(target=self._pump, args=(child.name, output),
-                                    name=f"rttm-run-{child.name}", daemon=True)  # fmt: skip
+            pump = threading.Thread(
+                target=self._pump,
+                args=(child.name, output),
+                name=f"rttm-run-{child.name}",
+                daemon=True,
+            )
             pump.start()
             group.pumps.append(pump)
         pids = ", ".join(f"{name} pid {p.pid}" for name, p in group.running.items())
@@ -230,8 +238,10 @@ class Supervisor:
         rest = [name for name, p in group.running.items() if p.poll() is None]
         if rest:
             what += f"; ending the rest of its cluster ({', '.join(rest)})"
-        self.say(f"{what}; restarting {group.name} in {group.delay:g} s "
-                 f"(restart {group.restarts + 1})", "WARNING")  # fmt: skip
+        self.say(
+            f"{what}; restarting {group.name} in {group.delay:g} s (restart {group.restarts + 1})",
+            "WARNING",
+        )
         self._end(group, CRASH_GRACE_S)
         self._schedule(group)
 
@@ -256,8 +266,11 @@ class Supervisor:
             if group.running:
                 clean = self._end(group, self._stop_timeout) and clean
                 # Clean: it exited 0, or the SIGTERM it was sent ended it (no handler).
-                failed = {n: code for n, code in group.statuses.items()
-                          if code not in (0, -signal.SIGTERM)}  # fmt: skip
+                failed = {
+                    n: code
+                    for n, code in group.statuses.items()
+                    if code not in (0, -signal.SIGTERM)
+                }
                 if failed:  # it stopped, but not as asked: its exit says why
                     clean = False
                     exits = ", ".join(f"{n} ({describe_exit(c)})" for n, c in failed.items())

@@ -137,11 +137,18 @@ class Simulation:
                 produced = self._produced[(queue, part)]
                 consumed = max(self._consumed[(queue, part)] - lag, 0)
                 self.tally.topics[_METRICS_TOPIC] += 1
-                yield at, QueueMetrics(
-                    service_name=service, topic_name=queue, partition=part,
-                    produced_offset=produced, consumed_offset=consumed, snapshot_time=when,
-                    event_id=self._id(at),
-                )  # fmt: skip
+                yield (
+                    at,
+                    QueueMetrics(
+                        service_name=service,
+                        topic_name=queue,
+                        partition=part,
+                        produced_offset=produced,
+                        consumed_offset=consumed,
+                        snapshot_time=when,
+                        event_id=self._id(at),
+                    ),
+                )
 
     # -- one trade ----------------------------------------------------------------------
 
@@ -177,18 +184,31 @@ class Simulation:
                 self.tally.trades["completed"] += 1
 
     def _trade_event(
-        self, stage: Stage, trade_id: str, part: int, event_type: str, status: str,
-        message: str | None, target: str | None,
-    ) -> Emit:  # fmt: skip
+        self,
+        stage: Stage,
+        trade_id: str,
+        part: int,
+        event_type: str,
+        status: str,
+        message: str | None,
+        target: str | None,
+    ) -> Emit:
         def emit(at: float) -> Message:
             source = stage.source_queue
             return TradeEvent(
-                trade_id=trade_id, service_name=stage.service, event_type=event_type,
-                event_status=status, source_queue=source, target_queue=target,
-                topic_name=source, partition=part if source else None,
+                trade_id=trade_id,
+                service_name=stage.service,
+                event_type=event_type,
+                event_status=status,
+                source_queue=source,
+                target_queue=target,
+                topic_name=source,
+                partition=part if source else None,
                 offset=max(self._consumed[(source, part)] - 1, 0) if source else None,
-                event_time=self._time(at), message=message, event_id=self._id(at),
-            )  # fmt: skip
+                event_time=self._time(at),
+                message=message,
+                event_id=self._id(at),
+            )
 
         return emit
 
@@ -201,39 +221,66 @@ class Simulation:
         return tuple(moves)
 
     def _success(self, stage: Stage, trade_id: str, part: int, at: float) -> None:
-        emit = self._trade_event(stage, trade_id, part, stage.success, "SUCCESS", None,
-                                 stage.target_queue)  # fmt: skip
+        emit = self._trade_event(
+            stage, trade_id, part, stage.success, "SUCCESS", None, stage.target_queue
+        )
         self._push(at, emit, self._moves(stage, part, produce=True))
 
     def _fail(self, stage: Stage, trade_id: str, part: int, at: float) -> None:
         failure = stage.failure
         assert failure is not None  # noqa: S101 - checked by the caller
         target = failure.dlq_topic
-        emit = self._trade_event(stage, trade_id, part, failure.event_type, "FAILURE",
-                                 failure.message, target)  # fmt: skip
+        emit = self._trade_event(
+            stage, trade_id, part, failure.event_type, "FAILURE", failure.message, target
+        )
         self._push(at, emit, self._moves(stage, part, produce=False))
         if failure.dlq_topic is not None:
             dlq_topic, reason = failure.dlq_topic, failure.dlq_reason or failure.message
-            self._push(at, lambda t: DlqEvent(
-                trade_id=trade_id, service_name=stage.service, topic_name=dlq_topic,
-                reason=reason, event_time=self._time(t), event_id=self._id(t),
-            ))  # fmt: skip
+            self._push(
+                at,
+                lambda t: DlqEvent(
+                    trade_id=trade_id,
+                    service_name=stage.service,
+                    topic_name=dlq_topic,
+                    reason=reason,
+                    event_time=self._time(t),
+                    event_id=self._id(t),
+                ),
+            )
 
     def _retry(self, stage: Stage, trade_id: str, part: int, at: float) -> None:
         retry = stage.retry
         assert retry is not None  # noqa: S101 - checked by the caller
-        self._push(at, lambda t: ErrorEvent(
-            trade_id=trade_id, service_name=stage.service, error_type=retry.error_type,
-            error_message=retry.error_message, event_time=self._time(t), event_id=self._id(t),
-        ))  # fmt: skip
-        self._push(at, self._trade_event(stage, trade_id, part, retry.event_type, "FAILURE",
-                                         retry.error_message, None))  # fmt: skip
+        self._push(
+            at,
+            lambda t: ErrorEvent(
+                trade_id=trade_id,
+                service_name=stage.service,
+                error_type=retry.error_type,
+                error_message=retry.error_message,
+                event_time=self._time(t),
+                event_id=self._id(t),
+            ),
+        )
+        self._push(
+            at,
+            self._trade_event(
+                stage, trade_id, part, retry.event_type, "FAILURE", retry.error_message, None
+            ),
+        )
 
     def _slow(self, stage: Stage, trade_id: str, at: float) -> None:
         slow = stage.slow
         assert slow is not None  # noqa: S101 - checked by the caller
-        self._push(at, lambda t: LogEvent(
-            service_name=stage.service, log_level=slow.log_level, log_category=slow.log_category,
-            trade_id=trade_id, message=slow.message, event_time=self._time(t),
-            event_id=self._id(t),
-        ))  # fmt: skip
+        self._push(
+            at,
+            lambda t: LogEvent(
+                service_name=stage.service,
+                log_level=slow.log_level,
+                log_category=slow.log_category,
+                trade_id=trade_id,
+                message=slow.message,
+                event_time=self._time(t),
+                event_id=self._id(t),
+            ),
+        )

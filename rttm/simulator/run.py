@@ -39,13 +39,20 @@ class Summary:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (``--summary-json``)."""
         return {
-            "seed": self.seed, "start": self.start, "events": self.events,
-            "seconds": round(self.seconds, 3), "events_per_s": round(self.rate, 1),
-            "topics": dict(self.tally.topics), "faults": dict(self.tally.faults),
+            "seed": self.seed,
+            "start": self.start,
+            "events": self.events,
+            "seconds": round(self.seconds, 3),
+            "events_per_s": round(self.rate, 1),
+            "topics": dict(self.tally.topics),
+            "faults": dict(self.tally.faults),
             "trades": dict(self.tally.trades),
-            "emitted": {"sent": self.emitted.sent, "failed": self.emitted.failed,
-                        "dropped": self.emitted.dropped},
-        }  # fmt: skip
+            "emitted": {
+                "sent": self.emitted.sent,
+                "failed": self.emitted.failed,
+                "dropped": self.emitted.dropped,
+            },
+        }
 
 
 def run(
@@ -80,5 +87,6 @@ def run(
         if on_progress is not None and count % 256 == 0:
             on_progress(simulation, count)
     emitter.close()
-    return Summary(seed, start.isoformat(), simulation.tally, emitter.counters,
-                   time.monotonic() - began)  # fmt: skip
+    return Summary(
+        seed, start.isoformat(), simulation.tally, emitter.counters, time.monotonic() - began
+    )

@@ -155,13 +155,21 @@ def up(
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     previous = _read_state(state_dir) or LocalStack(broker=None, postgres=None)
     broker = _settle(
-        "broker", previous.broker, with_broker, "RTTM_KAFKA_BROKERS",
-        lambda: start_broker(state_dir, _port(kafka_port)), say,
-    )  # fmt: skip
+        "broker",
+        previous.broker,
+        with_broker,
+        "RTTM_KAFKA_BROKERS",
+        lambda: start_broker(state_dir, _port(kafka_port)),
+        say,
+    )
     postgres = _settle(
-        "postgres", previous.postgres, with_postgres, "RTTM_DATABASE_URL",
-        lambda: start_postgres(state_dir, _port(postgres_port), postgres_settings), say,
-    )  # fmt: skip
+        "postgres",
+        previous.postgres,
+        with_postgres,
+        "RTTM_DATABASE_URL",
+        lambda: start_postgres(state_dir, _port(postgres_port), postgres_settings),
+        say,
+    )
     stack = LocalStack(broker=broker, postgres=postgres)
     _write_state(state_dir, stack)
     return stack
@@ -189,8 +197,10 @@ def down(
             server.stop()
             say(f"{name} stopped (pid {server.pid})")
         elif pid_alive(server.pid):
-            say(f"warning: {name} pid {server.pid} in {STATE_FILE} is not the server rttm "
-                "started (its start time or program differs): not signalled")  # fmt: skip
+            say(
+                f"warning: {name} pid {server.pid} in {STATE_FILE} is not the server rttm "
+                "started (its start time or program differs): not signalled"
+            )
         else:
             say(f"{name} was not running")
     if stack is not None:
@@ -209,5 +219,7 @@ def _purge(state_dir: Path, say: Callable[[str], None]) -> None:
             removed.append(state_dir / log)
     say(f"deleted {', '.join(map(str, removed))}" if removed else "no local data to delete")
     if os.geteuid() == 0 and pgdata.user_exists():
-        say(f"the system user {pgdata.SYSTEM_USER} stays (it may serve other state "
-            f"directories): remove it with `userdel {pgdata.SYSTEM_USER}`")  # fmt: skip
+        say(
+            f"the system user {pgdata.SYSTEM_USER} stays (it may serve other state "
+            f"directories): remove it with `userdel {pgdata.SYSTEM_USER}`"
+        )

@@ -85,10 +85,13 @@ def start_broker(state_dir: Path, port: int, advertised_port: int | None = None)
     command = [
         broker_binary(),
         "broker",
-        "--listener-url", url,
-        "--advertised-listener-url", advertised,
-        "--storage-engine", "memory://tansu/",
-    ]  # fmt: skip
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        advertised,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
     log_path = state_dir / LOG_NAME
     process = spawn_server(command, log_path)
     broker = BrokerProcess(process.pid, port, start_time(process.pid) or 0, command[0])

@@ -181,8 +181,10 @@ def check_ours(pgdata: Path, user: pwd.struct_passwd | None) -> None:
         if theirs != HBA:
             why = "its pg_hba.conf is not rttm's (trust authentication of an older rttm?)"
     if why:
-        msg = (f"refusing the data directory {pgdata}: {why}; move it away, or delete the "
-               "local data with `rttm down --purge`")  # fmt: skip
+        msg = (
+            f"refusing the data directory {pgdata}: {why}; move it away, or delete the "
+            "local data with `rttm down --purge`"
+        )
         raise RttmError(msg)
 
 
@@ -215,12 +217,23 @@ def _initdb(pgdata: Path, binaries: Path, user: pwd.struct_passwd | None, passwo
         out.write(password + "\n")
     try:
         result = subprocess.run(  # noqa: S603 - argv list, no shell
-            [str(binaries / "initdb"), "-D", str(pgdata), "-U", SUPERUSER,
-             "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C",
-             "--no-instructions"],
-            capture_output=True, text=True, check=False,
+            [
+                str(binaries / "initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                SUPERUSER,
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
             **run_as(user),  # type: ignore[call-overload]
-        )  # fmt: skip
+        )
     finally:
         pwfile.unlink(missing_ok=True)
     if result.returncode != 0:

@@ -122,9 +122,8 @@ def is_same_process(pid: int, started: int, program: str) -> bool:
     another process. Its start time and program tell the server RTTM started apart.
     """
     return (
-        started > 0 and start_time(pid) == started and program_of(pid) == program
-        and pid_alive(pid)
-    )  # fmt: skip
+        started > 0 and start_time(pid) == started and program_of(pid) == program and pid_alive(pid)
+    )
 
 
 def terminate(

@@ -91,9 +91,11 @@ def _active_alert(
 
 
 def active(
-    conn: DictConn, silenced: Mapping[str, Sequence[str]] | None = None,
-    max_entries: int = DEFAULT_MAX_ENTRIES, deadline: Deadline | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    conn: DictConn,
+    silenced: Mapping[str, Sequence[str]] | None = None,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+    deadline: Deadline | None = None,
+) -> dict[str, Any]:
     """``{"firing": [...], "pending": [...], "omitted": {"firing": n, "pending": n}}``.
 
     At most ``max_entries`` of each state, most severe first; ``omitted`` counts the rest.
@@ -111,9 +113,12 @@ def active(
 
 
 def alerts(
-    conn: DictConn, limit: int = 50, silenced: Mapping[str, Sequence[str]] | None = None,
-    max_entries: int = DEFAULT_MAX_ENTRIES, deadline: Deadline | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    conn: DictConn,
+    limit: int = 50,
+    silenced: Mapping[str, Sequence[str]] | None = None,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+    deadline: Deadline | None = None,
+) -> dict[str, Any]:
     """Active alerts and the latest transitions (``limit``, at most ``max_entries``).
 
     ``omitted`` counts the active alerts left out (``firing``, ``pending``) and the older

@@ -25,8 +25,13 @@ def open_view(url: str) -> DictConn:
     Read-only by the server's session setting (psycopg's ``read_only`` does nothing in
     autocommit mode), every statement bounded by ``STATEMENT_TIMEOUT``, and ``WORK_MEM``.
     """
-    conn = connect(url, autocommit=True, default_transaction_read_only="on",
-                   statement_timeout=STATEMENT_TIMEOUT, work_mem=WORK_MEM)  # fmt: skip
+    conn = connect(
+        url,
+        autocommit=True,
+        default_transaction_read_only="on",
+        statement_timeout=STATEMENT_TIMEOUT,
+        work_mem=WORK_MEM,
+    )
     conn.row_factory = dict_row  # type: ignore[assignment]
     return conn  # type: ignore[return-value]
 
@@ -54,8 +59,13 @@ def number(value: float | None, digits: int = 3) -> float | None:
 def alert(row: dict[str, Any]) -> dict[str, Any]:
     """An ``rttm_alerts`` row as the API shows it."""
     return {
-        "rule": row["rule"], "labels": row["labels"], "state": row["state"],
-        "value": number(row["value"]), "severity": row["severity"], "summary": row["summary"],
-        "started_at": iso(row["started_at"]), "at": iso(row["at"]),
+        "rule": row["rule"],
+        "labels": row["labels"],
+        "state": row["state"],
+        "value": number(row["value"]),
+        "severity": row["severity"],
+        "summary": row["summary"],
+        "started_at": iso(row["started_at"]),
+        "at": iso(row["at"]),
         "resolved_at": iso(row["resolved_at"]),
-    }  # fmt: skip
+    }

@@ -42,9 +42,14 @@ class ViewLimits:
 
 
 def _resolve(
-    given: T | None, env: Mapping[str, str], option: str, variable: str,
-    kind: Callable[[str], T], default: T, bounds: tuple[T, T],
-) -> T:  # fmt: skip
+    given: T | None,
+    env: Mapping[str, str],
+    option: str,
+    variable: str,
+    kind: Callable[[str], T],
+    default: T,
+    bounds: tuple[T, T],
+) -> T:
     """``given`` (an option, already checked), else ``variable`` checked here, else ``default``."""
     if given is not None:
         return given
@@ -64,19 +69,30 @@ def _resolve(
 
 def max_entries(given: int | None = None, env: Mapping[str, str] = os.environ) -> int:
     """Entries per section (``--max-entries``, ``RTTM_VIEW_MAX_ENTRIES``)."""
-    return _resolve(given, env, "--max-entries", ENV_MAX_ENTRIES, int, DEFAULT_MAX_ENTRIES,
-                    MAX_ENTRIES_RANGE)  # fmt: skip
+    return _resolve(
+        given, env, "--max-entries", ENV_MAX_ENTRIES, int, DEFAULT_MAX_ENTRIES, MAX_ENTRIES_RANGE
+    )
 
 
 def view_limits(
-    entries: int | None = None, series: int | None = None, budget_s: float | None = None,
+    entries: int | None = None,
+    series: int | None = None,
+    budget_s: float | None = None,
     env: Mapping[str, str] = os.environ,
-) -> ViewLimits:  # fmt: skip
+) -> ViewLimits:
     """The limits of ``rttm serve``: its options, else the environment, else the defaults."""
     return ViewLimits(
         max_entries=max_entries(entries, env),
-        max_series=_resolve(series, env, "--max-series", ENV_MAX_SERIES, int,
-                            DEFAULT_MAX_SERIES, MAX_SERIES_RANGE),
-        budget_s=_resolve(budget_s, env, "--request-budget", ENV_REQUEST_BUDGET, float,
-                          DEFAULT_BUDGET_S, BUDGET_RANGE),
-    )  # fmt: skip
+        max_series=_resolve(
+            series, env, "--max-series", ENV_MAX_SERIES, int, DEFAULT_MAX_SERIES, MAX_SERIES_RANGE
+        ),
+        budget_s=_resolve(
+            budget_s,
+            env,
+            "--request-budget",
+            ENV_REQUEST_BUDGET,
+            float,
+            DEFAULT_BUDGET_S,
+            BUDGET_RANGE,
+        ),
+    )

@@ -53,9 +53,11 @@ def left_out(rows: list[dict[str, Any]]) -> int:
 
 
 def status(
-    conn: DictConn, minutes: int = DEFAULT_MINUTES, max_entries: int = DEFAULT_MAX_ENTRIES,
+    conn: DictConn,
+    minutes: int = DEFAULT_MINUTES,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
     deadline: Deadline | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The status screen as JSON-ready data (see the module docstring)."""
     deadline = deadline or Deadline(DEFAULT_BUDGET_S, "status")
     newest = deadline.execute(conn, q.NEWEST)
@@ -71,36 +73,47 @@ def status(
     # ``untracked``: trades the engine let go for space (its cap), which stuck detection
     # no longer watches.
     kinds = ("started", "completed", "rejected", "untracked")
-    trades = {row["metric"]: row["value"] for row in read.rows(q.TRADES, metrics=[
-        f"trades_{name}" for name in kinds])}  # fmt: skip
+    trades = {
+        row["metric"]: row["value"]
+        for row in read.rows(q.TRADES, metrics=[f"trades_{name}" for name in kinds])
+    }
     result["trades"] = {name: whole(trades.get(f"trades_{name}")) for name in kinds}
     result["latency"] = _latency(read)
     result["consumers"], omitted_consumers = _consumers(read)
     result["dlq"] = _dlq(read)
     errors = read.rows(q.ERRORS, newest=newest_start)
-    result["errors"] = [{"service": row["service"], "errors": whole(row["errors"]),
-                         "rate": number(row["rate"])} for row in errors]  # fmt: skip
+    result["errors"] = [
+        {"service": row["service"], "errors": whole(row["errors"]), "rate": number(row["rate"])}
+        for row in errors
+    ]
     logs = read.rows(q.LOGS)
-    result["logs"] = [{"service": row["service"], "level": row["level"],
-                       "events": whole(row["events"])} for row in logs]  # fmt: skip
+    result["logs"] = [
+        {"service": row["service"], "level": row["level"], "events": whole(row["events"])}
+        for row in logs
+    ]
     stuck = read.rows(q.STUCK)
     result["stuck"] = [_stuck(row) for row in stuck]
     stuck_total = read.rows(q.STUCK_COUNT)[0]["n"] if len(stuck) == max_entries else len(stuck)
     result["alerts"] = active(conn, max_entries=max_entries, deadline=deadline)
     result["omitted"] = {
-        "consumers": omitted_consumers, "errors": left_out(errors), "logs": left_out(logs),
+        "consumers": omitted_consumers,
+        "errors": left_out(errors),
+        "logs": left_out(logs),
         "stuck": stuck_total - len(stuck),
-    }  # fmt: skip
+    }
     deadline.check()
     return result
 
 
 def _stuck(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "trade_id": row["trade_id"], "stage": row["stage"], "service": row["service_name"],
+        "trade_id": row["trade_id"],
+        "stage": row["stage"],
+        "service": row["service_name"],
         "last_event_type": row["last_event_type"],
-        "last_event_time": iso(row["last_event_time"]), "detected_at": iso(row["detected_at"]),
-    }  # fmt: skip
+        "last_event_time": iso(row["last_event_time"]),
+        "detected_at": iso(row["detected_at"]),
+    }
 
 
 def _tps(read: _Reader) -> dict[str, Any]:
@@ -113,12 +126,15 @@ def _tps(read: _Reader) -> dict[str, Any]:
         "avg": number(sum(v for _, v in totals) / len(totals), 2) if totals else None,
         "series": [{"t": iso(start), "value": number(value, 2)} for start, value in totals],
         "by_service": [
-            {"service": row["service"], "now": number(row["now"], 2),
-             "avg": number(row["total"] / windows, 2)}
+            {
+                "service": row["service"],
+                "now": number(row["now"], 2),
+                "avg": number(row["total"] / windows, 2),
+            }
             for row in services
         ],
         "omitted": {"by_service": left_out(services)},
-    }  # fmt: skip
+    }
 
 
 def _latency(read: _Reader) -> dict[str, Any]:
@@ -127,13 +143,18 @@ def _latency(read: _Reader) -> dict[str, Any]:
     return {
         "e2e": e2e or None,
         "hops": [
-            {"from_stage": row["from_stage"], "to_stage": row["to_stage"],
-             **{name: number(value, 1)
-                for name, value in zip(row["quantiles"], row["vals"], strict=True)}}
+            {
+                "from_stage": row["from_stage"],
+                "to_stage": row["to_stage"],
+                **{
+                    name: number(value, 1)
+                    for name, value in zip(row["quantiles"], row["vals"], strict=True)
+                },
+            }
             for row in hops
         ],
         "omitted": {"hops": left_out(hops)},
-    }  # fmt: skip
+    }
 
 
 def _consumers(read: _Reader) -> tuple[list[dict[str, Any]], int]:
@@ -143,19 +164,32 @@ def _consumers(read: _Reader) -> tuple[list[dict[str, Any]], int]:
     for row in rows:
         read.deadline.check()
         parts = [
-            {"partition": name, "lag": whole(lag), "lag_seconds": number(seconds),
-             "consume_rate": number(rate)}
-            for name, lag, seconds, rate in zip(row["p_names"] or (), row["p_lags"] or (),
-                                                row["p_seconds"] or (), row["p_rates"] or (),
-                                                strict=True)
-        ]  # fmt: skip
-        out.append({
-            "service": row["service"], "topic": row["topic"],
-            "status": STATUS_NAMES[min(max(row["status"], 0), len(STATUS_NAMES) - 1)],
-            "lag": whole(row["lag"]), "lag_seconds": number(row["lag_seconds"]) or 0.0,
-            "time_to_data_loss_seconds": number(row["loss"]), "partitions": parts,
-            "omitted": {"partitions": int(row["partitions"]) - len(parts)},
-        })  # fmt: skip
+            {
+                "partition": name,
+                "lag": whole(lag),
+                "lag_seconds": number(seconds),
+                "consume_rate": number(rate),
+            }
+            for name, lag, seconds, rate in zip(
+                row["p_names"] or (),
+                row["p_lags"] or (),
+                row["p_seconds"] or (),
+                row["p_rates"] or (),
+                strict=True,
+            )
+        ]
+        out.append(
+            {
+                "service": row["service"],
+                "topic": row["topic"],
+                "status": STATUS_NAMES[min(max(row["status"], 0), len(STATUS_NAMES) - 1)],
+                "lag": whole(row["lag"]),
+                "lag_seconds": number(row["lag_seconds"]) or 0.0,
+                "time_to_data_loss_seconds": number(row["loss"]),
+                "partitions": parts,
+                "omitted": {"partitions": int(row["partitions"]) - len(parts)},
+            }
+        )
     return out, left_out(rows)
 
 
@@ -166,9 +200,13 @@ def _dlq(read: _Reader) -> dict[str, Any]:
     return {
         "depth": [{"topic": row["topic"], "depth": whole(row["value"])} for row in depth],
         "rate": number(rate) if rate is not None else 0.0,
-        "series": [{"t": iso(row["window_start"]), "value": whole(row["value"])}
-                   for row in read.rows(q.DLQ_SERIES)],
-        "by_reason": [{"topic": row["topic"], "reason": row["reason"],
-                       "events": whole(row["events"])} for row in reasons],
+        "series": [
+            {"t": iso(row["window_start"]), "value": whole(row["value"])}
+            for row in read.rows(q.DLQ_SERIES)
+        ],
+        "by_reason": [
+            {"topic": row["topic"], "reason": row["reason"], "events": whole(row["events"])}
+            for row in reasons
+        ],
         "omitted": {"depth": left_out(depth), "by_reason": left_out(reasons)},
-    }  # fmt: skip
+    }

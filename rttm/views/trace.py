@@ -95,14 +95,14 @@ FROM rttm_stuck_trades WHERE trade_id = %(trade)s ORDER BY last_event_time DESC 
 #: Each source's table, text column; a row is found by its key and time.
 _FULL_TEXT: dict[TextSource, LiteralString] = {
     "events": "SELECT message AS text FROM rttm_trade_events"
-              " WHERE dedupe_key = %(key)s AND event_time = %(time)s",
+    " WHERE dedupe_key = %(key)s AND event_time = %(time)s",
     "dlq": "SELECT reason AS text FROM rttm_dlq_events"
-           " WHERE dedupe_key = %(key)s AND event_time = %(time)s",
+    " WHERE dedupe_key = %(key)s AND event_time = %(time)s",
     "errors": "SELECT error_message AS text FROM rttm_error_events"
-              " WHERE dedupe_key = %(key)s AND event_time = %(time)s",
+    " WHERE dedupe_key = %(key)s AND event_time = %(time)s",
     "logs": "SELECT message AS text FROM rttm_parsed_logs"
-            " WHERE dedupe_key = %(key)s AND event_time = %(time)s",
-}  # fmt: skip
+    " WHERE dedupe_key = %(key)s AND event_time = %(time)s",
+}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -143,8 +143,11 @@ def decode_cursor(text: str) -> Cursor:
 def _cut(row: dict[str, Any], column: str, name: str) -> dict[str, Any]:
     """A text column as ``name``, with ``name_length`` and ``name_truncated``."""
     length = row[f"{column}_length"]
-    return {name: row[column], f"{name}_length": length,
-            f"{name}_truncated": length is not None and length > TEXT_CHARS}  # fmt: skip
+    return {
+        name: row[column],
+        f"{name}_length": length,
+        f"{name}_truncated": length is not None and length > TEXT_CHARS,
+    }
 
 
 def _event(row: dict[str, Any], older: datetime | None) -> dict[str, Any]:
@@ -152,12 +155,18 @@ def _event(row: dict[str, Any], older: datetime | None) -> dict[str, Any]:
     if older is not None:
         since = number((row["event_time"] - older).total_seconds() * 1000, 1)
     return {
-        "time": iso(row["event_time"]), "key": row["dedupe_key"], "service": row["service_name"],
-        "event_type": row["event_type"], "status": row["event_status"],
-        "source_queue": row["source_queue"], "target_queue": row["target_queue"],
-        "queue_partition": row["queue_partition"], "queue_offset": row["queue_offset"],
-        **_cut(row, "message", "message"), "since_previous_ms": since,
-    }  # fmt: skip
+        "time": iso(row["event_time"]),
+        "key": row["dedupe_key"],
+        "service": row["service_name"],
+        "event_type": row["event_type"],
+        "status": row["event_status"],
+        "source_queue": row["source_queue"],
+        "target_queue": row["target_queue"],
+        "queue_partition": row["queue_partition"],
+        "queue_offset": row["queue_offset"],
+        **_cut(row, "message", "message"),
+        "since_previous_ms": since,
+    }
 
 
 class _Reader:
@@ -177,10 +186,17 @@ def _events(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page, oldest first, and the cursor of the next older page (None if none)."""
     time, partition, offset = before or (None, None, None)
-    rows = conn.rows(_EVENTS, {
-        "trade": trade_id, "chars": TEXT_CHARS, "rows": limit + 1,
-        "time": time, "partition": partition, "offset": offset,
-    })  # fmt: skip
+    rows = conn.rows(
+        _EVENTS,
+        {
+            "trade": trade_id,
+            "chars": TEXT_CHARS,
+            "rows": limit + 1,
+            "time": time,
+            "partition": partition,
+            "offset": offset,
+        },
+    )
     # The extra row, if any, is the event just older than the page: it says there is a
     # next page and times the page's first hop.
     rows.reverse()
@@ -210,29 +226,51 @@ def _stuck(conn: _Reader, trade_id: str) -> dict[str, Any] | None:
         return None
     row = found[0]
     return {
-        "stage": row["stage"], "service": row["service_name"],
-        "last_event_type": row["last_event_type"], "last_event_time": iso(row["last_event_time"]),
-        "detected_at": iso(row["detected_at"]), "recovered_at": iso(row["recovered_at"]),
-    }  # fmt: skip
+        "stage": row["stage"],
+        "service": row["service_name"],
+        "last_event_type": row["last_event_type"],
+        "last_event_time": iso(row["last_event_time"]),
+        "detected_at": iso(row["detected_at"]),
+        "recovered_at": iso(row["recovered_at"]),
+    }
 
 
 def _lists(conn: _Reader, trade_id: str, limit: int) -> dict[str, list[dict[str, Any]]]:
     """The newest DLQ entries, errors and log lines, each text cut."""
     side = min(limit, SIDE_LIMIT)
     return {
-        "dlq": [{"time": iso(r["event_time"]), "key": r["dedupe_key"],
-                 "service": r["service_name"], "topic": r["topic_name"],
-                 **_cut(r, "reason", "reason")}
-                for r in _side(conn, _DLQ, trade_id, side)],
-        "errors": [{"time": iso(r["event_time"]), "key": r["dedupe_key"],
-                    "service": r["service_name"], "error_type": r["error_type"],
-                    **_cut(r, "error_message", "error_message")}
-                   for r in _side(conn, _ERRORS, trade_id, side)],
-        "logs": [{"time": iso(r["event_time"]), "key": r["dedupe_key"],
-                  "service": r["service_name"], "level": r["log_level"],
-                  "category": r["log_category"], **_cut(r, "message", "message")}
-                 for r in _side(conn, _LOGS, trade_id, side)],
-    }  # fmt: skip
+        "dlq": [
+            {
+                "time": iso(r["event_time"]),
+                "key": r["dedupe_key"],
+                "service": r["service_name"],
+                "topic": r["topic_name"],
+                **_cut(r, "reason", "reason"),
+            }
+            for r in _side(conn, _DLQ, trade_id, side)
+        ],
+        "errors": [
+            {
+                "time": iso(r["event_time"]),
+                "key": r["dedupe_key"],
+                "service": r["service_name"],
+                "error_type": r["error_type"],
+                **_cut(r, "error_message", "error_message"),
+            }
+            for r in _side(conn, _ERRORS, trade_id, side)
+        ],
+        "logs": [
+            {
+                "time": iso(r["event_time"]),
+                "key": r["dedupe_key"],
+                "service": r["service_name"],
+                "level": r["log_level"],
+                "category": r["log_category"],
+                **_cut(r, "message", "message"),
+            }
+            for r in _side(conn, _LOGS, trade_id, side)
+        ],
+    }
 
 
 def trace(
@@ -253,27 +291,39 @@ def trace(
         msg = f"limit must be from 1 to {MAX_LIMIT}, got {limit}"
         raise ValueError(msg)
     reader = _Reader(conn, deadline)
-    found = reader.rows(_SUMMARY, {
-        "trade": trade_id, "completed": sorted(pipeline.completed),
-        "rejected": sorted(pipeline.rejected), "known": sorted(pipeline.moves),
-    })  # fmt: skip
+    found = reader.rows(
+        _SUMMARY,
+        {
+            "trade": trade_id,
+            "completed": sorted(pipeline.completed),
+            "rejected": sorted(pipeline.rejected),
+            "known": sorted(pipeline.moves),
+        },
+    )
     summary = found[0] if found else None
     if summary is None or not summary["total"]:
         return None
-    outcome = ("completed" if summary["completed"]
-               else "rejected" if summary["rejected"] else "in flight")  # fmt: skip
+    outcome = (
+        "completed" if summary["completed"] else "rejected" if summary["rejected"] else "in flight"
+    )
     stage = None
     if summary["staged_type"] is not None:  # the latest event the pipeline knows
         stage = pipeline.stages[pipeline.moves[summary["staged_type"]][0]].name
     events, cursor = _events(reader, trade_id, limit, before)
     return {
-        "trade_id": trade_id, "stage": stage, "service": summary["service"],
-        "outcome": outcome, "stuck": _stuck(reader, trade_id),
-        "total": summary["total"], "next": cursor, "events": events,
+        "trade_id": trade_id,
+        "stage": stage,
+        "service": summary["service"],
+        "outcome": outcome,
+        "stuck": _stuck(reader, trade_id),
+        "total": summary["total"],
+        "next": cursor,
+        "events": events,
         **_lists(reader, trade_id, limit),
-        "dlq_total": summary["dlq_total"], "errors_total": summary["errors_total"],
+        "dlq_total": summary["dlq_total"],
+        "errors_total": summary["errors_total"],
         "logs_total": summary["logs_total"],
-    }  # fmt: skip
+    }
 
 
 def full_text(

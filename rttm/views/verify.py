@@ -72,15 +72,26 @@ REL_TOL = 1e-9
 DEFAULT_SINCE = "1h"
 
 #: Count metrics: every point must equal the recount.
-COUNTS = ("events", "trades_started", "trades_completed", "trades_rejected",
-          "dlq_events", "errors", "log_events")  # fmt: skip
+COUNTS = (
+    "events",
+    "trades_started",
+    "trades_completed",
+    "trades_rejected",
+    "dlq_events",
+    "errors",
+    "log_events",
+)
 #: The trade outcomes, one unlabelled point each per window (a missing point means 0).
 OUTCOMES = ("trades_started", "trades_completed", "trades_rejected")
 #: Derived metrics and the label names their points carry.
 DERIVED: dict[str, tuple[str, ...]] = {
-    "tps": ("service",), "error_rate": ("service",), "error_ratio": ("service",),
-    "log_rate": ("service", "level"), "dlq_rate": ("topic",), "dlq_ratio": (),
-}  # fmt: skip
+    "tps": ("service",),
+    "error_rate": ("service",),
+    "error_ratio": ("service",),
+    "log_rate": ("service", "level"),
+    "dlq_rate": ("topic",),
+    "dlq_ratio": (),
+}
 #: Latency quantiles: checked for sanity only (see the module docstring).
 LATENCIES = ("hop_latency_ms", "e2e_latency_ms")
 QUANTILES = ("p50", "p95", "p99")
@@ -93,15 +104,26 @@ NOT_RECOMPUTED = (
 #: What is not checked at all, and why: said in the output.
 NOT_CHECKED: dict[str, tuple[str, ...]] = {
     "gauges of a moment": (
-        "queue_lag", "queue_lag_seconds", "consume_rate", "consumer_status", "dlq_depth",
-        "dlq_depth_by_reason", "stuck_trades", "time_to_data_loss_seconds",
+        "queue_lag",
+        "queue_lag_seconds",
+        "consume_rate",
+        "consumer_status",
+        "dlq_depth",
+        "dlq_depth_by_reason",
+        "stuck_trades",
+        "time_to_data_loss_seconds",
     ),
     "the engine's own bookkeeping": (
-        "late_events", "corrected_events", "repeated_events", "invalid_messages",
+        "late_events",
+        "corrected_events",
+        "repeated_events",
+        "invalid_messages",
         "future_events",
-        "trades_untracked", "partitions_untracked", "cardinality_exceeded",
+        "trades_untracked",
+        "partitions_untracked",
+        "cardinality_exceeded",
     ),
-}  # fmt: skip
+}
 
 MISMATCH, MISSING, UNEXPECTED, INVALID = "mismatch", "missing", "unexpected", "invalid"
 
@@ -156,11 +178,16 @@ class Difference:
     def as_json(self) -> dict[str, Any]:
         """The difference as a JSON object."""
         return {
-            "window_start": iso_of(self.window_start), "metric": self.metric,
-            "labels": dict(self.labels), "stored": _finite(self.stored),
-            "recounted": _finite(self.recounted), "difference": _finite(self.difference),
-            "kind": self.kind, "note": self.note, "points": self.points,
-        }  # fmt: skip
+            "window_start": iso_of(self.window_start),
+            "metric": self.metric,
+            "labels": dict(self.labels),
+            "stored": _finite(self.stored),
+            "recounted": _finite(self.recounted),
+            "difference": _finite(self.difference),
+            "kind": self.kind,
+            "note": self.note,
+            "points": self.points,
+        }
 
 
 @dataclass
@@ -285,8 +312,9 @@ def compare_counts(
             what = f"the {len(others)} __other__ points" if len(others) > 1 else "__other__"
             note = f"{what} vs the label sets no named point has"
             shown = max(others, key=lambda item: sum(v == OTHER for _, v in item[0]))[0]
-            out.differences.append(Difference(start, metric, shown, total, uncovered, kind,
-                                              note, len(others)))  # fmt: skip
+            out.differences.append(
+                Difference(start, metric, shown, total, uncovered, kind, note, len(others))
+            )
         return out
     for labels, count in sorted(rest.items()):
         out.compared += 1
@@ -307,9 +335,11 @@ class _Bases:
     @classmethod
     def of(cls, counts: Mapping[str, Mapping[Labels, int]]) -> _Bases:
         bases = cls(started=sum(counts.get("trades_started", {}).values()))
-        for metric, into, name in (("events", bases.events, "service"),
-                                   ("errors", bases.errors, "service"),
-                                   ("dlq_events", bases.dlq, "topic")):  # fmt: skip
+        for metric, into, name in (
+            ("events", bases.events, "service"),
+            ("errors", bases.errors, "service"),
+            ("dlq_events", bases.dlq, "topic"),
+        ):
             for labels, n in counts.get(metric, {}).items():
                 key = dict(labels)[name]
                 into[key] = into.get(key, 0) + n
@@ -359,18 +389,20 @@ def compare_derived(
             found = dict(labels)
             if sorted(found) != sorted(names):
                 note = f"labels {', '.join(sorted(found)) or '(none)'}, expected " + (
-                    ", ".join(names) or "none")  # fmt: skip
-                out.differences.append(Difference(start, metric, labels, value, None,
-                                                  UNEXPECTED, note))  # fmt: skip
+                    ", ".join(names) or "none"
+                )
+                out.differences.append(
+                    Difference(start, metric, labels, value, None, UNEXPECTED, note)
+                )
                 continue
             expected = bases.expected(metric, found, window_s)
             if expected is None:
                 note = "the engine stores none when the denominator is 0"
-                out.differences.append(Difference(start, metric, labels, value, None,
-                                                  UNEXPECTED, note))  # fmt: skip
+                out.differences.append(
+                    Difference(start, metric, labels, value, None, UNEXPECTED, note)
+                )
             elif not math.isclose(value, expected, rel_tol=REL_TOL, abs_tol=1e-12):
-                out.differences.append(Difference(start, metric, labels, value, expected,
-                                                  MISMATCH))  # fmt: skip
+                out.differences.append(Difference(start, metric, labels, value, expected, MISMATCH))
     return out
 
 
@@ -393,8 +425,9 @@ def check_latencies(
             out.differences.extend(_latency_problems(start, metric, labels, values))
             if metric == "e2e_latency_ms" and completed == 0:
                 note = "end-to-end latency in a window where no trade completed"
-                out.differences.append(Difference(start, metric, labels, max(values.values()),
-                                                  0, UNEXPECTED, note))  # fmt: skip
+                out.differences.append(
+                    Difference(start, metric, labels, max(values.values()), 0, UNEXPECTED, note)
+                )
     return out
 
 
@@ -403,8 +436,9 @@ def _latency_problems(
 ) -> Iterable[Difference]:
     for name, value in sorted(values.items()):
         if name not in QUANTILES:
-            yield Difference(start, metric, labels, value, None, INVALID,
-                             f"unknown quantile {name!r}")  # fmt: skip
+            yield Difference(
+                start, metric, labels, value, None, INVALID, f"unknown quantile {name!r}"
+            )
         elif not math.isfinite(value) or value < 0:
             yield Difference(start, metric, labels, value, None, INVALID, f"{name} is {value}")
     if _has_other(labels):
@@ -412,8 +446,9 @@ def _latency_problems(
     present = [(name, values[name]) for name in QUANTILES if name in values]
     if any(a > b for (_, a), (_, b) in itertools.pairwise(present)):
         shown = ", ".join(f"{name} {value:g}" for name, value in present)
-        yield Difference(start, metric, labels, present[0][1], None, INVALID,
-                         f"not ordered: {shown}")  # fmt: skip
+        yield Difference(
+            start, metric, labels, present[0][1], None, INVALID, f"not ordered: {shown}"
+        )
 
 
 def compare(stored: Windows, recounted: Counts, window_s: int) -> Comparison:
@@ -439,8 +474,11 @@ def _bump(windows: Counts, start: int, metric: str, labels: Labels, count: int) 
 
 def add_trades(windows: Counts, rows: Iterable[tuple[Any, ...]], pipeline: Pipeline) -> None:
     """Rows (window, service, event_type, count): ``events`` and the trade outcomes."""
-    outcomes = (("trades_started", pipeline.first_events), ("trades_completed",
-                pipeline.completed), ("trades_rejected", pipeline.rejected))  # fmt: skip
+    outcomes = (
+        ("trades_started", pipeline.first_events),
+        ("trades_completed", pipeline.completed),
+        ("trades_rejected", pipeline.rejected),
+    )
     for start, service, event_type, count in rows:
         _bump(windows, start, "events", _labels(service=service, event_type=event_type), count)
         for metric, types in outcomes:
@@ -506,8 +544,9 @@ def _family_query(spec: TopicSpec, columns: tuple[str, ...]) -> sql.Composed:
         " AND u.event_time >= %(first)s AND u.event_time < %(end)s"
         " WHERE t.event_time >= %(first)s AND t.event_time < %(end)s"
         " GROUP BY win, {cols}"
-    ).format(cols=grouped, table=sql.Identifier(spec.table),
-             uncounted=sql.Identifier(UNCOUNTED_TABLE))  # fmt: skip
+    ).format(
+        cols=grouped, table=sql.Identifier(spec.table), uncounted=sql.Identifier(UNCOUNTED_TABLE)
+    )
 
 
 def recount(conn: Conn, span: Span, pipeline: Pipeline) -> tuple[Counts, dict[str, int]]:
@@ -516,8 +555,10 @@ def recount(conn: Conn, span: Span, pipeline: Pipeline) -> tuple[Counts, dict[st
     left_out: dict[str, int] = {}
     adders: dict[type[Message], Callable[[Counts, list[tuple[Any, ...]]], None]] = {
         TradeEvent: lambda into, rows: add_trades(into, rows, pipeline),
-        DlqEvent: add_dlq, ErrorEvent: add_errors, LogEvent: add_logs,
-    }  # fmt: skip
+        DlqEvent: add_dlq,
+        ErrorEvent: add_errors,
+        LogEvent: add_logs,
+    }
     params = {"w": span.window_s, "first": _utc(span.first), "end": _utc(span.end)}
     for struct, columns in _FAMILIES:
         spec = _spec(struct)
@@ -576,18 +617,30 @@ def verify(conn: Conn, engine: EngineConfig, since_s: float) -> Report:
     """Recount the settled windows of the last ``since_s`` and compare (see the module)."""
     window_s = int(engine.window_s)
 
-    def report(span: Span | None, found: Comparison | None = None,
-               left_out: Mapping[str, int] | None = None) -> Report:  # fmt: skip
+    def report(
+        span: Span | None,
+        found: Comparison | None = None,
+        left_out: Mapping[str, int] | None = None,
+    ) -> Report:
         found = found or Comparison()
-        return Report(span, window_s, engine.lateness_s, engine.correction_s, since_s,
-                      found.compared, left_out or {}, tuple(found.differences))  # fmt: skip
+        return Report(
+            span,
+            window_s,
+            engine.lateness_s,
+            engine.correction_s,
+            since_s,
+            found.compared,
+            left_out or {},
+            tuple(found.differences),
+        )
 
     newest = reference(conn)
     if newest is None:
         return report(None)
     _check_window(*newest, window_s)
-    span = settled_span(newest[1].timestamp(), window_s, engine.lateness_s,
-                        engine.correction_s, since_s)  # fmt: skip
+    span = settled_span(
+        newest[1].timestamp(), window_s, engine.lateness_s, engine.correction_s, since_s
+    )
     if not span.windows:
         return report(span)
     recounted, left_out = recount(conn, span, engine.pipeline)

@@ -47,8 +47,10 @@ _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "the database is away, the request is past its time budget, or busy"}
 }
 STATIC = Path(str(resources.files(__package__) / "static"))
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
-       " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'")  # fmt: skip
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
+    " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
+)
 
 
 class _HostCheck(TrustedHostMiddleware):
@@ -92,8 +94,9 @@ def create_app(
     about = "Real-time trade monitoring: status, alerts and trade traces."
     # No Swagger/ReDoc pages: they load scripts from a CDN, which the CSP forbids;
     # the schema is at /openapi.json.
-    app = FastAPI(title="RTTM", version=__version__, description=about, docs_url=None,
-                  redoc_url=None)  # fmt: skip
+    app = FastAPI(
+        title="RTTM", version=__version__, description=about, docs_url=None, redoc_url=None
+    )
     if authenticator is not None:  # added first: runs after the Host check, inside the headers
         app.add_middleware(AuthMiddleware, authenticator=authenticator)
     if allowed_hosts is not None:
@@ -122,41 +125,53 @@ def create_app(
     async def query_refused(_request: Request, exc: psycopg.Error) -> JSONResponse:
         return JSONResponse({"detail": query_failed_detail(database_url, exc)}, status_code=503)
 
-    @app.get("/api/status", summary="Platform health over the last minutes",
-             description="Each list holds at most `--max-entries` entries, the worst first; "
-             "the `omitted` object next to a list counts those left out.",
-             responses=_UNAVAILABLE)  # fmt: skip
+    @app.get(
+        "/api/status",
+        summary="Platform health over the last minutes",
+        description="Each list holds at most `--max-entries` entries, the worst first; "
+        "the `omitted` object next to a list counts those left out.",
+        responses=_UNAVAILABLE,
+    )
     def get_status(minutes: int = Query(15, ge=1, le=1440)) -> dict[str, Any]:
         deadline = Deadline(bounds.budget_s, "status")
         with heavy.enter("status"), open_view(database_url) as conn:
             return status_view.status(conn, minutes, bounds.max_entries, deadline)
 
-    @app.get("/api/alerts", summary="Firing and pending alerts, and recent transitions",
-             description="At most `--max-entries` alerts per state and transitions; "
-             "`omitted` counts those left out (`firing`, `pending`, `recent`).",
-             responses=_UNAVAILABLE)  # fmt: skip
+    @app.get(
+        "/api/alerts",
+        summary="Firing and pending alerts, and recent transitions",
+        description="At most `--max-entries` alerts per state and transitions; "
+        "`omitted` counts those left out (`firing`, `pending`, `recent`).",
+        responses=_UNAVAILABLE,
+    )
     def get_alerts(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
         deadline = Deadline(bounds.budget_s, "alerts")
         with heavy.enter("alerts"), open_view(database_url) as conn:
-            return alert_view.alerts(conn, limit, silenced.silenced(), bounds.max_entries,
-                                     deadline)  # fmt: skip
+            return alert_view.alerts(conn, limit, silenced.silenced(), bounds.max_entries, deadline)
 
-    @app.get("/api/trace/{trade_id:path}", summary="One trade's timeline across services",
-             description="The newest `limit` events (oldest first), `total`, and `next`: "
-             "the `before` cursor of the next older page (null on the last). DLQ entries, "
-             "errors and logs are the newest few, with their totals. Texts longer than "
-             f"{trace_view.TEXT_CHARS} characters are cut (`…_truncated`, `…_length`); "
-             "`/api/text/{source}` has them whole.",
-             responses={400: {"description": "malformed `before` cursor"},
-                        404: {"description": "no event of this trade is stored"},
-                        **_UNAVAILABLE})  # fmt: skip
+    @app.get(
+        "/api/trace/{trade_id:path}",
+        summary="One trade's timeline across services",
+        description="The newest `limit` events (oldest first), `total`, and `next`: "
+        "the `before` cursor of the next older page (null on the last). DLQ entries, "
+        "errors and logs are the newest few, with their totals. Texts longer than "
+        f"{trace_view.TEXT_CHARS} characters are cut (`…_truncated`, `…_length`); "
+        "`/api/text/{source}` has them whole.",
+        responses={
+            400: {"description": "malformed `before` cursor"},
+            404: {"description": "no event of this trade is stored"},
+            **_UNAVAILABLE,
+        },
+    )
     def get_trace(
         trade_id: str,
-        limit: int = Query(trace_view.DEFAULT_LIMIT, ge=1, le=trace_view.MAX_LIMIT,
-                           description="events per page"),
-        before: str | None = Query(None, max_length=200,
-                                   description="the `next` of the previous page"),
-    ) -> dict[str, Any]:  # fmt: skip
+        limit: int = Query(
+            trace_view.DEFAULT_LIMIT, ge=1, le=trace_view.MAX_LIMIT, description="events per page"
+        ),
+        before: str | None = Query(
+            None, max_length=200, description="the `next` of the previous page"
+        ),
+    ) -> dict[str, Any]:
         if "\x00" in trade_id:  # PostgreSQL text cannot hold NUL: no stored trade has it
             raise HTTPException(status_code=404, detail=f"no trade {trade_id!r}")
         try:
@@ -170,10 +185,13 @@ def create_app(
             raise HTTPException(status_code=404, detail=f"no trade {trade_id!r}")
         return found
 
-    @app.get("/api/text/{source}", summary="The whole text a trade trace lists cut",
-             description="An event's or log line's message, a DLQ entry's reason or an "
-             "error's message, by the `key` and `time` of its trace entry.",
-             responses={404: {"description": "no such row"}})  # fmt: skip
+    @app.get(
+        "/api/text/{source}",
+        summary="The whole text a trade trace lists cut",
+        description="An event's or log line's message, a DLQ entry's reason or an "
+        "error's message, by the `key` and `time` of its trace entry.",
+        responses={404: {"description": "no such row"}},
+    )
     def get_text(
         source: trace_view.TextSource,
         key: Annotated[str, Query(description="the entry's `key`")],
@@ -191,14 +209,18 @@ def create_app(
     readiness = health.Readiness([health.database(database_url)])
     reported: list[str | None] = [None]
 
-    @app.get("/healthz", summary="Liveness: 200 while the server runs",
-             response_class=PlainTextResponse)  # fmt: skip
+    @app.get(
+        "/healthz", summary="Liveness: 200 while the server runs", response_class=PlainTextResponse
+    )
     def get_healthz() -> str:
         return "ok\n"
 
-    @app.get("/readyz", summary="Readiness: 200 when the database answers, else 503 and why",
-             response_class=PlainTextResponse,
-             responses={503: {"description": "not ready: the reason, one line"}})  # fmt: skip
+    @app.get(
+        "/readyz",
+        summary="Readiness: 200 when the database answers, else 503 and why",
+        response_class=PlainTextResponse,
+        responses={503: {"description": "not ready: the reason, one line"}},
+    )
     def get_readyz() -> PlainTextResponse:
         reason = readiness.reason()
         if reason != reported[0]:  # the whole reason goes to the log, once per change

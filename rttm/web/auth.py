@@ -162,8 +162,10 @@ class Authenticator:
 
     def summary(self) -> str:
         """Who may sign in, for the start-up line: ``2 users, 1 token, proxy 10.0.0.5``."""
-        parts = [f"{len(self._users)} user{'s' * (len(self._users) != 1)}",
-                 f"{len(self._tokens)} token{'s' * (len(self._tokens) != 1)}"]  # fmt: skip
+        parts = [
+            f"{len(self._users)} user{'s' * (len(self._users) != 1)}",
+            f"{len(self._tokens)} token{'s' * (len(self._tokens) != 1)}",
+        ]
         if self._proxies:
             parts.append("proxy " + ",".join(str(network) for network in self._proxies))
         return ", ".join(parts)
@@ -205,8 +207,9 @@ class Authenticator:
             return Verdict(200, user)
         _LOG.warning("sign-in failed for %s from %s", shown, printable(client_addr))
         if self.throttle.failed(client_addr):
-            _LOG.warning("too many failed sign-ins from %s: refused for a while",
-                         printable(client_addr))  # fmt: skip
+            _LOG.warning(
+                "too many failed sign-ins from %s: refused for a while", printable(client_addr)
+            )
             return Verdict(429, retry_after_s=math.ceil(self.throttle.blocked_for(client_addr)))
         return _NEEDS_CREDENTIALS
 

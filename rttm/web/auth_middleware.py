@@ -64,8 +64,10 @@ class AuthMiddleware:
             headers.append((b"retry-after", str(verdict.retry_after_s).encode()))
         else:
             body = "authentication required\n"
-            headers += [(b"www-authenticate", challenge.encode("utf-8"))
-                        for challenge in self.authenticator.challenges()]  # fmt: skip
+            headers += [
+                (b"www-authenticate", challenge.encode("utf-8"))
+                for challenge in self.authenticator.challenges()
+            ]
         data = body.encode()
         headers.append((b"content-length", str(len(data)).encode()))
         await send({"type": "http.response.start", "status": verdict.status, "headers": headers})

@@ -20,8 +20,13 @@ from rttm.core.config import ConfigError
 #: ($2a$) write it: cost, then 22 characters of salt and 31 of hash.
 _BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_OTHER_SCHEMES = (("$apr1$", "Apache MD5"), ("{SHA}", "SHA-1"), ("$1$", "MD5-crypt"),
-                  ("$5$", "SHA-256-crypt"), ("$6$", "SHA-512-crypt"))  # fmt: skip
+_OTHER_SCHEMES = (
+    ("$apr1$", "Apache MD5"),
+    ("{SHA}", "SHA-1"),
+    ("$1$", "MD5-crypt"),
+    ("$5$", "SHA-256-crypt"),
+    ("$6$", "SHA-512-crypt"),
+)
 #: The largest file either may be: thousands of users, not a mistaken path to a big file.
 MAX_FILE_BYTES = 1 << 20
 
@@ -36,8 +41,10 @@ def _lines(path: Path, what: str) -> list[tuple[int, str]]:
         # As ssh: the mode matters for a file of one's own. A root-owned file this process
         # can read (a Kubernetes Secret, 0440 with fsGroup) was made readable on purpose.
         if info.st_uid == os.geteuid() and info.st_mode & 0o077:
-            msg = (f"{what} {path} is open to others (mode {stat.S_IMODE(info.st_mode):04o}):"
-                   f" run chmod 600 {path}")  # fmt: skip
+            msg = (
+                f"{what} {path} is open to others (mode {stat.S_IMODE(info.st_mode):04o}):"
+                f" run chmod 600 {path}"
+            )
             raise ConfigError(msg)
         if info.st_size > MAX_FILE_BYTES:
             msg = f"{what} {path}: larger than {MAX_FILE_BYTES:,} bytes"
@@ -67,10 +74,14 @@ def read_users(path: Path) -> dict[str, bytes]:
     for number, line in _lines(path, "password file"):
         name, hashed = _split(path, number, line, "BCRYPT-HASH")
         if not _BCRYPT.fullmatch(hashed):
-            scheme = next((label for prefix, label in _OTHER_SCHEMES if hashed.startswith(prefix)),
-                          "not a recognised hash")  # fmt: skip
-            msg = (f"{path}:{number}: user {name!r} has no bcrypt hash ({scheme}):"
-                   f" make it with htpasswd -B")  # fmt: skip
+            scheme = next(
+                (label for prefix, label in _OTHER_SCHEMES if hashed.startswith(prefix)),
+                "not a recognised hash",
+            )
+            msg = (
+                f"{path}:{number}: user {name!r} has no bcrypt hash ({scheme}):"
+                f" make it with htpasswd -B"
+            )
             raise ConfigError(msg)
         if name in users:
             msg = f"{path}:{number}: user {name!r} is listed twice"

@@ -126,8 +126,9 @@ GROUP BY rule, severity ORDER BY n DESC, rule, severity LIMIT %(cap)s
 """  # noqa: S608 - a constant column list, no input
 #: The metrics read from the newest windows: states and latencies (the counts are added up
 #: in ``rttm_metrics_totals``; rates and ratios are not exposed).
-_SHOWN = sorted(name for name, spec in catalogue.METRICS.items() if spec.exposed
-                and spec.kind is not Kind.COUNT)  # fmt: skip
+_SHOWN = sorted(
+    name for name, spec in catalogue.METRICS.items() if spec.exposed and spec.kind is not Kind.COUNT
+)
 OMITTED = "rttm_serve_series_omitted"
 #: Rows turned into samples between two looks at the deadline.
 _CHECK_EVERY = 1_000
@@ -151,9 +152,10 @@ class DatabaseCollector(Collector):
         """The families described in the module docstring."""
         deadline = Deadline(self._budget_s, "metrics")
         omitted = GaugeMetricFamily(
-            OMITTED, "Series of a metric left out of /metrics (rttm serve --max-series)",
+            OMITTED,
+            "Series of a metric left out of /metrics (rttm serve --max-series)",
             labels=["metric"],
-        )  # fmt: skip
+        )
         with open_view(self._url) as conn:
             yield from self._states(conn, deadline, omitted)
             yield from self._counters(conn, deadline, omitted)
@@ -165,11 +167,17 @@ class DatabaseCollector(Collector):
                 position.add_metric([row["topic"]], float(row["position"]))
             yield position
             rejects = deadline.execute(conn, _REJECTS)
-            yield GaugeMetricFamily("rttm_ingest_rejects", "Malformed messages kept (estimate)",
-                                    value=float(rejects[0]["n"] if rejects else 0))  # fmt: skip
+            yield GaugeMetricFamily(
+                "rttm_ingest_rejects",
+                "Malformed messages kept (estimate)",
+                value=float(rejects[0]["n"] if rejects else 0),
+            )
             stuck = deadline.execute(conn, _STUCK)
-            yield GaugeMetricFamily("rttm_stuck_trades_open", "Trades stuck now",
-                                    value=float(stuck[0]["n"] if stuck else 0))  # fmt: skip
+            yield GaugeMetricFamily(
+                "rttm_stuck_trades_open",
+                "Trades stuck now",
+                value=float(stuck[0]["n"] if stuck else 0),
+            )
             yield self._firing(conn, deadline, omitted)
             yield omitted
             deadline.check()
@@ -206,8 +214,9 @@ class DatabaseCollector(Collector):
                 labels["quantile"] = catalogue.quantile(labels.get("quantile", ""))
                 value /= 1000  # stored in milliseconds
             suffix = "_total" if spec.kind is Kind.COUNT else ""
-            families[spec.name].add_sample(spec.family + suffix, dict(sorted(labels.items())),
-                                           value)  # fmt: skip
+            families[spec.name].add_sample(
+                spec.family + suffix, dict(sorted(labels.items())), value
+            )
         for name, family in families.items():
             if family.samples:
                 omitted.add_metric([name], float(totals[name] - len(family.samples)))
@@ -217,16 +226,24 @@ class DatabaseCollector(Collector):
         self, conn: DictConn, deadline: Deadline, omitted: GaugeMetricFamily
     ) -> Iterator[Metric]:
         """Gauges and latency summaries of the newest windows, and the newest window's end."""
-        rows = deadline.execute(conn, _SERIES, {
-            "states": sorted(STATES), "least_first": sorted(LEAST_FIRST), "cap": self._max_series,
-            "shown": _SHOWN,
-        })  # fmt: skip
+        rows = deadline.execute(
+            conn,
+            _SERIES,
+            {
+                "states": sorted(STATES),
+                "least_first": sorted(LEAST_FIRST),
+                "cap": self._max_series,
+                "shown": _SHOWN,
+            },
+        )
         yield from self._families((Kind.STATE, Kind.LATENCY), rows, deadline, omitted)
         end = deadline.execute(conn, _WINDOW_END)
         if end:
-            yield GaugeMetricFamily("rttm_metrics_window_end_seconds",
-                                    "End of the newest metrics window (Unix time)",
-                                    value=float(end[0]["end"]))  # fmt: skip
+            yield GaugeMetricFamily(
+                "rttm_metrics_window_end_seconds",
+                "End of the newest metrics window (Unix time)",
+                value=float(end[0]["end"]),
+            )
 
     def _counters(
         self, conn: DictConn, deadline: Deadline, omitted: GaugeMetricFamily
@@ -244,9 +261,10 @@ class DatabaseCollector(Collector):
             catalogue.CONSUMED_OFFSET, "Offset consumed up to (newest snapshot)", labels=labels
         )
         produced = GaugeMetricFamily(
-            catalogue.PRODUCED_OFFSET, "End offset of the partition (newest snapshot)",
+            catalogue.PRODUCED_OFFSET,
+            "End offset of the partition (newest snapshot)",
             labels=labels,
-        )  # fmt: skip
+        )
         rows = deadline.execute(conn, _OFFSETS, {"cap": self._max_series})
         for row in rows:
             where = [row["service_name"], row["topic_name"], str(row["queue_partition"])]
@@ -258,8 +276,9 @@ class DatabaseCollector(Collector):
 
     def _firing(self, conn: DictConn, deadline: Deadline, omitted: GaugeMetricFamily) -> Metric:
         """``rttm_alerts_firing{rule, severity}``, counted in the database."""
-        firing = GaugeMetricFamily("rttm_alerts_firing", "Firing alerts per rule",
-                                   labels=["rule", "severity"])  # fmt: skip
+        firing = GaugeMetricFamily(
+            "rttm_alerts_firing", "Firing alerts per rule", labels=["rule", "severity"]
+        )
         rows = deadline.execute(conn, _FIRING, {"cap": self._max_series})
         for row in sorted(rows, key=lambda r: (r["rule"], r["severity"])):
             firing.add_metric([row["rule"], row["severity"]], float(row["n"]))

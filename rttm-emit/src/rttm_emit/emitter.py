@@ -114,12 +114,22 @@ class Emitter:
         event_id: str | None = None,
     ) -> bool:
         """Publish a trade's step through a service; ``False`` if the event was dropped."""
-        return self.emit(TradeEvent(
-            trade_id=trade_id, service_name=service_name, event_type=event_type,
-            event_status=event_status, source_queue=source_queue, target_queue=target_queue,
-            topic_name=topic_name, partition=partition, offset=offset, message=message,
-            event_time=event_time or datetime.now(UTC), event_id=event_id or uuid7(),
-        ))  # fmt: skip
+        return self.emit(
+            TradeEvent(
+                trade_id=trade_id,
+                service_name=service_name,
+                event_type=event_type,
+                event_status=event_status,
+                source_queue=source_queue,
+                target_queue=target_queue,
+                topic_name=topic_name,
+                partition=partition,
+                offset=offset,
+                message=message,
+                event_time=event_time or datetime.now(UTC),
+                event_id=event_id or uuid7(),
+            )
+        )
 
     def queue_metrics(
         self,
@@ -133,11 +143,17 @@ class Emitter:
         event_id: str | None = None,
     ) -> bool:
         """Publish a consumer's position on one business-queue partition."""
-        return self.emit(QueueMetrics(
-            service_name=service_name, topic_name=topic_name, partition=partition,
-            produced_offset=produced_offset, consumed_offset=consumed_offset,
-            snapshot_time=snapshot_time or datetime.now(UTC), event_id=event_id or uuid7(),
-        ))  # fmt: skip
+        return self.emit(
+            QueueMetrics(
+                service_name=service_name,
+                topic_name=topic_name,
+                partition=partition,
+                produced_offset=produced_offset,
+                consumed_offset=consumed_offset,
+                snapshot_time=snapshot_time or datetime.now(UTC),
+                event_id=event_id or uuid7(),
+            )
+        )
 
     def dlq_event(
         self,
@@ -150,10 +166,16 @@ class Emitter:
         event_id: str | None = None,
     ) -> bool:
         """Publish a trade sent to a dead-letter queue."""
-        return self.emit(DlqEvent(
-            trade_id=trade_id, service_name=service_name, topic_name=topic_name, reason=reason,
-            event_time=event_time or datetime.now(UTC), event_id=event_id or uuid7(),
-        ))  # fmt: skip
+        return self.emit(
+            DlqEvent(
+                trade_id=trade_id,
+                service_name=service_name,
+                topic_name=topic_name,
+                reason=reason,
+                event_time=event_time or datetime.now(UTC),
+                event_id=event_id or uuid7(),
+            )
+        )
 
     def error_event(
         self,
@@ -166,11 +188,16 @@ class Emitter:
         event_id: str | None = None,
     ) -> bool:
         """Publish an error a service met."""
-        return self.emit(ErrorEvent(
-            trade_id=trade_id, service_name=service_name, error_type=error_type,
-            error_message=error_message, event_time=event_time or datetime.now(UTC),
-            event_id=event_id or uuid7(),
-        ))  # fmt: skip
+        return self.emit(
+            ErrorEvent(
+                trade_id=trade_id,
+                service_name=service_name,
+                error_type=error_type,
+                error_message=error_message,
+                event_time=event_time or datetime.now(UTC),
+                event_id=event_id or uuid7(),
+            )
+        )
 
     def log_event(
         self,
@@ -184,11 +211,17 @@ class Emitter:
         event_id: str | None = None,
     ) -> bool:
         """Publish a parsed WARN/ERROR-style log line."""
-        return self.emit(LogEvent(
-            service_name=service_name, log_level=log_level, log_category=log_category,
-            trade_id=trade_id, message=message, event_time=event_time or datetime.now(UTC),
-            event_id=event_id or uuid7(),
-        ))  # fmt: skip
+        return self.emit(
+            LogEvent(
+                service_name=service_name,
+                log_level=log_level,
+                log_category=log_category,
+                trade_id=trade_id,
+                message=message,
+                event_time=event_time or datetime.now(UTC),
+                event_id=event_id or uuid7(),
+            )
+        )
 
     # -- the common path ---------------------------------------------------------------------
 
@@ -197,9 +230,11 @@ class Emitter:
         try:
             topic = BY_STRUCT[type(event)]
             self._producer.produce(
-                topic.name, _ENCODER.encode(event), topic.key_of(event).encode(),
+                topic.name,
+                _ENCODER.encode(event),
+                topic.key_of(event).encode(),
                 on_delivery=self._delivered,
-            )  # fmt: skip
+            )
         except BufferError:
             self._drop("the local queue is full (broker slow or down)")
             return False
@@ -242,8 +277,13 @@ class Emitter:
                 return
             self._warned_at = now
         c = self.counters
-        _LOG.warning("rttm emit: %s (sent %d, failed %d, dropped %d so far)",
-                     text, c.sent, c.failed, c.dropped)  # fmt: skip
+        _LOG.warning(
+            "rttm emit: %s (sent %d, failed %d, dropped %d so far)",
+            text,
+            c.sent,
+            c.failed,
+            c.dropped,
+        )
 
     def pending(self) -> int:
         """Events queued locally, not yet acknowledged or failed."""

@@ -54,10 +54,15 @@ def sink_connection(url: str, application_name: str) -> psycopg.Connection[tuple
     kernel's two hours, so the sink's retry policy (``rttm.core.db.retry``) can act on it.
     """
     return psycopg.connect(
-        url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-        application_name=application_name, keepalives=1, keepalives_idle=10,
-        keepalives_interval=3, keepalives_count=3,
-    )  # fmt: skip
+        url,
+        autocommit=True,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        application_name=application_name,
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=3,
+        keepalives_count=3,
+    )
 
 
 def connect(
@@ -70,8 +75,9 @@ def connect(
     options = " ".join(f"-c {name}={value}" for name, value in settings.items())
     try:
         if options:
-            return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S,
-                                   autocommit=autocommit, options=options)  # fmt: skip
+            return psycopg.connect(
+                url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=autocommit, options=options
+            )
         return psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=autocommit)
     except psycopg.ProgrammingError:
         # The parser's message may quote parts of the URL, password included: not shown.

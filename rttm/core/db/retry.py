@@ -102,8 +102,11 @@ class Retry:
         if self._conflicts == CONFLICT_RETRIES + 1:
             _LOG.warning(
                 "%s rolled back %d times (%s); retrying with backoff up to %.0f s",
-                self._what, self._conflicts, error_cause(exc), BACKOFF_CAP_S,
-            )  # fmt: skip
+                self._what,
+                self._conflicts,
+                error_cause(exc),
+                BACKOFF_CAP_S,
+            )
         stopping.abandon("a batch keeps being rolled back")
         self._backoff()
         return failure

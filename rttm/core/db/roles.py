@@ -34,13 +34,24 @@ PARTITION_FUNCTION = "rttm_ensure_trade_event_partition(date)"
 #: of ``/metrics`` (0009), the tables a trace shows, the queue snapshots (the offsets of
 #: ``/metrics``), and the ingestion's progress (``rttm_ingest_position``).
 VIEWER_TABLES = (
-    "rttm_metrics", "rttm_alerts", "rttm_alert_outbox", "rttm_stuck_trades",
-    "rttm_metrics_uncounted", "rttm_metrics_totals",
-    *(BY_NAME[topic].table for topic in
-      ("rttm.trade.events", "rttm.dlq.events", "rttm.error.events", "rttm.log.events",
-       "rttm.queue.metrics")),
+    "rttm_metrics",
+    "rttm_alerts",
+    "rttm_alert_outbox",
+    "rttm_stuck_trades",
+    "rttm_metrics_uncounted",
+    "rttm_metrics_totals",
+    *(
+        BY_NAME[topic].table
+        for topic in (
+            "rttm.trade.events",
+            "rttm.dlq.events",
+            "rttm.error.events",
+            "rttm.log.events",
+            "rttm.queue.metrics",
+        )
+    ),
     PROGRESS_TABLE,
-)  # fmt: skip
+)
 #: A table privilege that changes data.
 _WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 

@@ -65,8 +65,12 @@ FETCH_PARTITION_BYTES = 512 * 1_024
 FETCH_QUEUE_BACKOFF_MS = 10
 #: How often a caught-up partition says so when asked for heartbeats (metrics flow).
 HEARTBEAT_S = 0.5
-_FATAL = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED,
-          KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}  # fmt: skip
+_FATAL = {
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+}
 
 
 _BROKER = OutageLog(_LOG, "kafka", "waiting for it")
@@ -87,8 +91,12 @@ def resume_offset(where: str, stored: int | None, snapshot: int | None) -> int |
     if stored is not None and snapshot is not None and snapshot > stored:
         _LOG.warning(
             "%s: the database's position %d is behind the recovery snapshot's %d: re-reading"
-            " from %d (was the database restored, or replaced?)", where, stored, snapshot, stored,
-        )  # fmt: skip
+            " from %d (was the database restored, or replaced?)",
+            where,
+            stored,
+            snapshot,
+            stored,
+        )
     return stored
 
 
@@ -284,6 +292,11 @@ class RttmKafkaSource(FixedPartitionedSource[RawBatch, int]):
                 threading.get_ident(), ReadBudget(self._round_messages)
             )
         return _PartitionReader(
-            self._config, topic, int(index), OFFSET_BEGINNING if offset is None else offset,
-            self._tail, budget, self._heartbeat,
-        )  # fmt: skip
+            self._config,
+            topic,
+            int(index),
+            OFFSET_BEGINNING if offset is None else offset,
+            self._tail,
+            budget,
+            self._heartbeat,
+        )
