@@ -77,15 +77,14 @@ def test_the_package_fails_with_its_own_error_and_the_same_words(tmp_path: Path)
 def test_shard_marker_guards_a_recovery_directory(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    _check_shards(fresh, 3, existing=False)
+    _check_shards(fresh, 3)
     assert (fresh / SHARDS_MARKER).read_text() == "3\n"
-    _check_shards(fresh, 4, existing=True)  # growing is fine and remembered
+    _check_shards(fresh, 4)  # growing is fine and remembered
+    assert (fresh / SHARDS_MARKER).read_text() == "4\n"
     with pytest.raises(RttmError, match="holds state for 4 shards; RTTM_SHARDS=3 is fewer"):
-        _check_shards(fresh, 3, existing=True)
-    old = tmp_path / "old"  # made before the marker existed: the fixed 2 shards of then
-    old.mkdir()
-    with pytest.raises(RttmError, match="holds state for 2 shards; RTTM_SHARDS=1"):
-        _check_shards(old, 1, existing=True)
-    (old / SHARDS_MARKER).write_text("two\n")
+        _check_shards(fresh, 3)
+    _check_shards(fresh, 4)
+    assert (fresh / SHARDS_MARKER).read_text() == "4\n"
+    (fresh / SHARDS_MARKER).write_text("two\n")
     with pytest.raises(RttmError, match="expected a shard count, found 'two'"):
-        _check_shards(old, 2, existing=True)
+        _check_shards(fresh, 2)

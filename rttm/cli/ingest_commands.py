@@ -13,7 +13,6 @@ from rttm.core import flow_settings, logs, memory, stopping
 from rttm.core.errors import RttmError
 from rttm.ingest import progress, prometheus
 from rttm.ingest import settings as ingest_settings
-from rttm.ingest.chunks import DEFAULT_SHARDS
 from rttm.ingest.flow import build_flow
 from rttm.ingest.progress import ProgressLine
 from rttm.ingest.settings import IngestSettings
@@ -52,22 +51,21 @@ def register(commands: Subcommands) -> None:
 SHARDS_MARKER = "rttm-shards"
 
 
-def _check_shards(directory: Path, shards: int, existing: bool) -> None:
+def _check_shards(directory: Path, shards: int) -> None:
     """Refuse fewer shards than the recovery store may hold: Bytewax cannot resume that.
 
     More shards is fine (the new ones start empty). The marker keeps the largest count ever
     started here, written before the flow runs: it may overstate, never understate. A store
-    from before the marker existed was written with the then fixed 2 shards.
+    without it has run no ingestion yet (a cluster's parts made by ``bytewax.recovery``).
     """
     marker = directory / SHARDS_MARKER
+    written = 0
     if marker.exists():
         text = marker.read_text().strip()
         if not text.isdigit():
             msg = f"{marker}: expected a shard count, found {text[:20]!r}"
             raise RttmError(msg)
         written = int(text)
-    else:
-        written = DEFAULT_SHARDS if existing else 0
     if shards < written:
         name = ingest_settings.ENV_SHARDS
         msg = (
@@ -95,7 +93,7 @@ def _ingest(args: argparse.Namespace) -> int:
     say(f"ingesting {', '.join(names)} with {args.workers} worker(s), {mode}")
     store = run_flow.recovery(args.recovery_dir, args.backup_interval, where)
     if store is not None:
-        _check_shards(store.directory, settings.shards, store.existing)
+        _check_shards(store.directory, settings.shards)
     reporters = _lag_reporters(settings, args.lag_interval)
     prometheus.register()
     checks = [health.database(settings.database_url), health.broker(settings.kafka)]
