@@ -27,6 +27,7 @@ from rttm.core.config import KafkaSettings
 from rttm.core.contracts import DlqEvent, ErrorEvent, LogEvent, Message, TradeEvent
 from rttm.core.db.connect import Conn
 from rttm.core.errors import RttmError
+from rttm.core.metric_catalogue import METRICS, named
 from rttm.core.registry import TOPICS, TopicSpec
 from rttm.metrics import flow as metrics_flow
 from rttm.metrics import settings as metrics_settings
@@ -717,3 +718,15 @@ def test_the_table_lists_50_differences_and_counts_the_rest(url: str, conn: Conn
     assert sum(" missing" in line for line in lines) == 50
     assert "  and 10 more" in lines
     assert any(line.endswith(" 60 differences") for line in lines)
+
+
+def test_verify_decides_for_every_metric_of_the_catalogue_once() -> None:
+    decided = [
+        *verify.COUNTS,
+        *verify.DERIVED,
+        *verify.LATENCIES,
+        *itertools.chain.from_iterable(verify.NOT_CHECKED.values()),
+    ]
+    assert Counter(decided) == Counter(list(METRICS))  # a new metric is recounted or said not to be
+    with pytest.raises(KeyError, match="'trades_begun' is not a metric of the catalogue"):
+        named("trades_begun")

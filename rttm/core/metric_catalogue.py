@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Final
+from typing import Final, LiteralString
 
 #: Prometheus' name of every metric starts with this (``rttm_queue_lag``).
 PREFIX: Final = "rttm_"
@@ -223,6 +223,18 @@ METRICS: Final[Mapping[str, Metric]] = _metrics(
 LASTING: Final = frozenset(name for name, metric in METRICS.items() if metric.lasting)
 #: Per-window counts: each is added into a Prometheus counter.
 COUNTS: Final = frozenset(name for name, metric in METRICS.items() if metric.kind is Kind.COUNT)
+
+
+def named(name: LiteralString) -> LiteralString:
+    """``name``, checked against the catalogue: for code that reads a metric by its name.
+
+    A query or a table of metric names built with it fails on import when a metric is
+    renamed or dropped, instead of finding nothing.
+    """
+    if name not in METRICS:
+        msg = f"{name!r} is not a metric of the catalogue (rttm/core/metric_catalogue.py)"
+        raise KeyError(msg)
+    return name
 
 
 def quantile(stored: str) -> str:

@@ -72,12 +72,11 @@ def status(
     result["tps"] = _tps(read)
     # ``untracked``: trades the engine let go for space (its cap), which stuck detection
     # no longer watches.
-    kinds = ("started", "completed", "rejected", "untracked")
     trades = {
         row["metric"]: row["value"]
-        for row in read.rows(q.TRADES, metrics=[f"trades_{name}" for name in kinds])
+        for row in read.rows(q.TRADES, metrics=list(q.TRADE_COUNTS.values()))
     }
-    result["trades"] = {name: whole(trades.get(f"trades_{name}")) for name in kinds}
+    result["trades"] = {key: whole(trades.get(name)) for key, name in q.TRADE_COUNTS.items()}
     result["latency"] = _latency(read)
     result["consumers"], omitted_consumers = _consumers(read)
     result["dlq"] = _dlq(read)

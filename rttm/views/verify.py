@@ -54,6 +54,7 @@ from rttm.core import config
 from rttm.core.contracts import DlqEvent, ErrorEvent, LogEvent, Message, TradeEvent
 from rttm.core.db.connect import Conn, connect
 from rttm.core.errors import RttmError
+from rttm.core.metric_catalogue import METRICS, QUANTILES, Kind, named
 from rttm.core.registry import TOPICS, TopicSpec
 from rttm.metrics.limits import OTHER
 from rttm.metrics.pipeline import Pipeline
@@ -71,8 +72,14 @@ STATEMENT_TIMEOUT = "10min"
 REL_TOL = 1e-9
 DEFAULT_SINCE = "1h"
 
+
+def _named(*names: str) -> tuple[str, ...]:
+    """Metric names, each checked against the catalogue (on import)."""
+    return tuple(map(named, names))
+
+
 #: Count metrics: every point must equal the recount.
-COUNTS = (
+COUNTS = _named(
     "events",
     "trades_started",
     "trades_completed",
@@ -82,19 +89,14 @@ COUNTS = (
     "log_events",
 )
 #: The trade outcomes, one unlabelled point each per window (a missing point means 0).
-OUTCOMES = ("trades_started", "trades_completed", "trades_rejected")
-#: Derived metrics and the label names their points carry.
+OUTCOMES = COUNTS[1:4]
+#: Derived metrics (rates and ratios of the counts) and the label names their points carry.
 DERIVED: dict[str, tuple[str, ...]] = {
-    "tps": ("service",),
-    "error_rate": ("service",),
-    "error_ratio": ("service",),
-    "log_rate": ("service", "level"),
-    "dlq_rate": ("topic",),
-    "dlq_ratio": (),
+    name: tuple(sorted(METRICS[name].labels))
+    for name in ("tps", "error_rate", "error_ratio", "log_rate", "dlq_rate", "dlq_ratio")
 }
 #: Latency quantiles: checked for sanity only (see the module docstring).
-LATENCIES = ("hop_latency_ms", "e2e_latency_ms")
-QUANTILES = ("p50", "p95", "p99")
+LATENCIES = tuple(name for name, metric in METRICS.items() if metric.kind is Kind.LATENCY)
 #: Why the latencies are not recomputed: said in the output.
 NOT_RECOMPUTED = (
     "quantiles of a sketch with 1% relative accuracy over the engine's per-trade stage "
@@ -103,7 +105,7 @@ NOT_RECOMPUTED = (
 )
 #: What is not checked at all, and why: said in the output.
 NOT_CHECKED: dict[str, tuple[str, ...]] = {
-    "gauges of a moment": (
+    "gauges of a moment": _named(
         "queue_lag",
         "queue_lag_seconds",
         "consume_rate",
@@ -113,7 +115,7 @@ NOT_CHECKED: dict[str, tuple[str, ...]] = {
         "stuck_trades",
         "time_to_data_loss_seconds",
     ),
-    "the engine's own bookkeeping": (
+    "the engine's own bookkeeping": _named(
         "late_events",
         "corrected_events",
         "repeated_events",
