@@ -22,9 +22,10 @@ from typing import cast
 import psycopg
 from psycopg import sql
 
+from rttm.core.backoff import BACKOFF_CAP_S
 from rttm.core.db import partitions
 from rttm.core.db.connect import Conn, error_cause, sink_connection
-from rttm.core.db.retry import BACKOFF_CAP_S, Failure, Retry
+from rttm.core.db.retry import Failure, Retry
 from rttm.core.decode import Rejected, refusal_reason
 from rttm.core.outage import OutageLog
 from rttm.core.registry import BY_NAME, REJECTS_TABLE

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -33,8 +32,9 @@ from rttm.alerts.receivers import Delivery
 from rttm.alerts.rules import Rule
 from rttm.alerts.sender import Sender
 from rttm.core import stopping
+from rttm.core.backoff import BACKOFF_CAP_S, Backoff
 from rttm.core.db.connect import sink_connection
-from rttm.core.db.retry import BACKOFF_CAP_S, BACKOFF_START_S, Failure, Retry
+from rttm.core.db.retry import Failure, Retry
 from rttm.core.metric_catalogue import COUNTS
 from rttm.core.outage import OutageLog
 from rttm.core.registry import ALERT_EVENTS_TOPIC
@@ -282,7 +282,7 @@ class MetricsWriter:
         pending = [t for out in outputs for t in out.transitions]
         if producer is None or not pending:
             return
-        delay = BACKOFF_START_S
+        backoff = Backoff()
         while pending:
             failed: list[Transition] = []
             for transition in pending:
@@ -294,8 +294,7 @@ class MetricsWriter:
             KAFKA_OUTAGE.lost(f"{len(failed) + left} alert events not acknowledged")
             pending = failed if not left else pending  # unknown which: send all again
             stopping.abandon("kafka does not acknowledge alert events")
-            time.sleep(delay)
-            delay = min(delay * 2, BACKOFF_CAP_S)
+            backoff.pause()
 
     @staticmethod
     def _produce(producer: Producer, transition: Transition, failed: list[Transition]) -> None:

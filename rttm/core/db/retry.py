@@ -5,7 +5,8 @@ A failed transaction is classified by its SQLSTATE:
 - **lost**: the connection broke or the server cannot serve now (an operational error
   without SQLSTATE: the socket died; class 08; 57P01 to 57P03, a shutdown or start-up;
   57P05, an idle session timed out; class 53, out of resources). Reconnect and retry the
-  same batch with capped exponential backoff, for as long as it takes.
+  same batch with capped exponential backoff (:mod:`rttm.core.backoff`), for as long as
+  it takes.
 - **conflict**: the transaction lost a race (class 40: serialization failure, deadlock;
   55P03, a lock not available; 57014, cancelled). Retry it ``CONFLICT_RETRIES`` times after
   a short random pause, then wait with the same backoff as for an outage.
@@ -22,18 +23,15 @@ from __future__ import annotations
 import enum
 import logging
 import random
-import time
 
 import psycopg
 
 from rttm.core import stopping
+from rttm.core.backoff import BACKOFF_CAP_S, Backoff
 from rttm.core.db.connect import error_cause
 from rttm.core.outage import OutageLog
 
 _LOG = logging.getLogger(__name__)
-#: First and longest wait between attempts while the database is away.
-BACKOFF_START_S = 0.2
-BACKOFF_CAP_S = 5.0
 #: Immediate retries of a transaction that lost a race: a deadlock or serialization failure
 #: usually clears on the next attempt, once the other transaction has finished.
 CONFLICT_RETRIES = 3
@@ -81,7 +79,7 @@ class Retry:
 
     def __init__(self, what: str, outage: OutageLog) -> None:
         self._what, self._outage = what, outage
-        self._delay = BACKOFF_START_S
+        self._backoff = Backoff()
         self._conflicts = 0
 
     def after(self, exc: psycopg.Error) -> Failure:
@@ -92,7 +90,7 @@ class Retry:
         if failure is Failure.LOST:
             self._outage.lost(error_cause(exc))
             stopping.abandon("the database is unavailable")
-            self._backoff()
+            self._backoff.pause()
             return failure
         self._conflicts += 1
         if self._conflicts <= CONFLICT_RETRIES:
@@ -108,10 +106,5 @@ class Retry:
                 BACKOFF_CAP_S,
             )
         stopping.abandon("a batch keeps being rolled back")
-        self._backoff()
+        self._backoff.pause()
         return failure
-
-    def _backoff(self) -> None:
-        if stopping.wait(self._delay):  # a stop this process may not act on: still wait
-            time.sleep(self._delay)
-        self._delay = min(self._delay * 2, BACKOFF_CAP_S)
