@@ -21,6 +21,7 @@ interval, as Prometheus does, so Alertmanager never resolves a live alert on its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -184,6 +185,7 @@ class Sender:
             if self._thread.is_alive():
                 _LOG.warning("alert delivery still busy after %.0f s; stopping anyway", timeout)
                 return  # the daemon thread ends with the process; its connection with it
+        self._hand_over()
         self._close()
 
     def _loop(self) -> None:
@@ -255,6 +257,17 @@ class Sender:
         if self._conn is not None:
             self._conn.close()  # ends the session: the advisory lock goes with it
         self._conn, self._leader = None, False
+
+    def _hand_over(self) -> None:
+        """Give up the lock before a clean stop's close, so a standby takes over at once.
+
+        The session's end frees it too, but the server notices a closed socket a moment
+        later, and a standby that asks in between would wait for its next round.
+        """
+        conn = self._conn
+        if self._leader and conn is not None and not conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_ID,))
 
     def _deliver_due(self, conn: DictConn, receiver: Receiver, backoff: _Backoff) -> None:
         while True:
