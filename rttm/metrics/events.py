@@ -1,11 +1,13 @@
 """Raw Kafka batches → compact per-shard chunks of the facts the metrics need.
 
-Validation is the ingestion's (:func:`rttm.core.decode.validated`), so a message the ingestion
-rejects is counted as invalid here too. Events become plain tuples with the event time as
-epoch seconds: the shard logic touches millions of them, and tuples of str/float are the
-cheapest thing Python has. Counted events (all but queue snapshots) end in ``(time, Kafka
-offset, id key)``: the offset names an event the engine leaves uncounted
-(``rttm_metrics_uncounted``), the key (:func:`rttm.metrics.repeats.id_key`) drops repeats.
+Validation is the ingestion's (:func:`rttm.core.decode.validated`), so a message the
+ingestion rejects is counted as invalid here too. Events become plain tuples with the event
+time as epoch seconds, read by named positions (``event[TIME]``): the shard logic touches
+millions of them, and tuples of str/float are the cheapest thing Python has to build and to
+pickle between workers (NamedTuples cost the engine 28 % in ``benchmarks/bench_metrics.py``).
+Counted events (all but queue snapshots) end in ``(time, Kafka offset, id key)``: the
+offset names an event the engine leaves uncounted (``rttm_metrics_uncounted``), the key
+(:func:`rttm.metrics.repeats.id_key`) drops repeats.
 
 Every raw batch sends a chunk to *every* shard, empty or not: the chunk carries the
 source partition's progress (its newest event time), from which each shard derives its
@@ -39,9 +41,20 @@ Error = tuple[str, str, float, int, int]
 #: (service, level, category, time, offset, key)
 Log = tuple[str, str, str, float, int, int]
 
+#: The fields of a counted event (all but a snapshot) by name: it ends in its time, its
+#: Kafka offset and its id key, and what comes before the time is what it is counted by
+#: (a DLQ event's topic and reason; a trade event's id, then its service and event type).
+TIME, OFFSET, KEY = -3, -2, -1
+LABELS = slice(None, TIME)
+TRADE_LABELS = slice(1, TIME)
+#: A log event's level (its second field; the first is its service).
+LOG_LEVEL = 1
+#: A snapshot's time: its last field.
+SNAPSHOT_TIME = -1
+
 TRADE, QUEUE, DLQ, ERROR, LOG = "trade", "queue", "dlq", "error", "log"
-#: Where the event time is in each kind's tuple (counted kinds end in time, offset, key).
-TIME_AT = {TRADE: -3, QUEUE: -1, DLQ: -3, ERROR: -3, LOG: -3}
+#: Where the event time is in each kind's tuple.
+TIME_AT = {TRADE: TIME, QUEUE: SNAPSHOT_TIME, DLQ: TIME, ERROR: TIME, LOG: TIME}
 
 
 @dataclass(slots=True)

@@ -31,7 +31,23 @@ from bytewax.operators import StatefulLogic
 from rttm.core import stopping
 from rttm.core.errors import RttmError
 from rttm.metrics import stats
-from rttm.metrics.events import DLQ, ERROR, LOG, QUEUE, TIME_AT, TRADE, Facts, Uncounted
+from rttm.metrics.events import (
+    DLQ,
+    ERROR,
+    KEY,
+    LABELS,
+    LOG,
+    LOG_LEVEL,
+    OFFSET,
+    QUEUE,
+    SNAPSHOT_TIME,
+    TIME,
+    TIME_AT,
+    TRADE,
+    TRADE_LABELS,
+    Facts,
+    Uncounted,
+)
 from rttm.metrics.limits import OTHER, Limits
 from rttm.metrics.pipeline import Pipeline
 from rttm.metrics.queues import QueueTracker
@@ -250,7 +266,7 @@ class ShardLogic(StatefulLogic[Facts, ShardReport, bytes]):
         future = len(chunk.events) - len(kept)
         if chunk.kind != QUEUE:  # stored by the ingestion, so noted for the recount
             self._state.uncounted.extend(
-                Uncounted(chunk.topic, chunk.partition, event[-2], event[at], "future")
+                Uncounted(chunk.topic, chunk.partition, event[OFFSET], event[at], "future")
                 for event in chunk.events
                 if event[at] > limit
             )
@@ -294,7 +310,7 @@ class ShardLogic(StatefulLogic[Facts, ShardReport, bytes]):
         topic = chunk.topic
         if chunk.kind == QUEUE:
             for event in chunk.events:
-                if self._acc(event[5]) is None:
+                if self._acc(event[SNAPSHOT_TIME]) is None:
                     self._late(topic)
                 self._state.queues.add(event)
         else:
@@ -327,7 +343,7 @@ class ShardLogic(StatefulLogic[Facts, ShardReport, bytes]):
         recovered: list[Recovered] = []
         late = corrected = repeated = 0
         for event in chunk.events:
-            moment = event[-3]
+            moment = event[TIME]
             start = window_start(moment, length)
             if closed is None or start >= closed:
                 acc = windows.get(start)
@@ -339,20 +355,22 @@ class ShardLogic(StatefulLogic[Facts, ShardReport, bytes]):
                     acc = corrections[start] = WindowAcc()
             else:
                 late += 1
-                state.uncounted.append(Uncounted(topic, chunk.partition, event[-2], moment, "late"))
+                state.uncounted.append(
+                    Uncounted(topic, chunk.partition, event[OFFSET], moment, "late")
+                )
                 if trades is not None:  # still moves its trade, without counting
                     back = trades.observe(event, None)
                     if back is not None:
                         recovered.append(back)
                 continue
-            key = event[-1]
+            key = event[KEY]
             if key and not repeats.fresh(key, start):
                 repeated += 1
                 continue
             if closed is not None and start < closed:
                 corrected += 1
             if trades is not None:
-                label = (event[1], event[2])  # the hot path: _bump inlined
+                label = event[TRADE_LABELS]  # the hot path: _bump inlined
                 counts = acc.events
                 count = counts.get(label)
                 if count is None and len(counts) >= cap:
@@ -363,11 +381,11 @@ class ShardLogic(StatefulLogic[Facts, ShardReport, bytes]):
                 if back is not None:
                     recovered.append(back)
             elif kind == DLQ:
-                _bump(acc.dlq, (event[0], event[1]), cap, _OTHER2)
+                _bump(acc.dlq, event[LABELS], cap, _OTHER2)
             elif kind == ERROR:
-                _bump(acc.errors, (event[0], event[1]), cap, _OTHER2)
-            elif kind == LOG and event[1].upper() in COUNTED_LEVELS:
-                _bump(acc.logs, (event[0], event[1], event[2]), cap, _OTHER3)
+                _bump(acc.errors, event[LABELS], cap, _OTHER2)
+            elif kind == LOG and event[LOG_LEVEL].upper() in COUNTED_LEVELS:
+                _bump(acc.logs, event[LABELS], cap, _OTHER3)
         if late or corrected or repeated:
             self._note_arrivals(topic, late, corrected, repeated, chunk)
         return recovered

@@ -114,7 +114,7 @@ class TradeTracker:
         Trades started, completed and rejected are counted per event of those types, as a
         count over the stored events gives them, whatever the order the events arrive in.
         """
-        trade_id, service, event_type, moment = event[0], event[1], event[2], event[3]
+        trade_id, service, event_type, moment, _offset, _key = event
         pipeline = self.pipeline
         first = event_type in pipeline.first_events
         if acc is not None:
