@@ -8,6 +8,7 @@ server serves it (``BYTEWAX_DATAFLOW_API_ENABLED=true``, port 3030 on every addr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY
@@ -42,12 +43,9 @@ class IngestCollector(Collector):
 
 
 _COLLECTOR = IngestCollector()
-_registered = False
 
 
+@functools.cache  # once per process: the registry refuses a second time
 def register() -> None:
-    """Add the collector to the default registry (once per process)."""
-    global _registered
-    if not _registered:
-        REGISTRY.register(_COLLECTOR)
-        _registered = True
+    """Add the collector to the default registry."""
+    REGISTRY.register(_COLLECTOR)

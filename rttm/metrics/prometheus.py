@@ -6,6 +6,7 @@ Served by ``rttm metrics --metrics-port PORT`` (127.0.0.1), or by Bytewax's API 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY
@@ -92,12 +93,9 @@ def _per_label(name: str, about: str, label: str, counts: dict[str, int]) -> Met
 
 
 _COLLECTOR = MetricsFlowCollector()
-_registered = False
 
 
+@functools.cache  # once per process: the registry refuses a second time
 def register() -> None:
-    """Add the collector to the default registry (once per process)."""
-    global _registered
-    if not _registered:
-        REGISTRY.register(_COLLECTOR)
-        _registered = True
+    """Add the collector to the default registry."""
+    REGISTRY.register(_COLLECTOR)
