@@ -23,7 +23,18 @@ LAYER_OF = {
     "metrics": METRICS,
     "alerts": METRICS,
     **dict.fromkeys(
-        ("cli", "web", "views", "ops", "stack", "simulator", "__main__", "emit", "queue_reporter"),
+        (
+            "cli",
+            "web",
+            "views",
+            "ops",
+            "lag",
+            "stack",
+            "simulator",
+            "__main__",
+            "emit",
+            "queue_reporter",
+        ),
         SURFACE,
     ),
 }

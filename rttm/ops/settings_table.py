@@ -12,7 +12,7 @@ import textwrap
 from dataclasses import dataclass
 
 from rttm.alerts import receivers
-from rttm.cli import metrics_access, serve_security
+from rttm.cli import lag_commands, metrics_access, serve_security
 from rttm.core import config, flow_settings, logs
 from rttm.ingest import chunks, dedupe
 from rttm.ingest import settings as ingest
@@ -56,6 +56,7 @@ COMMANDS = (
     "serve",
     "run",
     "demo",
+    "lag-exporter",
     "rules check",
     "rules test",
     "rules export",
@@ -80,7 +81,7 @@ _LOCAL_STACK = (
     "serve",
     "demo",
 )
-_KAFKA = ("up", *_TOPICS, "simulate", "ingest", "metrics", "run")
+_KAFKA = ("up", *_TOPICS, "simulate", "ingest", "metrics", "run", "lag-exporter")
 _DATABASE = (
     "up",
     *_DB,
@@ -290,14 +291,26 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         metrics_access.ENV_AUTH_FILE,
-        _FLOWS,
+        (*_FLOWS, "lag-exporter"),
         "who may scrape --metrics-port beyond loopback: htpasswd (--metrics-auth-file)",
         "none",
     ),
     Setting(
         metrics_access.ENV_TOKEN_FILE,
-        _FLOWS,
+        (*_FLOWS, "lag-exporter"),
         "bearer tokens for --metrics-port beyond loopback (--metrics-token-file)",
+        "none",
+    ),
+    Setting(
+        lag_commands.ENV_GROUPS,
+        ("lag-exporter", "run"),
+        "comma list of consumer groups to watch, GROUP[=SERVICE] (--group)",
+        "none",
+    ),
+    Setting(
+        lag_commands.ENV_GROUP_REGEX,
+        ("lag-exporter", "run"),
+        "also watch every consumer group whose id matches (--group-regex)",
         "none",
     ),
     Setting(logs.ENV_LEVEL, COMMANDS, f"lowest level logged: {', '.join(logs.LEVELS)}", "INFO"),
