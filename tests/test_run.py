@@ -141,13 +141,14 @@ def test_rttm_run_restarts_a_killed_child_then_stops_every_child_in_order_on_sig
         **run_env(kafka, migrated_db),
         "BYTEWAX_PROCESS_ID": "1",
         "BYTEWAX_ADDRESSES": "127.0.0.1:1;127.0.0.1:2",
+        "RTTM_LAG_GROUPS": "settlement=settlement-engine",  # runs the lag exporter too
     }
     run = Supervised(
         ["--metrics-port", str(ports[0]), "--port", str(web), "--cluster-port", str(free_port())],
         env,
     )
     try:
-        wait_for(lambda: set(run.pids()) == {"ingest", "metrics", "serve"})
+        wait_for(lambda: set(run.pids()) == {"lag-exporter", "ingest", "metrics", "serve"})
         for port in (*ports, web):
             wait_for(ready(port))
         before = run.pids()
@@ -172,13 +173,18 @@ def test_rttm_run_restarts_a_killed_child_then_stops_every_child_in_order_on_sig
         run.kill()
     assert status == 0, run.lines[-20:]
     assert not [name for name, pid in children.items() if alive(pid)]
-    stopped = [m[1] for m in run.own(r"^(\w+) stopped$")]
-    assert stopped == ["ingest", "metrics", "serve"]
+    stopped = [m[1] for m in run.own(r"^([\w-]+) stopped$")]
+    assert stopped == ["lag-exporter", "ingest", "metrics", "serve"]
     assert run.own(r"^every child stopped$")
     forget_own_lag_reports(migrated_db)
     assert_complete(migrated_db, first, second)
     records = run.records()  # every line is a JSON object, the children's included
-    assert {r["process"] for r in records if "process" in r} == {"ingest", "metrics", "serve"}
+    assert {r["process"] for r in records if "process" in r} == {
+        "lag-exporter",
+        "ingest",
+        "metrics",
+        "serve",
+    }
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
     assert not [r for r in records if r["logger"] == "rttm.child"], "a child wrote plain text"
 
@@ -304,6 +310,19 @@ def test_rttm_run_refuses_a_recovery_store_made_for_another_process_count(tmp_pa
         "(process-<i>/part-<i>.sqlite3 for each): keep the process count it was made for, or "
         "use a new --recovery-dir"
     )
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"RTTM_LAG_GROUPS": "settlement,=risk"}, "RTTM_LAG_GROUPS '=risk': expected GROUP or"),
+        ({"RTTM_LAG_GROUP_REGEX": "orders-("}, "RTTM_LAG_GROUP_REGEX 'orders-(': missing )"),
+    ],
+)
+def test_rttm_run_refuses_lag_groups_the_exporter_would_refuse(
+    tmp_path: Path, settings: dict[str, str], expected: str
+) -> None:
+    assert run_refusal(tmp_path, {**SERVERS, **settings}, []).startswith(expected)
 
 
 def run_refusal(state: Path, settings: dict[str, str], args: list[str]) -> str:

@@ -13,12 +13,13 @@ import argparse
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from bytewax.recovery import init_db_dir
 
 from rttm.alerts import receivers
-from rttm.cli import Subcommands, add_command, metrics_access, say, serve_security
+from rttm.cli import Subcommands, add_command, lag_commands, metrics_access, say, serve_security
 from rttm.cli.serve_commands import DEFAULT_PORT, refuse_writer_role
 from rttm.core import config, flow_settings, logs
 from rttm.core.addresses import LOCALHOST
@@ -40,8 +41,9 @@ def register(commands: Subcommands) -> None:
         help="run the ingestion, the metrics flow and the dashboard, supervised",
         description="Run RTTM for real: the ingestion, the metrics flow and the dashboard "
         "as child processes against the servers RTTM_KAFKA_BROKERS and RTTM_DATABASE_URL "
-        "name (never a local stack). Each line a child writes starts with its name. A "
-        "child that ends is restarted (a flow's cluster as a whole) after a delay that "
+        "name (never a local stack), and rttm lag-exporter when RTTM_LAG_GROUPS or "
+        "RTTM_LAG_GROUP_REGEX names consumer groups. Each line a child writes starts with its "
+        "name. A child that ends is restarted (a flow's cluster as a whole) after a delay that "
         f"doubles up to {MAX_DELAY_S:g} s. SIGTERM or Ctrl-C stops the ingestion, then the "
         "metrics flow, then the dashboard, each cleanly; a second signal kills them at once.",
     )
@@ -155,6 +157,8 @@ def _run(args: argparse.Namespace) -> int:
         msg = "--ingest and --metrics must be >= 0, --workers >= 1, --stop-timeout > 0"
         raise RttmError(msg)
     _check_ports(args)
+    if _exports_lag(os.environ):  # what the exporter would refuse, before a restart loop
+        lag_commands.watch(argparse.Namespace(group=[], group_regex=None))
     groups = _groups(args)
     if not groups:
         msg = "nothing to run: --ingest 0, --metrics 0 and --no-serve"
@@ -222,8 +226,14 @@ def _check_ports(args: argparse.Namespace) -> None:
 
 
 def _groups(args: argparse.Namespace) -> list[Group]:
-    """One group per flow (its processes) and one for the dashboard, in stopping order."""
+    """One group per flow (its processes), the dashboard's and the lag exporter's.
+
+    In stopping order: the exporter first (it only publishes), the dashboard last.
+    """
     groups = []
+    if _exports_lag(os.environ):
+        exporter = (sys.executable, "-m", "rttm", "lag-exporter")  # it reads $RTTM_LAG_*
+        groups.append(Group("lag-exporter", (Child("lag-exporter", exporter),)))
     for flow, (cluster, metrics) in _flow_ports(args).items():
         count = len(cluster)
         places = ";".join(f"{LOCALHOST}:{port}" for port in cluster)
@@ -254,6 +264,11 @@ def _groups(args: argparse.Namespace) -> list[Group]:
         ]
         groups.append(Group("serve", (Child("serve", tuple(argv)),)))
     return groups
+
+
+def _exports_lag(env: Mapping[str, str]) -> bool:
+    """Whether the environment names consumer groups for ``rttm lag-exporter``."""
+    return any(env.get(name, "").strip() for name in lag_commands.ENVIRONMENT)
 
 
 def _recovery_dirs(root: Path, count: int) -> list[Path]:
