@@ -11,9 +11,11 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from rttm.cli.demo_commands import DEMO_SERVICE
 from rttm.stack import pgdata
 from rttm.stack.processes import free_port
 from tests.ingest_helpers import REPO
@@ -66,6 +68,11 @@ def assert_metrics_verify(env: dict[str, str]) -> None:
     assert verify.returncode == 0, verify.stdout
 
 
+def silent(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The status' entries of the demo's consumer that does not report its own lag."""
+    return [c for c in status["consumers"] if c["service"] == DEMO_SERVICE]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_demo_runs_everything_and_stops_cleanly_on_a_signal(
     tmp_path: Path, sig: signal.Signals
@@ -103,19 +110,21 @@ def test_demo_runs_everything_and_stops_cleanly_on_a_signal(
         assert exports["RTTM_KAFKA_BROKERS"] != env["RTTM_KAFKA_BROKERS"]
         assert "@127.0.0.1:" in shlex.split(exports["RTTM_DATABASE_URL"])[0]
         deadline = time.monotonic() + 60
-        status: dict[str, object] = {}
+        status: dict[str, Any] = {}
         while time.monotonic() < deadline:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status") as answer:
                 status = json.load(answer)
-            if status["as_of"] is not None and status["trades"]["started"]:  # type: ignore[index]
+            if status["as_of"] is not None and status["trades"]["started"] and silent(status):
                 break
             time.sleep(1)
         assert status["as_of"] is not None, "no metrics reached the dashboard within 60 s"
+        # A consumer that reports nothing itself, on the dashboard through the lag exporter.
+        assert silent(status), status["consumers"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as page:
             assert b"<html" in page.read().lower()
         assert processes_with(hook.encode()) == [demo.pid]  # none of its children has it
         links = processes_with(f"RTTM_DASHBOARD_URL=http://127.0.0.1:{port}".encode())
-        assert len(links) == 4  # simulator, flows, dashboard: alerts link to this dashboard
+        assert len(links) == 6  # every child: simulator, orders, exporter, flows, dashboard
         if sig == signal.SIGINT:  # once is enough: the metrics agree with the tables
             assert_metrics_verify(env)
     finally:

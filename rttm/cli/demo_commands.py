@@ -5,11 +5,13 @@ migrations, topics — never the servers ``RTTM_KAFKA_BROKERS``/``RTTM_DATABASE_
 nor the alert receivers of ``RTTM_ALERTMANAGER_URL``/``RTTM_ALERT_WEBHOOK_URL``, so fake
 trades and alerts cannot reach a real platform or page anyone), then runs the simulator (the
 platform of docs/design.md §5.3 with its injected faults: stuck trades, a lagging consumer,
-DLQ traffic), the ingestion flow, the metrics flow and the dashboard, each as its own
-process logging to ``RTTM_STATE_DIR/demo-logs``. Prints the dashboard's URL and the
-``export`` lines of the demo's broker and PostgreSQL (as ``rttm up`` prints them); Ctrl-C
-stops every process and the demo's stack, and deletes its data, so each demo starts afresh,
-and says in one line how each process ended.
+DLQ traffic), a business queue whose consumer never reports its lag
+(:mod:`rttm.simulator.silent_consumer`) with ``rttm lag-exporter`` watching its group, the
+ingestion flow, the metrics flow and the dashboard, each as its own process logging to
+``RTTM_STATE_DIR/demo-logs``. Prints the dashboard's URL and the ``export`` lines of the
+demo's broker and PostgreSQL (as ``rttm up`` prints them); Ctrl-C stops every process and
+the demo's stack, and deletes its data, so each demo starts afresh, and says in one line
+how each process ended.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import IO
 
 from rttm import stack
 from rttm.alerts import receivers
-from rttm.cli import Subcommands, add_command, say
+from rttm.cli import Subcommands, add_command, lag_commands, say
 from rttm.cli.serve_commands import DEFAULT_PORT
 from rttm.cli.stack_commands import print_env
 from rttm.core import config, stopping
@@ -38,6 +40,9 @@ from rttm.core.logs import setup as setup_logging
 from rttm.stack.processes import log_tail, port_answers, port_is_free
 
 STOP_GRACE_S = 10.0
+#: The demo's business queue, its consumer group and the service shown for it: a consumer
+#: that does not report its lag, seen through ``rttm lag-exporter`` all the same.
+DEMO_QUEUE, DEMO_GROUP, DEMO_SERVICE = "demo.orders", "demo-settlement", "settlement-service"
 START_TIMEOUT_S = 60.0
 
 
@@ -153,6 +158,8 @@ def _demo(args: argparse.Namespace) -> int:
         shutil.rmtree(home, ignore_errors=True)
         env = _stack_env(home)
         env[receivers.ENV_DASHBOARD] = f"http://{LOCALHOST}:{args.port}"  # links in alerts
+        env.pop(lag_commands.ENV_GROUP_REGEX, None)  # the demo's group only
+        env[lag_commands.ENV_GROUPS] = f"{DEMO_GROUP}={DEMO_SERVICE}"
         logs = config.state_dir() / "demo-logs"  # kept after the demo, for a look back
         logs.mkdir(parents=True, exist_ok=True)
         say(f"demo stack up in {home}; starting the simulator, flows and dashboard")
@@ -161,6 +168,19 @@ def _demo(args: argparse.Namespace) -> int:
                 "simulator",
                 ["-m", "rttm", "simulate", "--rate", str(args.rate), "--duration", "86400"],
             ),
+            # A business queue whose consumer reports nothing: the lag exporter watches it.
+            (
+                "orders",
+                [
+                    "-m",
+                    "rttm.simulator.silent_consumer",
+                    DEMO_QUEUE,
+                    DEMO_GROUP,
+                    "--keep-up",
+                    "0.8",
+                ],
+            ),
+            ("lag-exporter", ["-m", "rttm", "lag-exporter", "--interval", "5"]),
             ("ingest", ["-m", "rttm", "ingest"]),
             ("metrics", ["-m", "rttm", "metrics"]),
             # the local stack's superuser, on 127.0.0.1: a demo, not a deployment

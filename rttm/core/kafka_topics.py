@@ -127,8 +127,9 @@ def create_topics(
     partitions: int = DEFAULT_PARTITIONS,
     retention_days: float = DEFAULT_RETENTION_DAYS,
     replication: int = DEFAULT_REPLICATION,
+    names: Iterable[str] | None = None,
 ) -> list[str]:
-    """Create the registry's topics that do not exist yet; returns the names created.
+    """Create the registry's topics (or ``names``) that do not exist yet; returns those created.
 
     Existing topics are left as they are (their partition count is shown by ``describe``).
     """
@@ -138,7 +139,8 @@ def create_topics(
     admin = _admin(settings)
     existing = partition_counts(settings, admin)
     config = {"retention.ms": str(int(retention_days * _MS_PER_DAY)), "cleanup.policy": "delete"}
-    names = [spec.name for spec in TOPICS] + list(OUTPUT_TOPICS)
+    if names is None:
+        names = [spec.name for spec in TOPICS] + list(OUTPUT_TOPICS)
     wanted = [
         NewTopic(name, num_partitions=partitions, replication_factor=replication, config=config)
         for name in names
