@@ -9,6 +9,7 @@ writes (docs/design.md §8), so every topic here is written in batches.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import uuid
@@ -19,7 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaPythonPartition
@@ -28,7 +29,9 @@ from kafka.structs import OffsetAndMetadata
 from rttm.core.config import KafkaSettings
 from rttm.core.errors import RttmError
 from rttm.core.kafka_topics import create_topics
+from rttm.lag import offsets
 from rttm.lag.exporter import LagExporter, Watch
+from rttm.lag.offsets import SourceError
 from rttm.stack.broker import BrokerProcess, start_broker
 from rttm.stack.processes import free_port
 from rttm_emit import Emitter
@@ -90,12 +93,14 @@ def snapshots(brokers: str, service: str) -> list[dict[str, Any]]:
     try:
         metadata = consumer.list_topics(QUEUE_METRICS.name, timeout=10).topics[QUEUE_METRICS.name]
         consumer.assign([TopicPartition(QUEUE_METRICS.name, p, 0) for p in metadata.partitions])
-        ended: set[int] = set()
+        ended: set[int | None] = set()
         while len(ended) < len(metadata.partitions):
             message = consumer.poll(10)
             assert message is not None, "rttm.queue.metrics did not answer"
-            if message.error():
-                ended.add(message.partition() or 0)
+            error = message.error()
+            if error is not None:
+                assert error.code() == KafkaError._PARTITION_EOF, error
+                ended.add(message.partition())
                 continue
             snapshot = json.loads(message.value() or b"{}")
             if snapshot["service_name"] == service:
@@ -205,6 +210,12 @@ def test_a_pattern_finds_a_group_created_later_and_drops_a_deleted_one(rttm_clus
         _, scraped = probe(port, "/metrics")
         assert "rttm_lag_exporter_groups 1.0" in scraped
         assert 'rttm_lag_exporter_failures_total{stage="source"} 0.0' in scraped
+        acknowledged = [
+            float(line.split()[1])
+            for line in scraped.splitlines()
+            if line.startswith("rttm_lag_exporter_snapshots_total ")
+        ]
+        assert acknowledged[0] >= 2  # each round's snapshots, acknowledged by the round's end
 
         admin = AdminClient({"bootstrap.servers": rttm_cluster})  # kept: it answers the future
         admin.delete_consumer_groups([group])[group].result(timeout=10)
@@ -308,3 +319,52 @@ def test_watch_reads_named_groups_and_a_pattern() -> None:
     assert watch.pattern.fullmatch("pricing-quotes")
     with pytest.raises(RttmError, match="expected GROUP or GROUP=SERVICE"):
         Watch.parse(["="], None)
+
+
+def test_a_named_group_is_said_once_when_it_goes_and_reported_again_when_it_commits(
+    rttm_cluster: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    topic = business_topic(rttm_cluster, partitions=1)
+    settings = KafkaSettings(brokers=rttm_cluster, extra={})
+    emitter = Emitter(settings)
+    exporter = LagExporter(settings, emitter, Watch.parse(["ledger=ledger-service"], None))
+    admin = AdminClient({"bootstrap.servers": rttm_cluster})
+    try:
+        with caplog.at_level(logging.INFO, logger="rttm.lag.exporter"):
+            rounds = [exporter.round(), exporter.round()]  # no offsets yet
+            commit(rttm_cluster, "ledger", topic, {0: 1_000})
+            rounds += [exporter.round(), exporter.round()]
+            admin.delete_consumer_groups(["ledger"])["ledger"].result(timeout=10)
+            rounds += [exporter.round(), exporter.round()]
+            commit(rttm_cluster, "ledger", topic, {0: 1_150})
+            rounds.append(exporter.round())
+    finally:
+        exporter.close()
+        emitter.close(10)
+    lags = [[s.produced_offset - s.consumed_offset for s in sent] for sent in rounds]
+    assert lags == [[], [], [200], [200], [], [], [50]]
+    said = [r.getMessage() for r in caplog.records if r.name == "rttm.lag.exporter"]
+    assert said == [
+        "consumer group ledger has no committed offsets: nothing to report until it commits",
+        "reporting consumer group ledger as service ledger-service",
+        "consumer group ledger is gone or has no committed offsets left: no longer reported",
+        "reporting consumer group ledger as service ledger-service",
+    ]
+    assert exporter.counters.groups == 1  # watched all along, reported or not
+
+
+def test_a_source_cluster_that_does_not_answer_fails_the_round_not_the_groups(
+    rttm_cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(offsets, "REQUEST_TIMEOUT_S", 2.0)
+    dead = KafkaSettings(brokers=f"127.0.0.1:{free_port()}", extra={})
+    emitter = Emitter(KafkaSettings(brokers=rttm_cluster, extra={}))
+    exporter = LagExporter(dead, emitter, Watch.parse([], "pricing-.*"))
+    try:
+        with pytest.raises(SourceError, match="listing consumer groups failed"):
+            exporter.round()  # an empty list would have looked like every group gone
+    finally:
+        exporter.close()
+        emitter.close(1)
+    assert exporter.counters.failed_rounds == 1
+    assert exporter.counters.last_error.startswith("listing consumer groups failed")

@@ -88,15 +88,22 @@ def register(commands: Subcommands) -> None:
 
 
 def watch(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Watch:
-    """The groups to watch, from the flags or else the environment (one-line errors)."""
-    named, named_from = args.group, "--group"
-    if not named:
-        named = [g for g in env.get(ENV_GROUPS, "").split(",") if g.strip()]
-        named_from = ENV_GROUPS
-    pattern, pattern_from = args.group_regex, "--group-regex"
-    if pattern is None:
-        pattern, pattern_from = env.get(ENV_GROUP_REGEX, "").strip() or None, ENV_GROUP_REGEX
-    return Watch.parse(named, pattern, (named_from, pattern_from))
+    """The groups to watch: the flags if any is given, else the environment's.
+
+    Raises:
+        RttmError: in one line, naming the flag or the variable at fault.
+    """
+    if args.group or args.group_regex is not None:  # the flags, and nothing of the variables
+        return Watch.parse(args.group, args.group_regex)
+    if not any(env.get(name, "").strip() for name in ENVIRONMENT):
+        msg = (
+            "no consumer groups to watch: give --group GROUP[=SERVICE] or --group-regex"
+            f" (or ${ENV_GROUPS}, ${ENV_GROUP_REGEX})"
+        )
+        raise RttmError(msg)
+    named = [g for g in env.get(ENV_GROUPS, "").split(",") if g.strip()]
+    pattern = env.get(ENV_GROUP_REGEX, "").strip() or None
+    return Watch.parse(named, pattern, ENVIRONMENT)
 
 
 def source_settings(
@@ -137,7 +144,7 @@ def _lag_exporter(args: argparse.Namespace) -> int:
         )
     stopping.install()
     where = f"from {source.brokers} to {rttm.brokers}"
-    line = LiveLine(lambda: summary(exporter.counters))
+    line = LiveLine(lambda: summary(exporter.counters, emitter.counters))
     if not args.once:
         say(f"lag exporter: {_describe(watched)}, every {args.interval:g} s, {where}")
         line.start()
@@ -158,11 +165,17 @@ def _lag_exporter(args: argparse.Namespace) -> int:
                 break
     finally:
         line.stop()
+        exporter.close()
         left = emitter.close(CLOSE_TIMEOUT_S)
-    say(summary(exporter.counters))
-    undelivered = left + emitter.counters.dropped
-    if undelivered:
-        msg = f"{undelivered} snapshots not acknowledged by RTTM's broker at {rttm.brokers}"
+    done = summary(exporter.counters, emitter.counters)
+    received = stopping.received()
+    say(f"lag exporter stopped on {received.name}: {done}" if received else done)
+    # One round is judged whole: all it took must be published (close() counted what was
+    # still queued as failed). A following run is judged by its stop: what was queued then.
+    sent = emitter.counters
+    unpublished = sent.failed + sent.dropped if args.once else left
+    if unpublished:
+        msg = f"{unpublished} snapshots not acknowledged by RTTM's broker at {rttm.brokers}"
         raise RttmError(msg)
     return stopping.status(finished=True)
 

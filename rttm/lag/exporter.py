@@ -23,16 +23,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from rttm.core.config import KafkaSettings
 from rttm.core.contracts import QueueMetrics
 from rttm.core.errors import RttmError
-from rttm.lag.offsets import EndOffsets, Partition, committed, groups, partitions
-from rttm_emit import Emitter, uuid7
+from rttm.lag.offsets import EndOffsets, Partition, SourceError, committed, groups, partitions
+from rttm_emit import EmitCounters, Emitter, uuid7
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 10.0
+#: Seconds a round waits for RTTM's broker to acknowledge its snapshots.
+FLUSH_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class Watch:
                 msg = f"{where[1]} {pattern!r}: {exc}"
                 raise RttmError(msg) from None
         if not groups and compiled is None:
-            msg = "no consumer groups to watch: give --group GROUP[=SERVICE] or --group-regex"
+            msg = f"no consumer groups to watch: give {where[0]} GROUP[=SERVICE] or {where[1]}"
             raise RttmError(msg)
         return cls(groups, compiled)
 
@@ -83,7 +86,7 @@ class ExporterCounters:
 
     rounds: int = 0
     failed_rounds: int = 0
-    groups: int = 0  # groups reported in the last round
+    groups: int = 0  # groups watched in the last round (named, and found by the pattern)
     partitions: int = 0  # snapshots of the last round
     snapshots: int = 0  # handed to the producer, every round
     last_error: str = ""  # why the last round failed ("" : it did not)
@@ -107,12 +110,11 @@ class LagExporter:
         watch: Watch,
         clock: Callable[[], datetime] = _now,
     ) -> None:
-        config = source.client_config()
         try:
-            self._admin = AdminClient(config)
-        except (ValueError, TypeError) as exc:  # librdkafka refused a setting
+            self._admin = AdminClient(source.client_config())
+        except (KafkaException, ValueError, TypeError) as exc:  # librdkafka refused a setting
             raise source.rejected(exc) from None
-        self._ends = EndOffsets(config)
+        self._ends = EndOffsets(source)
         self._emitter, self._watch, self._clock = emitter, watch, clock
         self._reported: set[str] = set()  # groups reported in the last round
         self._missing: set[str] = set()  # named groups said to have no offsets
@@ -126,8 +128,8 @@ class LagExporter:
                 this round is published.
         """
         try:
-            snapshots = self._snapshots()
-        except Exception as exc:
+            watched, snapshots = self._snapshots()
+        except SourceError as exc:
             with self.counters.lock:
                 self.counters.rounds += 1
                 self.counters.failed_rounds += 1
@@ -135,13 +137,20 @@ class LagExporter:
             raise
         for snapshot in snapshots:
             self._emitter.emit(snapshot)
+        # Serves the delivery reports, so "acknowledged" counts are current; bounded, as a
+        # broker that is away holds the snapshots in the producer's queue meanwhile.
+        self._emitter.flush(FLUSH_TIMEOUT_S)
         with self.counters.lock:
             self.counters.rounds += 1
-            self.counters.groups = len(self._reported)
+            self.counters.groups = len(watched)
             self.counters.partitions = len(snapshots)
             self.counters.snapshots += len(snapshots)
             self.counters.last_error = ""
         return snapshots
+
+    def close(self) -> None:
+        """Leave the source cluster (the emitter is the caller's to close)."""
+        self._ends.close()
 
     def _watched(self) -> dict[str, str]:
         """Group → service for this round: the named groups, and the pattern's."""
@@ -152,13 +161,14 @@ class LagExporter:
                     watched[group] = group
         return watched
 
-    def _snapshots(self) -> list[QueueMetrics]:
+    def _snapshots(self) -> tuple[dict[str, str], list[QueueMetrics]]:
+        """The groups watched this round, and their snapshots."""
         watched = self._watched()
-        offsets = {group: committed(self._admin, group) for group in sorted(watched)}
-        self._note({group for group, found in offsets.items() if found}, watched)
+        offsets = committed(self._admin, sorted(watched))
         topics = {topic for found in offsets.values() for topic, _ in found}
         layout = partitions(self._admin, topics)
         marks = self._ends.read((topic, p) for topic, numbers in layout.items() for p in numbers)
+        self._note({group for group, found in offsets.items() if found}, watched)
         now = self._clock()
         snapshots = []
         for group, found in offsets.items():
@@ -180,7 +190,7 @@ class LagExporter:
                             event_id=uuid7(),
                         )
                     )
-        return snapshots
+        return watched, snapshots
 
     def _note(self, alive: set[str], watched: Mapping[str, str]) -> None:
         """Say once when a group starts being reported, stops, or has nothing to report."""
@@ -200,11 +210,14 @@ class LagExporter:
         self._reported, self._missing = alive, missing
 
 
-def summary(counters: ExporterCounters) -> str:
-    """One line of what the exporter did."""
+def summary(counters: ExporterCounters, sent: EmitCounters) -> str:
+    """One line of what the exporter did (``sent``: its producer's counters)."""
     with counters.lock:
         failed = f", {counters.failed_rounds} failed" if counters.failed_rounds else ""
+        lost = sent.failed + sent.dropped
+        unsent = f", {lost:,} not published" if lost else ""
         return (
-            f"{counters.snapshots:,} snapshots in {counters.rounds:,} rounds{failed}; "
-            f"last round: {counters.groups} groups, {counters.partitions} partitions"
+            f"{counters.snapshots:,} snapshots in {counters.rounds:,} rounds{failed}, "
+            f"{sent.sent:,} acknowledged{unsent}; last round: {counters.groups} groups, "
+            f"{counters.partitions} partitions"
         )

@@ -55,9 +55,9 @@ def main() -> int:
             producer.poll(0)
             allowed = int(produced * args.keep_up) - consumed
             if allowed > 0:
-                batch = consumer.consume(allowed, timeout=0.05)
-                consumed += sum(1 for message in batch if message.error() is None)
-                if batch:
+                read = sum(1 for m in consumer.consume(allowed, timeout=0.05) if not m.error())
+                if read:  # commit() of nothing is an error (no offset)
+                    consumed += read
                     consumer.commit(asynchronous=False)
     finally:
         producer.flush(5)
