@@ -44,8 +44,8 @@ class LiveLine:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        if self._tty:
-            self._stream.write("\x1b[2K")
+        if self._tty:  # back to the first column too: a Ctrl-C may have echoed "^C" there
+            self._stream.write("\x1b[2K\r")
             self._stream.flush()
 
 
