@@ -18,6 +18,8 @@ to face the network with such a role.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from psycopg import sql
 
 from rttm.core.db.connect import Conn
@@ -81,12 +83,7 @@ def ingest_grants(database: str, schema: str, role: str) -> list[sql.Composed]:
 
 def grant_ingest(conn: Conn, role: str) -> list[str]:
     """Apply :func:`ingest_grants` in the connection's database and schema; returns the SQL."""
-    database, schema = _where(conn)
-    statements = ingest_grants(database, schema, role)
-    with conn.transaction():
-        for statement in statements:
-            conn.execute(statement)
-    return [statement.as_string(conn) for statement in statements]
+    return _apply(conn, ingest_grants, role)
 
 
 def viewer_grants(database: str, schema: str, role: str) -> list[sql.Composed]:
@@ -102,8 +99,15 @@ def viewer_grants(database: str, schema: str, role: str) -> list[sql.Composed]:
 
 def grant_viewer(conn: Conn, role: str) -> list[str]:
     """Apply :func:`viewer_grants` in the connection's database and schema; returns the SQL."""
+    return _apply(conn, viewer_grants, role)
+
+
+def _apply(
+    conn: Conn, grants: Callable[[str, str, str], list[sql.Composed]], role: str
+) -> list[str]:
+    """The statements of ``grants`` for ``role``, in one transaction; returns their SQL."""
     database, schema = _where(conn)
-    statements = viewer_grants(database, schema, role)
+    statements = grants(database, schema, role)
     with conn.transaction():
         for statement in statements:
             conn.execute(statement)
