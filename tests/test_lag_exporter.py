@@ -8,6 +8,7 @@ writes (docs/design.md §8), so every topic here is written in batches.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import signal
@@ -26,7 +27,8 @@ from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaPythonPartition
 from kafka.structs import OffsetAndMetadata
 
-from rttm.core.config import KafkaSettings
+from rttm.cli import lag_commands
+from rttm.core.config import ConfigError, KafkaSettings
 from rttm.core.errors import RttmError
 from rttm.core.kafka_topics import create_topics
 from rttm.lag import offsets
@@ -368,3 +370,24 @@ def test_a_source_cluster_that_does_not_answer_fails_the_round_not_the_groups(
         emitter.close(1)
     assert exporter.counters.failed_rounds == 1
     assert exporter.counters.last_error.startswith("listing consumer groups failed")
+
+
+def test_source_settings_are_rttms_unless_a_source_cluster_is_named(tmp_path: Path) -> None:
+    rttm = KafkaSettings(brokers="rttm:9092", extra={"security.protocol": "SSL"})
+    args = argparse.Namespace(source_brokers=None, source_config=None)
+    assert lag_commands.source_settings(args, rttm, {}) == rttm
+    business = tmp_path / "business.properties"
+    business.write_text(
+        "# the business cluster\nsecurity.protocol=SASL_SSL\nsasl.mechanism=PLAIN\n"
+    )
+    args = argparse.Namespace(source_brokers="biz:9093", source_config=str(business))
+    assert lag_commands.source_settings(args, rttm, {}) == KafkaSettings(
+        brokers="biz:9093",
+        extra={"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"},
+    )
+    args = argparse.Namespace(source_brokers="biz:9093", source_config=None)
+    assert lag_commands.source_settings(args, rttm, {}).extra == {}  # not RTTM's TLS files
+    business.write_text("security.protocol\n")
+    args = argparse.Namespace(source_brokers="biz:9093", source_config=str(business))
+    with pytest.raises(ConfigError, match=rf"^--source-config: {business}:1: expected key=value$"):
+        lag_commands.source_settings(args, rttm, {})
