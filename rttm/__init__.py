@@ -5,8 +5,8 @@ The packages, from the bottom up (no module imports from a layer above its own):
 * ``core``: what both flows share (contracts, topics, decoding, config, db, Kafka source);
 * ``ingest``: the ingestion flow; ``metrics`` and ``alerts``: the metrics flow. The two
   flows never import each other;
-* the operator's surface: ``cli``, ``web``, ``views``, ``ops``, ``stack`` (the local
-  broker and PostgreSQL), ``simulator``.
+* the operator's surface: ``cli``, ``web``, ``views``, ``ops``, ``lag`` (``rttm
+  lag-exporter``), ``stack`` (the local broker and PostgreSQL), ``simulator``.
 
 ``emit`` and ``queue_reporter`` are what a business service imports (``emit`` re-exports
 the ``rttm-emit`` package).
