@@ -276,14 +276,30 @@ def test_a_replayed_day_of_history_is_stored_but_sent_to_nobody(
     assert webhook.received == []
 
 
-def test_one_sender_per_database_works_at_a_time(
-    migrated_db: str, webhook: WebhookServer, sender_for: Any
+def advisory_locks(url: str) -> int:
+    """Advisory locks held in the database at ``url``."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["rounds-by-hand", "its-thread"])
+def test_one_sender_per_database_works_at_a_time_and_a_stop_hands_over_at_once(
+    migrated_db: str, webhook: WebhookServer, sender_for: Any, threaded: bool
 ) -> None:
     delivery = from_env({"RTTM_ALERT_WEBHOOK_URL": webhook.url})
     first, second = sender_for(delivery), sender_for(delivery)
-    assert first.run_once()
-    assert not second.run_once()
-    first.stop(timeout=1)  # its session ends, and the lock with it
+    if threaded:
+        first.start()  # as the metrics flow runs it
+        wait_for(lambda: advisory_locks(migrated_db) == 1)  # its thread leads
+        assert not second.run_once()
+    else:
+        assert first.run_once()
+        assert not second.run_once()
+    first.stop(timeout=5)  # unlocks, then closes: the standby's next round leads
     assert second.run_once()
 
 

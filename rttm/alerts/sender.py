@@ -185,7 +185,7 @@ class Sender:
             if self._thread.is_alive():
                 _LOG.warning("alert delivery still busy after %.0f s; stopping anyway", timeout)
                 return  # the daemon thread ends with the process; its connection with it
-        self._hand_over()
+        self._hand_over()  # without a thread (run_once alone): the caller's last round
         self._close()
 
     def _loop(self) -> None:
@@ -195,6 +195,7 @@ class Sender:
             except Exception:  # a bug must not end delivery silently: log it, go on
                 _LOG.exception("alert delivery round failed")
             if self._stop.is_set():
+                self._hand_over()
                 self._close()
                 return
             self._wake.wait(POLL_S)
