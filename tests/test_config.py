@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
+from bytewax.recovery import init_db_dir
 
 import rttm_emit
 from rttm.cli.ingest_commands import SHARDS_MARKER, _check_shards
@@ -88,3 +91,24 @@ def test_shard_marker_guards_a_recovery_directory(tmp_path: Path) -> None:
     (fresh / SHARDS_MARKER).write_text("two\n")
     with pytest.raises(RttmError, match="expected a shard count, found 'two'"):
         _check_shards(fresh, 2)
+
+
+def test_a_store_without_the_marker_is_judged_by_its_snapshots(tmp_path: Path) -> None:
+    made = tmp_path / "made"  # python -m bytewax.recovery: parts, nothing in them yet
+    made.mkdir()
+    init_db_dir(made, 2)  # type: ignore[no-untyped-call]
+    _check_shards(made, 1)
+    assert (made / SHARDS_MARKER).read_text() == "1\n"
+    run = tmp_path / "run"  # run by python -m bytewax.run, which writes no marker
+    run.mkdir()
+    init_db_dir(run, 2)  # type: ignore[no-untyped-call]
+    with closing(sqlite3.connect(run / "part-1.sqlite3")) as db, db:
+        db.executemany(
+            "INSERT INTO snaps (step_id, state_key, snap_epoch, ser_change) VALUES (?, ?, 1, NULL)",
+            [("rttm_ingest.dedupe", "shard-2"), ("rttm_ingest.kafka", "rttm.trade.events-0")],
+        )
+    with pytest.raises(RttmError, match="holds state for 3 shards; RTTM_SHARDS=2 is fewer"):
+        _check_shards(run, 2)
+    assert not (run / SHARDS_MARKER).exists()  # refused: nothing written
+    _check_shards(run, 3)
+    assert (run / SHARDS_MARKER).read_text() == "3\n"

@@ -11,6 +11,7 @@ from pathlib import Path
 from rttm.cli import Subcommands, add_command, run_flow, say
 from rttm.core import flow_settings, logs, memory, stopping
 from rttm.core.errors import RttmError
+from rttm.core.stream.shards import shards_among
 from rttm.ingest import progress, prometheus
 from rttm.ingest import settings as ingest_settings
 from rttm.ingest.flow import build_flow
@@ -56,16 +57,18 @@ def _check_shards(directory: Path, shards: int) -> None:
 
     More shards is fine (the new ones start empty). The marker keeps the largest count ever
     started here, written before the flow runs: it may overstate, never understate. A store
-    without it has run no ingestion yet (a cluster's parts made by ``bytewax.recovery``).
+    without it was made by ``python -m bytewax.recovery`` (empty) or run by ``python -m
+    bytewax.run`` (which writes no marker): its snapshots' shard keys say how many.
     """
     marker = directory / SHARDS_MARKER
-    written = 0
     if marker.exists():
         text = marker.read_text().strip()
         if not text.isdigit():
             msg = f"{marker}: expected a shard count, found {text[:20]!r}"
             raise RttmError(msg)
         written = int(text)
+    else:
+        written = shards_among(run_flow.state_keys(directory))
     if shards < written:
         name = ingest_settings.ENV_SHARDS
         msg = (

@@ -8,7 +8,9 @@ end with one line saying what was done (and where it stopped).
 from __future__ import annotations
 
 import argparse
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -88,6 +90,23 @@ class Recovery:
     directory: Path
     existing: bool
     config: RecoveryConfig
+
+
+def state_keys(directory: Path) -> set[str]:
+    """The state keys a recovery store's snapshots hold, over all its parts (read only).
+
+    Raises:
+        RttmError: a part cannot be read as a Bytewax recovery part.
+    """
+    keys: set[str] = set()
+    for part in sorted(directory.glob("part-*.sqlite3")):
+        try:
+            with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True)) as db:
+                keys.update(key for (key,) in db.execute("SELECT DISTINCT state_key FROM snaps"))
+        except sqlite3.Error as exc:
+            msg = f"recovery directory {directory}: cannot read {part.name}: {exc}"
+            raise RttmError(msg) from None
+    return keys
 
 
 def recovery(
