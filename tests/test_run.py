@@ -132,9 +132,9 @@ def test_rttm_run_restarts_a_killed_child_then_stops_every_child_in_order_on_sig
     first = workload.build(5_000, seed=8)
     workload.produce(kafka.brokers, first)
     first_port = free_port()
-    while not port_is_free(first_port + 1):
+    while not (port_is_free(first_port + 1) and port_is_free(first_port + 2)):
         first_port = free_port()
-    ports = [first_port, first_port + 1]  # ingest takes the first metrics port, metrics the next
+    ports = [first_port + i for i in range(3)]  # ingest, metrics, then the lag exporter
     web = free_port()
     # A cluster place in the supervisor's environment is not its children's.
     env = {

@@ -89,7 +89,7 @@ def register(commands: Subcommands) -> None:
         type=int,
         metavar="FIRST",
         help="give the flow processes FIRST, FIRST+1, … on --metrics-host for "
-        "/metrics, /healthz and /readyz (ingestion first)",
+        "/metrics, /healthz and /readyz (ingestion first, the lag exporter last)",
     )
     run.add_argument(
         "--allow-writer-role",
@@ -209,7 +209,7 @@ def _check_ports(args: argparse.Namespace) -> None:
     flows = _flow_ports(args).values()
     ports = {
         "--cluster-port": [p for cluster, _ in flows if len(cluster) > 1 for p in cluster],
-        "--metrics-port": [p for _, metrics in flows for p in metrics],
+        "--metrics-port": [p for _, metrics in flows for p in metrics] + _exporter_port(args),
         "--port": [args.port] if args.serve else [],
     }
     for option, numbers in ports.items():
@@ -232,8 +232,10 @@ def _groups(args: argparse.Namespace) -> list[Group]:
     """
     groups = []
     if _exports_lag(os.environ):
-        exporter = (sys.executable, "-m", "rttm", "lag-exporter")  # it reads $RTTM_LAG_*
-        groups.append(Group("lag-exporter", (Child("lag-exporter", exporter),)))
+        exporter = [sys.executable, "-m", "rttm", "lag-exporter"]  # it reads $RTTM_LAG_*
+        for port in _exporter_port(args):
+            exporter += ["--metrics-port", str(port), "--metrics-host", args.metrics_host]
+        groups.append(Group("lag-exporter", (Child("lag-exporter", tuple(exporter)),)))
     for flow, (cluster, metrics) in _flow_ports(args).items():
         count = len(cluster)
         places = ";".join(f"{LOCALHOST}:{port}" for port in cluster)
@@ -264,6 +266,13 @@ def _groups(args: argparse.Namespace) -> list[Group]:
         ]
         groups.append(Group("serve", (Child("serve", tuple(argv)),)))
     return groups
+
+
+def _exporter_port(args: argparse.Namespace) -> list[int]:
+    """The lag exporter's metrics port: the one after the flows' (none without either)."""
+    if args.metrics_port is None or not _exports_lag(os.environ):
+        return []
+    return [args.metrics_port + sum(getattr(args, flow) for flow in FLOWS)]
 
 
 def _exports_lag(env: Mapping[str, str]) -> bool:
