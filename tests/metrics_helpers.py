@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
@@ -22,6 +22,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from rttm.alerts.rules import Rule, load_rules
 from rttm.core.config import KafkaSettings
+from rttm.core.contracts import TradeEvent
 from rttm.core.stream.source import RawBatch
 from rttm.metrics import pipeline
 from rttm.metrics.flow import add_engine
@@ -31,7 +32,7 @@ from rttm.metrics.shard import EngineConfig
 from rttm.simulator import scenario
 from rttm.simulator.engine import Simulation
 from support.kafka import produce
-from support.simulated import kafka_messages, sources
+from support.simulated import T0, kafka_messages, sources
 from tests.ingest_helpers import REPO
 
 
@@ -122,3 +123,18 @@ def metrics_rows(url: str) -> list[tuple[Any, ...]]:
             "SELECT metric, window_start, labels::text, value FROM rttm_metrics"
             " ORDER BY metric, window_start, labels::text"
         ).fetchall()
+
+
+def created_by(service: str, count: int, at: float) -> list[TradeEvent]:
+    """``count`` distinct trades created by ``service`` at ``T0 + at`` seconds."""
+    return [
+        TradeEvent(
+            event_id=f"{service}-{at}-{n}",
+            trade_id=f"{service}{at}{n}",
+            service_name=service,
+            event_type="TRADE_CREATED",
+            event_status="SUCCESS",
+            event_time=T0 + timedelta(seconds=at),
+        )
+        for n in range(count)
+    ]

@@ -26,6 +26,7 @@ from rttm.metrics.merge import CORRECTED
 from support.kafka import produce
 from support.simulated import kafka_messages
 from tests.ingest_helpers import REPO, create_topics, flow_env, ingest
+from tests.metrics_helpers import run_metrics as metrics_flow
 
 pytestmark = pytest.mark.integration
 START = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # history: nobody is paged
@@ -99,15 +100,7 @@ def publish(kafka: KafkaSettings, url: str, events: list[Message]) -> None:
 
 
 def run_metrics(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "bytewax.run", "dataflows.metrics", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = metrics_flow(env, *args)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

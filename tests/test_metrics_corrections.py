@@ -31,7 +31,7 @@ from rttm.metrics.prometheus import MetricsFlowCollector
 from rttm.metrics.repeats import NO_ID, Repeats, id_key
 from rttm.metrics.shard import ShardLogic, ShardReport
 from support.simulated import T0, raw_batches, sources
-from tests.metrics_helpers import engine_config, run_engine, series, stored
+from tests.metrics_helpers import created_by, engine_config, run_engine, series, stored
 
 SERVICE = "simulation-service"
 
@@ -285,22 +285,9 @@ def test_raising_the_horizon_across_a_resume_corrects_only_what_was_kept() -> No
 
 
 def test_a_correction_under_the_series_cap_leaves_no_stale_row() -> None:
-    def events(service: str, count: int, at: float) -> list[TradeEvent]:
-        return [
-            TradeEvent(
-                event_id=f"{service}-{at}-{n}",
-                trade_id=f"{service}{at}{n}",
-                service_name=service,
-                event_type="TRADE_CREATED",
-                event_status="SUCCESS",
-                event_time=T0 + timedelta(seconds=at),
-            )
-            for n in range(count)
-        ]
-
-    on_time = [*events("A", 5, 1.0), *events("B", 4, 1.0), *events("C", 1, 1.0)]
-    on_time += [event for n in range(1, 7) for event in events("A", 1, 10.0 * n + 5)]
-    late = events("C", 6, 2.0)  # C overtakes B: B is folded into __other__ now
+    on_time = [*created_by("A", 5, 1.0), *created_by("B", 4, 1.0), *created_by("C", 1, 1.0)]
+    on_time += [event for n in range(1, 7) for event in created_by("A", 1, 10.0 * n + 5)]
+    late = created_by("C", 6, 2.0)  # C overtakes B: B is folded into __other__ now
     batches = raw_batches(on_time, partitions=1) + raw_batches(late, partitions=1)
     caps = Limits(series=2)
     out = run_engine(batches, engine_config(sources=sources(batches), shards=1, limits=caps))

@@ -10,30 +10,15 @@ from datetime import datetime, timedelta
 import psycopg
 import pytest
 
-from rttm.core.contracts import TradeEvent
 from rttm.core.metric_catalogue import COUNTS
 from rttm.metrics.limits import Limits
 from rttm.metrics.merge import MetricsOutput
 from rttm.metrics.points import Labels, Point, labels_of
 from rttm.metrics.store import MetricsWriter
 from support.simulated import T0, raw_batches, sources
-from tests.metrics_helpers import engine_config, run_engine
+from tests.metrics_helpers import created_by, engine_config, run_engine
 
 pytestmark = pytest.mark.integration
-
-
-def created(service: str, count: int, at: float) -> list[TradeEvent]:
-    return [
-        TradeEvent(
-            event_id=f"{service}-{at}-{n}",
-            trade_id=f"{service}{at}{n}",
-            service_name=service,
-            event_type="TRADE_CREATED",
-            event_status="SUCCESS",
-            event_time=T0 + timedelta(seconds=at),
-        )
-        for n in range(count)
-    ]
 
 
 Key = tuple[str, Labels]
@@ -61,9 +46,9 @@ def window_sums(url: str) -> dict[Key, float]:
 def test_counters_add_up_the_windows_a_replay_adds_nothing_a_correction_adds(
     migrated_db: str,
 ) -> None:
-    on_time = [*created("A", 5, 1.0), *created("B", 4, 1.0), *created("C", 1, 1.0)]
-    on_time += [event for n in range(1, 7) for event in created("A", 1, 10.0 * n + 5)]
-    late = created("C", 6, 2.0)  # C overtakes B under a cap of 2: B is folded into __other__
+    on_time = [*created_by("A", 5, 1.0), *created_by("B", 4, 1.0), *created_by("C", 1, 1.0)]
+    on_time += [event for n in range(1, 7) for event in created_by("A", 1, 10.0 * n + 5)]
+    late = created_by("C", 6, 2.0)  # C overtakes B under a cap of 2: B is folded into __other__
     batches = raw_batches(on_time, partitions=1) + raw_batches(late, partitions=1)
     out = run_engine(
         batches, engine_config(sources=sources(batches), shards=1, limits=Limits(series=2))

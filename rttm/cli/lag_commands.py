@@ -95,7 +95,7 @@ def watch(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Watc
     """
     if args.group or args.group_regex is not None:  # the flags, and nothing of the variables
         return Watch.parse(args.group, args.group_regex)
-    if not any(env.get(name, "").strip() for name in ENVIRONMENT):
+    if not configured(env):
         msg = (
             "no consumer groups to watch: give --group GROUP[=SERVICE] or --group-regex"
             f" (or ${ENV_GROUPS}, ${ENV_GROUP_REGEX})"
@@ -104,6 +104,11 @@ def watch(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Watc
     named = [g for g in env.get(ENV_GROUPS, "").split(",") if g.strip()]
     pattern = env.get(ENV_GROUP_REGEX, "").strip() or None
     return Watch.parse(named, pattern, ENVIRONMENT)
+
+
+def configured(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether the environment names consumer groups to watch (``rttm run`` then runs us)."""
+    return any(env.get(name, "").strip() for name in ENVIRONMENT)
 
 
 def source_settings(

@@ -13,7 +13,6 @@ import argparse
 import os
 import shutil
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 from bytewax.recovery import init_db_dir
@@ -157,7 +156,7 @@ def _run(args: argparse.Namespace) -> int:
         msg = "--ingest and --metrics must be >= 0, --workers >= 1, --stop-timeout > 0"
         raise RttmError(msg)
     _check_ports(args)
-    if _exports_lag(os.environ):  # what the exporter would refuse, before a restart loop
+    if lag_commands.configured():  # what the exporter would refuse, before a restart loop
         lag_commands.watch(argparse.Namespace(group=[], group_regex=None))
     groups = _groups(args)
     if not groups:
@@ -231,7 +230,7 @@ def _groups(args: argparse.Namespace) -> list[Group]:
     In stopping order: the exporter first (it only publishes), the dashboard last.
     """
     groups = []
-    if _exports_lag(os.environ):
+    if lag_commands.configured():
         exporter = [sys.executable, "-m", "rttm", "lag-exporter"]  # it reads $RTTM_LAG_*
         for port in _exporter_port(args):
             exporter += ["--metrics-port", str(port), "--metrics-host", args.metrics_host]
@@ -270,14 +269,9 @@ def _groups(args: argparse.Namespace) -> list[Group]:
 
 def _exporter_port(args: argparse.Namespace) -> list[int]:
     """The lag exporter's metrics port: the one after the flows' (none without either)."""
-    if args.metrics_port is None or not _exports_lag(os.environ):
+    if args.metrics_port is None or not lag_commands.configured():
         return []
     return [args.metrics_port + sum(getattr(args, flow) for flow in FLOWS)]
-
-
-def _exports_lag(env: Mapping[str, str]) -> bool:
-    """Whether the environment names consumer groups for ``rttm lag-exporter``."""
-    return any(env.get(name, "").strip() for name in lag_commands.ENVIRONMENT)
 
 
 def _recovery_dirs(root: Path, count: int) -> list[Path]:
